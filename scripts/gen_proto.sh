@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Regenerates libs/contracts/src from protos/ with the pinned grpcio-tools (the only way generated
+# code gets there). With --check, generates into a temporary folder and fails when the committed
+# code differs (stale or hand-edited).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-$PWD/.venv/bin/python}
+SITE=$($PY -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+GRPC_TOOLS_PROTO=$($PY -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')
+
+# googleapis protos come from the installed googleapis-common-protos package (buf reads them too).
+mkdir -p .build/googleapis/google/api .build/googleapis/google/rpc
+cp "$SITE"/google/api/*.proto .build/googleapis/google/api/
+cp "$SITE"/google/rpc/*.proto .build/googleapis/google/rpc/
+
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+mapfile -t PROTOS < <(cd protos && find modelserve -name '*.proto' | sort)
+(cd protos && $PY -m grpc_tools.protoc -I . -I ../.build/googleapis -I "$GRPC_TOOLS_PROTO" \
+  --python_out="$OUT" --pyi_out="$OUT" --grpc_python_out="$OUT" "${PROTOS[@]}")
+find "$OUT" -type d -exec touch {}/__init__.py \;
+rm -f "$OUT/__init__.py"
+touch "$OUT/modelserve/py.typed"
+
+if [[ "${1:-}" == "--check" ]]; then
+  if ! diff -r -x __pycache__ "$OUT" libs/contracts/src >/dev/null; then
+    diff -r -x __pycache__ "$OUT" libs/contracts/src | head -20
+    echo "libs/contracts is stale or hand-edited: run 'make proto' and commit the result" >&2
+    exit 1
+  fi
+  echo "libs/contracts is up to date"
+else
+  rm -rf libs/contracts/src
+  mkdir -p libs/contracts/src
+  cp -r "$OUT"/. libs/contracts/src/
+  echo "generated $(find libs/contracts/src -name '*_pb2.py' | wc -l) modules into libs/contracts/src"
+fi
