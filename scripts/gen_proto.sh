@@ -23,14 +23,14 @@ rm -f "$OUT/__init__.py"
 touch "$OUT/modelserve/py.typed"
 
 if [[ "${1:-}" == "--check" ]]; then
-  if ! diff -r -x __pycache__ "$OUT" libs/contracts/src >/dev/null; then
-    diff -r -x __pycache__ "$OUT" libs/contracts/src | head -20
+  if ! diff -r -x __pycache__ -x "*.egg-info" "$OUT" libs/contracts/src >/dev/null; then
+    diff -r -x __pycache__ -x "*.egg-info" "$OUT" libs/contracts/src | head -20
     echo "libs/contracts is stale or hand-edited: run 'make proto' and commit the result" >&2
     exit 1
   fi
   echo "libs/contracts is up to date"
 else
-  rm -rf libs/contracts/src
+  rm -rf libs/contracts/src/modelserve
   mkdir -p libs/contracts/src
   cp -r "$OUT"/. libs/contracts/src/
   echo "generated $(find libs/contracts/src -name '*_pb2.py' | wc -l) modules into libs/contracts/src"

@@ -1,0 +1,51 @@
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BUF := node_modules/.bin/buf
+PYTEST_ARGS ?=
+
+.PHONY: help setup proto proto-check proto-lint proto-breaking lint fmt test test-fast run bench bench-peers clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+setup: ## fresh machine -> virtualenv, pinned deps, generated code, buf, system packages
+	scripts/setup.sh
+
+proto: ## regenerate libs/contracts from protos/ (the only way code gets there)
+	scripts/gen_proto.sh
+
+proto-check: ## fail when libs/contracts is stale or hand-edited
+	scripts/gen_proto.sh --check
+
+proto-lint: ## buf format + lint, offline
+	$(BUF) lint
+
+proto-breaking: ## buf breaking against main
+	$(BUF) breaking --against '.git#branch=main'
+
+lint: proto-check proto-lint ## ruff (format + lint), mypy, buf lint, proto freshness
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy libs/common/src services/*/src
+
+fmt: ## format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: ## the whole test suite (.ci/run runs exactly this)
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+run: ## all four services locally on the embedded defaults; Ctrl-C stops them all
+	$(PY) scripts/run_local.py
+
+bench: ## benchmarks of ours beside the peers (see bench/README.md)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf .build data .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,82 @@
+"""The ServiceError hierarchy. The gRPC status code lives on the class; the one interceptor in
+`interceptors` turns a raised ServiceError into that status with its message. There is no HTTP here:
+the gateway owns the one gRPC -> HTTP table."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import grpc
+
+
+class ServiceError(Exception):
+    """Base of every error a service raises on purpose. Unexpected exceptions become INTERNAL."""
+
+    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.INTERNAL
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(ServiceError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(ServiceError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(ServiceError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(ServiceError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Aborted(ServiceError):
+    code = grpc.StatusCode.ABORTED
+
+
+class OutOfRange(ServiceError):
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class Unauthenticated(ServiceError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(ServiceError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class ResourceExhausted(ServiceError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(ServiceError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(ServiceError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Cancelled(ServiceError):
+    code = grpc.StatusCode.CANCELLED
+
+
+class Unimplemented(ServiceError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class Internal(ServiceError):
+    code = grpc.StatusCode.INTERNAL
+
+
+def all_error_classes() -> list[type[ServiceError]]:
+    """Every ServiceError subclass defined here (used by the error -> status table test)."""
+    return [InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, Aborted, OutOfRange,
+            Unauthenticated, PermissionDenied, ResourceExhausted, Unavailable, DeadlineExceeded,
+            Cancelled, Unimplemented, Internal]

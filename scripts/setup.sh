@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# make setup: a fresh Debian machine with Python 3.11 -> everything the project needs.
+# Idempotent, and quick when nothing changed (a stamp keyed on the lock and the pyprojects).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+
+SUDO=""
+[[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null && SUDO="sudo"
+
+# --- Debian packages the tests and benchmarks need, only when missing --------------------------
+need=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v npm >/dev/null || need+=(nodejs npm)
+command -v runuser >/dev/null || need+=(util-linux)
+if ((${#need[@]})); then
+  echo "setup: installing Debian packages: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# --- PostgreSQL and Redis on loopback for the tests (started when not answering) ---------------
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  if command -v pg_ctlcluster >/dev/null && ls /etc/postgresql >/dev/null 2>&1; then
+    echo "setup: starting PostgreSQL"
+    $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  fi
+fi
+if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
+  echo "setup: starting Redis"
+  $SUDO redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no || true
+fi
+
+# --- Python: one virtualenv, pinned dependencies, our packages editable ------------------------
+if [[ ! -x .venv/bin/python ]]; then
+  "$PYTHON" -m venv .venv
+fi
+STAMP=.venv/.modelserve-setup
+WANT=$(cat requirements.lock libs/*/pyproject.toml services/*/pyproject.toml | sha256sum | cut -d' ' -f1)
+if [[ ! -f $STAMP || $(cat $STAMP) != "$WANT" ]]; then
+  .venv/bin/python -m pip install -q --disable-pip-version-check uv==0.13.9
+  .venv/bin/uv pip install -q -p .venv/bin/python -r requirements.lock
+  .venv/bin/uv pip install -q -p .venv/bin/python --no-deps \
+    -e libs/contracts -e libs/common \
+    -e services/registry -e services/model_server -e services/orchestrator -e services/gateway
+  echo "$WANT" > $STAMP
+fi
+
+# --- buf (npm, offline at run time) -------------------------------------------------------------
+if [[ ! -x node_modules/.bin/buf ]]; then
+  npm ci --no-audit --no-fund --silent
+fi
+
+# --- generated code: googleapis protos for buf, then a freshness check -------------------------
+scripts/gen_proto.sh --check
+
+# --- example models (ONNX classifier etc.), tools for the deploy checks --------------------------
+if [[ -x scripts/make_examples.py ]]; then .venv/bin/python scripts/make_examples.py; fi
+if [[ -x scripts/setup_deploy_tools.sh ]]; then scripts/setup_deploy_tools.sh; fi
+echo "setup: done"
