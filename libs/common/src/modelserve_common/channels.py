@@ -78,7 +78,9 @@ def retry_service_config(methods: Sequence[str], max_attempts: int = 4) -> str:
     )
 
 
-def channel_options(settings: BaseServiceSettings, retry_methods: Sequence[str] = ()) -> list[tuple[str, Any]]:
+def channel_options(
+    settings: BaseServiceSettings, retry_methods: Sequence[str] = ()
+) -> list[tuple[str, Any]]:
     return [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),

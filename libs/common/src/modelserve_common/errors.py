@@ -77,6 +77,19 @@ class Internal(ServiceError):
 
 def all_error_classes() -> list[type[ServiceError]]:
     """Every ServiceError subclass defined here (used by the error -> status table test)."""
-    return [InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, Aborted, OutOfRange,
-            Unauthenticated, PermissionDenied, ResourceExhausted, Unavailable, DeadlineExceeded,
-            Cancelled, Unimplemented, Internal]
+    return [
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        Aborted,
+        OutOfRange,
+        Unauthenticated,
+        PermissionDenied,
+        ResourceExhausted,
+        Unavailable,
+        DeadlineExceeded,
+        Cancelled,
+        Unimplemented,
+        Internal,
+    ]

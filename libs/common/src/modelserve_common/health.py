@@ -22,7 +22,7 @@ class HealthReporter:
     """Wraps the aio HealthServicer with the statuses of one server."""
 
     def __init__(self, services: Iterable[str]) -> None:
-        self.servicer = health.aio.HealthServicer()
+        self.servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self._services = [OVERALL, *services]
         self._serving = False
         self._shutting_down = False

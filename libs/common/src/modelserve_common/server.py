@@ -83,8 +83,8 @@ async def grpc_server(
         server.add_generic_rpc_handlers(tuple(handlers))
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     reflection.enable_server_reflection(
-        [s.name for s in services] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                                      reflection.SERVICE_NAME],
+        [s.name for s in services]
+        + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
     address = f"{settings.grpc_host}:{settings.grpc_port}"

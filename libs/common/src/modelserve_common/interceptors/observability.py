@@ -80,6 +80,8 @@ class _Call:
         """Maps an exception raised by the handler to a status (aborting the RPC)."""
         if isinstance(exc, ServiceError):
             await self.context.abort(exc.code, exc.message)
+        if isinstance(exc, NotImplementedError):  # the generated base servicer's "not built yet"
+            await self.context.abort(grpc.StatusCode.UNIMPLEMENTED, "method not implemented")
         errlog.error("rpc.unexpected_error", rpc_method=self.m.method, exc_info=exc)
         await self.context.abort(grpc.StatusCode.INTERNAL, "internal error")
         raise AssertionError("unreachable")  # pragma: no cover
@@ -100,6 +102,8 @@ class _Call:
 def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
     if isinstance(exc, ServiceError):
         return exc.code
+    if isinstance(exc, NotImplementedError):
+        return grpc.StatusCode.UNIMPLEMENTED
     if isinstance(exc, asyncio.CancelledError):
         return grpc.StatusCode.CANCELLED
     code = context.code()
@@ -145,17 +149,18 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         access_log = self._access_log
 
         if not handler.request_streaming and not handler.response_streaming:
-            inner_uu = handler.unary_unary
+            inner_uu: Any = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 call = _Call(m, context)
                 code: grpc.StatusCode | None = None
                 try:
-                    return await inner_uu(request, context)
+                    result = inner_uu(request, context)
+                    return await result if inspect.isawaitable(result) else result
                 except BaseException as exc:
                     code = _code_of(exc, context)
                     if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
-                        if not isinstance(exc, ServiceError):
+                        if not isinstance(exc, (ServiceError, NotImplementedError)):
                             code = grpc.StatusCode.INTERNAL
                         await call.fail(exc)
                     raise
@@ -167,7 +172,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
             )
 
         if not handler.request_streaming:
-            inner_us = handler.unary_stream
+            inner_us: Any = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 async for item in _stream(m, access_log, inner_us, request, context):
@@ -178,17 +183,18 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
             )
 
         if not handler.response_streaming:
-            inner_su = handler.stream_unary
+            inner_su: Any = handler.stream_unary
 
             async def stream_unary(request_iter: Any, context: grpc.aio.ServicerContext) -> Any:
                 call = _Call(m, context)
                 code: grpc.StatusCode | None = None
                 try:
-                    return await inner_su(request_iter, context)
+                    result = inner_su(request_iter, context)
+                    return await result if inspect.isawaitable(result) else result
                 except BaseException as exc:
                     code = _code_of(exc, context)
                     if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
-                        if not isinstance(exc, ServiceError):
+                        if not isinstance(exc, (ServiceError, NotImplementedError)):
                             code = grpc.StatusCode.INTERNAL
                         await call.fail(exc)
                     raise
@@ -199,7 +205,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
                 stream_unary, handler.request_deserializer, handler.response_serializer
             )
 
-        inner_ss = handler.stream_stream
+        inner_ss: Any = handler.stream_stream
 
         async def stream_stream(request_iter: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             async for item in _stream(m, access_log, inner_ss, request_iter, context):
@@ -224,12 +230,12 @@ async def _stream(
         if inspect.isasyncgen(result) or hasattr(result, "__aiter__"):
             async for item in result:
                 yield item
-        else:
+        elif inspect.isawaitable(result):
             await result
     except BaseException as exc:
         code = _code_of(exc, context)
         if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
-            if not isinstance(exc, ServiceError):
+            if not isinstance(exc, (ServiceError, NotImplementedError)):
                 code = grpc.StatusCode.INTERNAL
             await call.fail(exc)
         raise
