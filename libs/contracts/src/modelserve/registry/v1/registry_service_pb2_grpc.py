@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class RegistryServiceStub(object):
-    """RegistryService manages models.
+    """RegistryService manages models, versions, aliases, deployments, tenants and API keys.
     """
 
     def __init__(self, channel):
@@ -50,14 +50,134 @@ class RegistryServiceStub(object):
                 request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.UpdateModel = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/UpdateModel',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateModelRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateModelResponse.FromString,
+                _registered_method=True)
+        self.DeleteModel = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/DeleteModel',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteModelRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteModelResponse.FromString,
+                _registered_method=True)
+        self.CreateModelVersion = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/CreateModelVersion',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateModelVersionRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateModelVersionResponse.FromString,
+                _registered_method=True)
+        self.GetModelVersion = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/GetModelVersion',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetModelVersionRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetModelVersionResponse.FromString,
+                _registered_method=True)
+        self.ListModelVersions = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/ListModelVersions',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListModelVersionsRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListModelVersionsResponse.FromString,
+                _registered_method=True)
+        self.UpdateModelVersion = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/UpdateModelVersion',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateModelVersionRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateModelVersionResponse.FromString,
+                _registered_method=True)
+        self.DeleteModelVersion = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/DeleteModelVersion',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteModelVersionRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteModelVersionResponse.FromString,
+                _registered_method=True)
+        self.SetAlias = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/SetAlias',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.SetAliasRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.SetAliasResponse.FromString,
+                _registered_method=True)
+        self.GetAlias = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/GetAlias',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetAliasRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetAliasResponse.FromString,
+                _registered_method=True)
+        self.ListAliases = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/ListAliases',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListAliasesRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListAliasesResponse.FromString,
+                _registered_method=True)
+        self.DeleteAlias = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/DeleteAlias',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasResponse.FromString,
+                _registered_method=True)
+        self.UpdateDeployment = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/UpdateDeployment',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateDeploymentRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateDeploymentResponse.FromString,
+                _registered_method=True)
+        self.GetDeployment = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/GetDeployment',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetDeploymentRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetDeploymentResponse.FromString,
+                _registered_method=True)
+        self.ListDeployments = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/ListDeployments',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListDeploymentsRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListDeploymentsResponse.FromString,
+                _registered_method=True)
+        self.Watch = channel.unary_stream(
+                '/modelserve.registry.v1.RegistryService/Watch',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.WatchRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.WatchResponse.FromString,
+                _registered_method=True)
+        self.CreateTenant = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/CreateTenant',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateTenantRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateTenantResponse.FromString,
+                _registered_method=True)
+        self.GetTenant = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/GetTenant',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetTenantRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetTenantResponse.FromString,
+                _registered_method=True)
+        self.ListTenants = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/ListTenants',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListTenantsRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListTenantsResponse.FromString,
+                _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/CreateApiKey',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.GetApiKey = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/GetApiKey',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetApiKeyRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetApiKeyResponse.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/ListApiKeys',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RotateApiKey = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/RotateApiKey',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.RotateApiKeyRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.RotateApiKeyResponse.FromString,
+                _registered_method=True)
+        self.DeleteApiKey = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/DeleteApiKey',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteApiKeyRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteApiKeyResponse.FromString,
+                _registered_method=True)
+        self.VerifyApiKey = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/VerifyApiKey',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.VerifyApiKeyRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.VerifyApiKeyResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer(object):
-    """RegistryService manages models.
+    """RegistryService manages models, versions, aliases, deployments, tenants and API keys.
     """
 
     def CreateModel(self, request, context):
-        """CreateModel registers a new model.
+        """CreateModel registers a new model owned by the caller's tenant.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -71,7 +191,184 @@ class RegistryServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ListModels(self, request, context):
-        """ListModels returns a page of models.
+        """ListModels returns a page of the models the caller may see.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateModel(self, request, context):
+        """UpdateModel changes the fields named in update_mask (description, tags).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteModel(self, request, context):
+        """DeleteModel deletes a model with its versions and aliases; FAILED_PRECONDITION while any
+        version is deployed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateModelVersion(self, request, context):
+        """CreateModelVersion creates the next version of a model (1, 2, 3… gap-free), status PENDING
+        unless given.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModelVersion(self, request, context):
+        """GetModelVersion returns one version, named by number or alias.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModelVersions(self, request, context):
+        """ListModelVersions returns a page of a model's versions, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateModelVersion(self, request, context):
+        """UpdateModelVersion changes the fields named in update_mask (description, tags, status,
+        status_message).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteModelVersion(self, request, context):
+        """DeleteModelVersion deletes a version and the aliases pointing at it; FAILED_PRECONDITION
+        while it is deployed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAlias(self, request, context):
+        """SetAlias points an alias at a version (creating or moving it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAlias(self, request, context):
+        """GetAlias returns one alias.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAliases(self, request, context):
+        """ListAliases returns every alias of a model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteAlias(self, request, context):
+        """DeleteAlias removes an alias.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateDeployment(self, request, context):
+        """UpdateDeployment replaces a model's deployment (which versions serve, traffic weights,
+        mirrors, batching overrides, rate limit) in one transaction. Empty targets undeploy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDeployment(self, request, context):
+        """GetDeployment returns a model's deployment (empty targets when nothing is deployed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeployments(self, request, context):
+        """ListDeployments returns the deployments of every model the caller may see that has at least
+        one target (what a follower loads at start before watching).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Watch(self, request, context):
+        """Watch streams every change in commit order, each with its revision. It first sends the
+        changes after `after_revision`, then follows new ones; resume after a reconnect by passing
+        the last revision received. OUT_OF_RANGE when that revision was compacted away.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTenant(self, request, context):
+        """CreateTenant creates a tenant (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTenant(self, request, context):
+        """GetTenant returns a tenant (its own tenant, or any for admin).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTenants(self, request, context):
+        """ListTenants returns a page of tenants (admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateApiKey(self, request, context):
+        """CreateApiKey creates an API key of a tenant and returns its secret, once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetApiKey(self, request, context):
+        """GetApiKey returns one API key (never its secret).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """ListApiKeys returns a tenant's API keys that are not revoked (never secrets).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateApiKey(self, request, context):
+        """RotateApiKey gives a key a new secret; the old secret keeps working for the grace period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteApiKey(self, request, context):
+        """DeleteApiKey revokes a key at once (both its current and any previous secret).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyApiKey(self, request, context):
+        """VerifyApiKey checks a presented secret in constant time and answers its tenant, scopes and
+        limits (for the gateway); UNAUTHENTICATED for an unknown, wrong, expired or revoked key.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,6 +392,126 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListModelsRequest.FromString,
                     response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListModelsResponse.SerializeToString,
             ),
+            'UpdateModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateModel,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateModelRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateModelResponse.SerializeToString,
+            ),
+            'DeleteModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteModel,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteModelRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteModelResponse.SerializeToString,
+            ),
+            'CreateModelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateModelVersion,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateModelVersionRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateModelVersionResponse.SerializeToString,
+            ),
+            'GetModelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModelVersion,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetModelVersionRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetModelVersionResponse.SerializeToString,
+            ),
+            'ListModelVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModelVersions,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListModelVersionsRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListModelVersionsResponse.SerializeToString,
+            ),
+            'UpdateModelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateModelVersion,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateModelVersionRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateModelVersionResponse.SerializeToString,
+            ),
+            'DeleteModelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteModelVersion,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteModelVersionRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteModelVersionResponse.SerializeToString,
+            ),
+            'SetAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAlias,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.SetAliasRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.SetAliasResponse.SerializeToString,
+            ),
+            'GetAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAlias,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetAliasRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetAliasResponse.SerializeToString,
+            ),
+            'ListAliases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAliases,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListAliasesRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListAliasesResponse.SerializeToString,
+            ),
+            'DeleteAlias': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAlias,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasResponse.SerializeToString,
+            ),
+            'UpdateDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateDeployment,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateDeploymentRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateDeploymentResponse.SerializeToString,
+            ),
+            'GetDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDeployment,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetDeploymentRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetDeploymentResponse.SerializeToString,
+            ),
+            'ListDeployments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeployments,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListDeploymentsRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListDeploymentsResponse.SerializeToString,
+            ),
+            'Watch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Watch,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.WatchRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.WatchResponse.SerializeToString,
+            ),
+            'CreateTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTenant,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateTenantRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateTenantResponse.SerializeToString,
+            ),
+            'GetTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTenant,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetTenantRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetTenantResponse.SerializeToString,
+            ),
+            'ListTenants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTenants,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListTenantsRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListTenantsResponse.SerializeToString,
+            ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateApiKeyResponse.SerializeToString,
+            ),
+            'GetApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetApiKey,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetApiKeyRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetApiKeyResponse.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RotateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateApiKey,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.RotateApiKeyRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.RotateApiKeyResponse.SerializeToString,
+            ),
+            'DeleteApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteApiKey,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteApiKeyRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteApiKeyResponse.SerializeToString,
+            ),
+            'VerifyApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyApiKey,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.VerifyApiKeyRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.VerifyApiKeyResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'modelserve.registry.v1.RegistryService', rpc_method_handlers)
@@ -104,7 +521,7 @@ def add_RegistryServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RegistryService(object):
-    """RegistryService manages models.
+    """RegistryService manages models, versions, aliases, deployments, tenants and API keys.
     """
 
     @staticmethod
@@ -178,6 +595,654 @@ class RegistryService(object):
             '/modelserve.registry.v1.RegistryService/ListModels',
             modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListModelsRequest.SerializeToString,
             modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/UpdateModel',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateModelRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/DeleteModel',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteModelRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/CreateModelVersion',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateModelVersionRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateModelVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/GetModelVersion',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetModelVersionRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetModelVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModelVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/ListModelVersions',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListModelVersionsRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListModelVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/UpdateModelVersion',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateModelVersionRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateModelVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/DeleteModelVersion',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteModelVersionRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteModelVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/SetAlias',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.SetAliasRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.SetAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/GetAlias',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetAliasRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAliases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/ListAliases',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListAliasesRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListAliasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAlias(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/DeleteAlias',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteAliasResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/UpdateDeployment',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateDeploymentRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/GetDeployment',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetDeploymentRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeployments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/ListDeployments',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListDeploymentsRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListDeploymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Watch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/Watch',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.WatchRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.WatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/CreateTenant',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateTenantRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/GetTenant',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetTenantRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTenants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/ListTenants',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListTenantsRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListTenantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/CreateApiKey',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateApiKeyRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/GetApiKey',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetApiKeyRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/ListApiKeys',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListApiKeysRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/RotateApiKey',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.RotateApiKeyRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.RotateApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/DeleteApiKey',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteApiKeyRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DeleteApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/VerifyApiKey',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.VerifyApiKeyRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.VerifyApiKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
