@@ -26,7 +26,9 @@ def _read(path: str | None) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
 
-def check(target: str, service: str, timeout: float, ca: str | None, cert: str | None, key: str | None) -> int:
+def check(
+    target: str, service: str, timeout: float, ca: str | None, cert: str | None, key: str | None
+) -> int:
     if ca or cert:
         credentials = grpc.ssl_channel_credentials(_read(ca), _read(key), _read(cert))
         channel = grpc.secure_channel(target, credentials)
