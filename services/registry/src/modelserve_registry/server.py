@@ -1,27 +1,109 @@
-"""Composition root of the registry: wires settings, dependencies and servicers into a running server."""
+"""Composition root of the registry: database, migrations, service, servicer, readiness."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import structlog
 from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve.registry.v1 import registry_service_pb2_grpc as svc_grpc
+from modelserve_common.health import HealthReporter
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
+from modelserve_registry.db import Database, DatabaseUnavailable, open_database
+from modelserve_registry.migrations import migrate
+from modelserve_registry.service import Limits, RegistryService
+from modelserve_registry.servicer import RegistryServicer
 from modelserve_registry.settings import RegistrySettings
+from modelserve_registry.store import RegistryStore
 
 SERVICE_NAME = "modelserve.registry.v1.RegistryService"
+log = structlog.get_logger(__name__)
+
+
+def database_for(settings: RegistrySettings) -> Database:
+    url = settings.database_url.get_secret_value() if settings.database_url else None
+    return open_database(
+        url,
+        settings.data_dir,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        timeout_s=settings.db_timeout_s,
+    )
+
+
+async def _check(store: RegistryStore, migrated: bool, timeout_s: float) -> bool:
+    """Migrates (if not yet done) and pings; True when the database answers. SchemaTooNew raises."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            if not migrated:
+                await migrate(store.db)
+            await store.ping()
+        return True
+    except (DatabaseUnavailable, TimeoutError) as exc:
+        log.warning("registry.database_unavailable", error=str(exc) or type(exc).__name__)
+        return False
+
+
+async def _follow_database(
+    store: RegistryStore, health: HealthReporter, settings: RegistrySettings, migrated: bool
+) -> None:
+    """Readiness follows the database: NOT_SERVING while it is down, SERVING when it answers
+    (and migrations are applied); the registry recovers by itself."""
+    timeout = max(settings.db_timeout_s, 2 * settings.db_check_interval_s)
+    while True:
+        await asyncio.sleep(settings.db_check_interval_s)
+        ok = await _check(store, migrated, timeout)
+        migrated = migrated or ok
+        if ok and not health.serving:
+            log.info("registry.database_available")
+            await health.set_serving()
+        elif not ok and health.serving:
+            await health.set_not_serving()
 
 
 @asynccontextmanager
 async def running_server(
-    settings: RegistrySettings, *, tracer_provider: TracerProvider | None = None
+    settings: RegistrySettings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    database: Database | None = None,
 ) -> AsyncIterator[RunningServer]:
-    """Starts the registry; SERVING once its dependencies are ready. RPCs not yet built answer
-    UNIMPLEMENTED (the generated base servicer), never a fake result."""
-    servicer = svc_grpc.RegistryServiceServicer()
-    services = [GrpcService(SERVICE_NAME, lambda s: svc_grpc.add_RegistryServiceServicer_to_server(servicer, s))]
-    async with grpc_server(settings, services, tracer_provider=tracer_provider) as running:
-        await running.health.set_serving()
-        yield running
+    """Starts the registry. It serves as soon as the database answers and migrations are applied;
+    while the database is down, readiness is NOT_SERVING and RPCs answer UNAVAILABLE. A database
+    schema newer than this registry knows stops the start (SchemaTooNew)."""
+    db = database or database_for(settings)
+    store = RegistryStore(db, change_retention=settings.change_retention)
+    limits = Limits(
+        max_page_size=settings.max_page_size,
+        max_tags=settings.max_tags,
+        max_text_bytes=settings.max_text_bytes,
+        key_grace_period_s=settings.key_grace_period_s,
+        watch_poll_interval_s=settings.watch_poll_interval_s,
+        watch_progress_interval_s=settings.watch_progress_interval_s,
+    )
+    service = RegistryService(store, limits)
+    servicer = RegistryServicer(service)
+    services = [
+        GrpcService(SERVICE_NAME, lambda s: svc_grpc.add_RegistryServiceServicer_to_server(servicer, s))
+    ]
+    with contextlib.suppress(DatabaseUnavailable):
+        await db.open()
+    try:
+        ready = await _check(store, False, max(settings.db_timeout_s, 2 * settings.db_check_interval_s))
+        async with grpc_server(settings, services, tracer_provider=tracer_provider) as running:
+            if ready:
+                await running.health.set_serving()
+            follower = asyncio.create_task(_follow_database(store, running.health, settings, ready))
+            running.extra["service"] = service
+            try:
+                yield running
+            finally:
+                follower.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await follower
+    finally:
+        await db.close()

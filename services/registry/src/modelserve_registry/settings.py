@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from modelserve_common.config import BaseServiceSettings
+from modelserve_common.config import BaseServiceSettings, suite_fallback
 
 
 class RegistrySettings(BaseServiceSettings):
@@ -18,3 +19,29 @@ class RegistrySettings(BaseServiceSettings):
     """gRPC port; 0 picks a free port."""
     metrics_port: int = 9091
     """Prometheus metrics HTTP port; -1 disables the endpoint, 0 picks a free port."""
+    database_url: SecretStr | None = Field(
+        default=None, validation_alias=suite_fallback("REGISTRY_", "database_url")
+    )
+    """postgresql://… (psycopg 3) or sqlite:///path; unset: SQLite file registry.db under data_dir."""
+    pool_min_size: int = Field(default=1, ge=0)
+    """PostgreSQL: connections the pool keeps open."""
+    pool_max_size: int = Field(default=10, ge=1)
+    """PostgreSQL: most connections the pool opens."""
+    db_timeout_s: float = Field(default=5.0, gt=0)
+    """Longest wait for a database connection (or the SQLite write lock) before UNAVAILABLE."""
+    db_check_interval_s: float = Field(default=1.0, gt=0)
+    """How often readiness pings the database (and retries migrations while it is down)."""
+    key_grace_period_s: float = Field(default=86400.0, ge=0)
+    """How long a rotated-out API-key secret keeps working when the request names no grace period."""
+    watch_poll_interval_s: float = Field(default=0.5, gt=0)
+    """How often Watch looks for changes committed by other registry replicas."""
+    watch_progress_interval_s: float = Field(default=15.0, gt=0)
+    """Idle Watch streams get a progress note (current revision) this often."""
+    change_retention: int = Field(default=1_000_000, ge=1000)
+    """Changes kept for Watch resume; older ones are compacted (resuming before them: OUT_OF_RANGE)."""
+    max_page_size: int = Field(default=1000, ge=1)
+    """Largest page a List RPC returns (larger page_size values are clamped)."""
+    max_tags: int = Field(default=64, ge=0)
+    """Most tags (and metadata entries) on one model or version."""
+    max_text_bytes: int = Field(default=4096, ge=64)
+    """Longest description, tag value, status message or URI (bytes of UTF-8)."""

@@ -1,0 +1,163 @@
+"""Numbered schema migrations, one set for PostgreSQL and SQLite, applied at start in one
+transaction under a lock (a PostgreSQL advisory lock; SQLite's write lock), so concurrent starters
+apply each migration once and a migration that fails leaves the schema version unchanged. A server
+refuses to run on a schema newer than it knows.
+
+Portable types only: TEXT, BIGINT, INTEGER. Times are BIGINT microseconds since the epoch.
+JSON documents are TEXT. Never edit a released migration; append a new one."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from modelserve_common.errors import FailedPrecondition
+from modelserve_registry.db import Database
+
+log = structlog.get_logger(__name__)
+
+ADVISORY_LOCK_KEY = 0x6D737265  # "msre"
+
+
+class SchemaTooNew(FailedPrecondition):
+    """The database was migrated by a newer registry than this one."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    number: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "initial schema",
+        (
+            """CREATE TABLE registry_state (
+                id INTEGER PRIMARY KEY,
+                revision BIGINT NOT NULL,
+                compacted_revision BIGINT NOT NULL
+            )""",
+            "INSERT INTO registry_state (id, revision, compacted_revision) VALUES (1, 0, 0)",
+            """CREATE TABLE tenants (
+                name TEXT PRIMARY KEY,
+                display_name TEXT NOT NULL,
+                rate_limit TEXT NOT NULL,
+                max_models INTEGER NOT NULL,
+                revision BIGINT NOT NULL,
+                create_time BIGINT NOT NULL
+            )""",
+            """INSERT INTO tenants (name, display_name, rate_limit, max_models, revision, create_time)
+               VALUES ('default', 'Default tenant', '{}', 0, 0, 0)""",
+            """CREATE TABLE models (
+                name TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL REFERENCES tenants (name),
+                description TEXT NOT NULL,
+                latest_version BIGINT NOT NULL,
+                revision BIGINT NOT NULL,
+                create_time BIGINT NOT NULL,
+                update_time BIGINT NOT NULL
+            )""",
+            "CREATE INDEX models_tenant ON models (tenant, name)",
+            """CREATE TABLE model_tags (
+                model TEXT NOT NULL REFERENCES models (name) ON DELETE CASCADE,
+                key TEXT NOT NULL,
+                value TEXT NOT NULL,
+                PRIMARY KEY (model, key)
+            )""",
+            """CREATE TABLE model_versions (
+                model TEXT NOT NULL REFERENCES models (name) ON DELETE CASCADE,
+                version BIGINT NOT NULL,
+                description TEXT NOT NULL,
+                tags TEXT NOT NULL,
+                artifact_uri TEXT NOT NULL,
+                artifact_sha256 TEXT NOT NULL,
+                backend TEXT NOT NULL,
+                spec TEXT NOT NULL,
+                status TEXT NOT NULL,
+                status_message TEXT NOT NULL,
+                revision BIGINT NOT NULL,
+                create_time BIGINT NOT NULL,
+                update_time BIGINT NOT NULL,
+                PRIMARY KEY (model, version)
+            )""",
+            """CREATE TABLE aliases (
+                model TEXT NOT NULL,
+                alias TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                revision BIGINT NOT NULL,
+                update_time BIGINT NOT NULL,
+                PRIMARY KEY (model, alias),
+                FOREIGN KEY (model, version) REFERENCES model_versions (model, version) ON DELETE CASCADE
+            )""",
+            """CREATE TABLE deployments (
+                model TEXT PRIMARY KEY REFERENCES models (name) ON DELETE CASCADE,
+                spec TEXT NOT NULL,
+                revision BIGINT NOT NULL,
+                update_time BIGINT NOT NULL
+            )""",
+            """CREATE TABLE api_keys (
+                key TEXT PRIMARY KEY,
+                tenant TEXT NOT NULL REFERENCES tenants (name),
+                display_name TEXT NOT NULL,
+                scopes TEXT NOT NULL,
+                rate_limit TEXT NOT NULL,
+                expire_time BIGINT,
+                secret_hash TEXT NOT NULL,
+                previous_hash TEXT,
+                previous_expire_time BIGINT,
+                create_time BIGINT NOT NULL,
+                rotate_time BIGINT,
+                revoke_time BIGINT,
+                revision BIGINT NOT NULL
+            )""",
+            "CREATE INDEX api_keys_tenant ON api_keys (tenant, key)",
+            """CREATE TABLE changes (
+                revision BIGINT PRIMARY KEY,
+                commit_time BIGINT NOT NULL,
+                tenant TEXT NOT NULL,
+                model TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                change_type TEXT NOT NULL,
+                payload TEXT NOT NULL
+            )""",
+            "CREATE INDEX changes_tenant ON changes (tenant, revision)",
+        ),
+    ),
+)
+
+LATEST = MIGRATIONS[-1].number
+
+
+async def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
+    """Applies the pending migrations; returns the schema version. Raises SchemaTooNew."""
+    known = migrations[-1].number
+    async with db.transaction(write=True) as tx:
+        if db.dialect == "postgresql":
+            await tx.execute("SELECT pg_advisory_xact_lock(?)", (ADVISORY_LOCK_KEY,))
+        await tx.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"""
+        )
+        row = await tx.fetchone("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        current = int(row[0]) if row else 0
+        if current > known:
+            raise SchemaTooNew(
+                f"database schema version {current} is newer than this registry knows ({known}): "
+                "upgrade the registry"
+            )
+        for m in migrations:
+            if m.number <= current:
+                continue
+            for stmt in m.statements:
+                await tx.execute(stmt)
+            await tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (m.number, m.name, int(time.time() * 1e6)),
+            )
+            log.info("registry.migration_applied", version=m.number, migration=m.name)
+        return max(current, known)
