@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class OrchestratorServiceStub(object):
-    """OrchestratorService manages and runs pipelines.
+    """OrchestratorService manages and runs pipelines and their asynchronous executions.
     """
 
     def __init__(self, channel):
@@ -35,19 +35,168 @@ class OrchestratorServiceStub(object):
         Args:
             channel: A grpc.Channel.
         """
+        self.CreatePipeline = channel.unary_unary(
+                '/modelserve.orchestrator.v1.OrchestratorService/CreatePipeline',
+                request_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CreatePipelineRequest.SerializeToString,
+                response_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CreatePipelineResponse.FromString,
+                _registered_method=True)
+        self.UpdatePipeline = channel.unary_unary(
+                '/modelserve.orchestrator.v1.OrchestratorService/UpdatePipeline',
+                request_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.UpdatePipelineRequest.SerializeToString,
+                response_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.UpdatePipelineResponse.FromString,
+                _registered_method=True)
+        self.GetPipeline = channel.unary_unary(
+                '/modelserve.orchestrator.v1.OrchestratorService/GetPipeline',
+                request_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetPipelineRequest.SerializeToString,
+                response_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetPipelineResponse.FromString,
+                _registered_method=True)
+        self.ListPipelines = channel.unary_unary(
+                '/modelserve.orchestrator.v1.OrchestratorService/ListPipelines',
+                request_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListPipelinesRequest.SerializeToString,
+                response_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListPipelinesResponse.FromString,
+                _registered_method=True)
+        self.DeletePipeline = channel.unary_unary(
+                '/modelserve.orchestrator.v1.OrchestratorService/DeletePipeline',
+                request_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.DeletePipelineRequest.SerializeToString,
+                response_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.DeletePipelineResponse.FromString,
+                _registered_method=True)
         self.RunPipeline = channel.unary_unary(
                 '/modelserve.orchestrator.v1.OrchestratorService/RunPipeline',
                 request_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.RunPipelineRequest.SerializeToString,
                 response_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.RunPipelineResponse.FromString,
                 _registered_method=True)
+        self.StreamPipelineRun = channel.unary_stream(
+                '/modelserve.orchestrator.v1.OrchestratorService/StreamPipelineRun',
+                request_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.StreamPipelineRunRequest.SerializeToString,
+                response_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.StreamPipelineRunResponse.FromString,
+                _registered_method=True)
+        self.CreateExecution = channel.unary_unary(
+                '/modelserve.orchestrator.v1.OrchestratorService/CreateExecution',
+                request_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CreateExecutionRequest.SerializeToString,
+                response_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CreateExecutionResponse.FromString,
+                _registered_method=True)
+        self.GetExecution = channel.unary_unary(
+                '/modelserve.orchestrator.v1.OrchestratorService/GetExecution',
+                request_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetExecutionRequest.SerializeToString,
+                response_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetExecutionResponse.FromString,
+                _registered_method=True)
+        self.ListExecutions = channel.unary_unary(
+                '/modelserve.orchestrator.v1.OrchestratorService/ListExecutions',
+                request_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListExecutionsRequest.SerializeToString,
+                response_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListExecutionsResponse.FromString,
+                _registered_method=True)
+        self.CancelExecution = channel.unary_unary(
+                '/modelserve.orchestrator.v1.OrchestratorService/CancelExecution',
+                request_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CancelExecutionRequest.SerializeToString,
+                response_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CancelExecutionResponse.FromString,
+                _registered_method=True)
+        self.WatchExecution = channel.unary_stream(
+                '/modelserve.orchestrator.v1.OrchestratorService/WatchExecution',
+                request_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchExecutionRequest.SerializeToString,
+                response_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchExecutionResponse.FromString,
+                _registered_method=True)
+        self.ListWebhookDeliveries = channel.unary_unary(
+                '/modelserve.orchestrator.v1.OrchestratorService/ListWebhookDeliveries',
+                request_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+                response_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListWebhookDeliveriesResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer(object):
-    """OrchestratorService manages and runs pipelines.
+    """OrchestratorService manages and runs pipelines and their asynchronous executions.
     """
 
+    def CreatePipeline(self, request, context):
+        """CreatePipeline validates and stores version 1 of a new pipeline; ALREADY_EXISTS when the
+        name is taken, INVALID_ARGUMENT naming the node and the problem when the spec is invalid.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePipeline(self, request, context):
+        """UpdatePipeline validates and stores a new version of an existing pipeline.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPipeline(self, request, context):
+        """GetPipeline returns one version of a pipeline (the latest unless a version is given).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPipelines(self, request, context):
+        """ListPipelines returns a page of pipelines (latest versions), ordered by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeletePipeline(self, request, context):
+        """DeletePipeline deletes a pipeline and all its versions; its executions stay readable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RunPipeline(self, request, context):
-        """RunPipeline runs a pipeline synchronously.
+        """RunPipeline runs a pipeline synchronously and returns its outputs and a per-node trace.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamPipelineRun(self, request, context):
+        """StreamPipelineRun runs a pipeline synchronously, sending each node's result as it completes
+        and the pipeline's result last.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateExecution(self, request, context):
+        """CreateExecution records an asynchronous execution and returns at once. With an
+        idempotency_key, a retry returns the same execution; the same key with a different request
+        fails ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetExecution(self, request, context):
+        """GetExecution returns one execution with its state, trace and (when done) outputs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListExecutions(self, request, context):
+        """ListExecutions returns a page of executions, newest first, filtered by pipeline and state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelExecution(self, request, context):
+        """CancelExecution cancels a queued or running execution; a finished one is returned unchanged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchExecution(self, request, context):
+        """WatchExecution streams an execution's events (state changes, node completions) from any
+        replica, starting with its current state; the stream ends after the terminal event.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWebhookDeliveries(self, request, context):
+        """ListWebhookDeliveries returns an execution's webhook deliveries with every attempt.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -56,10 +205,70 @@ class OrchestratorServiceServicer(object):
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'CreatePipeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreatePipeline,
+                    request_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CreatePipelineRequest.FromString,
+                    response_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CreatePipelineResponse.SerializeToString,
+            ),
+            'UpdatePipeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePipeline,
+                    request_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.UpdatePipelineRequest.FromString,
+                    response_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.UpdatePipelineResponse.SerializeToString,
+            ),
+            'GetPipeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPipeline,
+                    request_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetPipelineRequest.FromString,
+                    response_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetPipelineResponse.SerializeToString,
+            ),
+            'ListPipelines': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPipelines,
+                    request_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListPipelinesRequest.FromString,
+                    response_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListPipelinesResponse.SerializeToString,
+            ),
+            'DeletePipeline': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeletePipeline,
+                    request_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.DeletePipelineRequest.FromString,
+                    response_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.DeletePipelineResponse.SerializeToString,
+            ),
             'RunPipeline': grpc.unary_unary_rpc_method_handler(
                     servicer.RunPipeline,
                     request_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.RunPipelineRequest.FromString,
                     response_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.RunPipelineResponse.SerializeToString,
+            ),
+            'StreamPipelineRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamPipelineRun,
+                    request_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.StreamPipelineRunRequest.FromString,
+                    response_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.StreamPipelineRunResponse.SerializeToString,
+            ),
+            'CreateExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateExecution,
+                    request_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CreateExecutionRequest.FromString,
+                    response_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CreateExecutionResponse.SerializeToString,
+            ),
+            'GetExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExecution,
+                    request_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetExecutionRequest.FromString,
+                    response_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetExecutionResponse.SerializeToString,
+            ),
+            'ListExecutions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListExecutions,
+                    request_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListExecutionsRequest.FromString,
+                    response_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListExecutionsResponse.SerializeToString,
+            ),
+            'CancelExecution': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelExecution,
+                    request_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CancelExecutionRequest.FromString,
+                    response_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CancelExecutionResponse.SerializeToString,
+            ),
+            'WatchExecution': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchExecution,
+                    request_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchExecutionRequest.FromString,
+                    response_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchExecutionResponse.SerializeToString,
+            ),
+            'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWebhookDeliveries,
+                    request_deserializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListWebhookDeliveriesRequest.FromString,
+                    response_serializer=modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListWebhookDeliveriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -70,8 +279,143 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class OrchestratorService(object):
-    """OrchestratorService manages and runs pipelines.
+    """OrchestratorService manages and runs pipelines and their asynchronous executions.
     """
+
+    @staticmethod
+    def CreatePipeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.orchestrator.v1.OrchestratorService/CreatePipeline',
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CreatePipelineRequest.SerializeToString,
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CreatePipelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePipeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.orchestrator.v1.OrchestratorService/UpdatePipeline',
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.UpdatePipelineRequest.SerializeToString,
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.UpdatePipelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPipeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.orchestrator.v1.OrchestratorService/GetPipeline',
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetPipelineRequest.SerializeToString,
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetPipelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPipelines(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.orchestrator.v1.OrchestratorService/ListPipelines',
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListPipelinesRequest.SerializeToString,
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListPipelinesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeletePipeline(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.orchestrator.v1.OrchestratorService/DeletePipeline',
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.DeletePipelineRequest.SerializeToString,
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.DeletePipelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def RunPipeline(request,
@@ -90,6 +434,195 @@ class OrchestratorService(object):
             '/modelserve.orchestrator.v1.OrchestratorService/RunPipeline',
             modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.RunPipelineRequest.SerializeToString,
             modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.RunPipelineResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamPipelineRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/modelserve.orchestrator.v1.OrchestratorService/StreamPipelineRun',
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.StreamPipelineRunRequest.SerializeToString,
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.StreamPipelineRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.orchestrator.v1.OrchestratorService/CreateExecution',
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CreateExecutionRequest.SerializeToString,
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CreateExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.orchestrator.v1.OrchestratorService/GetExecution',
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetExecutionRequest.SerializeToString,
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.GetExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListExecutions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.orchestrator.v1.OrchestratorService/ListExecutions',
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListExecutionsRequest.SerializeToString,
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListExecutionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.orchestrator.v1.OrchestratorService/CancelExecution',
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CancelExecutionRequest.SerializeToString,
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.CancelExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchExecution(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/modelserve.orchestrator.v1.OrchestratorService/WatchExecution',
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchExecutionRequest.SerializeToString,
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.WatchExecutionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWebhookDeliveries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.orchestrator.v1.OrchestratorService/ListWebhookDeliveries',
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
+            modelserve_dot_orchestrator_dot_v1_dot_orchestrator__service__pb2.ListWebhookDeliveriesResponse.FromString,
             options,
             channel_credentials,
             insecure,
