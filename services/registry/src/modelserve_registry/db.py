@@ -119,6 +119,9 @@ class _SqliteTx:
         return await self._db.run(lambda c: c.execute(sql, tuple(params)).rowcount)
 
 
+_SQLITE_OUTAGE = ("locked", "busy", "unable to open", "disk I/O", "readonly", "disk is full")
+
+
 class SqliteDatabase:
     """SQLite (WAL, foreign keys on) on one connection used by one worker thread; transactions
     take an asyncio lock, writers use BEGIN IMMEDIATE so other processes wait on the file lock."""
@@ -147,7 +150,9 @@ class SqliteDatabase:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
         except sqlite3.OperationalError as exc:
-            raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+            if any(word in str(exc) for word in _SQLITE_OUTAGE):
+                raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
+            raise
 
     async def open(self) -> None:
         if self._executor is None:
