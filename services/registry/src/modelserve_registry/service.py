@@ -178,7 +178,8 @@ class RegistryService:
 
     # -- lookups under tenancy -------------------------------------------------------------
     async def _model(self, tx: StoreTx, caller: Caller, name: str) -> Model:
-        model = await tx.get_model(name) if name else None
+        check_name("model", name)
+        model = await tx.get_model(name)
         if model is None or not caller.can_see(model.tenant):
             raise errors.ModelNotFound(f"model {name!r} not found")
         return model

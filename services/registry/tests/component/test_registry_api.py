@@ -105,6 +105,8 @@ async def test_create_model_bad_name_is_invalid_argument(registry: Stub, name: s
     code, details = await fails(registry.CreateModel(pb.CreateModelRequest(model=pb.Model(name=name))))
     assert code is grpc.StatusCode.INVALID_ARGUMENT
     assert "model name" in details
+    code, _ = await fails(registry.GetModel(pb.GetModelRequest(model=name)))
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_create_model_twice_is_already_exists(registry: Stub) -> None:
