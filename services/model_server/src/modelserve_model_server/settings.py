@@ -5,9 +5,10 @@ from __future__ import annotations
 from pydantic_settings import SettingsConfigDict
 
 from modelserve_common.config import BaseServiceSettings
+from modelserve_model_server.triton_settings import TritonSettings
 
 
-class ModelServerSettings(BaseServiceSettings):
+class ModelServerSettings(TritonSettings, BaseServiceSettings):
     """ModelServe model_server."""
 
     model_config = SettingsConfigDict(env_prefix="MODEL_SERVER_")
