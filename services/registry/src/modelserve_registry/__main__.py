@@ -1,18 +1,28 @@
-"""python -m modelserve_registry: the registry process."""
+"""python -m modelserve_registry [migrate]: the registry process, or (with `migrate`) apply the
+database migrations under the migration lock and exit (the deployment's migration Job)."""
 
 import asyncio
+import sys
+
+import structlog
 
 from modelserve_common.config import load_settings
 from modelserve_common.logging import configure_logging
 from modelserve_common.server import run_until_signal
 from modelserve_common.tracing import configure_tracing
-from modelserve_registry.server import running_server
+from modelserve_registry.server import migrate_only, running_server
 from modelserve_registry.settings import RegistrySettings
 
 
 def main() -> None:
-    settings = load_settings(RegistrySettings, prog="python -m modelserve_registry")
+    argv = sys.argv[1:]
+    command = argv.pop(0) if argv and argv[0] == "migrate" else "serve"
+    settings = load_settings(RegistrySettings, argv, prog="python -m modelserve_registry [migrate]")
     configure_logging(settings)
+    if command == "migrate":
+        version = asyncio.run(migrate_only(settings))
+        structlog.get_logger("modelserve_registry").info("registry.migrated", schema_version=version)
+        return
     asyncio.run(run_until_signal(running_server(settings, tracer_provider=configure_tracing(settings))))
 
 

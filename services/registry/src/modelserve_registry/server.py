@@ -107,3 +107,14 @@ async def running_server(
                     await follower
     finally:
         await db.close()
+
+
+async def migrate_only(settings: RegistrySettings) -> int:
+    """Applies pending migrations (under the migration lock) and returns the schema version.
+    Used by `python -m modelserve_registry migrate` (the Kubernetes migration Job)."""
+    db = database_for(settings)
+    await db.open()
+    try:
+        return await migrate(db)
+    finally:
+        await db.close()
