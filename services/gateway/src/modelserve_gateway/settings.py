@@ -2,19 +2,108 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from modelserve_common.config import BaseServiceSettings
+from modelserve_common.config import BaseServiceSettings, suite_fallback
 
 
 class GatewaySettings(BaseServiceSettings):
-    """ModelServe gateway."""
+    """ModelServe gateway: REST transcoding, KServe v2 REST, the gRPC front door, auth and limits."""
 
     model_config = SettingsConfigDict(env_prefix="GATEWAY_")
 
     service_name: str = "gateway"
     """Name used in logs, traces and metrics."""
-    grpc_port: int = 50050
-    """gRPC port; 0 picks a free port."""
+    grpc_port: int = Field(default=50050, ge=0, le=65535)
+    """gRPC front door port; 0 picks a free port."""
     metrics_port: int = 9090
     """Prometheus metrics HTTP port; -1 disables the endpoint, 0 picks a free port."""
+    http_host: str = "0.0.0.0"
+    """Address the REST (HTTP/1.1) server binds."""
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    """REST port; 0 picks a free port."""
+
+    registry_url: str = "localhost:50051"
+    """gRPC target of the registry (modelserve.registry.v1.RegistryService)."""
+    model_server_url: str = "localhost:50053"
+    """gRPC target of the model server (inference.GRPCInferenceService)."""
+    orchestrator_url: str = "localhost:50052"
+    """gRPC target of the orchestrator (modelserve.orchestrator.v1.OrchestratorService)."""
+    redis_url: str | None = Field(default=None, validation_alias=suite_fallback("GATEWAY_", "redis_url"))
+    """redis://… for shared rate limits; unset: an in-process limiter (per replica)."""
+
+    # Transcoding limits.
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Largest REST request body (bytes); larger ones answer 413."""
+    max_tensor_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    """Largest single input tensor of a KServe v2 REST request (bytes); larger ones answer 413."""
+    max_json_depth: int = Field(default=32, ge=2)
+    """Deepest nesting of a JSON request body; deeper ones answer 400."""
+    max_page_size: int = Field(default=1000, ge=1)
+    """Largest page_size a REST caller may ask for; larger ones answer 400."""
+    registry_timeout_s: float = Field(default=10.0, gt=0)
+    """Default deadline of calls to the registry (a Grpc-Timeout header may shorten it)."""
+    model_server_timeout_s: float = Field(default=60.0, gt=0)
+    """Default deadline of calls to the model server."""
+    orchestrator_timeout_s: float = Field(default=300.0, gt=0)
+    """Default deadline of calls to the orchestrator."""
+    stream_timeout_s: float = Field(default=3600.0, gt=0)
+    """Default deadline of server-streaming calls (Watch)."""
+    cors_allow_origins: list[str] = Field(default_factory=list)
+    """Origins allowed by CORS ("*" for any); empty disables CORS headers."""
+    cors_allow_headers: list[str] = Field(
+        default_factory=lambda: ["authorization", "content-type", "x-api-key", "x-request-id", "grpc-timeout"]
+    )
+    """Request headers CORS allows."""
+    cors_max_age_s: int = Field(default=600, ge=0)
+    """How long browsers may cache a CORS preflight answer."""
+
+    # Authentication.
+    auth_enabled: bool = True
+    """Require credentials on every route except health and docs. Secure by default; turn off
+    only on a developer machine."""
+    admin_api_key: SecretStr | None = None
+    """A bootstrap secret with every scope and no tenant (creates the first tenants and keys)."""
+    api_key_cache_ttl_s: float = Field(default=30.0, ge=0)
+    """How long a verified API key is trusted without asking the registry again (a revocation
+    seen on the registry's Watch clears it at once)."""
+    watch_registry: bool = True
+    """Follow the registry's Watch stream (revocations, deployment changes)."""
+    jwt_algorithm: Literal["HS256", "RS256", "ES256"] | None = None
+    """The one JWT algorithm accepted; unset disables JWT authentication."""
+    jwt_key: SecretStr | None = None
+    """HS256: the shared secret. RS256/ES256: the PEM public key."""
+    jwt_issuer: str | None = None
+    """Required `iss` claim; unset: not checked."""
+    jwt_audience: str | None = None
+    """Required `aud` claim; unset: tokens with an `aud` claim are refused."""
+    jwt_tenant_claim: str = "tenant"
+    """The claim that names the caller's tenant."""
+    jwt_leeway_s: float = Field(default=0.0, ge=0)
+    """Clock skew allowed on exp/nbf."""
+
+    # Rate limits and protection.
+    rate_limit_fail_open: bool = True
+    """When Redis is unreachable: true lets requests through (with a metric and a log), false
+    answers 503."""
+    default_rate_limit_rps: float = Field(default=0.0, ge=0)
+    """Per-key limit for principals whose key carries none (0: unlimited)."""
+    default_rate_limit_burst: int = Field(default=0, ge=0)
+    """Burst for default_rate_limit_rps (0: the rate rounded up)."""
+    max_in_flight: int = Field(default=1024, ge=0)
+    """Most requests handled at once across REST and gRPC; more are shed with 503/UNAVAILABLE
+    and Retry-After (0: unbounded)."""
+    breaker_failures: int = Field(default=5, ge=1)
+    """Consecutive UNAVAILABLE/DEADLINE_EXCEEDED answers of an upstream that open its breaker."""
+    breaker_open_s: float = Field(default=5.0, gt=0)
+    """How long an open breaker fails fast before letting one probe through."""
+    deployment_cache_ttl_s: float = Field(default=5.0, ge=0)
+    """How long a model's deployment (owner, weights, limit) is reused without asking the registry
+    (Watch updates it at once)."""
+    route_key_header: str = "x-modelserve-route-key"
+    """A request header whose value makes canary routing sticky (same value, same version)."""
+    canary_sticky_per_key: bool = True
+    """Without a route key header, route the same API key to the same version."""

@@ -1,0 +1,127 @@
+"""Authentication: API keys (verified by the registry, cached briefly), JWTs (one algorithm fixed
+by configuration) and the bootstrap admin key. Produces a Principal; secrets never reach a log."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+
+import jwt
+import structlog
+
+from modelserve_common.errors import Unauthenticated
+from modelserve_gateway.audit import audit
+from modelserve_gateway.ratelimit import Limit
+from modelserve_gateway.registry_cache import RegistryCache
+from modelserve_gateway.scopes import ALL_SCOPES
+from modelserve_gateway.settings import GatewaySettings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: kind ("api_key", "jwt", "admin", "anonymous"), an id that is not a secret,
+    the tenant ("" = trusted, every tenant), scopes and the caller's own rate limit."""
+
+    kind: str
+    id: str
+    tenant: str
+    scopes: frozenset[str]
+    limit: Limit | None = None
+
+    def metadata(self) -> list[tuple[str, str]]:
+        """Downstream metadata naming the caller (the registry scopes what it returns by it)."""
+        if not self.tenant:
+            return []
+        return [("x-modelserve-tenant", self.tenant), ("x-modelserve-scopes", ",".join(sorted(self.scopes)))]
+
+
+ANONYMOUS = Principal("anonymous", "anonymous", "", frozenset(ALL_SCOPES))
+"""The principal when auth is disabled: trusted, like an in-cluster caller."""
+
+ADMIN_ID = "bootstrap-admin"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a request presented: the Authorization header and the x-api-key header."""
+
+    authorization: str | None
+    api_key: str | None
+
+
+class Authenticator:
+    def __init__(self, settings: GatewaySettings, cache: RegistryCache) -> None:
+        self._enabled = settings.auth_enabled
+        self._admin = settings.admin_api_key.get_secret_value().encode() if settings.admin_api_key else None
+        self._cache = cache
+        self._alg = settings.jwt_algorithm
+        self._jwt_key = settings.jwt_key.get_secret_value() if settings.jwt_key else None
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._tenant_claim = settings.jwt_tenant_claim
+        self._leeway = settings.jwt_leeway_s
+        self._default_limit = Limit.of(settings.default_rate_limit_rps, settings.default_rate_limit_burst)
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    async def authenticate(self, creds: Credentials, action: str) -> Principal:
+        if not self._enabled:
+            return ANONYMOUS
+        try:
+            return await self._authenticate(creds)
+        except Unauthenticated as exc:
+            audit(
+                who="unknown",
+                tenant="",
+                action=action,
+                resource="",
+                outcome="UNAUTHENTICATED",
+                reason=exc.message,
+            )
+            log.info("auth.failed", action=action, reason=exc.message)
+            raise
+
+    async def _authenticate(self, creds: Credentials) -> Principal:
+        token: str | None = None
+        if creds.authorization:
+            scheme, _, value = creds.authorization.strip().partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                raise Unauthenticated("Authorization must be 'Bearer <API key or JWT>'")
+            token = value.strip()
+        elif creds.api_key:
+            token = creds.api_key.strip()
+        if not token:
+            raise Unauthenticated("credentials required: Authorization: Bearer <key> or x-api-key")
+        if self._admin is not None and hmac.compare_digest(token.encode(), self._admin):
+            return Principal("admin", ADMIN_ID, "", frozenset(ALL_SCOPES))
+        if token.count(".") == 2 and creds.authorization:
+            return self._jwt(token)
+        key = await self._cache.verify(token)
+        limit = Limit.of(key.rate, key.burst) or self._default_limit
+        return Principal("api_key", key.key, key.tenant, key.scopes, limit)
+
+    def _jwt(self, token: str) -> Principal:
+        if self._alg is None or self._jwt_key is None:
+            raise Unauthenticated("JWT authentication is not configured")
+        try:
+            claims = jwt.decode(
+                token,
+                self._jwt_key,
+                algorithms=[self._alg],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "sub"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated(f"invalid token: {type(exc).__name__}") from None
+        tenant = claims.get(self._tenant_claim)
+        if not isinstance(tenant, str) or not tenant:
+            raise Unauthenticated(f"token has no {self._tenant_claim!r} claim")
+        raw = claims.get("scope", claims.get("scopes", ""))
+        scopes = frozenset(raw.split() if isinstance(raw, str) else [str(s) for s in raw])
+        return Principal("jwt", str(claims["sub"]), tenant, scopes, self._default_limit)

@@ -1,0 +1,159 @@
+"""Channels to the fronted services, one per upstream, built with modelserve_common.channels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from opentelemetry.sdk.trace import TracerProvider
+
+from modelserve.inference.v2 import grpc_service_pb2 as inference_pb
+from modelserve.orchestrator.v1 import orchestrator_service_pb2 as orchestrator_pb
+from modelserve.registry.v1 import registry_service_pb2 as registry_pb
+from modelserve_common.channels import create_channel
+from modelserve_gateway.protection import CircuitBreaker
+from modelserve_gateway.settings import GatewaySettings
+
+REGISTRY, MODEL_SERVER, ORCHESTRATOR = "registry", "model_server", "orchestrator"
+
+INFERENCE_SERVICE = inference_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+REGISTRY_SERVICE = registry_pb.DESCRIPTOR.services_by_name["RegistryService"]
+ORCHESTRATOR_SERVICE = orchestrator_pb.DESCRIPTOR.services_by_name["OrchestratorService"]
+
+FRONTED: list[tuple[ServiceDescriptor, str]] = [
+    (REGISTRY_SERVICE, REGISTRY),
+    (ORCHESTRATOR_SERVICE, ORCHESTRATOR),
+    (INFERENCE_SERVICE, MODEL_SERVER),
+]
+
+# Idempotent methods: retried on UNAVAILABLE by the channel (never writes).
+_IDEMPOTENT_PREFIXES = ("Get", "List", "Server", "Model", "Verify", "Repository")
+
+
+def idempotent_methods(service: ServiceDescriptor) -> list[str]:
+    return [
+        f"{service.full_name}/{m.name}"
+        for m in service.methods
+        if m.name.startswith(_IDEMPOTENT_PREFIXES)
+        and not m.client_streaming
+        and not m.server_streaming
+        and m.name not in ("ModelInfer", "RepositoryModelLoad", "RepositoryModelUnload")
+    ]
+
+
+def _identity(x: bytes) -> bytes:
+    return x
+
+
+@dataclass
+class Upstream:
+    """One fronted service: its channel, default deadline and circuit breaker; multicallables are
+    cached per method (raw bytes in and out, so the front door never decodes)."""
+
+    name: str
+    channel: grpc.aio.Channel
+    timeout_s: float
+    breaker: CircuitBreaker
+    _unary: dict[str, Any] = field(default_factory=dict)
+    _stream: dict[str, Any] = field(default_factory=dict)
+    _bidi: dict[str, Any] = field(default_factory=dict)
+    _typed: dict[str, Any] = field(default_factory=dict)
+
+    def unary(self, method: str) -> Any:
+        mc = self._unary.get(method)
+        if mc is None:
+            mc = self._unary[method] = self.channel.unary_unary(method, _identity, _identity)
+        return mc
+
+    def unary_stream(self, method: str) -> Any:
+        mc = self._stream.get(method)
+        if mc is None:
+            mc = self._stream[method] = self.channel.unary_stream(method, _identity, _identity)
+        return mc
+
+    def stream_unary(self, method: str) -> Any:
+        key = "su" + method
+        mc = self._bidi.get(key)
+        if mc is None:
+            mc = self._bidi[key] = self.channel.stream_unary(method, _identity, _identity)
+        return mc
+
+    def stream_stream(self, method: str) -> Any:
+        mc = self._bidi.get(method)
+        if mc is None:
+            mc = self._bidi[method] = self.channel.stream_stream(method, _identity, _identity)
+        return mc
+
+    def typed_unary(self, method: str, response_parser: Callable[[bytes], Any]) -> Any:
+        mc = self._typed.get(method)
+        if mc is None:
+            mc = self._typed[method] = self.channel.unary_unary(
+                method,
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=response_parser,
+            )
+        return mc
+
+    def typed_stream(self, method: str, response_parser: Callable[[bytes], Any]) -> Any:
+        key = "ts" + method
+        mc = self._typed.get(key)
+        if mc is None:
+            mc = self._typed[key] = self.channel.unary_stream(
+                method,
+                request_serializer=lambda m: m.SerializeToString(),
+                response_deserializer=response_parser,
+            )
+        return mc
+
+
+class Upstreams:
+    """The three fronted services."""
+
+    def __init__(self, settings: GatewaySettings, tracer_provider: TracerProvider | None = None) -> None:
+        def make(name: str, target: str, service: ServiceDescriptor, timeout: float) -> Upstream:
+            channel = create_channel(
+                target,
+                settings,
+                retry_methods=idempotent_methods(service),
+                tracer_provider=tracer_provider,
+                default_timeout_s=timeout,
+            )
+            return Upstream(
+                name,
+                channel,
+                timeout,
+                CircuitBreaker(name, settings.breaker_failures, settings.breaker_open_s),
+            )
+
+        self.by_name: dict[str, Upstream] = {
+            REGISTRY: make(REGISTRY, settings.registry_url, REGISTRY_SERVICE, settings.registry_timeout_s),
+            MODEL_SERVER: make(
+                MODEL_SERVER, settings.model_server_url, INFERENCE_SERVICE, settings.model_server_timeout_s
+            ),
+            ORCHESTRATOR: make(
+                ORCHESTRATOR, settings.orchestrator_url, ORCHESTRATOR_SERVICE, settings.orchestrator_timeout_s
+            ),
+        }
+        self.by_service: dict[str, Upstream] = {svc.full_name: self.by_name[name] for svc, name in FRONTED}
+
+    def add(self, service: ServiceDescriptor, target: str, settings: GatewaySettings) -> None:
+        """Fronts one more service (its upstream is named after the service)."""
+        channel = create_channel(target, settings, default_timeout_s=settings.client_timeout_s)
+        up = Upstream(
+            service.full_name,
+            channel,
+            settings.client_timeout_s,
+            CircuitBreaker(service.full_name, settings.breaker_failures, settings.breaker_open_s),
+        )
+        self.by_name[service.full_name] = up
+        self.by_service[service.full_name] = up
+
+    def __getitem__(self, name: str) -> Upstream:
+        return self.by_name[name]
+
+    async def close(self) -> None:
+        for up in self.by_name.values():
+            await up.channel.close()

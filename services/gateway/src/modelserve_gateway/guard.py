@@ -1,0 +1,148 @@
+"""The protection layer both doors share: authentication, scopes, tenant ownership of models,
+rate limits (per key, per model), and canary routing. One object, called the same way by the
+REST app and the gRPC front door."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+
+import structlog
+
+from modelserve.registry.v1 import registry_service_pb2 as registry_pb
+from modelserve_common.errors import PermissionDenied, ResourceExhausted, ServiceError, Unavailable
+from modelserve_gateway.audit import audit
+from modelserve_gateway.auth import Authenticator, Credentials, Principal
+from modelserve_gateway.protection import InFlightLimiter
+from modelserve_gateway.ratelimit import LIMITED, Decision, Limit, LimiterUnavailable, RateLimiter
+from modelserve_gateway.registry_cache import RegistryCache
+from modelserve_gateway.scopes import PUBLIC_METHODS, has_scope, required_scope
+from modelserve_gateway.settings import GatewaySettings
+
+log = structlog.get_logger(__name__)
+
+
+class RateLimited(ResourceExhausted):
+    def __init__(self, message: str, headers: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.headers = headers
+
+
+@dataclass
+class Admission:
+    """The outcome of admitting a request: who, metadata to send downstream, headers to return."""
+
+    principal: Principal
+    metadata: list[tuple[str, str]]
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A model request after ownership, per-model limit and canary: the version to ask for
+    ("" = let the model server choose) and response headers."""
+
+    version: str
+    headers: list[tuple[str, str]]
+
+
+class Guard:
+    def __init__(
+        self, settings: GatewaySettings, auth: Authenticator, limiter: RateLimiter, cache: RegistryCache
+    ) -> None:
+        self._auth = auth
+        self._limiter = limiter
+        self._cache = cache
+        self._sticky_per_key = settings.canary_sticky_per_key
+        self._rng = random.Random()
+        self.in_flight = InFlightLimiter(settings.max_in_flight)
+
+    @property
+    def cache(self) -> RegistryCache:
+        return self._cache
+
+    async def admit(self, method: str, creds: Credentials) -> Admission:
+        """Authenticates, checks the method's scope and the caller's rate limit."""
+        if method in PUBLIC_METHODS and not (creds.authorization or creds.api_key):
+            return Admission(_anonymous_public(), [])
+        principal = await self._auth.authenticate(creds, method)
+        needed = required_scope(method)
+        if not has_scope(principal.scopes, needed):
+            audit(
+                who=principal.id,
+                tenant=principal.tenant,
+                action=method,
+                resource="",
+                outcome="PERMISSION_DENIED",
+            )
+            raise PermissionDenied(
+                f"{method} needs scope {needed!r}; the credentials carry {sorted(principal.scopes)}"
+            )
+        headers: list[tuple[str, str]] = []
+        if principal.limit is not None:
+            decision = await self._check(f"key:{principal.id}", principal.limit, "key")
+            headers = decision.headers()
+        return Admission(principal, principal.metadata(), headers)
+
+    async def _check(self, key: str, limit: Limit, scope: str) -> Decision:
+        try:
+            decision = await self._limiter.check(key, limit)
+        except LimiterUnavailable:
+            raise Unavailable("rate limiter unavailable") from None
+        if not decision.allowed:
+            LIMITED.labels(scope).inc()
+            raise RateLimited(
+                f"rate limit of {limit.burst} requests per {limit.period_s:g}s exceeded ({scope})",
+                decision.headers(),
+            )
+        return decision
+
+    async def route_model(
+        self, admission: Admission, model: str, version: str, route_key: str | None
+    ) -> Routed:
+        """Tenant ownership (another tenant's model is NOT_FOUND), the deployment's rate limit,
+        and, when no version is named, a version drawn by the deployment's weights."""
+        principal = admission.principal
+        if principal.tenant:
+            dep: registry_pb.Deployment | None = await self._cache.owned_deployment(model, principal.tenant)
+        else:
+            try:
+                dep = await self._cache.deployment(model)
+            except ServiceError:
+                dep = None  # trusted callers still reach the model server when the registry is down
+        headers: list[tuple[str, str]] = []
+        if dep is None:
+            return Routed(version, headers)
+        limit = Limit.of(dep.rate_limit.requests_per_second, dep.rate_limit.burst)
+        if limit is not None:
+            decision = await self._check(f"model:{model}", limit, "model")
+            if not admission.headers:
+                headers = decision.headers()
+        if not version:
+            version = self.pick_version(
+                dep,
+                route_key
+                or (principal.id if self._sticky_per_key and principal.kind != "anonymous" else None),
+            )
+        return Routed(version, headers)
+
+    def pick_version(self, dep: registry_pb.Deployment, sticky: str | None) -> str:
+        targets = [t for t in dep.targets if not t.mirror and t.weight > 0]
+        if len(targets) <= 1:
+            return str(targets[0].version_number or targets[0].version) if targets else ""
+        total = sum(t.weight for t in targets)
+        if sticky:
+            h = hashlib.blake2b(f"{dep.model}\0{sticky}".encode(), digest_size=8).digest()
+            point = int.from_bytes(h, "big") % total
+        else:
+            point = self._rng.randrange(total)
+        for t in targets:
+            point -= t.weight
+            if point < 0:
+                return str(t.version_number or t.version)
+        return str(targets[-1].version_number or targets[-1].version)
+
+
+def _anonymous_public() -> Principal:
+    return Principal("anonymous", "public", "", frozenset())

@@ -1,0 +1,344 @@
+"""An OpenAPI 3.1 document generated from the same routes (and the KServe v2 REST surface)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+
+from modelserve_gateway.scopes import required_scope
+from modelserve_gateway.transcoding.routes import Route
+
+_INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_SFIXED64}
+_UINT64 = {FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64}
+_INT32 = {FieldDescriptor.TYPE_INT32, FieldDescriptor.TYPE_SINT32, FieldDescriptor.TYPE_SFIXED32}
+_UINT32 = {FieldDescriptor.TYPE_UINT32, FieldDescriptor.TYPE_FIXED32}
+
+_WKT: dict[str, dict[str, Any]] = {
+    "google.protobuf.Timestamp": {"type": "string", "format": "date-time"},
+    "google.protobuf.Duration": {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]{1,9})?s$"},
+    "google.protobuf.FieldMask": {"type": "string"},
+    "google.protobuf.Struct": {"type": "object"},
+    "google.protobuf.Value": {},
+    "google.protobuf.ListValue": {"type": "array"},
+    "google.protobuf.Empty": {"type": "object"},
+    "google.protobuf.Any": {"type": "object", "properties": {"@type": {"type": "string"}}},
+    "google.protobuf.StringValue": {"type": ["string", "null"]},
+    "google.protobuf.BoolValue": {"type": ["boolean", "null"]},
+    "google.protobuf.Int32Value": {"type": ["integer", "null"], "format": "int32"},
+    "google.protobuf.Int64Value": {"type": ["string", "integer", "null"]},
+    "google.protobuf.DoubleValue": {"type": ["number", "null"]},
+    "google.protobuf.FloatValue": {"type": ["number", "null"]},
+    "google.protobuf.BytesValue": {"type": ["string", "null"], "contentEncoding": "base64"},
+}
+
+STATUS_SCHEMA = {
+    "type": "object",
+    "description": "google.rpc.Status",
+    "properties": {
+        "code": {"type": "integer", "description": "The gRPC status code."},
+        "message": {"type": "string"},
+        "details": {"type": "array", "items": {"type": "object"}},
+    },
+    "required": ["code", "message"],
+}
+
+
+class _Schemas:
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {"google.rpc.Status": STATUS_SCHEMA}
+
+    def ref(self, desc: Descriptor) -> dict[str, Any]:
+        if desc.full_name in _WKT:
+            return dict(_WKT[desc.full_name])
+        if desc.full_name not in self.components:
+            self.components[desc.full_name] = {}  # placeholder for recursion
+            self.components[desc.full_name] = self._message(desc)
+        return {"$ref": f"#/components/schemas/{desc.full_name}"}
+
+    def _message(self, desc: Descriptor) -> dict[str, Any]:
+        props = {f.json_name: self.field(f) for f in desc.fields}
+        return {"type": "object", "properties": props, "additionalProperties": False}
+
+    def scalar(self, f: FieldDescriptor) -> dict[str, Any]:
+        t = f.type
+        if f.message_type is not None:
+            return self.ref(f.message_type)
+        if f.enum_type is not None:
+            return _enum(f.enum_type)
+        if t in _INT64:
+            return {"type": ["string", "integer"], "pattern": r"^-?[0-9]+$", "format": "int64"}
+        if t in _UINT64:
+            return {"type": ["string", "integer"], "pattern": r"^[0-9]+$", "format": "uint64"}
+        if t in _INT32:
+            return {"type": "integer", "format": "int32", "minimum": -(2**31), "maximum": 2**31 - 1}
+        if t in _UINT32:
+            return {"type": "integer", "format": "uint32", "minimum": 0, "maximum": 2**32 - 1}
+        if t in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+            return {"type": ["number", "string"]}
+        if t == FieldDescriptor.TYPE_BOOL:
+            return {"type": "boolean"}
+        if t == FieldDescriptor.TYPE_BYTES:
+            return {"type": "string", "contentEncoding": "base64"}
+        return {"type": "string"}
+
+    def field(self, f: FieldDescriptor) -> dict[str, Any]:
+        if f.message_type is not None and f.message_type.GetOptions().map_entry:
+            value = f.message_type.fields_by_name["value"]
+            return {"type": "object", "additionalProperties": self.scalar(value)}
+        if f.label == FieldDescriptor.LABEL_REPEATED:
+            return {"type": "array", "items": self.scalar(f)}
+        return self.scalar(f)
+
+
+def _enum(e: EnumDescriptor) -> dict[str, Any]:
+    return {"type": ["string", "integer"], "enum": [v.name for v in e.values] + [v.number for v in e.values]}
+
+
+def _query_params(
+    desc: Descriptor, schemas: _Schemas, bound: set[str], prefix: str = "", depth: int = 0
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for f in desc.fields:
+        name = prefix + f.name
+        if name in bound or any(b.startswith(name + ".") for b in bound) and f.message_type is None:
+            continue
+        if name in bound:
+            continue
+        mt = f.message_type
+        if mt is not None and mt.full_name not in _WKT:
+            if f.label != FieldDescriptor.LABEL_REPEATED and not mt.GetOptions().map_entry and depth < 2:
+                out += _query_params(mt, schemas, bound, name + ".", depth + 1)
+            continue
+        if mt is not None and mt.full_name in (
+            "google.protobuf.Struct",
+            "google.protobuf.Value",
+            "google.protobuf.ListValue",
+            "google.protobuf.Any",
+            "google.protobuf.Empty",
+        ):
+            continue
+        param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": schemas.field(f)}
+        if f.label == FieldDescriptor.LABEL_REPEATED:
+            param["style"] = "form"
+            param["explode"] = True
+        out.append(param)
+    return out
+
+
+def build_openapi(
+    routes: list[Route], *, title: str = "ModelServe", version: str = "0.1.0"
+) -> dict[str, Any]:
+    schemas = _Schemas()
+    paths: dict[str, Any] = {}
+    errors = {
+        "default": {
+            "description": "An error (google.rpc.Status)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/google.rpc.Status"}}},
+        }
+    }
+    for r in routes:
+        path = r.template.openapi_path()
+        op_id = r.method.strip("/").replace("/", ".") + (
+            "" if r.binding_index == 0 else f".{r.binding_index}"
+        )
+        params: list[dict[str, Any]] = []
+        for var in r.template.variables:
+            params.append(
+                {
+                    "name": var.field_path,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[^/]+$" if not var.multi_segment else ".+"},
+                }
+            )
+        bound = {v.field_path for v in r.template.variables}
+        req_desc = r.request_type.DESCRIPTOR
+        if not r.body:
+            params += _query_params(req_desc, schemas, bound)
+        elif r.body != "*":
+            params += _query_params(req_desc, schemas, bound | {r.body})
+        resp_schema: dict[str, Any] = schemas.ref(r.response_type.DESCRIPTOR)
+        if r.response_body:
+            f = r.response_type.DESCRIPTOR.fields_by_name[r.response_body]
+            resp_schema = schemas.field(f)
+        content_type = "application/x-ndjson" if r.server_streaming else "application/json"
+        if r.server_streaming:
+            resp_schema = {
+                "type": "object",
+                "properties": {
+                    "result": resp_schema,
+                    "error": {"$ref": "#/components/schemas/google.rpc.Status"},
+                },
+            }
+        op: dict[str, Any] = {
+            "operationId": op_id,
+            "summary": r.method,
+            "tags": [r.service_name],
+            "parameters": params,
+            "responses": {
+                "200": {"description": "OK", "content": {content_type: {"schema": resp_schema}}},
+                **errors,
+            },
+            "x-scope": required_scope(r.method),
+        }
+        if r.body:
+            if r.body == "*":
+                body_schema = schemas.ref(req_desc)
+            else:
+                f = req_desc.fields_by_name[r.body]
+                body_schema = schemas.field(f)
+            op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body_schema}}}
+        paths.setdefault(path, {})[r.verb.lower()] = op
+    _kserve_paths(paths)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": title,
+            "version": version,
+            "description": "Generated from the google.api.http options of the fronted services.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas.components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "An API key or a JWT."},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            },
+        },
+        "security": [{"bearer": []}, {"apiKey": []}],
+    }
+
+
+_V2_ERROR = {
+    "default": {
+        "description": "An error",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"error": {"type": "string"}},
+                    "required": ["error"],
+                }
+            }
+        },
+    }
+}
+_TENSOR = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {
+            "type": "string",
+            "enum": [
+                "BOOL",
+                "UINT8",
+                "UINT16",
+                "UINT32",
+                "UINT64",
+                "INT8",
+                "INT16",
+                "INT32",
+                "INT64",
+                "FP16",
+                "FP32",
+                "FP64",
+                "BYTES",
+                "BF16",
+            ],
+        },
+        "parameters": {"type": "object"},
+        "data": {},
+    },
+}
+
+
+def _kserve_paths(paths: dict[str, Any]) -> None:
+    ok = {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}
+    model = {
+        "name": "model",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[^/]+$"},
+    }
+    version = {
+        "name": "version",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[^/]+$"},
+    }
+    infer_body = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["inputs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "parameters": {"type": "object"},
+                        "inputs": {"type": "array", "items": _TENSOR},
+                        "outputs": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+                            },
+                        },
+                    },
+                }
+            }
+        },
+    }
+    for p, tag in (("/v2/health/live", "live"), ("/v2/health/ready", "ready")):
+        paths[p] = {
+            "get": {
+                "operationId": f"kserve.{tag}",
+                "tags": ["KServe v2"],
+                "security": [],
+                "responses": {"200": {"description": tag}, "503": {"description": f"not {tag}"}},
+            }
+        }
+    paths["/v2"] = {
+        "get": {
+            "operationId": "kserve.server_metadata",
+            "tags": ["KServe v2"],
+            "responses": {**ok, **_V2_ERROR},
+        }
+    }
+    for suffix, params in (("", [model]), ("/versions/{version}", [model, version])):
+        base = "/v2/models/{model}" + suffix
+        key = suffix.replace("/versions/{version}", ".versioned")
+        paths[base] = {
+            "get": {
+                "operationId": f"kserve.model_metadata{key}",
+                "tags": ["KServe v2"],
+                "parameters": params,
+                "responses": {**ok, **_V2_ERROR},
+            }
+        }
+        paths[base + "/ready"] = {
+            "get": {
+                "operationId": f"kserve.model_ready{key}",
+                "tags": ["KServe v2"],
+                "parameters": params,
+                "responses": {**ok, "400": {"description": "not ready"}, **_V2_ERROR},
+            }
+        }
+        paths[base + "/infer"] = {
+            "post": {
+                "operationId": f"kserve.infer{key}",
+                "tags": ["KServe v2"],
+                "parameters": params,
+                "requestBody": infer_body,
+                "responses": {**ok, **_V2_ERROR},
+            }
+        }
+
+
+def openapi_bytes(routes: list[Route]) -> bytes:
+    return json.dumps(build_openapi(routes), separators=(",", ":")).encode()

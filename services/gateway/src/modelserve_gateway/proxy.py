@@ -1,0 +1,319 @@
+"""The gRPC front door: every method of every fronted service, proxied as raw bytes (identity
+serializers, so messages are never decoded), with deadlines, metadata both ways, and the same
+guard as REST. Inference calls that name a model are read just far enough (two top-level string
+fields) to check the tenant and apply canary routing; a chosen version is appended as one more
+field 2, which protobuf's last-one-wins rule makes the request's model_version."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+
+from modelserve_common.context import REQUEST_ID_HEADER, current_request_id
+from modelserve_common.errors import InvalidArgument, ServiceError
+from modelserve_gateway.audit import audit
+from modelserve_gateway.auth import Credentials
+from modelserve_gateway.clients import Upstream, Upstreams
+from modelserve_gateway.guard import Admission, Guard
+from modelserve_gateway.scopes import is_write
+
+_RESERVED = ("x-modelserve-", "authorization", "x-api-key", "grpc-", ":", "user-agent", REQUEST_ID_HEADER)
+_INF = "/inference.GRPCInferenceService/"
+MODEL_METHODS = {
+    _INF + m
+    for m in (
+        "ModelInfer",
+        "ModelStreamInfer",
+        "ModelMetadata",
+        "ModelReady",
+        "ModelConfig",
+        "ModelStatistics",
+    )
+}
+CANARY_METHODS = {_INF + "ModelInfer", _INF + "ModelStreamInfer"}
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if i >= len(buf):
+            raise InvalidArgument("malformed protobuf message")
+        b = buf[i]
+        i += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, i
+        shift += 7
+        if shift > 63:
+            raise InvalidArgument("malformed protobuf varint")
+
+
+def model_fields(buf: bytes) -> tuple[str, str]:
+    """Top-level string fields 1 and 2 (model name and version) of a serialized message, skipping
+    everything else by length (tensor bytes are never copied)."""
+    name = version = ""
+    i = 0
+    n = len(buf)
+    while i < n:
+        key, i = _varint(buf, i)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            _, i = _varint(buf, i)
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        elif wire == 2:
+            length, i = _varint(buf, i)
+            if number in (1, 2):
+                value = buf[i : i + length].decode("utf-8", "replace")
+                if number == 1:
+                    name = value
+                else:
+                    version = value
+            i += length
+        else:
+            raise InvalidArgument("malformed protobuf message (group wire type)")
+    return name, version
+
+
+def with_version(buf: bytes, version: str) -> bytes:
+    data = version.encode()
+    out = bytearray(buf)
+    out.append(0x12)
+    length = len(data)
+    while length > 0x7F:
+        out.append((length & 0x7F) | 0x80)
+        length >>= 7
+    out.append(length)
+    out += data
+    return bytes(out)
+
+
+def _creds(md: Sequence[tuple[str, Any]]) -> Credentials:
+    auth = key = None
+    for k, v in md:
+        if k == "authorization" and auth is None:
+            auth = str(v)
+        elif k == "x-api-key" and key is None:
+            key = str(v)
+    return Credentials(auth, key)
+
+
+def _forward(md: Sequence[tuple[str, Any]], adm: Admission) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = list(adm.metadata)
+    for k, v in md:
+        if not k.startswith(_RESERVED):
+            out.append((k, v))
+    return out
+
+
+def _clean(md: Any) -> list[tuple[str, Any]]:
+    return [
+        (k, v) for k, v in (md or ()) if not k.startswith(("grpc-", ":", "content-type", REQUEST_ID_HEADER))
+    ]
+
+
+class FrontDoor(grpc.GenericRpcHandler):
+    """A generic handler answering every method of ``services``; unknown methods fall through
+    to gRPC's UNIMPLEMENTED."""
+
+    def __init__(
+        self, services: Sequence[ServiceDescriptor], upstreams: Upstreams, guard: Guard, route_key_header: str
+    ) -> None:
+        self._guard = guard
+        self._route_key = route_key_header
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        for svc in services:
+            up = upstreams.by_service[svc.full_name]
+            for md in svc.methods:
+                method = f"/{svc.full_name}/{md.name}"
+                self._handlers[method] = self._handler(method, up, md.client_streaming, md.server_streaming)
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        return self._handlers.get(handler_call_details.method)
+
+    async def _admit(
+        self, method: str, context: grpc.aio.ServicerContext
+    ) -> tuple[Admission, list[tuple[str, Any]]]:
+        """Guards the call; the caller releases ``in_flight`` when the call ends."""
+        md = context.invocation_metadata() or ()
+        try:
+            adm = await self._guard.admit(method, _creds(md))
+        except ServiceError as exc:
+            _trailing(context, getattr(exc, "headers", ()))
+            raise
+        return adm, _forward(md, adm)
+
+    async def _route(
+        self, method: str, adm: Admission, request: bytes, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        if method not in MODEL_METHODS:
+            return request
+        model, version = model_fields(request)
+        key = None
+        for k, v in context.invocation_metadata() or ():
+            if k == self._route_key:
+                key = str(v)
+        try:
+            routed = await self._guard.route_model(adm, model, version, key)
+        except ServiceError as exc:
+            _trailing(context, getattr(exc, "headers", ()))
+            raise
+        if method in CANARY_METHODS and routed.version and routed.version != version:
+            return with_version(request, routed.version)
+        return request
+
+    def _handler(
+        self, method: str, up: Upstream, client_streaming: bool, server_streaming: bool
+    ) -> grpc.RpcMethodHandler:
+        guard_write = is_write(method)
+
+        def timeout(context: grpc.aio.ServicerContext) -> float:
+            left = context.time_remaining()
+            return up.timeout_s if left is None else min(left, up.timeout_s if not server_streaming else left)
+
+        async def fail(exc: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext, adm: Admission) -> None:
+            up.breaker.record(exc.code())
+            if guard_write:
+                audit(
+                    who=adm.principal.id,
+                    tenant=adm.principal.tenant,
+                    action=method,
+                    resource="",
+                    outcome=exc.code().name,
+                )
+            _trailing(context, _clean(exc.trailing_metadata()))
+            await context.abort(exc.code(), exc.details() or "")
+
+        if not client_streaming and not server_streaming:
+
+            async def unary_unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+                adm, md = await self._admit(method, context)
+                request = await self._route(method, adm, request, context)
+                up.breaker.before_call()
+                call = up.unary(method)(request, metadata=md, timeout=timeout(context))
+                try:
+                    resp: bytes = await call
+                except grpc.aio.AioRpcError as exc:
+                    await fail(exc, context, adm)
+                    raise
+                up.breaker.record(grpc.StatusCode.OK)
+                initial = _clean(await call.initial_metadata())
+                if initial or adm.headers:
+                    await context.send_initial_metadata(initial + adm.headers)
+                _trailing(context, _clean(await call.trailing_metadata()))
+                if guard_write:
+                    audit(
+                        who=adm.principal.id,
+                        tenant=adm.principal.tenant,
+                        action=method,
+                        resource="",
+                        outcome="OK",
+                    )
+                return resp
+
+            return grpc.unary_unary_rpc_method_handler(self._bounded(unary_unary))
+
+        if not client_streaming:
+
+            async def unary_stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+                adm, md = await self._admit(method, context)
+                up.breaker.before_call()
+                call = up.unary_stream(method)(request, metadata=md, timeout=timeout(context))
+                try:
+                    await context.send_initial_metadata(_clean(await call.initial_metadata()) + adm.headers)
+                    async for item in call:
+                        yield item
+                except grpc.aio.AioRpcError as exc:
+                    await fail(exc, context, adm)
+                    raise
+                finally:
+                    call.cancel()
+                up.breaker.record(grpc.StatusCode.OK)
+                _trailing(context, _clean(await call.trailing_metadata()))
+
+            return grpc.unary_stream_rpc_method_handler(self._bounded_stream(unary_stream))
+
+        async def requests(
+            it: AsyncIterator[bytes], adm: Admission, context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[bytes]:
+            async for item in it:
+                yield await self._route(method, adm, item, context)
+
+        if not server_streaming:
+
+            async def stream_unary(
+                request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+            ) -> bytes:
+                adm, md = await self._admit(method, context)
+                up.breaker.before_call()
+                call = up.stream_unary(method)(
+                    requests(request_iter, adm, context), metadata=md, timeout=timeout(context)
+                )
+                try:
+                    resp: bytes = await call
+                except grpc.aio.AioRpcError as exc:
+                    await fail(exc, context, adm)
+                    raise
+                up.breaker.record(grpc.StatusCode.OK)
+                return resp
+
+            return grpc.stream_unary_rpc_method_handler(self._bounded(stream_unary))
+
+        async def stream_stream(
+            request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[bytes]:
+            adm, md = await self._admit(method, context)
+            up.breaker.before_call()
+            call = up.stream_stream(method)(
+                requests(request_iter, adm, context), metadata=md, timeout=timeout(context)
+            )
+            try:
+                await context.send_initial_metadata(_clean(await call.initial_metadata()) + adm.headers)
+                async for item in call:
+                    yield item
+            except grpc.aio.AioRpcError as exc:
+                await fail(exc, context, adm)
+                raise
+            finally:
+                call.cancel()
+            up.breaker.record(grpc.StatusCode.OK)
+
+        return grpc.stream_stream_rpc_method_handler(self._bounded_stream(stream_stream))
+
+    def _bounded(self, fn: Any) -> Any:
+        limiter = self._guard.in_flight
+
+        async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            limiter.acquire()
+            try:
+                return await fn(request, context)
+            finally:
+                limiter.release()
+
+        return run
+
+    def _bounded_stream(self, fn: Any) -> Any:
+        limiter = self._guard.in_flight
+
+        async def run(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            limiter.acquire()
+            try:
+                async for item in fn(request, context):
+                    yield item
+            finally:
+                limiter.release()
+
+        return run
+
+
+def _trailing(context: grpc.aio.ServicerContext, extra: Any) -> None:
+    rid = current_request_id()
+    md = [(REQUEST_ID_HEADER, rid)] if rid else []
+    context.set_trailing_metadata(
+        tuple(md + [(k, str(v)) if not k.endswith("-bin") else (k, v) for k, v in extra])
+    )

@@ -1,0 +1,177 @@
+"""What the gateway keeps from the registry: verified API keys (short TTL) and deployments
+(owner, canary weights, per-model limit), both corrected at once by the registry's Watch stream."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass
+
+import grpc
+import structlog
+
+from modelserve.registry.v1 import registry_service_pb2 as registry_pb
+from modelserve_common.errors import NotFound, Unauthenticated, Unavailable
+from modelserve_gateway.clients import Upstream
+
+log = structlog.get_logger(__name__)
+
+_SVC = "/modelserve.registry.v1.RegistryService/"
+
+
+@dataclass(frozen=True)
+class VerifiedKey:
+    key: str
+    tenant: str
+    scopes: frozenset[str]
+    rate: float
+    burst: int
+    expires_at: float | None  # wall clock (time.time()) when the secret stops working
+
+
+def secret_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class RegistryCache:
+    def __init__(self, registry: Upstream, *, key_ttl_s: float, deployment_ttl_s: float) -> None:
+        self._registry = registry
+        self._key_ttl = key_ttl_s
+        self._dep_ttl = deployment_ttl_s
+        self._keys: dict[str, tuple[VerifiedKey, float]] = {}
+        self._deployments: dict[str, tuple[registry_pb.Deployment | None, float]] = {}
+        self._verify = registry.typed_unary(
+            _SVC + "VerifyApiKey", registry_pb.VerifyApiKeyResponse.FromString
+        )
+        self._get_dep = registry.typed_unary(
+            _SVC + "GetDeployment", registry_pb.GetDeploymentResponse.FromString
+        )
+        self._watch = registry.typed_stream(_SVC + "Watch", registry_pb.WatchResponse.FromString)
+        self._task: asyncio.Task[None] | None = None
+        self.watching = asyncio.Event()
+        self.revision = -1
+
+    # API keys ------------------------------------------------------------------------------
+
+    async def verify(self, secret: str) -> VerifiedKey:
+        digest = secret_digest(secret)
+        now = time.monotonic()
+        hit = self._keys.get(digest)
+        if (
+            hit is not None
+            and hit[1] > now
+            and (hit[0].expires_at is None or hit[0].expires_at > time.time())
+        ):
+            return hit[0]
+        try:
+            resp = await self._verify(
+                registry_pb.VerifyApiKeyRequest(secret=secret), timeout=self._registry.timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (
+                grpc.StatusCode.UNAUTHENTICATED,
+                grpc.StatusCode.NOT_FOUND,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.PERMISSION_DENIED,
+            ):
+                raise Unauthenticated("invalid API key") from None
+            raise Unavailable(f"cannot verify API key: registry answered {exc.code().name}") from None
+        verified = VerifiedKey(
+            key=resp.key,
+            tenant=resp.tenant,
+            scopes=frozenset(resp.scopes),
+            rate=resp.rate_limit.requests_per_second,
+            burst=resp.rate_limit.burst,
+            expires_at=resp.expire_time.ToNanoseconds() / 1e9 if resp.HasField("expire_time") else None,
+        )
+        self._keys[digest] = (verified, now + self._key_ttl)
+        return verified
+
+    def forget_key(self, key: str) -> int:
+        stale = [d for d, (v, _) in self._keys.items() if v.key == key]
+        for d in stale:
+            del self._keys[d]
+        return len(stale)
+
+    # Deployments ----------------------------------------------------------------------------
+
+    async def deployment(self, model: str) -> registry_pb.Deployment | None:
+        """The model's deployment; None when the registry has no such model."""
+        now = time.monotonic()
+        hit = self._deployments.get(model)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        try:
+            resp = await self._get_dep(
+                registry_pb.GetDeploymentRequest(model=model), timeout=self._registry.timeout_s
+            )
+            dep: registry_pb.Deployment | None = resp.deployment
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() != grpc.StatusCode.NOT_FOUND:
+                raise Unavailable(
+                    f"cannot look up model {model!r}: registry answered {exc.code().name}"
+                ) from None
+            dep = None
+        self._deployments[model] = (dep, now + self._dep_ttl)
+        return dep
+
+    async def owned_deployment(self, model: str, tenant: str) -> registry_pb.Deployment:
+        dep = await self.deployment(model)
+        if dep is None or (tenant and dep.tenant != tenant):
+            raise NotFound(f"model {model!r} not found")
+        return dep
+
+    # Watch ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._follow(), name="registry-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def apply(self, change: registry_pb.WatchResponse) -> None:
+        kind = change.WhichOneof("resource")
+        if kind == "api_key":
+            n = self.forget_key(change.api_key.key)
+            log.info("auth.key_cache_cleared", key=change.api_key.key, entries=n, revision=change.revision)
+        elif kind == "deployment":
+            self._deployments.pop(change.deployment.model, None)
+        elif kind == "model" and change.type == registry_pb.CHANGE_TYPE_DELETED:
+            self._deployments.pop(change.model.name, None)
+        elif kind == "tenant_resource":
+            self._keys.clear()
+
+    async def _follow(self) -> None:
+        backoff = 0.2
+        while True:
+            try:
+                call = self._watch(registry_pb.WatchRequest(after_revision=self.revision), timeout=None)
+                await call.wait_for_connection()
+                # Anything cached before the stream was up may be stale.
+                self._keys.clear()
+                self._deployments.clear()
+                self.watching.set()
+                log.info("registry.watch_started", after_revision=self.revision)
+                async for change in call:
+                    backoff = 0.2
+                    if change.revision > self.revision:
+                        self.revision = change.revision
+                    self.apply(change)
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.OUT_OF_RANGE:
+                    self.revision = -1
+                log.info("registry.watch_lost", code=exc.code().name, retry_s=backoff)
+            except Exception as exc:  # keep following whatever happens
+                log.warning("registry.watch_error", error=type(exc).__name__)
+            self.watching.clear()
+            self._keys.clear()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)

@@ -1,0 +1,381 @@
+"""The KServe v2 REST tensor codec: v2 JSON (``{name, shape, datatype, data}``, nested or flat)
+and Triton's binary tensor extension (``Inference-Header-Content-Length``, ``binary_data_size``,
+``binary_data_output``, and the raw-body mode), mapped onto ModelInferRequest/Response.
+
+Inputs always travel as ``raw_input_contents`` (gRPC requires all-raw or all-typed, and raw is
+what Triton and our model server read fastest). Outputs come back either raw or typed."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from modelserve.inference.v2 import grpc_service_pb2 as inference_pb
+from modelserve_common.errors import InvalidArgument
+from modelserve_gateway.transcoding.codec import json_depth
+
+HEADER_LENGTH = "inference-header-content-length"
+
+NP_DTYPES: dict[str, Any] = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
+ELEMENT_BYTES = {k: np.dtype(v).itemsize for k, v in NP_DTYPES.items()} | {"BF16": 2}
+
+_CONTENTS_FIELD = {
+    "BOOL": "bool_contents",
+    "INT8": "int_contents",
+    "INT16": "int_contents",
+    "INT32": "int_contents",
+    "INT64": "int64_contents",
+    "UINT8": "uint_contents",
+    "UINT16": "uint_contents",
+    "UINT32": "uint_contents",
+    "UINT64": "uint64_contents",
+    "FP32": "fp32_contents",
+    "FP64": "fp64_contents",
+    "BYTES": "bytes_contents",
+}
+
+
+class TensorTooLarge(InvalidArgument):
+    """A tensor exceeds max_tensor_bytes (answered 413)."""
+
+    http_status = 413
+
+
+@dataclass
+class OutputWishes:
+    """Which outputs the client wants as binary (Triton's binary_data / binary_data_output)."""
+
+    default_binary: bool = False
+    per_output: dict[str, bool] = field(default_factory=dict)
+
+    def binary(self, name: str) -> bool:
+        return self.per_output.get(name, self.default_binary)
+
+
+def _param_to_pb(name: str, value: Any, out: inference_pb.InferParameter) -> None:
+    if isinstance(value, bool):
+        out.bool_param = value
+    elif isinstance(value, int):
+        if value >= 2**63:
+            out.uint64_param = value
+        else:
+            out.int64_param = value
+    elif isinstance(value, float):
+        out.double_param = value
+    elif isinstance(value, str):
+        out.string_param = value
+    else:
+        raise InvalidArgument(
+            f"parameter {name!r} must be a bool, number or string, got {type(value).__name__}"
+        )
+
+
+def param_from_pb(p: inference_pb.InferParameter) -> Any:
+    kind = p.WhichOneof("parameter_choice")
+    return getattr(p, kind) if kind else None
+
+
+def _params(src: Any, dst: Any, skip: tuple[str, ...], where: str) -> None:
+    if src is None:
+        return
+    if not isinstance(src, dict):
+        raise InvalidArgument(f"{where} parameters must be an object")
+    for k, v in src.items():
+        if k not in skip:
+            _param_to_pb(k, v, dst[k])
+
+
+def serialize_bytes_tensor(items: list[Any]) -> bytes:
+    parts = []
+    for item in items:
+        b = item.encode() if isinstance(item, str) else bytes(item)
+        parts.append(struct.pack("<I", len(b)))
+        parts.append(b)
+    return b"".join(parts)
+
+
+def deserialize_bytes_tensor(raw: bytes) -> list[bytes]:
+    out = []
+    i = 0
+    while i < len(raw):
+        if i + 4 > len(raw):
+            raise InvalidArgument("malformed BYTES tensor: truncated length prefix")
+        (n,) = struct.unpack_from("<I", raw, i)
+        i += 4
+        if i + n > len(raw):
+            raise InvalidArgument("malformed BYTES tensor: element runs past the end")
+        out.append(raw[i : i + n])
+        i += n
+    return out
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    out: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+    return out
+
+
+def _json_tensor_bytes(name: str, datatype: str, shape: list[int], data: Any) -> bytes:
+    flat = _flatten(data)
+    count = math.prod(shape)
+    if len(flat) != count:
+        raise InvalidArgument(f"input {name!r}: shape {shape} needs {count} elements, data has {len(flat)}")
+    if datatype == "BYTES":
+        if not all(isinstance(x, str) for x in flat):
+            raise InvalidArgument(f"input {name!r}: BYTES data must be strings")
+        return serialize_bytes_tensor(flat)
+    dt = NP_DTYPES.get(datatype)
+    if dt is None:
+        raise InvalidArgument(f"input {name!r}: datatype {datatype!r} cannot be sent as JSON")
+    if datatype == "BOOL":
+        if not all(isinstance(x, bool) for x in flat):
+            raise InvalidArgument(f"input {name!r}: BOOL data must be true/false")
+    elif any(isinstance(x, bool | str | dict) or x is None for x in flat):
+        raise InvalidArgument(f"input {name!r}: {datatype} data must be numbers")
+    try:
+        arr = np.array(flat, dtype=dt)
+    except (OverflowError, ValueError) as exc:
+        raise InvalidArgument(f"input {name!r}: data does not fit {datatype}: {exc}") from None
+    return arr.tobytes()
+
+
+def parse_infer_request(
+    body: bytes,
+    header_length: int | None,
+    model: str,
+    version: str,
+    *,
+    max_tensor_bytes: int,
+    max_depth: int,
+) -> tuple[inference_pb.ModelInferRequest, OutputWishes]:
+    """The ModelInferRequest of a v2 REST /infer body (JSON, or JSON + binary tensors)."""
+    if header_length is not None:
+        if header_length < 0 or header_length > len(body):
+            raise InvalidArgument(
+                f"Inference-Header-Content-Length {header_length} exceeds the body size {len(body)}"
+            )
+        head, binary = body[:header_length], memoryview(body)[header_length:]
+    else:
+        head, binary = body, memoryview(b"")
+    try:
+        doc = json.loads(head)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"inference request is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidArgument("inference request must be a JSON object")
+    json_depth(doc, max_depth)
+    req = inference_pb.ModelInferRequest(model_name=model, model_version=version)
+    if "id" in doc:
+        req.id = str(doc["id"])
+    params = doc.get("parameters") or {}
+    _params(params, req.parameters, ("binary_data_output",), "request")
+    wishes = OutputWishes(
+        default_binary=bool(params.get("binary_data_output", False)) if isinstance(params, dict) else False
+    )
+    inputs = doc.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidArgument("inference request needs a non-empty 'inputs' list")
+    offset = 0
+    for i, tin in enumerate(inputs):
+        if not isinstance(tin, dict):
+            raise InvalidArgument(f"inputs[{i}] must be an object")
+        name, datatype, shape = tin.get("name"), tin.get("datatype"), tin.get("shape")
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument(f"inputs[{i}] needs a 'name'")
+        if not isinstance(datatype, str) or (datatype not in ELEMENT_BYTES and datatype != "BYTES"):
+            raise InvalidArgument(f"input {name!r}: unknown datatype {datatype!r}")
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise InvalidArgument(
+                f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}"
+            )
+        t = req.inputs.add(name=name, datatype=datatype, shape=shape)
+        tparams = tin.get("parameters") or {}
+        _params(tparams, t.parameters, ("binary_data_size",), f"input {name!r}")
+        size = tparams.get("binary_data_size") if isinstance(tparams, dict) else None
+        if size is not None:
+            if not isinstance(size, int) or size < 0:
+                raise InvalidArgument(f"input {name!r}: binary_data_size must be a non-negative integer")
+            if size > max_tensor_bytes:
+                raise TensorTooLarge(f"input {name!r} has {size} bytes; the limit is {max_tensor_bytes}")
+            if offset + size > len(binary):
+                raise InvalidArgument(
+                    f"input {name!r}: binary_data_size {size} runs past the {len(binary)} binary bytes sent"
+                )
+            raw = bytes(binary[offset : offset + size])
+            offset += size
+            if datatype != "BYTES":
+                expected = math.prod(shape) * ELEMENT_BYTES[datatype]
+                if expected != size:
+                    raise InvalidArgument(
+                        f"input {name!r}: shape {shape} of {datatype} needs {expected} bytes, got {size}"
+                    )
+        else:
+            if "data" not in tin:
+                raise InvalidArgument(f"input {name!r} has neither 'data' nor binary_data_size")
+            raw = _json_tensor_bytes(name, datatype, shape, tin["data"])
+            if len(raw) > max_tensor_bytes:
+                raise TensorTooLarge(f"input {name!r} has {len(raw)} bytes; the limit is {max_tensor_bytes}")
+        req.raw_input_contents.append(raw)
+    if offset != len(binary):
+        raise InvalidArgument(f"{len(binary) - offset} binary bytes after the last tensor are not claimed")
+    outputs = doc.get("outputs") or []
+    if not isinstance(outputs, list):
+        raise InvalidArgument("'outputs' must be a list")
+    for i, tout in enumerate(outputs):
+        if not isinstance(tout, dict) or not isinstance(tout.get("name"), str):
+            raise InvalidArgument(f"outputs[{i}] needs a 'name'")
+        o = req.outputs.add(name=tout["name"])
+        oparams = tout.get("parameters") or {}
+        _params(oparams, o.parameters, ("binary_data",), f"output {tout['name']!r}")
+        if isinstance(oparams, dict) and "binary_data" in oparams:
+            wishes.per_output[tout["name"]] = bool(oparams["binary_data"])
+    return req, wishes
+
+
+def raw_infer_request(
+    body: bytes, model: str, version: str, meta: inference_pb.ModelMetadataResponse, max_tensor_bytes: int
+) -> inference_pb.ModelInferRequest:
+    """Raw-body mode: the whole body is the one input tensor of a one-input model."""
+    if len(meta.inputs) != 1:
+        raise InvalidArgument(
+            f"raw binary requests need a model with one input; {model!r} has {len(meta.inputs)}"
+        )
+    if len(body) > max_tensor_bytes:
+        raise TensorTooLarge(f"input has {len(body)} bytes; the limit is {max_tensor_bytes}")
+    tin = meta.inputs[0]
+    shape = list(tin.shape)
+    if tin.datatype != "BYTES":
+        size = ELEMENT_BYTES.get(tin.datatype)
+        if size is None:
+            raise InvalidArgument(f"raw binary: unsupported datatype {tin.datatype}")
+        known = math.prod(d for d in shape if d >= 0) * size
+        unknown = [i for i, d in enumerate(shape) if d < 0]
+        if (
+            len(unknown) > 1
+            or (not unknown and known != len(body))
+            or (unknown and (known == 0 or len(body) % known))
+        ):
+            raise InvalidArgument(f"raw binary: {len(body)} bytes do not fit shape {shape} of {tin.datatype}")
+        if unknown:
+            shape[unknown[0]] = len(body) // known
+    else:
+        n = len(deserialize_bytes_tensor(body))
+        shape = [n if d < 0 else d for d in shape] or [n]
+    req = inference_pb.ModelInferRequest(model_name=model, model_version=version)
+    req.inputs.add(name=tin.name, datatype=tin.datatype, shape=shape)
+    req.raw_input_contents.append(body)
+    return req
+
+
+def _json_number(x: float) -> Any:
+    if math.isnan(x):
+        return "NaN"
+    if math.isinf(x):
+        return "Infinity" if x > 0 else "-Infinity"
+    return x
+
+
+def _output_array(t: Any, raw: bytes | None) -> tuple[list[Any], bytes]:
+    """The output's elements as JSON values, and its raw little-endian bytes."""
+    dt = t.datatype
+    if raw is not None:
+        if dt == "BYTES":
+            items = deserialize_bytes_tensor(raw)
+            return [_bytes_json(b) for b in items], raw
+        if dt == "BF16":
+            return [], raw
+        arr = np.frombuffer(raw, dtype=NP_DTYPES[dt])
+    else:
+        fld = _CONTENTS_FIELD.get(dt)
+        if fld is None:
+            raise InvalidArgument(f"output {t.name!r}: datatype {dt} arrived without raw contents")
+        values = list(getattr(t.contents, fld))
+        if dt == "BYTES":
+            return [_bytes_json(b) for b in values], serialize_bytes_tensor(values)
+        arr = np.array(values, dtype=NP_DTYPES[dt])
+    data = arr.tolist()
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        data = [_json_number(x) for x in data]
+    return data, arr.tobytes()
+
+
+def _bytes_json(b: bytes) -> str:
+    try:
+        return b.decode("utf-8")
+    except UnicodeDecodeError:
+        return b.decode("latin-1")
+
+
+def render_infer_response(
+    resp: inference_pb.ModelInferResponse, wishes: OutputWishes
+) -> tuple[bytes, int | None]:
+    """The v2 REST body of a reply and, when binary tensors follow the JSON, the JSON's length."""
+    doc: dict[str, Any] = {"model_name": resp.model_name, "model_version": resp.model_version}
+    if resp.id:
+        doc["id"] = resp.id
+    if resp.parameters:
+        doc["parameters"] = {k: param_from_pb(v) for k, v in resp.parameters.items()}
+    outputs = []
+    blobs: list[bytes] = []
+    use_raw = len(resp.raw_output_contents) > 0
+    for i, t in enumerate(resp.outputs):
+        raw = resp.raw_output_contents[i] if use_raw and i < len(resp.raw_output_contents) else None
+        data, raw_bytes = _output_array(t, raw)
+        out: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+        params = {k: param_from_pb(v) for k, v in t.parameters.items()}
+        if wishes.binary(t.name) or t.datatype == "BF16":
+            params["binary_data_size"] = len(raw_bytes)
+            blobs.append(raw_bytes)
+        else:
+            out["data"] = data
+        if params:
+            out["parameters"] = params
+        outputs.append(out)
+    doc["outputs"] = outputs
+    head = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+    if not blobs:
+        return head, None
+    return head + b"".join(blobs), len(head)
+
+
+def metadata_json(meta: inference_pb.ModelMetadataResponse) -> dict[str, Any]:
+    def tensors(ts: Any) -> list[dict[str, Any]]:
+        return [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in ts]
+
+    return {
+        "name": meta.name,
+        "versions": list(meta.versions),
+        "platform": meta.platform,
+        "inputs": tensors(meta.inputs),
+        "outputs": tensors(meta.outputs),
+    }
