@@ -176,7 +176,8 @@ def build_request(
                     _check_page_size(value, max_page_size)
         for canonical, values in repeated.items():
             f = _query_field(desc, canonical.split("."))
-            v: Any = values if f.label == FieldDescriptor.LABEL_REPEATED else values[0]
+            typed = [_query_value(f, x, canonical) for x in values]
+            v: Any = typed if f.label == FieldDescriptor.LABEL_REPEATED else typed[0]
             _set_path(data, desc, canonical.split("."), v, "query parameter")
     for fp, value in path_vars.items():
         _set_path(data, desc, fp.split("."), value, "path variable")
@@ -188,6 +189,20 @@ def build_request(
     except json_format.ParseError as exc:
         raise InvalidArgument(f"invalid request for {route.method}: {exc}") from None
     return msg
+
+
+def _query_value(f: FieldDescriptor, value: str, name: str) -> Any:
+    """Query strings are text; proto3 JSON wants JSON booleans for bool fields."""
+    is_bool = f.type == FieldDescriptor.TYPE_BOOL or (
+        f.message_type is not None and f.message_type.full_name == "google.protobuf.BoolValue"
+    )
+    if not is_bool:
+        return value
+    if value in ("true", "1", ""):
+        return True
+    if value in ("false", "0"):
+        return False
+    raise InvalidArgument(f"query parameter {name!r} must be true or false, got {value!r}")
 
 
 def _canonical(desc: Descriptor, path: list[str]) -> str:
