@@ -160,6 +160,11 @@ def _json_tensor_bytes(name: str, datatype: str, shape: list[int], data: Any) ->
             raise InvalidArgument(f"input {name!r}: BOOL data must be true/false")
     elif any(isinstance(x, bool | str | dict) or x is None for x in flat):
         raise InvalidArgument(f"input {name!r}: {datatype} data must be numbers")
+    if np.dtype(dt).kind in "iu":
+        info = np.iinfo(dt)
+        bad = next((x for x in flat if not isinstance(x, int) or not info.min <= x <= info.max), None)
+        if bad is not None:
+            raise InvalidArgument(f"input {name!r}: {bad!r} is not a {datatype} value")
     try:
         arr = np.array(flat, dtype=dt)
     except (OverflowError, ValueError) as exc:
