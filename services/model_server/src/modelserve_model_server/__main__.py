@@ -1,6 +1,12 @@
-"""python -m modelserve_model_server: the model_server process."""
+"""python -m modelserve_model_server: the model_server process (and its workers when workers > 1)."""
+
+from __future__ import annotations
 
 import asyncio
+import ctypes
+import signal
+import subprocess
+import sys
 
 from modelserve_common.config import load_settings
 from modelserve_common.logging import configure_logging
@@ -9,11 +15,51 @@ from modelserve_common.tracing import configure_tracing
 from modelserve_model_server.server import running_server
 from modelserve_model_server.settings import ModelServerSettings
 
+PROG = "python -m modelserve_model_server"
+
+
+def _die_with_parent() -> None:  # runs in the child before exec
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def _spawn_workers(settings: ModelServerSettings) -> list[subprocess.Popen[bytes]]:
+    """Workers 1..n-1 as child processes sharing the gRPC port (SO_REUSEPORT); this process is
+    worker 0. Each worker's metrics endpoint is metrics_port + i (when a fixed port is set)."""
+    children = []
+    for i in range(1, settings.workers):
+        metrics = settings.metrics_port + i if settings.metrics_port > 0 else settings.metrics_port
+        args = [*sys.argv[1:], "--workers", "1", "--reuse-port", "true", "--metrics-port", str(metrics)]
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "modelserve_model_server", *args], preexec_fn=_die_with_parent
+            )
+        )
+    return children
+
 
 def main() -> None:
-    settings = load_settings(ModelServerSettings, prog="python -m modelserve_model_server")
+    settings = load_settings(ModelServerSettings, prog=PROG)
+    children: list[subprocess.Popen[bytes]] = []
+    if settings.workers > 1:
+        if settings.grpc_port == 0:
+            print(f"{PROG}: workers > 1 needs a fixed --grpc-port (they share it)", file=sys.stderr)
+            raise SystemExit(2)
+        settings = settings.model_copy(update={"reuse_port": True})
+        children = _spawn_workers(settings)
     configure_logging(settings)
-    asyncio.run(run_until_signal(running_server(settings, tracer_provider=configure_tracing(settings))))
+    try:
+        asyncio.run(run_until_signal(running_server(settings, tracer_provider=configure_tracing(settings))))
+    finally:
+        for child in children:
+            child.terminate()
+        for child in children:
+            try:
+                child.wait(settings.shutdown_grace_s + 5)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 if __name__ == "__main__":

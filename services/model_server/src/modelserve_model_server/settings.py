@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from modelserve_common.config import BaseServiceSettings
@@ -9,13 +12,40 @@ from modelserve_model_server.triton_settings import TritonSettings
 
 
 class ModelServerSettings(TritonSettings, BaseServiceSettings):
-    """ModelServe model_server."""
+    """ModelServe model_server: the KServe v2 / Triton gRPC inference API on CPU backends."""
 
     model_config = SettingsConfigDict(env_prefix="MODEL_SERVER_")
 
     service_name: str = "model_server"
     """Name used in logs, traces and metrics."""
-    grpc_port: int = 50053
+    grpc_port: int = Field(default=50053, ge=0, le=65535)
     """gRPC port; 0 picks a free port."""
-    metrics_port: int = 9093
-    """Prometheus metrics HTTP port; -1 disables the endpoint, 0 picks a free port."""
+    metrics_port: int = Field(default=9093, ge=-1, le=65535)
+    """Prometheus metrics HTTP port; -1 disables the endpoint, 0 picks a free port. Worker i of
+    `workers` > 1 serves its own metrics on metrics_port + i."""
+    model_repository: Path = Path("models")
+    """Folder of the model repository: <repo>/<model>/config.pbtxt and <repo>/<model>/<version>/."""
+    load_models: str = "*"
+    """Comma-separated models loaded at start; "*" loads every model in the repository, "" none."""
+    required_models: str = ""
+    """Comma-separated models that must be READY for the server to report ready (besides at least
+    one ready model); empty = none beyond that."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Server processes sharing the gRPC port (SO_REUSEPORT). Each process has its own models,
+    queues and statistics."""
+    reuse_port: bool = False
+    """Bind the gRPC port with SO_REUSEPORT (set automatically when workers > 1)."""
+    onnx_intra_op_threads: int = Field(default=1, ge=0, le=256)
+    """ONNX Runtime intra-op threads per model instance (0 = ONNX Runtime's default: all cores)."""
+    onnx_inter_op_threads: int = Field(default=1, ge=0, le=256)
+    """ONNX Runtime inter-op threads per model instance (0 = ONNX Runtime's default)."""
+    max_inputs: int = Field(default=64, ge=1)
+    """Most input tensors in one request."""
+    max_outputs: int = Field(default=64, ge=1)
+    """Most requested outputs in one request."""
+    max_elements: int = Field(default=64 * 1024 * 1024, ge=1)
+    """Most elements in one input tensor."""
+    stream_max_in_flight: int = Field(default=64, ge=1)
+    """Requests of one ModelStreamInfer stream that may run at once (answers stay in order)."""
+    default_max_queue_size: int = Field(default=1024, ge=0)
+    """Queue bound of a model whose config sets none (max_queue_size); 0 is no bound."""

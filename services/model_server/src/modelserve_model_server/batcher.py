@@ -1,0 +1,366 @@
+"""The per-model scheduler: a priority queue in front of the model's instances, with dynamic batching.
+
+Rules (see README "Dynamic batching"):
+
+* Idle model (nothing queued, an instance free): the request runs at once in the caller's own
+  coroutine, so batching adds no latency at low load.
+* Otherwise the request waits in its priority level's FIFO (level 1 is served first). Whenever an
+  instance frees up, everything queued that fits is taken as one batch: up to ``max_batch_size`` rows,
+  of requests whose non-batch shapes agree (others wait for the next batch), in arrival order.
+* ``max_queue_delay_us`` only matters while another batch is running on a different instance: then a
+  free instance waits up to that long for the queue to reach a preferred batch size (or
+  ``max_batch_size``) before it takes a smaller batch.
+* ``max_queue_size`` bounds the queue (full -> RESOURCE_EXHAUSTED at once); a request whose timeout
+  expires in the queue fails DEADLINE_EXCEEDED and never runs; a request whose caller went away
+  (cancelled) is removed and never runs.
+* Without dynamic batching every request runs on its own (queueing, priorities and timeouts still
+  apply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import structlog
+
+from modelserve_common.errors import Internal, InvalidArgument, ServiceError
+from modelserve_model_server.backend import LoadedModel, Tensors
+from modelserve_model_server.codec import Decoded
+from modelserve_model_server.config import ModelSpec
+from modelserve_model_server.errors import ModelNotReady, QueueFull, QueueTimeout
+from modelserve_model_server.stats import ModelStats
+
+log = structlog.get_logger(__name__)
+
+_QUEUED, _RUNNING, _DONE = 0, 1, 2
+_now = time.perf_counter_ns
+
+
+class _Item:
+    __slots__ = ("decoded", "future", "state", "enqueued", "handle", "result", "error", "span")
+
+    def __init__(self, decoded: Decoded, enqueued: int) -> None:
+        self.decoded = decoded
+        self.future: asyncio.Future[Tensors] | None = None
+        self.state = _QUEUED
+        self.enqueued = enqueued
+        self.handle: asyncio.TimerHandle | None = None
+        self.result: Tensors | None = None
+        self.error: BaseException | None = None
+        self.span: Any = None
+
+
+class Scheduler:
+    """Queue, batcher and instance pool of one model version."""
+
+    def __init__(
+        self, spec: ModelSpec, version: str, model: LoadedModel, stats: ModelStats, tracer: Any = None
+    ):
+        b = spec.batching
+        self._name = spec.name
+        self._version = version
+        self._model = model
+        self._stats = stats
+        self._tracer = tracer
+        self._dynamic = b.dynamic
+        self._max_rows = spec.max_batch_size
+        self._preferred = frozenset(b.preferred_batch_sizes)
+        self._target = max(b.preferred_batch_sizes, default=spec.max_batch_size)
+        self._delay_ns = b.max_queue_delay_us * 1000
+        self._max_queue = b.max_queue_size
+        self._levels: list[deque[_Item]] = [deque() for _ in range(b.priority_levels)]
+        self._default_priority = b.default_priority
+        self._default_timeout_us = b.default_timeout_us
+        self._allow_override = b.allow_timeout_override
+        self._all_outputs = tuple(t.name for t in spec.outputs)
+        self._free = spec.instance_count
+        self._depth = 0
+        self._rows = 0
+        self._running = 0
+        self._in_flight = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        stats.queue_depth.set_function(lambda: self._depth)
+        stats.in_flight.set_function(lambda: self._in_flight)
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting in the queue."""
+        return self._depth
+
+    # -- submitting ---------------------------------------------------------------------------
+
+    def _level(self, priority: int) -> int:
+        if priority == 0:
+            return self._default_priority
+        if priority < 0 or priority > len(self._levels):
+            raise InvalidArgument(
+                f"priority {priority} is out of range; model {self._name!r} has levels 1..{len(self._levels)}"
+            )
+        return priority
+
+    def _timeout_us(self, requested: int | None) -> int:
+        if requested is not None and requested > 0 and self._allow_override:
+            return requested
+        return self._default_timeout_us
+
+    async def submit(self, decoded: Decoded, priority: int = 0, timeout_us: int | None = None) -> Tensors:
+        """Runs ``decoded`` (alone or in a batch) and returns its own outputs."""
+        if self._closed:
+            raise ModelNotReady(f"model {self._name!r} version {self._version} is unloading")
+        level = self._level(priority)
+        item = _Item(decoded, _now())
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            if self._depth == 0 and self._free > 0:
+                self._free -= 1
+                self._running += 1
+                await self._execute([item])
+                if item.error is not None:
+                    raise item.error
+                assert item.result is not None
+                return item.result
+            if self._max_queue and self._depth >= self._max_queue:
+                raise QueueFull(
+                    f"model {self._name!r} version {self._version}: queue is full "
+                    f"({self._depth} of max_queue_size {self._max_queue} requests waiting)"
+                )
+            return await self._enqueue(item, level, self._timeout_us(timeout_us))
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _enqueue(self, item: _Item, level: int, timeout_us: int) -> Tensors:
+        loop = asyncio.get_running_loop()
+        item.future = loop.create_future()
+        if self._tracer is not None:
+            item.span = self._tracer.start_span(
+                "model.queue", attributes={"model": self._name, "version": self._version, "priority": level}
+            )
+        self._levels[level - 1].append(item)
+        self._depth += 1
+        self._rows += item.decoded.rows
+        if timeout_us:
+            item.handle = loop.call_later(timeout_us / 1e6, self._expire, item, timeout_us)
+        self._pump()
+        try:
+            return await item.future
+        except asyncio.CancelledError:
+            if item.state == _QUEUED:  # the caller went away while queued: never run it
+                self._remove(item)
+            raise
+
+    def _remove(self, item: _Item) -> None:
+        item.state = _DONE
+        self._depth -= 1
+        self._rows -= item.decoded.rows
+        if item.handle is not None:
+            item.handle.cancel()
+        if item.span is not None:
+            item.span.end()
+
+    def _expire(self, item: _Item, timeout_us: int) -> None:
+        if item.state != _QUEUED:
+            return
+        self._remove(item)
+        if item.future is not None and not item.future.done():
+            item.future.set_exception(
+                QueueTimeout(
+                    f"request timed out after {timeout_us} us in the queue of model {self._name!r}; "
+                    "it was not run"
+                )
+            )
+
+    # -- batching -----------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        while self._free > 0 and self._depth > 0:
+            if self._should_wait():
+                return
+            batch = self._take()
+            if not batch:
+                return
+            self._free -= 1
+            self._running += 1
+            task = asyncio.get_running_loop().create_task(self._execute(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _head(self) -> _Item | None:
+        for level in self._levels:
+            while level and level[0].state != _QUEUED:
+                level.popleft()
+            if level:
+                return level[0]
+        return None
+
+    def _should_wait(self) -> bool:
+        if not self._dynamic or self._delay_ns == 0 or self._running == 0:
+            return False
+        if self._rows >= self._target or self._rows in self._preferred:
+            return False
+        head = self._head()
+        if head is None:
+            return False
+        due = head.enqueued + self._delay_ns
+        now = _now()
+        if now >= due:
+            return False
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later((due - now) / 1e9, self._on_timer)
+        return True
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._pump()
+
+    def _take(self) -> list[_Item]:
+        batch: list[_Item] = []
+        rows = 0
+        signature: tuple[object, ...] = ()
+        for level in self._levels:
+            while level:
+                item = level[0]
+                if item.state != _QUEUED:
+                    level.popleft()
+                    continue
+                d = item.decoded
+                if batch and (d.signature != signature or rows + d.rows > self._max_rows):
+                    return batch
+                level.popleft()
+                self._remove(item)
+                item.state = _RUNNING
+                batch.append(item)
+                rows += d.rows
+                signature = d.signature
+                if not self._dynamic or rows >= self._max_rows:
+                    return batch
+        return batch
+
+    async def _execute(self, batch: list[_Item]) -> None:
+        stats = self._stats
+        t0 = _now()
+        span = None
+        try:
+            for item in batch:
+                waited = t0 - item.enqueued
+                stats.queue.add(waited)
+                stats.queue_hist.observe(waited / 1e9)
+            if self._tracer is not None:
+                span = self._tracer.start_span(
+                    "model.compute",
+                    attributes={"model": self._name, "version": self._version, "batch_size": len(batch)},
+                )
+            if len(batch) == 1:
+                d = batch[0].decoded
+                rows = d.rows
+                out = await self._model.execute(d.inputs, d.outputs or self._all_outputs)
+                t0_in = t0
+                t1 = t2 = _now()
+                results = [out]
+            else:
+                inputs, names, rows = self._merge(batch)
+                t0_in = _now()
+                out = await self._model.execute(inputs, names)
+                t1 = _now()
+                results = self._split(batch, out, names, rows)
+                t2 = _now()
+            n = len(batch)
+            input_ns, infer_ns, output_ns = t0_in - t0, t1 - t0_in, t2 - t1
+            stats.compute_input.add(input_ns * n, n)
+            stats.compute_infer.add(infer_ns * n, n)
+            stats.compute_output.add(output_ns * n, n)
+            stats.batch(rows, input_ns, infer_ns, output_ns)
+            for item, result in zip(batch, results, strict=True):
+                self._deliver(item, result, None)
+        except BaseException as exc:
+            err: BaseException
+            if isinstance(exc, ServiceError):
+                err = exc
+            elif isinstance(exc, asyncio.CancelledError):
+                err = ModelNotReady(f"model {self._name!r}: the batch was cancelled")
+            else:
+                log.error("model.execute_failed", model=self._name, version=self._version, exc_info=exc)
+                err = Internal(
+                    f"model {self._name!r} version {self._version} failed: {type(exc).__name__}: {exc}"
+                )
+            for item in batch:
+                self._deliver(item, None, err)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            if span is not None:
+                span.end()
+            self._free += 1
+            self._running -= 1
+            if self._depth:
+                self._pump()
+
+    def _merge(self, batch: list[_Item]) -> tuple[Tensors, list[str], int]:
+        first = batch[0].decoded
+        inputs = {name: np.concatenate([it.decoded.inputs[name] for it in batch]) for name in first.inputs}
+        wanted: set[str] = set()
+        for it in batch:
+            if not it.decoded.outputs:
+                return inputs, list(self._all_outputs), sum(it.decoded.rows for it in batch)
+            wanted.update(it.decoded.outputs)
+        names = [n for n in self._all_outputs if n in wanted]
+        return inputs, names, sum(it.decoded.rows for it in batch)
+
+    def _split(self, batch: list[_Item], out: Tensors, names: Sequence[str], rows: int) -> list[Tensors]:
+        for name in names:
+            array = out.get(name)
+            if array is None:
+                raise RuntimeError(f"model did not produce output {name!r}")
+            if not isinstance(array, np.ndarray) or array.ndim == 0 or array.shape[0] != rows:
+                shape = getattr(array, "shape", None)
+                raise RuntimeError(
+                    f"output {name!r} has shape {shape}; expected a leading batch dim of {rows}"
+                )
+        results: list[Tensors] = []
+        start = 0
+        for item in batch:
+            end = start + item.decoded.rows
+            results.append({name: out[name][start:end] for name in names})
+            start = end
+        return results
+
+    def _deliver(self, item: _Item, result: Tensors | None, error: BaseException | None) -> None:
+        item.state = _DONE
+        fut = item.future
+        if fut is None:
+            item.result, item.error = result, error
+        elif not fut.done():
+            if error is not None:
+                fut.set_exception(error)
+            else:
+                fut.set_result(result)  # type: ignore[arg-type]
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def drain(self, timeout_s: float) -> None:
+        """Stops taking requests and waits (up to ``timeout_s``) for queued and running ones."""
+        self._closed = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            log.warning("model.drain_timeout", model=self._name, version=self._version, queued=self._depth)
+        if self._timer is not None:
+            self._timer.cancel()
+        for level in self._levels:
+            while level:
+                item = level.popleft()
+                if item.state == _QUEUED:
+                    self._remove(item)
+                    if item.future is not None and not item.future.done():
+                        item.future.set_exception(ModelNotReady(f"model {self._name!r} was unloaded"))

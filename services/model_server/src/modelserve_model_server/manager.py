@@ -1,0 +1,341 @@
+"""The model repository and what is loaded from it.
+
+:class:`ModelManager` resolves (name, version) to a loaded :class:`ModelVersion` (one dict lookup on
+the hot path), loads and unloads models (RepositoryModelLoad/Unload, and later the registry's
+deployments through the same :meth:`ModelManager.load` / :meth:`ModelManager.unload`), and says
+whether the server is ready. A load that fails leaves the versions that served before serving and
+records why (RepositoryIndex shows the reason).
+
+Repository layout (Triton's): ``<repo>/<model>/config.pbtxt`` and ``<repo>/<model>/<version>/…``.
+Every numeric version folder is loaded; a request without a version gets the highest one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from modelserve.inference.v2 import model_config_pb2 as config_pb
+from modelserve_common.errors import InvalidArgument, ServiceError
+from modelserve_model_server.backend import Backend, ForwardingModel, LoadedModel
+from modelserve_model_server.batcher import Scheduler
+from modelserve_model_server.codec import Codec, Limits
+from modelserve_model_server.config import (
+    CONFIG_FILE,
+    ModelSpec,
+    check_name,
+    read_config,
+    spec_from_config,
+    version_dirs,
+)
+from modelserve_model_server.errors import InvalidModelConfig, ModelLoadFailed, ModelNotFound, ModelNotReady
+from modelserve_model_server.stats import ModelStats
+
+log = structlog.get_logger(__name__)
+
+READY, UNAVAILABLE, LOADING, UNLOADING = "READY", "UNAVAILABLE", "LOADING", "UNLOADING"
+
+
+@dataclass
+class ModelVersion:
+    """One loaded, servable model version."""
+
+    name: str
+    version: int
+    version_str: str
+    spec: ModelSpec
+    model: LoadedModel
+    stats: ModelStats
+    codec: Codec
+    scheduler: Scheduler
+    forward: ForwardingModel | None = None
+
+
+@dataclass
+class _Entry:
+    name: str
+    versions: dict[int, ModelVersion] = field(default_factory=dict)
+    state: str = UNAVAILABLE
+    reason: str = "unloaded"
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One row of RepositoryIndex."""
+
+    name: str
+    version: str
+    state: str
+    reason: str
+
+
+class ModelManager:
+    """Loads, unloads and resolves models of one repository folder."""
+
+    def __init__(
+        self,
+        repository: Path,
+        backends: Mapping[str, Backend],
+        *,
+        limits: Limits | None = None,
+        default_max_queue_size: int = 0,
+        tracer: Any = None,
+        drain_timeout_s: float = 30.0,
+    ) -> None:
+        self.repository = repository
+        self._backends = dict(backends)
+        self._limits = limits or Limits()
+        self._default_max_queue_size = default_max_queue_size
+        self._tracer = tracer
+        self._drain_timeout_s = drain_timeout_s
+        self._entries: dict[str, _Entry] = {}
+        self._routes: dict[tuple[str, str], ModelVersion] = {}
+        self._listeners: list[Callable[[], Awaitable[None]]] = []
+        self._starting = True
+        self._required: frozenset[str] = frozenset()
+        self._retiring: set[asyncio.Task[None]] = set()
+
+    # -- resolving (hot path) -------------------------------------------------------------------
+
+    def get(self, name: str, version: str = "") -> ModelVersion:
+        """The ready version ``version`` ("" = highest) of model ``name``."""
+        found = self._routes.get((name, version))
+        if found is not None:
+            return found
+        return self._explain_miss(name, version)
+
+    def _explain_miss(self, name: str, version: str) -> ModelVersion:
+        try:
+            check_name("model", name)
+        except InvalidModelConfig as exc:
+            raise InvalidArgument(exc.message) from None
+        if version and not (version.isdigit() and int(version) > 0):
+            raise InvalidArgument(
+                f"model version {version!r} is not valid: expected a positive integer or empty"
+            )
+        entry = self._entries.get(name)
+        if entry is None or (not entry.versions and entry.state != LOADING):
+            if (self.repository / name / CONFIG_FILE).is_file():
+                raise ModelNotReady(f"model {name!r} is not loaded ({entry.reason if entry else 'unloaded'})")
+            raise ModelNotFound(f"model {name!r} not found in the repository")
+        if entry.state != READY or not entry.versions:
+            raise ModelNotReady(f"model {name!r} is not ready ({entry.state.lower()}: {entry.reason})")
+        raise ModelNotFound(
+            f"model {name!r} has no version {version}; available versions {sorted(entry.versions)}"
+        )
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Every loaded version of ``name`` (NOT_FOUND/UNAVAILABLE when none)."""
+        latest = self.get(name, "")
+        entry = self._entries[latest.name]
+        return [entry.versions[v] for v in sorted(entry.versions)]
+
+    def all_versions(self) -> list[ModelVersion]:
+        return [mv for e in self._entries.values() for _, mv in sorted(e.versions.items())]
+
+    # -- readiness ------------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Start-up loading is over, some model is ready and every required model is."""
+        if self._starting or not self._routes:
+            return False
+        return all((name, "") in self._routes for name in self._required)
+
+    def on_change(self, listener: Callable[[], Awaitable[None]]) -> None:
+        """Calls ``listener`` after every load or unload (health follows readiness)."""
+        self._listeners.append(listener)
+
+    async def _changed(self) -> None:
+        for listener in self._listeners:
+            await listener()
+
+    # -- repository -----------------------------------------------------------------------------
+
+    def repository_models(self) -> list[str]:
+        """Model folders of the repository (those with a config file)."""
+        if not self.repository.is_dir():
+            return []
+        return sorted(p.name for p in self.repository.iterdir() if (p / CONFIG_FILE).is_file())
+
+    def index(self, ready_only: bool = False) -> list[IndexEntry]:
+        names = sorted(set(self.repository_models()) | set(self._entries))
+        rows: list[IndexEntry] = []
+        for name in names:
+            entry = self._entries.get(name)
+            if entry is not None and entry.versions:
+                for v in sorted(entry.versions):
+                    rows.append(IndexEntry(name, str(v), entry.state, entry.reason))
+            elif not ready_only:
+                rows.append(
+                    IndexEntry(
+                        name, "", entry.state if entry else UNAVAILABLE, entry.reason if entry else "unloaded"
+                    )
+                )
+        if ready_only:
+            rows = [r for r in rows if r.state == READY]
+        return rows
+
+    async def start(self, load: str, required: str) -> None:
+        """Loads the start-up models ("*" = all in the repository); failures are logged and kept in
+        the index. The server is not ready before this returns."""
+        self._required = frozenset(n.strip() for n in required.split(",") if n.strip())
+        names = (
+            self.repository_models()
+            if load.strip() == "*"
+            else [n.strip() for n in load.split(",") if n.strip()]
+        )
+        for name in names:
+            try:
+                await self.load(name, notify=False)
+            except ServiceError as exc:
+                log.error("model.load_failed", model=name, reason=exc.message)
+        self._starting = False
+        await self._changed()
+
+    async def load(
+        self, name: str, config: config_pb.ModelConfig | None = None, *, notify: bool = True
+    ) -> None:
+        """Loads (or reloads) every version of ``name``; ``config`` replaces config.pbtxt when given.
+        On failure the versions that served before keep serving and the reason is raised and kept."""
+        try:
+            check_name("model", name)
+        except InvalidModelConfig as exc:
+            raise InvalidArgument(exc.message) from None
+        entry = self._entries.setdefault(name, _Entry(name))
+        async with entry.lock:
+            if not entry.versions:
+                entry.state = LOADING
+            try:
+                loaded = await self._load_versions(name, config)
+            except Exception as exc:
+                reason = exc.message if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
+                entry.reason = f"load failed: {reason}"
+                entry.state = READY if entry.versions else UNAVAILABLE
+                log.warning(
+                    "model.load_failed", model=name, reason=reason, still_serving=sorted(entry.versions)
+                )
+                if notify:
+                    await self._changed()
+                raise ModelLoadFailed(
+                    f"failed to load model {name!r}: {reason}"
+                    + (f"; versions {sorted(entry.versions)} keep serving" if entry.versions else "")
+                ) from None
+            old = entry.versions
+            entry.versions = loaded
+            entry.state = READY
+            entry.reason = ""
+            self._rebuild_routes()
+            for mv in loaded.values():
+                mv.stats.ready.set(1)
+            log.info("model.loaded", model=name, versions=sorted(loaded))
+        if old:
+            for mv in old.values():
+                task = asyncio.get_running_loop().create_task(
+                    self._retire(mv, still_ready=mv.version in loaded)
+                )
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+        if notify:
+            await self._changed()
+
+    async def _load_versions(
+        self, name: str, config: config_pb.ModelConfig | None
+    ) -> dict[int, ModelVersion]:
+        model_dir = self.repository / name
+        if config is not None:
+            spec = spec_from_config(config, name=name, default_max_queue_size=self._default_max_queue_size)
+        elif not model_dir.is_dir():
+            raise ModelNotFound(f"model {name!r} not found in the repository")
+        else:
+            spec = read_config(model_dir, default_max_queue_size=self._default_max_queue_size)
+        backend = self._backends.get(spec.backend)
+        if backend is None:
+            raise InvalidModelConfig(
+                f"backend {spec.backend!r} is not available (have {sorted(self._backends)})"
+            )
+        dirs = version_dirs(model_dir)
+        if not dirs:
+            raise InvalidModelConfig(f"model {name!r} has no numeric version folder (e.g. {name}/1/)")
+        loaded: dict[int, ModelVersion] = {}
+        try:
+            for version, path in sorted(dirs.items()):
+                model = await backend.load(spec, version, path)
+                loaded[version] = self._make_version(spec, version, model)
+        except BaseException:
+            for mv in loaded.values():
+                await mv.model.unload()
+            raise
+        return loaded
+
+    def _make_version(self, spec: ModelSpec, version: int, model: LoadedModel) -> ModelVersion:
+        vs = str(version)
+        stats = ModelStats(spec.name, vs)
+        return ModelVersion(
+            name=spec.name,
+            version=version,
+            version_str=vs,
+            spec=spec,
+            model=model,
+            stats=stats,
+            codec=Codec(spec, vs, self._limits),
+            scheduler=Scheduler(spec, vs, model, stats, self._tracer),
+            forward=model if isinstance(model, ForwardingModel) else None,
+        )
+
+    async def unload(self, name: str, *, notify: bool = True) -> None:
+        """Stops routing to ``name``, lets queued and running requests finish, then unloads."""
+        try:
+            check_name("model", name)
+        except InvalidModelConfig as exc:
+            raise InvalidArgument(exc.message) from None
+        entry = self._entries.get(name)
+        if entry is None or not entry.versions:
+            if entry is None and not (self.repository / name).is_dir():
+                raise ModelNotFound(f"model {name!r} not found in the repository")
+            return
+        async with entry.lock:
+            old = entry.versions
+            entry.versions = {}
+            entry.state = UNLOADING
+            entry.reason = "unloading"
+            self._rebuild_routes()
+            if notify:
+                await self._changed()
+            for mv in old.values():
+                await self._retire(mv)
+            entry.state = UNAVAILABLE
+            entry.reason = "unloaded"
+        log.info("model.unloaded", model=name)
+
+    async def _retire(self, mv: ModelVersion, still_ready: bool = False) -> None:
+        if not still_ready:
+            mv.stats.ready.set(0)
+        await mv.scheduler.drain(self._drain_timeout_s)
+        try:
+            await mv.model.unload()
+        except Exception as exc:  # an unload hook failing must not take others down
+            log.warning("model.unload_failed", model=mv.name, version=mv.version, error=str(exc))
+
+    def _rebuild_routes(self) -> None:
+        routes: dict[tuple[str, str], ModelVersion] = {}
+        for name, entry in self._entries.items():
+            if not entry.versions:
+                continue
+            for v, mv in entry.versions.items():
+                routes[(name, str(v))] = mv
+            routes[(name, "")] = entry.versions[max(entry.versions)]
+        self._routes = routes
+
+    async def close(self, names: Iterable[str] | None = None) -> None:
+        """Unloads everything (server shutdown)."""
+        for name in list(names if names is not None else self._entries):
+            await self.unload(name, notify=False)
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)

@@ -1,0 +1,197 @@
+"""The inference service: the rules behind every RPC of inference.GRPCInferenceService."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import structlog
+
+from modelserve.inference.v2 import grpc_service_pb2 as pb
+from modelserve_common.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, ServiceError
+from modelserve_model_server.manager import ModelManager, ModelVersion
+
+log = structlog.get_logger(__name__)
+
+SERVER_NAME = "modelserve"
+SERVER_VERSION = "0.1.0"
+EXTENSIONS = ("model_repository", "model_configuration", "statistics", "schedule_policy")
+
+_now = time.perf_counter_ns
+
+
+def _outcome(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(exc, InvalidArgument):
+        return "invalid"
+    if isinstance(exc, ResourceExhausted):
+        return "rejected"
+    if isinstance(exc, DeadlineExceeded):
+        return "timeout"
+    return "error"
+
+
+def _int_param(request: pb.ModelInferRequest, key: str) -> int | None:
+    params = request.parameters
+    if key not in params:
+        return None
+    p = params[key]
+    kind = p.WhichOneof("parameter_choice")
+    if kind in ("int64_param", "uint64_param"):
+        return int(getattr(p, kind))
+    raise InvalidArgument(f"parameter {key!r} must be an integer (int64_param or uint64_param), got {kind}")
+
+
+class InferenceService:
+    """Inference, metadata, statistics and repository control over one :class:`ModelManager`."""
+
+    def __init__(self, manager: ModelManager, stream_max_in_flight: int = 64) -> None:
+        self.manager = manager
+        self._stream_max_in_flight = stream_max_in_flight
+
+    # -- health and metadata ----------------------------------------------------------------------
+
+    def server_ready(self) -> bool:
+        return self.manager.ready
+
+    def model_ready(self, name: str, version: str) -> bool:
+        try:
+            self.manager.get(name, version)
+        except ServiceError:
+            return False
+        return True
+
+    def model_metadata(self, name: str, version: str) -> pb.ModelMetadataResponse:
+        mv = self.manager.get(name, version)
+        spec = mv.spec
+        versions = [v.version_str for v in self.manager.versions(name)] if not version else [mv.version_str]
+        tm = pb.ModelMetadataResponse.TensorMetadata
+        return pb.ModelMetadataResponse(
+            name=spec.name,
+            versions=versions,
+            platform=spec.platform,
+            inputs=[
+                tm(name=t.name, datatype=t.datatype.name, shape=spec.input_shape(t)) for t in spec.inputs
+            ],
+            outputs=[
+                tm(name=t.name, datatype=t.datatype.name, shape=spec.input_shape(t)) for t in spec.outputs
+            ],
+        )
+
+    def model_config(self, name: str, version: str) -> pb.ModelConfigResponse:
+        return pb.ModelConfigResponse(config=self.manager.get(name, version).spec.config)
+
+    def model_statistics(self, name: str, version: str) -> pb.ModelStatisticsResponse:
+        if name:
+            found = [self.manager.get(name, version)] if version else self.manager.versions(name)
+        else:
+            if version:
+                raise InvalidArgument("a version needs a model name")
+            found = self.manager.all_versions()
+        return pb.ModelStatisticsResponse(model_stats=[mv.stats.to_pb() for mv in found])
+
+    # -- inference -----------------------------------------------------------------------------
+
+    async def infer(
+        self, request: pb.ModelInferRequest, timeout_s: float | None = None
+    ) -> pb.ModelInferResponse:
+        mv = self.manager.get(request.model_name, request.model_version)
+        if mv.forward is not None:
+            return await mv.forward.forward(request, timeout_s)
+        return await self._infer(mv, request)
+
+    async def _infer(self, mv: ModelVersion, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        stats = mv.stats
+        start = _now()
+        try:
+            decoded = mv.codec.decode(request)
+            if request.parameters:
+                priority = _int_param(request, "priority") or 0
+                timeout_us = _int_param(request, "timeout")
+            else:
+                priority, timeout_us = 0, None
+            outputs = await mv.scheduler.submit(decoded, priority, timeout_us)
+            response = mv.codec.encode(request, decoded, outputs)
+        except BaseException as exc:
+            stats.fail.add(_now() - start)
+            stats.outcome(_outcome(exc))
+            if not isinstance(exc, ServiceError | asyncio.CancelledError):
+                log.error("model.encode_failed", model=mv.name, exc_info=exc)
+            raise
+        stats.success.add(_now() - start)
+        stats.success_counter.inc()
+        return response
+
+    async def stream_infer(
+        self, requests: AsyncIterator[pb.ModelInferRequest]
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Answers each request of the stream in order; a failing request is reported in its
+        response's ``error_message`` and the stream goes on. Up to ``stream_max_in_flight``
+        requests run at once."""
+        pending: asyncio.Queue[asyncio.Task[pb.ModelStreamInferResponse] | None] = asyncio.Queue(
+            self._stream_max_in_flight
+        )
+
+        async def one(request: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
+            try:
+                return pb.ModelStreamInferResponse(infer_response=await self.infer(request))
+            except Exception as exc:
+                if isinstance(exc, ServiceError):
+                    message = f"[{exc.code.name}] {exc.message}"
+                else:
+                    log.error("stream.request_failed", model=request.model_name, exc_info=exc)
+                    message = "[INTERNAL] internal error"
+                return pb.ModelStreamInferResponse(
+                    error_message=message,
+                    infer_response=pb.ModelInferResponse(
+                        model_name=request.model_name, model_version=request.model_version, id=request.id
+                    ),
+                )
+
+        broken: list[Exception] = []
+
+        async def reader() -> None:
+            try:
+                async for request in requests:
+                    await pending.put(asyncio.ensure_future(one(request)))
+            except Exception as exc:  # the request stream broke: answer what arrived, then fail
+                broken.append(exc)
+            await pending.put(None)
+
+        read = asyncio.ensure_future(reader())
+        try:
+            while True:
+                task = await pending.get()
+                if task is None:
+                    break
+                yield await task
+            if broken:
+                raise broken[0]
+        finally:
+            read.cancel()
+            while not pending.empty():
+                t = pending.get_nowait()
+                if t is not None:
+                    t.cancel()
+
+    # -- repository ----------------------------------------------------------------------------
+
+    def repository_index(self, ready_only: bool) -> pb.RepositoryIndexResponse:
+        mi = pb.RepositoryIndexResponse.ModelIndex
+        return pb.RepositoryIndexResponse(
+            models=[
+                mi(name=r.name, version=r.version, state=r.state, reason=r.reason)
+                for r in self.manager.index(ready_only)
+            ]
+        )
+
+    async def load(self, name: str) -> None:
+        await self.manager.load(name)
+
+    async def unload(self, name: str) -> None:
+        await self.manager.unload(name)
+
+
+__all__ = ["InferenceService", "SERVER_NAME", "SERVER_VERSION", "EXTENSIONS", "ResourceExhausted"]
