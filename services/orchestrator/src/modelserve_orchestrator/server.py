@@ -1,27 +1,147 @@
-"""Composition root of the orchestrator: wires settings, dependencies and servicers into a running server."""
+"""Composition root of the orchestrator: database, work queue, model server client, runner,
+worker, webhook dispatcher, service and servicer; SERVING once the database (and Redis) answer."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
+import structlog
 from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
+from modelserve_orchestrator.clients import InferenceClient
+from modelserve_orchestrator.db import Database, open_database
+from modelserve_orchestrator.pipeline import Defaults, ModelCaller, PipelineRunner
+from modelserve_orchestrator.queue import MemoryWorkQueue, RedisWorkQueue, WorkQueue
+from modelserve_orchestrator.service import Limits, OrchestratorService
+from modelserve_orchestrator.servicer import OrchestratorServicer
 from modelserve_orchestrator.settings import OrchestratorSettings
+from modelserve_orchestrator.store import OrchestratorStore
+from modelserve_orchestrator.webhooks import AllowList, WebhookDispatcher, WebhookPolicy, WebhookSender
+from modelserve_orchestrator.worker import DeliveryBuilder, ExecutionWorker, Finisher, WorkerConfig
 
 SERVICE_NAME = "modelserve.orchestrator.v1.OrchestratorService"
+log = structlog.get_logger(__name__)
+
+
+def _consumer_name(settings: OrchestratorSettings) -> str:
+    return settings.consumer_name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+async def _wait_ready(store: OrchestratorStore, queue: WorkQueue, timeout_s: float) -> None:
+    """Migrates and pings, retrying until the database and Redis answer."""
+    while True:
+        try:
+            async with asyncio.timeout(timeout_s):
+                await store.migrate()
+                await queue.ping()
+            return
+        except Exception as exc:
+            log.warning("orchestrator.dependencies_unavailable", error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(0.5)
 
 
 @asynccontextmanager
 async def running_server(
-    settings: OrchestratorSettings, *, tracer_provider: TracerProvider | None = None
+    settings: OrchestratorSettings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    database: Database | None = None,
+    caller: ModelCaller | None = None,
 ) -> AsyncIterator[RunningServer]:
-    """Starts the orchestrator; SERVING once its dependencies are ready. RPCs not yet built answer
-    UNIMPLEMENTED (the generated base servicer), never a fake result."""
-    servicer = svc_grpc.OrchestratorServiceServicer()
-    services = [GrpcService(SERVICE_NAME, lambda s: svc_grpc.add_OrchestratorServiceServicer_to_server(servicer, s))]
-    async with grpc_server(settings, services, tracer_provider=tracer_provider) as running:
+    """Starts the orchestrator (API, execution worker, webhook dispatcher)."""
+    async with AsyncExitStack() as stack:
+        db = database or open_database(
+            settings.database_url.get_secret_value() if settings.database_url else None,
+            settings.data_dir,
+            max_size=settings.pool_max_size,
+            timeout_s=settings.db_timeout_s,
+        )
+        with contextlib.suppress(Exception):
+            await db.open()
+        stack.push_async_callback(db.close)
+        store = OrchestratorStore(db)
+        owner = _consumer_name(settings)
+        queue: WorkQueue = (
+            RedisWorkQueue(settings.redis_url.get_secret_value(), settings.redis_prefix, owner)
+            if settings.redis_url
+            else MemoryWorkQueue()
+        )
+        stack.push_async_callback(queue.close)
+        if caller is None:
+            client = InferenceClient(settings, tracer_provider)
+            stack.push_async_callback(client.close)
+            caller = client
+        defaults = Defaults(
+            timeout_s=settings.node_timeout_s,
+            max_attempts=settings.node_max_attempts,
+            initial_backoff_s=settings.node_initial_backoff_s,
+            max_backoff_s=settings.node_max_backoff_s,
+            max_nodes=settings.max_nodes,
+        )
+        runner = PipelineRunner(caller, defaults)
+        policy = WebhookPolicy(
+            settings.webhook_timeout_s,
+            settings.webhook_max_attempts,
+            settings.webhook_initial_backoff_s,
+            settings.webhook_max_backoff_s,
+            settings.webhook_poll_interval_s,
+        )
+        allow = AllowList(settings.webhook_allow)
+        sender = WebhookSender(policy, allow)
+        stack.push_async_callback(sender.close)
+        dispatcher = WebhookDispatcher(store, sender, policy)
+        finisher = Finisher(store, queue, DeliveryBuilder(store))
+        finisher.on_finished = dispatcher.wake.set
+        worker = None
+        if settings.workers > 0:
+            worker = ExecutionWorker(
+                store,
+                queue,
+                runner,
+                WorkerConfig(
+                    owner, settings.workers, settings.visibility_timeout_s, settings.claim_interval_s
+                ),
+                finisher,
+            )
+        service = OrchestratorService(
+            store,
+            queue,
+            runner,
+            finisher,
+            defaults,
+            allow,
+            Limits(max_page_size=settings.max_page_size),
+            worker,
+        )
+        servicer = OrchestratorServicer(service)
+        services = [
+            GrpcService(
+                SERVICE_NAME, lambda s: svc_grpc.add_OrchestratorServiceServicer_to_server(servicer, s)
+            )
+        ]
+        running = await stack.enter_async_context(
+            grpc_server(settings, services, tracer_provider=tracer_provider)
+        )
+        await _wait_ready(store, queue, settings.db_timeout_s)
+        background = [asyncio.create_task(dispatcher.run())]
+        if worker is not None:
+            background.append(asyncio.create_task(worker.run()))
+
+        async def stop_background() -> None:
+            for t in background:
+                t.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+
+        stack.push_async_callback(stop_background)
         await running.health.set_serving()
+        running.extra["service"] = service
+        running.extra["dispatcher"] = dispatcher
         yield running

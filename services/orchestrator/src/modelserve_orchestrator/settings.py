@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from modelserve_common.config import BaseServiceSettings
+from modelserve_common.config import BaseServiceSettings, suite_fallback
 
 
 class OrchestratorSettings(BaseServiceSettings):
@@ -18,3 +19,52 @@ class OrchestratorSettings(BaseServiceSettings):
     """gRPC port; 0 picks a free port."""
     metrics_port: int = 9092
     """Prometheus metrics HTTP port; -1 disables the endpoint, 0 picks a free port."""
+    database_url: SecretStr | None = Field(
+        default=None, validation_alias=suite_fallback("ORCHESTRATOR_", "database_url")
+    )
+    """postgresql://… (psycopg 3) or sqlite:///path; unset: SQLite file orchestrator.db under data_dir."""
+    redis_url: SecretStr | None = Field(
+        default=None, validation_alias=suite_fallback("ORCHESTRATOR_", "redis_url")
+    )
+    """redis://… for the work queue and progress events; unset: in-process queue (one replica only)."""
+    redis_prefix: str = "modelserve:orchestrator:"
+    """Prefix of every Redis key the orchestrator uses."""
+    model_server_url: str = "127.0.0.1:50053"
+    """host:port of the model server (inference.GRPCInferenceService)."""
+    pool_max_size: int = Field(default=10, ge=1)
+    """PostgreSQL: most connections the pool opens."""
+    db_timeout_s: float = Field(default=5.0, gt=0)
+    """Longest wait for a database connection (or the SQLite write lock) before UNAVAILABLE."""
+    node_timeout_s: float = Field(default=30.0, gt=0)
+    """Default timeout of one attempt of a node (a node's own timeout wins)."""
+    node_max_attempts: int = Field(default=3, ge=1)
+    """Default attempts of a model call failing UNAVAILABLE (a node's retry policy wins)."""
+    node_initial_backoff_s: float = Field(default=0.05, ge=0)
+    """Default wait before the first retry of a model call."""
+    node_max_backoff_s: float = Field(default=1.0, ge=0)
+    """Default longest wait between retries of a model call."""
+    max_nodes: int = Field(default=256, ge=1)
+    """Most nodes in one pipeline."""
+    max_page_size: int = Field(default=1000, ge=1)
+    """Largest page a List RPC returns (larger page_size values are clamped)."""
+    workers: int = Field(default=16, ge=0)
+    """Asynchronous executions one replica runs at once; 0 runs none (API only)."""
+    visibility_timeout_s: float = Field(default=10.0, gt=0)
+    """An execution whose replica stopped renewing its lease this long is taken over by another."""
+    claim_interval_s: float = Field(default=2.0, gt=0)
+    """How often a replica looks for abandoned work (XAUTOCLAIM, and executions never queued)."""
+    consumer_name: str = ""
+    """This replica's name in the Redis consumer group; empty: host-pid-random."""
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    """Longest wait for a webhook receiver's answer."""
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    """Attempts of one webhook delivery before it is marked FAILED."""
+    webhook_initial_backoff_s: float = Field(default=5.0, ge=0)
+    """Wait before the first webhook retry; doubles each attempt, with jitter."""
+    webhook_max_backoff_s: float = Field(default=3600.0, ge=0)
+    """Longest wait between webhook attempts."""
+    webhook_poll_interval_s: float = Field(default=0.5, gt=0)
+    """How often a replica looks for webhook deliveries that are due."""
+    webhook_allow: list[str] = Field(default_factory=list)
+    """Hosts or CIDRs webhooks may reach even though they are private, loopback or link-local
+    (JSON list, e.g. ["127.0.0.1/32"])."""

@@ -1,0 +1,231 @@
+"""The orchestrator's use-cases: pipelines, synchronous and streamed runs, asynchronous
+executions (idempotent creation, cancel, watch) and webhook deliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from modelserve_common.errors import InvalidArgument
+from modelserve_orchestrator import tensors
+from modelserve_orchestrator.domain import (
+    EventType,
+    Execution,
+    ExecutionEvent,
+    ExecutionState,
+    NodeResult,
+    Pipeline,
+    RunRequest,
+    RunResult,
+    Webhook,
+    WebhookDelivery,
+    trace_from_dict,
+)
+from modelserve_orchestrator.errors import ExecutionNotFound, PipelineNotFound
+from modelserve_orchestrator.pipeline import Defaults, NodeFailed, PipelineRunner, check_inputs, validate
+from modelserve_orchestrator.queue import WorkQueue
+from modelserve_orchestrator.store import OrchestratorStore
+from modelserve_orchestrator.webhooks import AllowList, check_destination
+from modelserve_orchestrator.worker import ExecutionWorker, Finisher
+
+MAX_KEY = 255
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_page_size: int = 1000
+    watch_poll_s: float = 1.0
+
+
+def _page(page_size: int, limits: Limits) -> int:
+    if page_size < 0:
+        raise InvalidArgument(f"page_size must be >= 0, got {page_size}")
+    return min(page_size or 50, limits.max_page_size)
+
+
+class OrchestratorService:
+    def __init__(
+        self,
+        store: OrchestratorStore,
+        queue: WorkQueue,
+        runner: PipelineRunner,
+        finisher: Finisher,
+        defaults: Defaults,
+        allow: AllowList,
+        limits: Limits,
+        worker: ExecutionWorker | None = None,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._runner = runner
+        self._finisher = finisher
+        self._defaults = defaults
+        self._allow = allow
+        self._limits = limits
+        self._worker = worker
+
+    # pipelines -----------------------------------------------------------------------------
+
+    async def _check_webhook(self, w: Webhook | None) -> None:
+        if w is not None:
+            await check_destination(w.url, self._allow)
+
+    async def put_pipeline(self, p: Pipeline, *, new: bool) -> Pipeline:
+        validate(p, self._defaults)
+        await self._check_webhook(p.webhook)
+        return await self._store.put_pipeline(p, new=new, now=time.time())
+
+    async def get_pipeline(self, name: str, version: int = 0) -> Pipeline:
+        p = await self._store.get_pipeline(name, version)
+        if p is None:
+            what = f"pipeline {name!r}" + (f" version {version}" if version else "")
+            raise PipelineNotFound(f"{what} not found")
+        return p
+
+    async def list_pipelines(self, page_size: int, token: str) -> tuple[list[Pipeline], str]:
+        limit = _page(page_size, self._limits)
+        items = await self._store.list_pipelines(token, limit)
+        return items, items[-1].name if len(items) == limit else ""
+
+    async def delete_pipeline(self, name: str) -> None:
+        if not await self._store.delete_pipeline(name):
+            raise PipelineNotFound(f"pipeline {name!r} not found")
+
+    # synchronous runs ----------------------------------------------------------------------
+
+    async def run(self, req: RunRequest) -> RunResult:
+        p = await self.get_pipeline(req.pipeline, req.version)
+        check_inputs(p, req.inputs)
+        try:
+            return await self._runner.run(p, req.inputs, req.parameters)
+        except NodeFailed as nf:
+            raise nf.as_service_error() from None
+
+    async def stream(self, req: RunRequest) -> AsyncIterator[NodeResult | RunResult]:
+        p = await self.get_pipeline(req.pipeline, req.version)
+        check_inputs(p, req.inputs)
+        q: asyncio.Queue[NodeResult] = asyncio.Queue()
+
+        async def on_node(r: NodeResult) -> None:
+            q.put_nowait(r)
+
+        task = asyncio.create_task(self._runner.run(p, req.inputs, req.parameters, on_node=on_node))
+        try:
+            while not task.done() or not q.empty():
+                getter = asyncio.ensure_future(q.get())
+                await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            try:
+                result = task.result()
+            except NodeFailed as nf:
+                raise nf.as_service_error() from None
+            yield result
+        finally:
+            task.cancel()
+
+    # executions ----------------------------------------------------------------------------
+
+    async def create_execution(
+        self, req: RunRequest, idempotency_key: str, webhook: Webhook | None
+    ) -> tuple[Execution, bool]:
+        if len(idempotency_key) > MAX_KEY or not idempotency_key.isprintable():
+            raise InvalidArgument(
+                f"idempotency_key must be at most {MAX_KEY} printable characters, got {len(idempotency_key)}"
+            )
+        p = await self.get_pipeline(req.pipeline, req.version)
+        check_inputs(p, req.inputs)
+        await self._check_webhook(webhook)
+        inputs_text = tensors.dumps(dict(sorted(req.inputs.items())))
+        digest = hashlib.sha256(
+            json.dumps(
+                [
+                    req.pipeline,
+                    req.version,
+                    inputs_text,
+                    sorted(req.parameters.items()),
+                    [webhook.url, list(webhook.secrets), [int(e) for e in webhook.events]]
+                    if webhook
+                    else None,
+                ]
+            ).encode()
+        ).hexdigest()
+        now = time.time()
+        ex = Execution(
+            id=uuid.uuid4().hex,
+            pipeline=p.name,
+            pipeline_version=p.version,
+            state=ExecutionState.QUEUED,
+            parameters=dict(req.parameters),
+            idempotency_key=idempotency_key,
+            webhook=webhook,
+            create_time=now,
+        )
+        stored, replayed = await self._store.create_execution(ex, inputs_text, digest)
+        if not replayed:
+            # If this fails (or the process dies here) the sweeper queues it later.
+            await self._queue.enqueue(stored.id)
+            await self._store.mark_enqueued(stored.id, time.time())
+        return stored, replayed
+
+    async def get_execution(self, eid: str) -> Execution:
+        ex = await self._store.get_execution(eid)
+        if ex is None:
+            raise ExecutionNotFound(f"execution {eid!r} not found")
+        return ex
+
+    async def list_executions(
+        self, pipeline: str, state: ExecutionState, page_size: int, token: str
+    ) -> tuple[list[Execution], str]:
+        limit = _page(page_size, self._limits)
+        after: tuple[float, str] | None = None
+        if token:
+            try:
+                ts, _, eid = token.partition("/")
+                after = (float(ts), eid)
+            except ValueError:
+                raise InvalidArgument(f"page_token {token!r} is not a token this server issued") from None
+        items = await self._store.list_executions(pipeline, state, after, limit)
+        nxt = f"{items[-1].create_time!r}/{items[-1].id}" if len(items) == limit else ""
+        return items, nxt
+
+    async def cancel_execution(self, eid: str, reason: str) -> Execution:
+        ex = await self.get_execution(eid)
+        if not ex.state.terminal:
+            await self._finisher.finish(
+                eid, ExecutionState.CANCELLED, {}, (), f"cancelled: {reason}" if reason else "cancelled", None
+            )
+            if self._worker is not None:
+                self._worker.cancel_local(eid)
+        return await self.get_execution(eid)
+
+    async def watch(self, eid: str) -> AsyncIterator[ExecutionEvent]:
+        async with self._queue.subscribe(eid) as sub:
+            ex = await self.get_execution(eid)
+            yield ExecutionEvent(EventType.SNAPSHOT, ex.state, time.time(), execution=ex)
+            if ex.state.terminal:
+                return
+            while True:
+                raw = await sub.next(self._limits.watch_poll_s)
+                if raw is None or raw["type"] == EventType.FINISHED:
+                    state = await self._store.execution_state(eid)
+                    if state is not None and state.terminal:
+                        final = await self.get_execution(eid)
+                        yield ExecutionEvent(EventType.FINISHED, final.state, time.time(), execution=final)
+                        return
+                    continue
+                node = trace_from_dict(raw["node"]) if raw.get("node") else None
+                yield ExecutionEvent(
+                    EventType(raw["type"]), ExecutionState(raw["state"]), raw["time"], node=node
+                )
+
+    async def list_deliveries(self, eid: str) -> list[WebhookDelivery]:
+        await self.get_execution(eid)
+        return await self._store.list_deliveries(eid)

@@ -1,0 +1,463 @@
+"""The system of record: pipelines (immutable versions), executions, node results and webhook
+deliveries, in PostgreSQL or SQLite. All SQL lives here."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from modelserve_common.errors import Aborted
+from modelserve_orchestrator import tensors
+from modelserve_orchestrator.db import Database
+from modelserve_orchestrator.domain import (
+    DeliveryState,
+    Execution,
+    ExecutionState,
+    NodeResult,
+    NodeTrace,
+    Pipeline,
+    Webhook,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEvent,
+    pipeline_from_dict,
+    trace_from_dict,
+    trace_to_dict,
+    webhook_from_dict,
+)
+from modelserve_orchestrator.errors import IdempotencyKeyReused, PipelineAlreadyExists, PipelineNotFound
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS orch_pipelines (
+        name TEXT NOT NULL, version BIGINT NOT NULL, spec TEXT NOT NULL,
+        create_time DOUBLE PRECISION NOT NULL, PRIMARY KEY (name, version))""",
+    """CREATE TABLE IF NOT EXISTS orch_executions (
+        id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, pipeline_version BIGINT NOT NULL,
+        state INTEGER NOT NULL, inputs TEXT NOT NULL, parameters TEXT NOT NULL, webhook TEXT,
+        idempotency_key TEXT UNIQUE, request_hash TEXT NOT NULL, outputs TEXT, missing TEXT,
+        error TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL DEFAULT 0, lease_owner TEXT,
+        lease_until DOUBLE PRECISION, enqueued_at DOUBLE PRECISION,
+        create_time DOUBLE PRECISION NOT NULL, start_time DOUBLE PRECISION, end_time DOUBLE PRECISION)""",
+    "CREATE INDEX IF NOT EXISTS orch_executions_list ON orch_executions (create_time, id)",
+    "CREATE INDEX IF NOT EXISTS orch_executions_state ON orch_executions (state)",
+    """CREATE TABLE IF NOT EXISTS orch_node_results (
+        execution_id TEXT NOT NULL, node TEXT NOT NULL, trace TEXT NOT NULL, outputs TEXT NOT NULL,
+        completed_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (execution_id, node))""",
+    """CREATE TABLE IF NOT EXISTS orch_webhook_deliveries (
+        webhook_id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, url TEXT NOT NULL,
+        secrets TEXT NOT NULL, event INTEGER NOT NULL, payload TEXT NOT NULL, state INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at DOUBLE PRECISION NOT NULL,
+        lease_until DOUBLE PRECISION, create_time DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS orch_deliveries_due ON orch_webhook_deliveries (state, next_attempt_at)",
+    "CREATE INDEX IF NOT EXISTS orch_deliveries_exec ON orch_webhook_deliveries (execution_id)",
+    """CREATE TABLE IF NOT EXISTS orch_webhook_attempts (
+        webhook_id TEXT NOT NULL, attempt INTEGER NOT NULL, time DOUBLE PRECISION NOT NULL,
+        http_status INTEGER NOT NULL, error TEXT NOT NULL, latency DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (webhook_id, attempt))""",
+]
+
+TERMINAL = (int(ExecutionState.SUCCEEDED), int(ExecutionState.FAILED), int(ExecutionState.CANCELLED))
+_INTEGRITY = (sqlite3.IntegrityError, psycopg.IntegrityError)
+
+_EXEC_COLS = (
+    "id, pipeline, pipeline_version, state, parameters, webhook, idempotency_key, outputs, missing, "
+    "error, attempts, create_time, start_time, end_time"
+)
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    webhook_id: str
+    url: str
+    secrets: tuple[str, ...]
+    event: WebhookEvent
+    payload: str
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    webhook_id: str
+    url: str
+    secrets: tuple[str, ...]
+    payload: str
+    attempts: int
+
+
+def _webhook_json(w: Webhook | None) -> str | None:
+    if w is None:
+        return None
+    return json.dumps({"url": w.url, "secrets": list(w.secrets), "events": [int(e) for e in w.events]})
+
+
+class OrchestratorStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def migrate(self) -> None:
+        async with self.db.transaction() as tx:
+            if self.db.dialect == "postgresql":
+                await tx.execute("SELECT pg_advisory_xact_lock(80080)")
+            for stmt in SCHEMA:
+                await tx.execute(stmt)
+
+    async def ping(self) -> None:
+        async with self.db.transaction() as tx:
+            await tx.fetchone("SELECT 1")
+
+    # pipelines -----------------------------------------------------------------------------
+
+    async def put_pipeline(self, p: Pipeline, *, new: bool, now: float) -> Pipeline:
+        """Stores the next version (1 when ``new``; ALREADY_EXISTS / NOT_FOUND otherwise)."""
+        spec = json.dumps(p.spec_dict(), separators=(",", ":"))
+        try:
+            async with self.db.transaction() as tx:
+                row = await tx.fetchone("SELECT MAX(version) FROM orch_pipelines WHERE name = ?", (p.name,))
+                latest = int(row[0]) if row and row[0] is not None else 0
+                if new and latest:
+                    raise PipelineAlreadyExists(f"pipeline {p.name!r} already exists (version {latest})")
+                if not new and not latest:
+                    raise PipelineNotFound(f"pipeline {p.name!r} not found")
+                await tx.execute(
+                    "INSERT INTO orch_pipelines (name, version, spec, create_time) VALUES (?, ?, ?, ?)",
+                    (p.name, latest + 1, spec, now),
+                )
+        except _INTEGRITY:
+            raise Aborted(f"pipeline {p.name!r} changed concurrently; retry") from None
+        return pipeline_from_dict(json.loads(spec), latest + 1, now)
+
+    async def get_pipeline(self, name: str, version: int = 0) -> Pipeline | None:
+        async with self.db.transaction() as tx:
+            if version:
+                row = await tx.fetchone(
+                    "SELECT spec, version, create_time FROM orch_pipelines WHERE name = ? AND version = ?",
+                    (name, version),
+                )
+            else:
+                row = await tx.fetchone(
+                    "SELECT spec, version, create_time FROM orch_pipelines WHERE name = ? "
+                    "ORDER BY version DESC LIMIT 1",
+                    (name,),
+                )
+        return pipeline_from_dict(json.loads(row[0]), int(row[1]), float(row[2])) if row else None
+
+    async def list_pipelines(self, after: str, limit: int) -> list[Pipeline]:
+        async with self.db.transaction() as tx:
+            rows = await tx.fetch(
+                "SELECT p.spec, p.version, p.create_time FROM orch_pipelines p "
+                "JOIN (SELECT name, MAX(version) AS v FROM orch_pipelines WHERE name > ? GROUP BY name "
+                "ORDER BY name LIMIT ?) l ON p.name = l.name AND p.version = l.v ORDER BY p.name",
+                (after, limit),
+            )
+        return [pipeline_from_dict(json.loads(r[0]), int(r[1]), float(r[2])) for r in rows]
+
+    async def delete_pipeline(self, name: str) -> bool:
+        async with self.db.transaction() as tx:
+            return await tx.execute("DELETE FROM orch_pipelines WHERE name = ?", (name,)) > 0
+
+    # executions ----------------------------------------------------------------------------
+
+    async def create_execution(
+        self, e: Execution, inputs_text: str, request_hash: str
+    ) -> tuple[Execution, bool]:
+        """Inserts the execution; with an idempotency key already used, returns that execution
+        (replayed=True) when the request is the same, ALREADY_EXISTS when it differs."""
+        key = e.idempotency_key or None
+        async with self.db.transaction() as tx:
+            inserted = await tx.execute(
+                "INSERT INTO orch_executions (id, pipeline, pipeline_version, state, inputs, parameters, "
+                "webhook, idempotency_key, request_hash, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (idempotency_key) DO NOTHING",
+                (
+                    e.id,
+                    e.pipeline,
+                    e.pipeline_version,
+                    int(e.state),
+                    inputs_text,
+                    json.dumps(e.parameters),
+                    _webhook_json(e.webhook),
+                    key,
+                    request_hash,
+                    e.create_time,
+                ),
+            )
+            if inserted:
+                return e, False
+            row = await tx.fetchone(
+                "SELECT id, request_hash FROM orch_executions WHERE idempotency_key = ?", (key,)
+            )
+        assert row is not None
+        if row[1] != request_hash:
+            raise IdempotencyKeyReused(
+                f"idempotency key {key!r} was used for a different request (execution {row[0]})"
+            )
+        found = await self.get_execution(str(row[0]))
+        assert found is not None
+        return found, True
+
+    async def mark_enqueued(self, execution_id: str, now: float) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute("UPDATE orch_executions SET enqueued_at = ? WHERE id = ?", (now, execution_id))
+
+    async def claim(self, execution_id: str, owner: str, lease_until: float, now: float) -> bool:
+        """Takes the lease of a non-terminal execution nobody holds (or whose lease expired)."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE orch_executions SET state = ?, lease_owner = ?, lease_until = ?, "
+                "attempts = attempts + 1, start_time = COALESCE(start_time, ?) "
+                "WHERE id = ? AND state IN (?, ?) "
+                "AND (lease_owner IS NULL OR lease_until < ? OR lease_owner = ?)",
+                (
+                    int(ExecutionState.RUNNING),
+                    owner,
+                    lease_until,
+                    now,
+                    execution_id,
+                    int(ExecutionState.QUEUED),
+                    int(ExecutionState.RUNNING),
+                    now,
+                    owner,
+                ),
+            )
+        return n == 1
+
+    async def renew(self, execution_id: str, owner: str, lease_until: float) -> bool:
+        """Extends our lease; False when it is lost (taken over, cancelled or finished)."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE orch_executions SET lease_until = ? WHERE id = ? AND lease_owner = ? AND state = ?",
+                (lease_until, execution_id, owner, int(ExecutionState.RUNNING)),
+            )
+        return n == 1
+
+    async def run_data(self, execution_id: str) -> tuple[dict[str, Any], dict[str, NodeResult]]:
+        """The execution's inputs (as tensors) and the node results already recorded."""
+        async with self.db.transaction() as tx:
+            row = await tx.fetchone("SELECT inputs FROM orch_executions WHERE id = ?", (execution_id,))
+            rows = await tx.fetch(
+                "SELECT node, trace, outputs FROM orch_node_results WHERE execution_id = ?", (execution_id,)
+            )
+        inputs = tensors.loads(row[0]) if row else {}
+        done = {r[0]: NodeResult(trace_from_dict(json.loads(r[1])), tensors.loads(r[2])) for r in rows}
+        return inputs, done
+
+    async def record_node(self, execution_id: str, result: NodeResult, now: float) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO orch_node_results (execution_id, node, trace, outputs, completed_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (execution_id, node) DO NOTHING",
+                (
+                    execution_id,
+                    result.trace.node,
+                    json.dumps(trace_to_dict(result.trace)),
+                    tensors.dumps(result.outputs),
+                    now,
+                ),
+            )
+
+    async def finish(
+        self,
+        execution_id: str,
+        state: ExecutionState,
+        *,
+        outputs: Mapping[str, Any],
+        missing: Sequence[str],
+        error: str,
+        now: float,
+        owner: str | None,
+        deliveries: Sequence[NewDelivery],
+    ) -> bool:
+        """Moves a non-terminal execution to its one terminal state and records its webhook
+        deliveries in the same transaction; False when it was already terminal (or, with
+        ``owner``, when the lease is no longer ours)."""
+        sql = (
+            "UPDATE orch_executions SET state = ?, outputs = ?, missing = ?, error = ?, end_time = ?, "
+            "lease_owner = NULL, lease_until = NULL WHERE id = ? AND state NOT IN (?, ?, ?)"
+        )
+        params: list[Any] = [
+            int(state),
+            tensors.dumps(outputs),
+            json.dumps(list(missing)),
+            error,
+            now,
+            execution_id,
+            *TERMINAL,
+        ]
+        if owner is not None:
+            sql += " AND lease_owner = ?"
+            params.append(owner)
+        async with self.db.transaction() as tx:
+            if await tx.execute(sql, params) != 1:
+                return False
+            for d in deliveries:
+                await tx.execute(
+                    "INSERT INTO orch_webhook_deliveries (webhook_id, execution_id, url, secrets, event, "
+                    "payload, state, next_attempt_at, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        d.webhook_id,
+                        execution_id,
+                        d.url,
+                        json.dumps(list(d.secrets)),
+                        int(d.event),
+                        d.payload,
+                        int(DeliveryState.PENDING),
+                        now,
+                        now,
+                    ),
+                )
+        return True
+
+    async def execution_state(self, execution_id: str) -> ExecutionState | None:
+        async with self.db.transaction() as tx:
+            row = await tx.fetchone("SELECT state FROM orch_executions WHERE id = ?", (execution_id,))
+        return ExecutionState(row[0]) if row else None
+
+    async def get_execution(self, execution_id: str, *, with_outputs: bool = True) -> Execution | None:
+        async with self.db.transaction() as tx:
+            row = await tx.fetchone(f"SELECT {_EXEC_COLS} FROM orch_executions WHERE id = ?", (execution_id,))
+            if row is None:
+                return None
+            traces = await tx.fetch(
+                "SELECT trace FROM orch_node_results WHERE execution_id = ? ORDER BY completed_at, node",
+                (execution_id,),
+            )
+        return _execution(row, [r[0] for r in traces], with_outputs)
+
+    async def list_executions(
+        self, pipeline: str, state: ExecutionState, after: tuple[float, str] | None, limit: int
+    ) -> list[Execution]:
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if pipeline:
+            where.append("pipeline = ?")
+            params.append(pipeline)
+        if state != ExecutionState.UNSPECIFIED:
+            where.append("state = ?")
+            params.append(int(state))
+        if after is not None:
+            where.append("(create_time < ? OR (create_time = ? AND id < ?))")
+            params += [after[0], after[0], after[1]]
+        async with self.db.transaction() as tx:
+            rows = await tx.fetch(
+                f"SELECT {_EXEC_COLS} FROM orch_executions WHERE {' AND '.join(where)} "
+                "ORDER BY create_time DESC, id DESC LIMIT ?",
+                [*params, limit],
+            )
+        return [_execution(r, [], False) for r in rows]
+
+    async def abandoned(self, now: float, enqueued_before: float, limit: int) -> list[str]:
+        """Non-terminal executions nobody holds a live lease on and that were not (re)queued
+        recently: never queued (crash between commit and enqueue) or lost by a dead replica."""
+        async with self.db.transaction() as tx:
+            rows = await tx.fetch(
+                "SELECT id FROM orch_executions WHERE state IN (?, ?) "
+                "AND (lease_until IS NULL OR lease_until < ?) "
+                "AND (enqueued_at IS NULL OR enqueued_at < ?) AND create_time < ? LIMIT ?",
+                (
+                    int(ExecutionState.QUEUED),
+                    int(ExecutionState.RUNNING),
+                    now,
+                    enqueued_before,
+                    enqueued_before,
+                    limit,
+                ),
+            )
+        return [str(r[0]) for r in rows]
+
+    # webhook deliveries --------------------------------------------------------------------
+
+    async def due_deliveries(self, now: float, lease_until: float, limit: int) -> list[DueDelivery]:
+        """Claims (with a short lease) pending deliveries whose next attempt is due."""
+        claimed: list[DueDelivery] = []
+        async with self.db.transaction() as tx:
+            rows = await tx.fetch(
+                "SELECT webhook_id, url, secrets, payload, attempts FROM orch_webhook_deliveries "
+                "WHERE state = ? AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until < ?) "
+                "ORDER BY next_attempt_at LIMIT ?",
+                (int(DeliveryState.PENDING), now, now, limit),
+            )
+            for r in rows:
+                n = await tx.execute(
+                    "UPDATE orch_webhook_deliveries SET lease_until = ? WHERE webhook_id = ? "
+                    "AND (lease_until IS NULL OR lease_until < ?)",
+                    (lease_until, r[0], now),
+                )
+                if n == 1:
+                    claimed.append(DueDelivery(r[0], r[1], tuple(json.loads(r[2])), r[3], int(r[4])))
+        return claimed
+
+    async def record_attempt(
+        self, webhook_id: str, attempt: WebhookAttempt, state: DeliveryState, next_attempt_at: float
+    ) -> None:
+        async with self.db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO orch_webhook_attempts (webhook_id, attempt, time, http_status, error, latency) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (webhook_id, attempt) DO NOTHING",
+                (
+                    webhook_id,
+                    attempt.attempt,
+                    attempt.time,
+                    attempt.http_status,
+                    attempt.error,
+                    attempt.latency_s,
+                ),
+            )
+            await tx.execute(
+                "UPDATE orch_webhook_deliveries SET state = ?, attempts = ?, next_attempt_at = ?, "
+                "lease_until = NULL WHERE webhook_id = ?",
+                (int(state), attempt.attempt, next_attempt_at, webhook_id),
+            )
+
+    async def list_deliveries(self, execution_id: str) -> list[WebhookDelivery]:
+        async with self.db.transaction() as tx:
+            rows = await tx.fetch(
+                "SELECT webhook_id, url, event, state FROM orch_webhook_deliveries WHERE execution_id = ? "
+                "ORDER BY webhook_id",
+                (execution_id,),
+            )
+            out = []
+            for r in rows:
+                attempts = await tx.fetch(
+                    "SELECT attempt, time, http_status, error, latency FROM orch_webhook_attempts "
+                    "WHERE webhook_id = ? ORDER BY attempt",
+                    (r[0],),
+                )
+                out.append(
+                    WebhookDelivery(
+                        r[0],
+                        r[1],
+                        WebhookEvent(r[2]),
+                        DeliveryState(r[3]),
+                        tuple(
+                            WebhookAttempt(int(a[0]), float(a[1]), int(a[2]), a[3], float(a[4]))
+                            for a in attempts
+                        ),
+                    )
+                )
+        return out
+
+
+def _execution(row: Sequence[Any], traces: list[str], with_outputs: bool) -> Execution:
+    (eid, pipeline, version, state, params, webhook, key, outputs, missing, error, attempts, ct, st, et) = row
+    trace: tuple[NodeTrace, ...] = tuple(trace_from_dict(json.loads(t)) for t in traces)
+    return Execution(
+        id=eid,
+        pipeline=pipeline,
+        pipeline_version=int(version),
+        state=ExecutionState(state),
+        parameters=json.loads(params),
+        idempotency_key=key or "",
+        webhook=webhook_from_dict(json.loads(webhook)) if webhook else None,
+        outputs=tensors.loads(outputs) if with_outputs else {},
+        trace=trace,
+        missing_outputs=tuple(json.loads(missing)) if missing else (),
+        error=error or "",
+        attempts=int(attempts),
+        create_time=float(ct),
+        start_time=float(st or 0.0),
+        end_time=float(et or 0.0),
+    )
