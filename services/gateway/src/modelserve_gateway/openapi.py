@@ -92,6 +92,17 @@ class _Schemas:
         return self.scalar(f)
 
 
+def _dotless(path: str) -> str:
+    """Dots in path parameter names (``{model.name}``) become underscores: several OpenAPI tools
+    cannot address a dotted parameter."""
+    out, depth = [], 0
+    for ch in path:
+        depth += ch == "{"
+        depth -= ch == "}"
+        out.append("_" if ch == "." and depth else ch)
+    return "".join(out)
+
+
 def _enum(e: EnumDescriptor) -> dict[str, Any]:
     return {"type": ["string", "integer"], "enum": [v.name for v in e.values] + [v.number for v in e.values]}
 
@@ -139,7 +150,7 @@ def build_openapi(
         }
     }
     for r in routes:
-        path = r.template.openapi_path()
+        path = _dotless(r.template.openapi_path())
         op_id = r.method.strip("/").replace("/", ".") + (
             "" if r.binding_index == 0 else f".{r.binding_index}"
         )
@@ -147,7 +158,8 @@ def build_openapi(
         for var in r.template.variables:
             params.append(
                 {
-                    "name": var.field_path,
+                    "name": var.field_path.replace(".", "_"),
+                    "description": f"Field {var.field_path}.",
                     "in": "path",
                     "required": True,
                     "schema": {"type": "string", "pattern": "^[^/]+$" if not var.multi_segment else ".+"},
