@@ -18,6 +18,7 @@ from modelserve_model_server.python_backend import PythonBackend
 from modelserve_model_server.service import InferenceService
 from modelserve_model_server.servicer import InferenceServicer
 from modelserve_model_server.settings import ModelServerSettings
+from modelserve_model_server.triton import TritonRouter, triton_backend
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 
@@ -52,11 +53,28 @@ async def running_server(
     services = [
         GrpcService(SERVICE_NAME, lambda s: svc_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, s))
     ]
+    # Triton path (README-triton.md): None unless MODEL_SERVER_TRITON_URL is set. Local models win.
+    local_names: set[str] = set()
+    started = False
+    triton = triton_backend(settings, local_models=lambda: local_names)
+
+    def is_ready() -> bool:
+        if triton is None:
+            return manager.ready
+        local_ok = manager.ready or (started and not settings.required_models.strip())
+        return local_ok and triton.ready
+
+    interceptors = [TritonRouter(triton, ready=is_ready)] if triton is not None else []
     try:
-        async with grpc_server(settings, services, tracer_provider=tracer_provider) as running:
+        async with grpc_server(
+            settings, services, tracer_provider=tracer_provider, interceptors=interceptors
+        ) as running:
 
             async def follow_readiness() -> None:
-                if manager.ready:
+                local_names.clear()
+                local_names.update(manager.repository_models())
+                local_names.update(mv.name for mv in manager.all_versions())
+                if is_ready():
                     await running.health.set_serving()
                 else:
                     await running.health.set_not_serving()
@@ -64,6 +82,14 @@ async def running_server(
             manager.on_change(follow_readiness)
             running.extra["manager"] = manager
             await manager.start(settings.load_models, settings.required_models)
+            started = True
+            if triton is not None:
+                triton.on_readiness = lambda _ready: follow_readiness()
+                await triton.start()
+                running.extra["triton"] = triton
+                await follow_readiness()
             yield running
     finally:
+        if triton is not None:
+            await triton.close()
         await manager.close()

@@ -543,8 +543,9 @@ class TritonRouter(grpc.aio.ServerInterceptor):
     of Triton). Installed through ``grpc_server(..., interceptors=[router])``: inside the error
     mapping, so Triton's statuses travel as ServiceErrors with Triton's messages."""
 
-    def __init__(self, backend: TritonBackend) -> None:
+    def __init__(self, backend: TritonBackend, ready: Callable[[], bool] | None = None) -> None:
         self._backend = backend
+        self._ready = ready
         self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
         self._builders: dict[str, Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]] = {
             MODEL_INFER: self._infer,
@@ -632,7 +633,11 @@ class TritonRouter(grpc.aio.ServerInterceptor):
     def _server_ready(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         backend = self._backend
 
+        ready = self._ready
+
         async def server_ready(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            if ready is not None:  # the composition root's combined readiness
+                return pb.ServerReadyResponse(ready=ready()).SerializeToString()
             local = await _local_unary_optional(inner, request, context)
             local_ready = local is None or pb.ServerReadyResponse.FromString(local).ready
             return pb.ServerReadyResponse(ready=local_ready and backend.ready).SerializeToString()

@@ -4,6 +4,7 @@ on the test repository ``triton_repo/``, and the model server in-process in fron
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,12 @@ def triton_factory() -> Iterator[Any]:
             shutil.rmtree(proc.workdir, ignore_errors=True)
 
 
+_EMPTY_REPO = Path(tempfile.mkdtemp(prefix="ms-empty-repo-"))  # no local models: none shadows Triton's
+
+
 def _settings(triton_url: str, **overrides: Any) -> ModelServerSettings:
+    overrides.setdefault("model_repository", _EMPTY_REPO)
+    overrides.setdefault("load_models", "")
     return ModelServerSettings(
         grpc_port=0,
         grpc_host="127.0.0.1",
