@@ -82,9 +82,10 @@ def _refs(node: NodeSpec) -> list[str]:
 def _targets(node: NodeSpec) -> list[str]:
     step = node.step
     if isinstance(step, SwitchStep):
-        return [c.target for c in step.cases] + ([step.default_target] if step.default_target else [])
+        names = [c.target for c in step.cases] + ([step.default_target] if step.default_target else [])
+        return list(dict.fromkeys(names))
     if isinstance(step, SplitterStep):
-        return [t.target for t in step.targets]
+        return list(dict.fromkeys(t.target for t in step.targets))
     return []
 
 
@@ -210,8 +211,6 @@ def validate(p: Pipeline, defaults: Defaults) -> None:
         for ref in _refs(n):
             check_ref(where, ref)
         targets = _targets(n)
-        if len(set(targets)) != len(targets):
-            raise bad(where, "a target is named twice")
         for t in targets:
             if t not in nodes:
                 raise bad(where, f"target {t!r} is not a node")

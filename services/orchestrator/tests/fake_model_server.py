@@ -1,0 +1,97 @@
+"""A small real gRPC inference server (our own inference.GRPCInferenceService contract) with a few
+numpy models, for the orchestrator's tests and benchmark. Runs in a thread (sync grpc server), so
+it keeps answering while a test blocks its event loop or subprocess orchestrators call it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent import futures
+
+import grpc
+import numpy as np
+
+from modelserve.inference.v2 import grpc_service_pb2 as infer_pb
+from modelserve.inference.v2 import grpc_service_pb2_grpc as infer_grpc
+
+DT = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32}
+NAMES = {np.dtype(v): k for k, v in DT.items()}
+
+Model = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+
+
+def _models() -> dict[str, Model]:
+    return {
+        "double": lambda i: {"y": (i["x"] * 2).astype(np.float32)},
+        "add_one": lambda i: {"y": (i["x"] + 1).astype(np.float32)},
+        "neg": lambda i: {"y": (-i["x"]).astype(np.float32)},
+        "square": lambda i: {"y": (i["x"] ** 2).astype(np.float32)},
+        "label": lambda i: {"label": (i["x"] > 0).astype(np.int64)},
+        "identity": lambda i: {"y": i["x"].astype(np.float32)},
+        "two_out": lambda i: {"a": (i["x"] + 10).astype(np.float32), "b": (i["x"] - 10).astype(np.float32)},
+    }
+
+
+class FakeInference(infer_grpc.GRPCInferenceServiceServicer):
+    def __init__(self) -> None:
+        self.models = _models()
+        self.calls: Counter[str] = Counter()
+        self.failures: dict[str, int] = {}  # model -> UNAVAILABLE answers left
+        self.delay_s: dict[str, float] = {}  # model -> seconds to sleep
+        self._lock = threading.Lock()
+
+    def ModelInfer(
+        self, request: infer_pb.ModelInferRequest, context: grpc.ServicerContext
+    ) -> infer_pb.ModelInferResponse:
+        name = request.model_name
+        with self._lock:
+            self.calls[name] += 1
+            left = self.failures.get(name, 0)
+            if left:
+                self.failures[name] = left - 1
+        if left:
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"{name} is warming up")
+        if name == "broken":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "broken model refuses every input")
+        model = self.models.get(name)
+        if model is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"model {name!r} not found")
+        delay = self.delay_s.get(name, 0.0)
+        if delay:
+            time.sleep(delay)
+        inputs = {}
+        for t, raw in zip(request.inputs, request.raw_input_contents, strict=True):
+            inputs[t.name] = np.frombuffer(raw, dtype=DT[t.datatype]).reshape(list(t.shape))
+        outs = model(inputs)
+        wanted = [o.name for o in request.outputs] or list(outs)
+        resp = infer_pb.ModelInferResponse(
+            model_name=name, model_version=request.model_version or "1", id=request.id
+        )
+        for k in wanted:
+            if k not in outs:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown output {k!r}")
+            a = np.ascontiguousarray(outs[k])
+            resp.outputs.add(name=k, datatype=NAMES[a.dtype], shape=list(a.shape))
+            resp.raw_output_contents.append(a.tobytes())
+        return resp
+
+
+class FakeModelServer:
+    def __init__(self, workers: int = 32) -> None:
+        self.servicer = FakeInference()
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
+        infer_grpc.add_GRPCInferenceServiceServicer_to_server(self.servicer, self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> FakeModelServer:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop(0).wait()
