@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -127,10 +128,15 @@ class FakeRegistry(reg_grpc.RegistryServiceServicer):
         self._watchers: list[asyncio.Queue[reg_pb.WatchResponse]] = []
         self.revision = 0
 
-    def add_key(self, secret: str, key: str, tenant: str, scopes: list[str], rps: float = 0, burst: int = 0) -> None:
+    def add_key(
+        self, secret: str, key: str, tenant: str, scopes: list[str], rps: float = 0, burst: int = 0,
+        expire_at: float | None = None,
+    ) -> None:
         self.keys[secret] = reg_pb.VerifyApiKeyResponse(
             key=key, tenant=tenant, scopes=scopes, rate_limit=reg_pb.RateLimit(requests_per_second=rps, burst=burst)
         )
+        if expire_at is not None:
+            self.keys[secret].expire_time.FromNanoseconds(int(expire_at * 1e9))
 
     def revoke(self, key: str) -> None:
         for secret, v in list(self.keys.items()):
@@ -154,6 +160,8 @@ class FakeRegistry(reg_grpc.RegistryServiceServicer):
     async def VerifyApiKey(self, request: reg_pb.VerifyApiKeyRequest, context: Any) -> reg_pb.VerifyApiKeyResponse:
         self.verify_calls += 1
         found = self.keys.get(request.secret)
+        if found is not None and found.HasField("expire_time") and found.expire_time.ToNanoseconds() < time.time_ns():
+            found = None
         if found is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
         return found
@@ -173,6 +181,10 @@ class FakeRegistry(reg_grpc.RegistryServiceServicer):
     async def CreateModel(self, request: reg_pb.CreateModelRequest, context: Any) -> reg_pb.CreateModelResponse:
         self.last_metadata = _md(context)
         return reg_pb.CreateModelResponse(model=request.model)
+
+    @property
+    def watchers(self) -> int:
+        return len(self._watchers)
 
     async def Watch(self, request: reg_pb.WatchRequest, context: Any) -> AsyncIterator[reg_pb.WatchResponse]:
         q: asyncio.Queue[reg_pb.WatchResponse] = asyncio.Queue()

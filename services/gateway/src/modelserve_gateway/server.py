@@ -67,6 +67,7 @@ async def running_server(
         upstreams[REGISTRY],
         key_ttl_s=settings.api_key_cache_ttl_s,
         deployment_ttl_s=settings.deployment_cache_ttl_s,
+        watch_timeout_s=settings.stream_timeout_s,
     )
     if limiter is None:
         limiter = (
