@@ -96,7 +96,9 @@ def make_gateway(upstreams: dict[str, str]) -> GatewayFactory:
         )
         values.update(overrides)
         settings = GatewaySettings(**values)
-        async with running_server(settings, extra_services=[(TEMPLATE_SERVICE, upstreams["template"])]) as running:
+        async with running_server(
+            settings, extra_services=[(TEMPLATE_SERVICE, upstreams["template"])]
+        ) as running:
             port = running.extra["http_port"]
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
                 yield Gateway(running, client)

@@ -49,32 +49,48 @@ class FakeInference(inf_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(self, request: inf_pb.ModelReadyRequest, context: Any) -> inf_pb.ModelReadyResponse:
         return inf_pb.ModelReadyResponse(ready=request.name in MODELS)
 
-    async def ModelMetadata(self, request: inf_pb.ModelMetadataRequest, context: Any) -> inf_pb.ModelMetadataResponse:
+    async def ModelMetadata(
+        self, request: inf_pb.ModelMetadataRequest, context: Any
+    ) -> inf_pb.ModelMetadataResponse:
         self.last_metadata = _md(context)
         if request.name not in MODELS:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {request.name!r}")
         T = inf_pb.ModelMetadataResponse.TensorMetadata
         if request.name == "add":
             return inf_pb.ModelMetadataResponse(
-                name="add", versions=["1", "2"], platform="fake",
-                inputs=[T(name="INPUT0", datatype="FP32", shape=[-1]), T(name="INPUT1", datatype="FP32", shape=[-1])],
+                name="add",
+                versions=["1", "2"],
+                platform="fake",
+                inputs=[
+                    T(name="INPUT0", datatype="FP32", shape=[-1]),
+                    T(name="INPUT1", datatype="FP32", shape=[-1]),
+                ],
                 outputs=[T(name="OUTPUT0", datatype="FP32", shape=[-1])],
             )
         return inf_pb.ModelMetadataResponse(
-            name=request.name, versions=["1"], platform="fake",
-            inputs=[T(name="INPUT0", datatype="FP32", shape=[-1])], outputs=[T(name="OUTPUT0", datatype="FP32", shape=[-1])],
+            name=request.name,
+            versions=["1"],
+            platform="fake",
+            inputs=[T(name="INPUT0", datatype="FP32", shape=[-1])],
+            outputs=[T(name="OUTPUT0", datatype="FP32", shape=[-1])],
         )
 
-    async def ModelConfig(self, request: inf_pb.ModelConfigRequest, context: Any) -> inf_pb.ModelConfigResponse:
+    async def ModelConfig(
+        self, request: inf_pb.ModelConfigRequest, context: Any
+    ) -> inf_pb.ModelConfigResponse:
         return inf_pb.ModelConfigResponse(config=cfg_pb.ModelConfig(name=request.name, max_batch_size=8))
 
-    async def ModelInfer(self, request: inf_pb.ModelInferRequest, context: grpc.aio.ServicerContext) -> inf_pb.ModelInferResponse:
+    async def ModelInfer(
+        self, request: inf_pb.ModelInferRequest, context: grpc.aio.ServicerContext
+    ) -> inf_pb.ModelInferResponse:
         self.calls += 1
         self.last_metadata = _md(context)
         self.last_request = request
         return await self._infer(request, context)
 
-    async def ModelStreamInfer(self, request_iterator: AsyncIterator[inf_pb.ModelInferRequest], context: Any) -> AsyncIterator[inf_pb.ModelStreamInferResponse]:
+    async def ModelStreamInfer(
+        self, request_iterator: AsyncIterator[inf_pb.ModelInferRequest], context: Any
+    ) -> AsyncIterator[inf_pb.ModelStreamInferResponse]:
         async for req in request_iterator:
             yield inf_pb.ModelStreamInferResponse(infer_response=await self._infer(req, context))
 
@@ -82,7 +98,9 @@ class FakeInference(inf_grpc.GRPCInferenceServiceServicer):
         name = request.model_name
         if name not in MODELS:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown model {name!r}")
-        resp = inf_pb.ModelInferResponse(model_name=name, model_version=request.model_version or "1", id=request.id)
+        resp = inf_pb.ModelInferResponse(
+            model_name=name, model_version=request.model_version or "1", id=request.id
+        )
         raw = list(request.raw_input_contents)
         if name == "identity":
             for i, t in enumerate(request.inputs):
@@ -129,11 +147,20 @@ class FakeRegistry(reg_grpc.RegistryServiceServicer):
         self.revision = 0
 
     def add_key(
-        self, secret: str, key: str, tenant: str, scopes: list[str], rps: float = 0, burst: int = 0,
+        self,
+        secret: str,
+        key: str,
+        tenant: str,
+        scopes: list[str],
+        rps: float = 0,
+        burst: int = 0,
         expire_at: float | None = None,
     ) -> None:
         self.keys[secret] = reg_pb.VerifyApiKeyResponse(
-            key=key, tenant=tenant, scopes=scopes, rate_limit=reg_pb.RateLimit(requests_per_second=rps, burst=burst)
+            key=key,
+            tenant=tenant,
+            scopes=scopes,
+            rate_limit=reg_pb.RateLimit(requests_per_second=rps, burst=burst),
         )
         if expire_at is not None:
             self.keys[secret].expire_time.FromNanoseconds(int(expire_at * 1e9))
@@ -149,24 +176,37 @@ class FakeRegistry(reg_grpc.RegistryServiceServicer):
         for q in self._watchers:
             q.put_nowait(change)
 
-    def deploy(self, model: str, tenant: str, weights: dict[str, int], rps: float = 0, burst: int = 0) -> None:
+    def deploy(
+        self, model: str, tenant: str, weights: dict[str, int], rps: float = 0, burst: int = 0
+    ) -> None:
         self.deployments[model] = reg_pb.Deployment(
             model=model,
             tenant=tenant,
-            targets=[reg_pb.DeploymentTarget(version=v, version_number=int(v), weight=w) for v, w in weights.items()],
+            targets=[
+                reg_pb.DeploymentTarget(version=v, version_number=int(v), weight=w)
+                for v, w in weights.items()
+            ],
             rate_limit=reg_pb.RateLimit(requests_per_second=rps, burst=burst),
         )
 
-    async def VerifyApiKey(self, request: reg_pb.VerifyApiKeyRequest, context: Any) -> reg_pb.VerifyApiKeyResponse:
+    async def VerifyApiKey(
+        self, request: reg_pb.VerifyApiKeyRequest, context: Any
+    ) -> reg_pb.VerifyApiKeyResponse:
         self.verify_calls += 1
         found = self.keys.get(request.secret)
-        if found is not None and found.HasField("expire_time") and found.expire_time.ToNanoseconds() < time.time_ns():
+        if (
+            found is not None
+            and found.HasField("expire_time")
+            and found.expire_time.ToNanoseconds() < time.time_ns()
+        ):
             found = None
         if found is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
         return found
 
-    async def GetDeployment(self, request: reg_pb.GetDeploymentRequest, context: Any) -> reg_pb.GetDeploymentResponse:
+    async def GetDeployment(
+        self, request: reg_pb.GetDeploymentRequest, context: Any
+    ) -> reg_pb.GetDeploymentResponse:
         found = self.deployments.get(request.model)
         if found is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"model {request.model!r} not found")
@@ -175,10 +215,16 @@ class FakeRegistry(reg_grpc.RegistryServiceServicer):
     async def GetModel(self, request: reg_pb.GetModelRequest, context: Any) -> reg_pb.GetModelResponse:
         self.last_metadata = _md(context)
         return reg_pb.GetModelResponse(
-            model=reg_pb.Model(name=request.model, tenant=self.last_metadata.get("x-modelserve-tenant", ""), latest_version=2**40)
+            model=reg_pb.Model(
+                name=request.model,
+                tenant=self.last_metadata.get("x-modelserve-tenant", ""),
+                latest_version=2**40,
+            )
         )
 
-    async def CreateModel(self, request: reg_pb.CreateModelRequest, context: Any) -> reg_pb.CreateModelResponse:
+    async def CreateModel(
+        self, request: reg_pb.CreateModelRequest, context: Any
+    ) -> reg_pb.CreateModelResponse:
         self.last_metadata = _md(context)
         return reg_pb.CreateModelResponse(model=request.model)
 
@@ -197,7 +243,9 @@ class FakeRegistry(reg_grpc.RegistryServiceServicer):
 
 
 class TemplateServicer(tpl_grpc.TemplateServiceServicer):
-    async def _echo(self, request: tpl_pb.EchoRequest, context: grpc.aio.ServicerContext) -> tpl_pb.EchoResponse:
+    async def _echo(
+        self, request: tpl_pb.EchoRequest, context: grpc.aio.ServicerContext
+    ) -> tpl_pb.EchoResponse:
         md = sorted(f"{k}={v}" for k, v in _md(context).items() if not k.startswith(("user-agent", "grpc-")))
         await context.send_initial_metadata((("x-upstream", "yes"),))
         return tpl_pb.EchoResponse(echoed=request, metadata=md)

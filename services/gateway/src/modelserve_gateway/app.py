@@ -648,7 +648,7 @@ class KServeHandler:
                     inference_pb.ModelConfigRequest(name=model, version=version),
                     inference_pb.ModelConfigResponse.FromString,
                 )
-                doc: Any = json_format.MessageToDict(rc.config, preserving_proto_field_name=True)
+                info: Any = json_format.MessageToDict(rc.config, preserving_proto_field_name=True)
             else:
                 rs = await self._unary(
                     req,
@@ -657,8 +657,8 @@ class KServeHandler:
                     inference_pb.ModelStatisticsRequest(name=model, version=version),
                     inference_pb.ModelStatisticsResponse.FromString,
                 )
-                doc = json_format.MessageToDict(rs, preserving_proto_field_name=True)
-            await app._send(send, 200, base + json_h, dumps(doc))
+                info = json_format.MessageToDict(rs, preserving_proto_field_name=True)
+            await app._send(send, 200, base + json_h, dumps(info))
             return
         # infer
         hl = req.headers.get(kserve.HEADER_LENGTH)

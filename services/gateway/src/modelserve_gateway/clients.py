@@ -156,4 +156,4 @@ class Upstreams:
 
     async def close(self) -> None:
         for up in self.by_name.values():
-            await up.channel.close()
+            await up.channel.close(None)

@@ -70,7 +70,8 @@ class GatewayError(Exception):
         code = exc.code()
         details: list[Any] = []
         headers: list[tuple[str, str]] = []
-        for key, value in exc.trailing_metadata() or ():
+        trailing: Any = exc.trailing_metadata() or ()
+        for key, value in trailing:
             if key == STATUS_DETAILS_KEY and isinstance(value, bytes):
                 details = _status_details(value)
             elif key == "retry-after":

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 
 from modelserve_gateway.scopes import required_scope
 from modelserve_gateway.transcoding.routes import Route
+
+Descriptor = Any  # google.protobuf.descriptor.Descriptor or its upb twin
+EnumDescriptor = Any
 
 _INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_SFIXED64}
 _UINT64 = {FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64}
@@ -83,11 +86,11 @@ class _Schemas:
             return {"type": "string", "contentEncoding": "base64"}
         return {"type": "string"}
 
-    def field(self, f: FieldDescriptor) -> dict[str, Any]:
+    def field(self, f: Any) -> dict[str, Any]:
         if f.message_type is not None and f.message_type.GetOptions().map_entry:
             value = f.message_type.fields_by_name["value"]
             return {"type": "object", "additionalProperties": self.scalar(value)}
-        if f.label == FieldDescriptor.LABEL_REPEATED:
+        if f.is_repeated:
             return {"type": "array", "items": self.scalar(f)}
         return self.scalar(f)
 
@@ -119,7 +122,7 @@ def _query_params(
             continue
         mt = f.message_type
         if mt is not None and mt.full_name not in _WKT:
-            if f.label != FieldDescriptor.LABEL_REPEATED and not mt.GetOptions().map_entry and depth < 2:
+            if not f.is_repeated and not mt.GetOptions().map_entry and depth < 2:
                 out += _query_params(mt, schemas, bound, name + ".", depth + 1)
             continue
         if mt is not None and mt.full_name in (
@@ -131,7 +134,7 @@ def _query_params(
         ):
             continue
         param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": schemas.field(f)}
-        if f.label == FieldDescriptor.LABEL_REPEATED:
+        if f.is_repeated:
             param["style"] = "form"
             param["explode"] = True
         out.append(param)

@@ -140,7 +140,7 @@ class FrontDoor(grpc.GenericRpcHandler):
         self, method: str, context: grpc.aio.ServicerContext
     ) -> tuple[Admission, list[tuple[str, Any]]]:
         """Guards the call; the caller releases ``in_flight`` when the call ends."""
-        md = context.invocation_metadata() or ()
+        md: Any = context.invocation_metadata() or ()
         try:
             adm = await self._guard.admit(method, _creds(md))
         except ServiceError as exc:

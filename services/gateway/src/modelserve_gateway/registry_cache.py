@@ -36,7 +36,12 @@ def secret_digest(secret: str) -> str:
 
 class RegistryCache:
     def __init__(
-        self, registry: Upstream, *, key_ttl_s: float, deployment_ttl_s: float, watch_timeout_s: float = 86400.0
+        self,
+        registry: Upstream,
+        *,
+        key_ttl_s: float,
+        deployment_ttl_s: float,
+        watch_timeout_s: float = 86400.0,
     ) -> None:
         self._watch_timeout = watch_timeout_s
         self._registry = registry
@@ -154,7 +159,9 @@ class RegistryCache:
         backoff = 0.2
         while True:
             try:
-                call = self._watch(registry_pb.WatchRequest(after_revision=self.revision), timeout=self._watch_timeout)
+                call = self._watch(
+                    registry_pb.WatchRequest(after_revision=self.revision), timeout=self._watch_timeout
+                )
                 # Anything cached before the stream was up may be stale.
                 self._keys.clear()
                 self._deployments.clear()

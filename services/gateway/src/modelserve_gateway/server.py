@@ -86,7 +86,7 @@ async def running_server(
         lifespan="off",
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=settings.shutdown_grace_s,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
     )
     http = _UvicornServer(config)
     async with grpc_server(

@@ -11,9 +11,19 @@ import numpy as np
 import tritonclient.http as httpclient
 
 DTYPES = {
-    "BOOL": np.bool_, "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-    "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64, "BYTES": np.object_,
+    "BOOL": np.bool_,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+    "BYTES": np.object_,
 }
 
 
@@ -50,7 +60,9 @@ def main() -> None:
             res = client.infer("identity", [inp], outputs=[out])
             got = res.as_numpy("OUTPUT0")
             if dt == "BYTES":
-                ok = [bytes(x) if isinstance(x, bytes) else str(x).encode() for x in got.ravel()] == list(data.ravel())
+                ok = [bytes(x) if isinstance(x, bytes) else str(x).encode() for x in got.ravel()] == list(
+                    data.ravel()
+                )
             else:
                 ok = got.dtype == data.dtype and np.array_equal(got, data)
             if not ok:
@@ -70,7 +82,9 @@ def main() -> None:
     nin = httpclient.InferInput("INPUT0", [1], "FP32")
     nin.set_data_from_numpy(np.zeros(1, dtype=np.float32), binary_data=False)
     for model in ("nan", "nan_typed"):
-        res = client.infer(model, [nin], outputs=[httpclient.InferRequestedOutput("OUTPUT0", binary_data=False)])
+        res = client.infer(
+            model, [nin], outputs=[httpclient.InferRequestedOutput("OUTPUT0", binary_data=False)]
+        )
         got = res.as_numpy("OUTPUT0")
         assert np.isnan(got[0]) and got[1] == np.inf and got[2] == -np.inf and got[3] == 1.5, got
     # Errors surface as exceptions with the gateway's message.

@@ -25,17 +25,24 @@ JWT_KEY = "jwt-test-secret-that-is-long-enough-for-hs256"
 INFER_KEY = "sk_infer_secret_t1"
 READ_KEY = "sk_read_secret_t1"
 SECRETS = [ADMIN, JWT_KEY, INFER_KEY, READ_KEY]
-INFER_BODY = {"inputs": [
-    {"name": "INPUT0", "shape": [1], "datatype": "FP32", "data": [1]},
-    {"name": "INPUT1", "shape": [1], "datatype": "FP32", "data": [2]},
-]}
+INFER_BODY = {
+    "inputs": [
+        {"name": "INPUT0", "shape": [1], "datatype": "FP32", "data": [1]},
+        {"name": "INPUT1", "shape": [1], "datatype": "FP32", "data": [2]},
+    ]
+}
 
 
 @pytest.fixture
 def auth_settings() -> dict:
     return dict(
-        auth_enabled=True, admin_api_key=ADMIN, jwt_algorithm="HS256", jwt_key=JWT_KEY,
-        jwt_audience="modelserve", jwt_issuer="https://issuer.example", api_key_cache_ttl_s=60,
+        auth_enabled=True,
+        admin_api_key=ADMIN,
+        jwt_algorithm="HS256",
+        jwt_key=JWT_KEY,
+        jwt_audience="modelserve",
+        jwt_issuer="https://issuer.example",
+        api_key_cache_ttl_s=60,
     )
 
 
@@ -56,8 +63,15 @@ async def secured(make_gateway, registry, auth_settings) -> AsyncIterator:
 
 def token(**claims) -> str:
     now = int(time.time())
-    base = {"sub": "user-1", "tenant": "t1", "scope": "infer read", "aud": "modelserve",
-            "iss": "https://issuer.example", "exp": now + 60, "nbf": now - 1}
+    base = {
+        "sub": "user-1",
+        "tenant": "t1",
+        "scope": "infer read",
+        "aud": "modelserve",
+        "iss": "https://issuer.example",
+        "exp": now + 60,
+        "nbf": now - 1,
+    }
     base.update(claims)
     return jwt.encode({k: v for k, v in base.items() if v is not None}, JWT_KEY, algorithm="HS256")
 
@@ -99,7 +113,9 @@ async def test_rest_auth_matrix(secured, registry) -> None:
     assert (await http.get("/openapi.json")).status_code == 200
     assert (await http.get("/docs")).status_code == 200
     # The bootstrap admin sees everything (no tenant metadata downstream).
-    r = await http.post("/v2/models/identity/infer", json={"inputs": [INFER_BODY["inputs"][0]]}, headers=bearer(ADMIN))
+    r = await http.post(
+        "/v2/models/identity/infer", json={"inputs": [INFER_BODY["inputs"][0]]}, headers=bearer(ADMIN)
+    )
     assert r.status_code == 200
     r = await http.get("/v1/models/x", headers=bearer(ADMIN))
     assert r.status_code == 200 and "x-modelserve-tenant" not in registry.last_metadata
@@ -145,14 +161,40 @@ async def test_jwt_matrix(secured) -> None:
     assert await status(token(iss="https://evil.example")) == 401
     assert await status(token(tenant=None)) == 401
     assert await status(token(scope="read")) == 403
-    forged = jwt.encode({"sub": "x", "tenant": "t1", "scope": "admin", "aud": "modelserve", "iss": "https://issuer.example", "exp": int(time.time()) + 60}, "another-secret-of-sufficient-length!!", algorithm="HS256")
+    forged = jwt.encode(
+        {
+            "sub": "x",
+            "tenant": "t1",
+            "scope": "admin",
+            "aud": "modelserve",
+            "iss": "https://issuer.example",
+            "exp": int(time.time()) + 60,
+        },
+        "another-secret-of-sufficient-length!!",
+        algorithm="HS256",
+    )
     assert await status(forged) == 401
     header = jwt.utils.base64url_encode(b'{"alg":"none","typ":"JWT"}').decode()
-    payload = jwt.utils.base64url_encode(b'{"sub":"x","tenant":"t1","scope":"admin","aud":"modelserve","exp":9999999999}').decode()
+    payload = jwt.utils.base64url_encode(
+        b'{"sub":"x","tenant":"t1","scope":"admin","aud":"modelserve","exp":9999999999}'
+    ).decode()
     assert await status(f"{header}.{payload}.") == 401
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    es = jwt.encode({"sub": "x", "tenant": "t1", "scope": "infer", "aud": "modelserve", "iss": "https://issuer.example", "exp": int(time.time()) + 60}, pem, algorithm="ES256")
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    es = jwt.encode(
+        {
+            "sub": "x",
+            "tenant": "t1",
+            "scope": "infer",
+            "aud": "modelserve",
+            "iss": "https://issuer.example",
+            "exp": int(time.time()) + 60,
+        },
+        pem,
+        algorithm="ES256",
+    )
     assert await status(es) == 401  # only HS256 is configured
     # Another tenant's model by JWT.
     r = await http.post("/v2/models/identity/infer", json=INFER_BODY, headers=bearer(token()))
@@ -161,14 +203,33 @@ async def test_jwt_matrix(secured) -> None:
 
 async def test_es256_jwt_when_configured(make_gateway, registry, auth_settings) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    pub = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     registry.deploy("add", "t1", {"1": 100})
     async with make_gateway(**(auth_settings | {"jwt_algorithm": "ES256", "jwt_key": pub.decode()})) as gw:
-        claims = {"sub": "x", "tenant": "t1", "scope": "infer", "aud": "modelserve", "iss": "https://issuer.example", "exp": int(time.time()) + 60}
-        r = await gw.http.post("/v2/models/add/infer", json=INFER_BODY, headers=bearer(jwt.encode(claims, pem, algorithm="ES256")))
+        claims = {
+            "sub": "x",
+            "tenant": "t1",
+            "scope": "infer",
+            "aud": "modelserve",
+            "iss": "https://issuer.example",
+            "exp": int(time.time()) + 60,
+        }
+        r = await gw.http.post(
+            "/v2/models/add/infer",
+            json=INFER_BODY,
+            headers=bearer(jwt.encode(claims, pem, algorithm="ES256")),
+        )
         assert r.status_code == 200, r.text
-        r = await gw.http.post("/v2/models/add/infer", json=INFER_BODY, headers=bearer(jwt.encode(claims, JWT_KEY, algorithm="HS256")))
+        r = await gw.http.post(
+            "/v2/models/add/infer",
+            json=INFER_BODY,
+            headers=bearer(jwt.encode(claims, JWT_KEY, algorithm="HS256")),
+        )
         assert r.status_code == 401
 
 
@@ -193,14 +254,50 @@ async def test_grpc_auth_matrix(secured, registry) -> None:
             return grpc.StatusCode.OK
 
         assert await code(inf.ModelInfer(_infer_request("add"), timeout=5)) is grpc.StatusCode.UNAUTHENTICATED
-        assert await code(inf.ModelInfer(_infer_request("add"), metadata=[("x-api-key", "bad")], timeout=5)) is grpc.StatusCode.UNAUTHENTICATED
-        assert await code(inf.ModelInfer(_infer_request("add"), metadata=[("x-api-key", INFER_KEY)], timeout=5)) is grpc.StatusCode.OK
-        assert await code(inf.ModelInfer(_infer_request("add"), metadata=[("authorization", f"Bearer {token()}")], timeout=5)) is grpc.StatusCode.OK
-        assert await code(inf.ModelInfer(_infer_request("identity"), metadata=[("x-api-key", INFER_KEY)], timeout=5)) is grpc.StatusCode.NOT_FOUND
-        assert await code(reg.GetModel(reg_pb.GetModelRequest(model="m"), metadata=[("x-api-key", INFER_KEY)], timeout=5)) is grpc.StatusCode.PERMISSION_DENIED
-        assert await code(reg.GetModel(reg_pb.GetModelRequest(model="m"), metadata=[("x-api-key", READ_KEY), ("x-modelserve-tenant", "t2")], timeout=5)) is grpc.StatusCode.OK
+        assert (
+            await code(inf.ModelInfer(_infer_request("add"), metadata=[("x-api-key", "bad")], timeout=5))
+            is grpc.StatusCode.UNAUTHENTICATED
+        )
+        assert (
+            await code(inf.ModelInfer(_infer_request("add"), metadata=[("x-api-key", INFER_KEY)], timeout=5))
+            is grpc.StatusCode.OK
+        )
+        assert (
+            await code(
+                inf.ModelInfer(
+                    _infer_request("add"), metadata=[("authorization", f"Bearer {token()}")], timeout=5
+                )
+            )
+            is grpc.StatusCode.OK
+        )
+        assert (
+            await code(
+                inf.ModelInfer(_infer_request("identity"), metadata=[("x-api-key", INFER_KEY)], timeout=5)
+            )
+            is grpc.StatusCode.NOT_FOUND
+        )
+        assert (
+            await code(
+                reg.GetModel(
+                    reg_pb.GetModelRequest(model="m"), metadata=[("x-api-key", INFER_KEY)], timeout=5
+                )
+            )
+            is grpc.StatusCode.PERMISSION_DENIED
+        )
+        assert (
+            await code(
+                reg.GetModel(
+                    reg_pb.GetModelRequest(model="m"),
+                    metadata=[("x-api-key", READ_KEY), ("x-modelserve-tenant", "t2")],
+                    timeout=5,
+                )
+            )
+            is grpc.StatusCode.OK
+        )
         assert registry.last_metadata["x-modelserve-tenant"] == "t1"  # a client cannot pick its tenant
-        assert await code(inf.ServerLive(inf_pb.ServerLiveRequest(), timeout=5)) is grpc.StatusCode.OK  # public
+        assert (
+            await code(inf.ServerLive(inf_pb.ServerLiveRequest(), timeout=5)) is grpc.StatusCode.OK
+        )  # public
 
 
 async def test_audit_events_for_writes_and_failures_without_secrets(secured) -> None:

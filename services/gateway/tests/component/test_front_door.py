@@ -40,7 +40,9 @@ def test_model_fields_and_with_version_edit_bytes_without_decoding() -> None:
 async def test_unary_infer_through_front_door(gateway, inference) -> None:
     async with grpc.aio.insecure_channel(gateway.grpc_target) as ch:
         stub = inf_grpc.GRPCInferenceServiceStub(ch)
-        call = stub.ModelInfer(_add_request("2"), metadata=[("x-custom", "v"), ("x-request-id", "rid-9")], timeout=5)
+        call = stub.ModelInfer(
+            _add_request("2"), metadata=[("x-custom", "v"), ("x-request-id", "rid-9")], timeout=5
+        )
         resp = await call
         assert np.frombuffer(resp.raw_output_contents[0], dtype=np.float32).tolist() == [2, 2, 2]
         assert resp.model_version == "2"
@@ -82,8 +84,11 @@ async def test_errors_deadlines_and_streams_pass_through(gateway) -> None:
 
 async def test_tritonclient_grpc_through_front_door(gateway) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(CLIENTS / "triton_grpc_client.py"), gateway.grpc_target,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        str(CLIENTS / "triton_grpc_client.py"),
+        gateway.grpc_target,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, (out.decode(), err.decode()[-3000:])

@@ -16,10 +16,12 @@ from modelserve.inference.v2 import grpc_service_pb2 as inf_pb
 from modelserve.inference.v2 import grpc_service_pb2_grpc as inf_grpc
 
 ADMIN = "admin-secret"
-INFER_BODY = {"inputs": [
-    {"name": "INPUT0", "shape": [1], "datatype": "FP32", "data": [1]},
-    {"name": "INPUT1", "shape": [1], "datatype": "FP32", "data": [2]},
-]}
+INFER_BODY = {
+    "inputs": [
+        {"name": "INPUT0", "shape": [1], "datatype": "FP32", "data": [1]},
+        {"name": "INPUT1", "shape": [1], "datatype": "FP32", "data": [2]},
+    ]
+}
 
 
 def _auth(**extra) -> dict:
@@ -52,18 +54,25 @@ async def test_redis_limit_is_shared_by_two_replicas(make_gateway, registry, red
     key = f"k{uuid.uuid4().hex[:8]}"
     registry.add_key("sk_shared", key, "t1", ["infer"], rps=0.1, burst=6)
     registry.deploy("add", "t1", {"1": 100})
-    async with make_gateway(**_auth(redis_url=redis_url)) as a, make_gateway(**_auth(redis_url=redis_url)) as b:
+    async with (
+        make_gateway(**_auth(redis_url=redis_url)) as a,
+        make_gateway(**_auth(redis_url=redis_url)) as b,
+    ):
         statuses = []
         for i in range(8):
             gw = a if i % 2 == 0 else b
-            r = await gw.http.post("/v2/models/add/infer", json=INFER_BODY, headers={"x-api-key": "sk_shared"})
+            r = await gw.http.post(
+                "/v2/models/add/infer", json=INFER_BODY, headers={"x-api-key": "sk_shared"}
+            )
             statuses.append(r.status_code)
         assert statuses == [200] * 6 + [429, 429]
         # gRPC gets RESOURCE_EXHAUSTED with the same headers as metadata.
         async with grpc.aio.insecure_channel(a.grpc_target) as ch:
             req = inf_pb.ModelInferRequest(model_name="add")
             with pytest.raises(grpc.aio.AioRpcError) as exc:
-                await inf_grpc.GRPCInferenceServiceStub(ch).ModelInfer(req, metadata=[("x-api-key", "sk_shared")], timeout=5)
+                await inf_grpc.GRPCInferenceServiceStub(ch).ModelInfer(
+                    req, metadata=[("x-api-key", "sk_shared")], timeout=5
+                )
             assert exc.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
             assert dict(exc.value.trailing_metadata())["retry-after"] == "10"
 
@@ -72,12 +81,19 @@ async def test_per_model_limit_from_the_deployment(make_gateway, registry) -> No
     registry.add_key("sk_m", "km", "t1", ["infer"])
     registry.deploy("add", "t1", {"1": 100}, rps=0.1, burst=2)
     async with make_gateway(**_auth()) as gw:
-        codes = [(await gw.http.post("/v2/models/add/infer", json=INFER_BODY, headers={"x-api-key": "sk_m"})).status_code for _ in range(3)]
+        codes = [
+            (
+                await gw.http.post("/v2/models/add/infer", json=INFER_BODY, headers={"x-api-key": "sk_m"})
+            ).status_code
+            for _ in range(3)
+        ]
         assert codes == [200, 200, 429]
 
 
 @pytest.mark.parametrize(("fail_open", "expected"), [(True, 200), (False, 503)])
-async def test_redis_down_follows_the_fail_mode(make_gateway, registry, throwaway_redis, fail_open, expected) -> None:
+async def test_redis_down_follows_the_fail_mode(
+    make_gateway, registry, throwaway_redis, fail_open, expected
+) -> None:
     registry.add_key("sk_fm", "kfm", "t1", ["infer"], rps=100, burst=100)
     registry.deploy("add", "t1", {"1": 100})
     async with make_gateway(**_auth(redis_url=throwaway_redis.url, rate_limit_fail_open=fail_open)) as gw:
@@ -105,7 +121,9 @@ async def test_canary_weights_and_sticky_routing(make_gateway, registry, inferen
         # Sticky: the same route key always lands on the same version; REST says which served.
         seen = set()
         for _ in range(20):
-            r = await gw.http.post("/v2/models/add/infer", json=INFER_BODY, headers={"x-modelserve-route-key": "user-42"})
+            r = await gw.http.post(
+                "/v2/models/add/infer", json=INFER_BODY, headers={"x-modelserve-route-key": "user-42"}
+            )
             seen.add(r.headers["x-modelserve-model-version"])
             assert r.json()["model_version"] == r.headers["x-modelserve-model-version"]
         assert len(seen) == 1

@@ -13,15 +13,28 @@ from modelserve_gateway.errors import HTTP_STATUS
 async def test_echo_path_and_query_params_fill_the_request(gateway) -> None:
     r = await gateway.http.get(
         "/v1/echo/abc",
-        params=[("ids", "1"), ("ids", "2"), ("colour", "COLOUR_RED"), ("payload.title", "t"),
-                ("bigNumber", "12345678901234"), ("flag", "true"), ("when", "2024-01-02T03:04:05Z"),
-                ("ratio", "NaN")],
+        params=[
+            ("ids", "1"),
+            ("ids", "2"),
+            ("colour", "COLOUR_RED"),
+            ("payload.title", "t"),
+            ("bigNumber", "12345678901234"),
+            ("flag", "true"),
+            ("when", "2024-01-02T03:04:05Z"),
+            ("ratio", "NaN"),
+        ],
     )
     assert r.status_code == 200, r.text
     echoed = r.json()["echoed"]
     assert echoed == {
-        "name": "abc", "payload": {"title": "t"}, "ids": [1, 2], "colour": "COLOUR_RED",
-        "bigNumber": "12345678901234", "flag": True, "when": "2024-01-02T03:04:05Z", "ratio": "NaN",
+        "name": "abc",
+        "payload": {"title": "t"},
+        "ids": [1, 2],
+        "colour": "COLOUR_RED",
+        "bigNumber": "12345678901234",
+        "flag": True,
+        "when": "2024-01-02T03:04:05Z",
+        "ratio": "NaN",
     }
     assert r.headers["grpc-metadata-x-upstream"] == "yes"
 
@@ -29,7 +42,9 @@ async def test_echo_path_and_query_params_fill_the_request(gateway) -> None:
 async def test_additional_bindings_both_route(gateway) -> None:
     r = await gateway.http.get("/v1/shelves/s1/echo/n1")
     assert r.json()["echoed"] == {"name": "n1", "shelf": "s1"}
-    r = await gateway.http.post("/v1/echo:post", json={"name": "x", "big_number": "7", "payload": {"tags": ["a"]}})
+    r = await gateway.http.post(
+        "/v1/echo:post", json={"name": "x", "big_number": "7", "payload": {"tags": ["a"]}}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["echoed"] == {"name": "x", "bigNumber": "7", "payload": {"tags": ["a"]}}
 
@@ -64,7 +79,9 @@ async def test_nested_path_field_merges_with_body_field(gateway) -> None:
         ("/v1/echo/abc", {"page_size": "100000"}, "page_size must be at most"),
     ],
 )
-async def test_bad_query_parameters_are_400(gateway, path: str, params: dict[str, str], fragment: str) -> None:
+async def test_bad_query_parameters_are_400(
+    gateway, path: str, params: dict[str, str], fragment: str
+) -> None:
     r = await gateway.http.get(path, params=params)
     assert r.status_code == 400, r.text
     body = r.json()
@@ -154,7 +171,9 @@ async def test_stream_ndjson_and_error_mid_stream(gateway) -> None:
     r = await gateway.http.get("/v1/count/3")
     assert r.headers["content-type"] == "application/x-ndjson"
     assert [json.loads(line) for line in r.text.splitlines()] == [
-        {"result": {}}, {"result": {"i": 1}}, {"result": {"i": 2}}
+        {"result": {}},
+        {"result": {"i": 1}},
+        {"result": {"i": 2}},
     ]
     r = await gateway.http.get("/v1/count/5", params={"fail_after": 2})
     lines = [json.loads(line) for line in r.text.splitlines()]
@@ -164,7 +183,9 @@ async def test_stream_ndjson_and_error_mid_stream(gateway) -> None:
 
 
 async def test_stream_sse_when_asked(gateway) -> None:
-    r = await gateway.http.get("/v1/count/4", params={"fail_after": 2}, headers={"accept": "text/event-stream"})
+    r = await gateway.http.get(
+        "/v1/count/4", params={"fail_after": 2}, headers={"accept": "text/event-stream"}
+    )
     assert r.headers["content-type"] == "text/event-stream"
     events = [e for e in r.text.split("\n\n") if e]
     assert events[0] == 'data: {"result":{}}'

@@ -13,7 +13,11 @@ from modelserve_gateway.transcoding.template import TemplateError, parse_templat
         ("/v1/models/{model}", "/v1/models/m1", {"model": "m1"}),
         ("/v1/models/{model}", "/v1/models/a%20b", {"model": "a b"}),
         ("/v1/models/{model}", "/v1/models/a%2Fb", {"model": "a/b"}),
-        ("/v1/{name=projects/*/items/**}:deep", "/v1/projects/p/items/x/y:deep", {"name": "projects/p/items/x/y"}),
+        (
+            "/v1/{name=projects/*/items/**}:deep",
+            "/v1/projects/p/items/x/y:deep",
+            {"name": "projects/p/items/x/y"},
+        ),
         ("/v1/{name=projects/*/items/**}:deep", "/v1/projects/p/items:deep", {"name": "projects/p/items"}),
         ("/v1/{name=projects/*}", "/v1/projects/a%2Fb", {"name": "projects/a%2Fb"}),
         ("/v1/wild/*/{name}/**", "/v1/wild/x/n", {"name": "n"}),

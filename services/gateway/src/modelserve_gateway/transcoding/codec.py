@@ -9,11 +9,14 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from google.protobuf import json_format
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from modelserve_common.errors import InvalidArgument
 from modelserve_gateway.transcoding.routes import Route
+
+Descriptor = Any  # google.protobuf.descriptor.Descriptor or its upb twin
+EnumDescriptor = Any
 
 # Well-known types whose JSON form is a single string or number: allowed as query parameters.
 _SCALAR_WKT = {
@@ -93,7 +96,7 @@ def _set_path(root: dict[str, Any], desc: Descriptor, path: Sequence[str], value
         if last:
             cur[key] = value
             return
-        if f.message_type is None or f.label == FieldDescriptor.LABEL_REPEATED:
+        if f.message_type is None or f.is_repeated:
             raise InvalidArgument(f"{what} {'.'.join(path)!r}: {part!r} is not a message field")
         nxt = cur.get(key)
         if not isinstance(nxt, dict):
@@ -111,11 +114,7 @@ def _query_field(desc: Descriptor, path: list[str]) -> FieldDescriptor:
         if f is None:
             raise InvalidArgument(f"unknown query parameter {'.'.join(path)!r}")
         if i < len(path) - 1:
-            if (
-                f.message_type is None
-                or f.label == FieldDescriptor.LABEL_REPEATED
-                or f.message_type.GetOptions().map_entry
-            ):
+            if f.message_type is None or f.is_repeated or f.message_type.GetOptions().map_entry:
                 raise InvalidArgument(f"query parameter {'.'.join(path)!r}: {part!r} is not a message field")
             cur = f.message_type
     assert f is not None
@@ -166,7 +165,7 @@ def build_request(
                 raise InvalidArgument(f"query parameter {key!r} is bound by the body")
             if canonical in bound:
                 raise InvalidArgument(f"query parameter {key!r} is bound by the path")
-            if f.label == FieldDescriptor.LABEL_REPEATED:
+            if f.is_repeated:
                 repeated.setdefault(canonical, []).append(value)
             else:
                 if canonical in repeated:
@@ -177,7 +176,7 @@ def build_request(
         for canonical, values in repeated.items():
             f = _query_field(desc, canonical.split("."))
             typed = [_query_value(f, x, canonical) for x in values]
-            v: Any = typed if f.label == FieldDescriptor.LABEL_REPEATED else typed[0]
+            v: Any = typed if f.is_repeated else typed[0]
             _set_path(data, desc, canonical.split("."), v, "query parameter")
     for fp, value in path_vars.items():
         _set_path(data, desc, fp.split("."), value, "path variable")
@@ -244,7 +243,7 @@ def response_json(route: Route, msg: Message) -> Any:
         desc = f.message_type
         if cur is None:
             # An unset field renders as its JSON default.
-            if f.label == FieldDescriptor.LABEL_REPEATED:
+            if f.is_repeated:
                 return [] if not (f.message_type and f.message_type.GetOptions().map_entry) else {}
             if f.message_type is not None:
                 return {}

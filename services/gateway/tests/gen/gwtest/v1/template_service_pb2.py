@@ -4,18 +4,15 @@
 # source: gwtest/v1/template_service.proto
 # Protobuf Python Version: 6.31.1
 """Generated protocol buffer code."""
+
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pool as _descriptor_pool
 from google.protobuf import runtime_version as _runtime_version
 from google.protobuf import symbol_database as _symbol_database
 from google.protobuf.internal import builder as _builder
+
 _runtime_version.ValidateProtobufRuntimeVersion(
-    _runtime_version.Domain.PUBLIC,
-    6,
-    31,
-    1,
-    '',
-    'gwtest/v1/template_service.proto'
+    _runtime_version.Domain.PUBLIC, 6, 31, 1, "", "gwtest/v1/template_service.proto"
 )
 # @@protoc_insertion_point(imports)
 
@@ -26,41 +23,55 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n gwtest/v1/template_service.proto\x12\tgwtest.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"3\n\x07Payload\x12\r\n\x05title\x18\x01 \x01(\t\x12\x0b\n\x03\x62ig\x18\x02 \x01(\x03\x12\x0c\n\x04tags\x18\x03 \x03(\t\"\xed\x01\n\x0b\x45\x63hoRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shelf\x18\x02 \x01(\t\x12#\n\x07payload\x18\x03 \x01(\x0b\x32\x12.gwtest.v1.Payload\x12\x0b\n\x03ids\x18\x04 \x03(\x05\x12!\n\x06\x63olour\x18\x05 \x01(\x0e\x32\x11.gwtest.v1.Colour\x12\x12\n\nbig_number\x18\x06 \x01(\x03\x12\x0c\n\x04\x66lag\x18\x07 \x01(\x08\x12(\n\x04when\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05ratio\x18\t \x01(\x01\x12\x11\n\tpage_size\x18\n \x01(\x05\"H\n\x0c\x45\x63hoResponse\x12&\n\x06\x65\x63hoed\x18\x01 \x01(\x0b\x32\x16.gwtest.v1.EchoRequest\x12\x10\n\x08metadata\x18\x02 \x03(\t\"?\n\x0c\x43ountRequest\x12\t\n\x01n\x18\x01 \x01(\x05\x12\x12\n\nfail_after\x18\x02 \x01(\x05\x12\x10\n\x08\x64\x65lay_ms\x18\x03 \x01(\x05\"\x1a\n\rCountResponse\x12\t\n\x01i\x18\x01 \x01(\x05\"-\n\x0b\x46\x61ilRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x10\n\x08\x64\x65lay_ms\x18\x02 \x01(\x05\"\x1a\n\x0c\x46\x61ilResponse\x12\n\n\x02ok\x18\x01 \x01(\x08*A\n\x06\x43olour\x12\x16\n\x12\x43OLOUR_UNSPECIFIED\x10\x00\x12\x0e\n\nCOLOUR_RED\x10\x01\x12\x0f\n\x0b\x43OLOUR_BLUE\x10\x02\x32\xf8\x04\n\x0fTemplateService\x12\x87\x01\n\x04\x45\x63ho\x12\x16.gwtest.v1.EchoRequest\x1a\x17.gwtest.v1.EchoResponse\"N\x82\xd3\xe4\x93\x02H\x12\x0f/v1/echo/{name}Z!\x12\x1f/v1/shelves/{shelf}/echo/{name}Z\x12\"\r/v1/echo:post:\x01*\x12m\n\x04\x44\x65\x65p\x12\x16.gwtest.v1.EchoRequest\x1a\x17.gwtest.v1.EchoResponse\"4\x82\xd3\xe4\x93\x02.\"#/v1/{name=projects/*/items/**}:deep:\x07payload\x12]\n\x04Wild\x12\x16.gwtest.v1.EchoRequest\x1a\x17.gwtest.v1.EchoResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x14/v1/wild/*/{name}/**b\x06\x65\x63hoed\x12\x66\n\x06Nested\x12\x16.gwtest.v1.EchoRequest\x1a\x17.gwtest.v1.EchoResponse\"+\x82\xd3\xe4\x93\x02%2\x1a/v1/nested/{payload.title}:\x07payload\x12S\n\x05\x43ount\x12\x17.gwtest.v1.CountRequest\x1a\x18.gwtest.v1.CountResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/count/{n}0\x01\x12P\n\x04\x46\x61il\x12\x16.gwtest.v1.FailRequest\x1a\x17.gwtest.v1.FailResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/fail/{code}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(
+    b'\n gwtest/v1/template_service.proto\x12\tgwtest.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto"3\n\x07Payload\x12\r\n\x05title\x18\x01 \x01(\t\x12\x0b\n\x03\x62ig\x18\x02 \x01(\x03\x12\x0c\n\x04tags\x18\x03 \x03(\t"\xed\x01\n\x0b\x45\x63hoRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shelf\x18\x02 \x01(\t\x12#\n\x07payload\x18\x03 \x01(\x0b\x32\x12.gwtest.v1.Payload\x12\x0b\n\x03ids\x18\x04 \x03(\x05\x12!\n\x06\x63olour\x18\x05 \x01(\x0e\x32\x11.gwtest.v1.Colour\x12\x12\n\nbig_number\x18\x06 \x01(\x03\x12\x0c\n\x04\x66lag\x18\x07 \x01(\x08\x12(\n\x04when\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05ratio\x18\t \x01(\x01\x12\x11\n\tpage_size\x18\n \x01(\x05"H\n\x0c\x45\x63hoResponse\x12&\n\x06\x65\x63hoed\x18\x01 \x01(\x0b\x32\x16.gwtest.v1.EchoRequest\x12\x10\n\x08metadata\x18\x02 \x03(\t"?\n\x0c\x43ountRequest\x12\t\n\x01n\x18\x01 \x01(\x05\x12\x12\n\nfail_after\x18\x02 \x01(\x05\x12\x10\n\x08\x64\x65lay_ms\x18\x03 \x01(\x05"\x1a\n\rCountResponse\x12\t\n\x01i\x18\x01 \x01(\x05"-\n\x0b\x46\x61ilRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x10\n\x08\x64\x65lay_ms\x18\x02 \x01(\x05"\x1a\n\x0c\x46\x61ilResponse\x12\n\n\x02ok\x18\x01 \x01(\x08*A\n\x06\x43olour\x12\x16\n\x12\x43OLOUR_UNSPECIFIED\x10\x00\x12\x0e\n\nCOLOUR_RED\x10\x01\x12\x0f\n\x0b\x43OLOUR_BLUE\x10\x02\x32\xf8\x04\n\x0fTemplateService\x12\x87\x01\n\x04\x45\x63ho\x12\x16.gwtest.v1.EchoRequest\x1a\x17.gwtest.v1.EchoResponse"N\x82\xd3\xe4\x93\x02H\x12\x0f/v1/echo/{name}Z!\x12\x1f/v1/shelves/{shelf}/echo/{name}Z\x12"\r/v1/echo:post:\x01*\x12m\n\x04\x44\x65\x65p\x12\x16.gwtest.v1.EchoRequest\x1a\x17.gwtest.v1.EchoResponse"4\x82\xd3\xe4\x93\x02."#/v1/{name=projects/*/items/**}:deep:\x07payload\x12]\n\x04Wild\x12\x16.gwtest.v1.EchoRequest\x1a\x17.gwtest.v1.EchoResponse"$\x82\xd3\xe4\x93\x02\x1e\x12\x14/v1/wild/*/{name}/**b\x06\x65\x63hoed\x12\x66\n\x06Nested\x12\x16.gwtest.v1.EchoRequest\x1a\x17.gwtest.v1.EchoResponse"+\x82\xd3\xe4\x93\x02%2\x1a/v1/nested/{payload.title}:\x07payload\x12S\n\x05\x43ount\x12\x17.gwtest.v1.CountRequest\x1a\x18.gwtest.v1.CountResponse"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/count/{n}0\x01\x12P\n\x04\x46\x61il\x12\x16.gwtest.v1.FailRequest\x1a\x17.gwtest.v1.FailResponse"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/fail/{code}b\x06proto3'
+)
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'gwtest.v1.template_service_pb2', _globals)
+_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, "gwtest.v1.template_service_pb2", _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
-  _globals['_TEMPLATESERVICE'].methods_by_name['Echo']._loaded_options = None
-  _globals['_TEMPLATESERVICE'].methods_by_name['Echo']._serialized_options = b'\202\323\344\223\002H\022\017/v1/echo/{name}Z!\022\037/v1/shelves/{shelf}/echo/{name}Z\022\"\r/v1/echo:post:\001*'
-  _globals['_TEMPLATESERVICE'].methods_by_name['Deep']._loaded_options = None
-  _globals['_TEMPLATESERVICE'].methods_by_name['Deep']._serialized_options = b'\202\323\344\223\002.\"#/v1/{name=projects/*/items/**}:deep:\007payload'
-  _globals['_TEMPLATESERVICE'].methods_by_name['Wild']._loaded_options = None
-  _globals['_TEMPLATESERVICE'].methods_by_name['Wild']._serialized_options = b'\202\323\344\223\002\036\022\024/v1/wild/*/{name}/**b\006echoed'
-  _globals['_TEMPLATESERVICE'].methods_by_name['Nested']._loaded_options = None
-  _globals['_TEMPLATESERVICE'].methods_by_name['Nested']._serialized_options = b'\202\323\344\223\002%2\032/v1/nested/{payload.title}:\007payload'
-  _globals['_TEMPLATESERVICE'].methods_by_name['Count']._loaded_options = None
-  _globals['_TEMPLATESERVICE'].methods_by_name['Count']._serialized_options = b'\202\323\344\223\002\017\022\r/v1/count/{n}'
-  _globals['_TEMPLATESERVICE'].methods_by_name['Fail']._loaded_options = None
-  _globals['_TEMPLATESERVICE'].methods_by_name['Fail']._serialized_options = b'\202\323\344\223\002\021\022\017/v1/fail/{code}'
-  _globals['_COLOUR']._serialized_start=645
-  _globals['_COLOUR']._serialized_end=710
-  _globals['_PAYLOAD']._serialized_start=110
-  _globals['_PAYLOAD']._serialized_end=161
-  _globals['_ECHOREQUEST']._serialized_start=164
-  _globals['_ECHOREQUEST']._serialized_end=401
-  _globals['_ECHORESPONSE']._serialized_start=403
-  _globals['_ECHORESPONSE']._serialized_end=475
-  _globals['_COUNTREQUEST']._serialized_start=477
-  _globals['_COUNTREQUEST']._serialized_end=540
-  _globals['_COUNTRESPONSE']._serialized_start=542
-  _globals['_COUNTRESPONSE']._serialized_end=568
-  _globals['_FAILREQUEST']._serialized_start=570
-  _globals['_FAILREQUEST']._serialized_end=615
-  _globals['_FAILRESPONSE']._serialized_start=617
-  _globals['_FAILRESPONSE']._serialized_end=643
-  _globals['_TEMPLATESERVICE']._serialized_start=713
-  _globals['_TEMPLATESERVICE']._serialized_end=1345
+    DESCRIPTOR._loaded_options = None
+    _globals["_TEMPLATESERVICE"].methods_by_name["Echo"]._loaded_options = None
+    _globals["_TEMPLATESERVICE"].methods_by_name[
+        "Echo"
+    ]._serialized_options = b'\202\323\344\223\002H\022\017/v1/echo/{name}Z!\022\037/v1/shelves/{shelf}/echo/{name}Z\022"\r/v1/echo:post:\001*'
+    _globals["_TEMPLATESERVICE"].methods_by_name["Deep"]._loaded_options = None
+    _globals["_TEMPLATESERVICE"].methods_by_name[
+        "Deep"
+    ]._serialized_options = b'\202\323\344\223\002."#/v1/{name=projects/*/items/**}:deep:\007payload'
+    _globals["_TEMPLATESERVICE"].methods_by_name["Wild"]._loaded_options = None
+    _globals["_TEMPLATESERVICE"].methods_by_name[
+        "Wild"
+    ]._serialized_options = b"\202\323\344\223\002\036\022\024/v1/wild/*/{name}/**b\006echoed"
+    _globals["_TEMPLATESERVICE"].methods_by_name["Nested"]._loaded_options = None
+    _globals["_TEMPLATESERVICE"].methods_by_name[
+        "Nested"
+    ]._serialized_options = b"\202\323\344\223\002%2\032/v1/nested/{payload.title}:\007payload"
+    _globals["_TEMPLATESERVICE"].methods_by_name["Count"]._loaded_options = None
+    _globals["_TEMPLATESERVICE"].methods_by_name[
+        "Count"
+    ]._serialized_options = b"\202\323\344\223\002\017\022\r/v1/count/{n}"
+    _globals["_TEMPLATESERVICE"].methods_by_name["Fail"]._loaded_options = None
+    _globals["_TEMPLATESERVICE"].methods_by_name[
+        "Fail"
+    ]._serialized_options = b"\202\323\344\223\002\021\022\017/v1/fail/{code}"
+    _globals["_COLOUR"]._serialized_start = 645
+    _globals["_COLOUR"]._serialized_end = 710
+    _globals["_PAYLOAD"]._serialized_start = 110
+    _globals["_PAYLOAD"]._serialized_end = 161
+    _globals["_ECHOREQUEST"]._serialized_start = 164
+    _globals["_ECHOREQUEST"]._serialized_end = 401
+    _globals["_ECHORESPONSE"]._serialized_start = 403
+    _globals["_ECHORESPONSE"]._serialized_end = 475
+    _globals["_COUNTREQUEST"]._serialized_start = 477
+    _globals["_COUNTREQUEST"]._serialized_end = 540
+    _globals["_COUNTRESPONSE"]._serialized_start = 542
+    _globals["_COUNTRESPONSE"]._serialized_end = 568
+    _globals["_FAILREQUEST"]._serialized_start = 570
+    _globals["_FAILREQUEST"]._serialized_end = 615
+    _globals["_FAILRESPONSE"]._serialized_start = 617
+    _globals["_FAILRESPONSE"]._serialized_end = 643
+    _globals["_TEMPLATESERVICE"]._serialized_start = 713
+    _globals["_TEMPLATESERVICE"]._serialized_end = 1345
 # @@protoc_insertion_point(module_scope)

@@ -16,6 +16,7 @@ class Colour(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     COLOUR_UNSPECIFIED: _ClassVar[Colour]
     COLOUR_RED: _ClassVar[Colour]
     COLOUR_BLUE: _ClassVar[Colour]
+
 COLOUR_UNSPECIFIED: Colour
 COLOUR_RED: Colour
 COLOUR_BLUE: Colour
@@ -28,10 +29,23 @@ class Payload(_message.Message):
     title: str
     big: int
     tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, title: _Optional[str] = ..., big: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(
+        self, title: _Optional[str] = ..., big: _Optional[int] = ..., tags: _Optional[_Iterable[str]] = ...
+    ) -> None: ...
 
 class EchoRequest(_message.Message):
-    __slots__ = ("name", "shelf", "payload", "ids", "colour", "big_number", "flag", "when", "ratio", "page_size")
+    __slots__ = (
+        "name",
+        "shelf",
+        "payload",
+        "ids",
+        "colour",
+        "big_number",
+        "flag",
+        "when",
+        "ratio",
+        "page_size",
+    )
     NAME_FIELD_NUMBER: _ClassVar[int]
     SHELF_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -52,7 +66,19 @@ class EchoRequest(_message.Message):
     when: _timestamp_pb2.Timestamp
     ratio: float
     page_size: int
-    def __init__(self, name: _Optional[str] = ..., shelf: _Optional[str] = ..., payload: _Optional[_Union[Payload, _Mapping]] = ..., ids: _Optional[_Iterable[int]] = ..., colour: _Optional[_Union[Colour, str]] = ..., big_number: _Optional[int] = ..., flag: bool = ..., when: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ratio: _Optional[float] = ..., page_size: _Optional[int] = ...) -> None: ...
+    def __init__(
+        self,
+        name: _Optional[str] = ...,
+        shelf: _Optional[str] = ...,
+        payload: _Optional[_Union[Payload, _Mapping]] = ...,
+        ids: _Optional[_Iterable[int]] = ...,
+        colour: _Optional[_Union[Colour, str]] = ...,
+        big_number: _Optional[int] = ...,
+        flag: bool = ...,
+        when: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...,
+        ratio: _Optional[float] = ...,
+        page_size: _Optional[int] = ...,
+    ) -> None: ...
 
 class EchoResponse(_message.Message):
     __slots__ = ("echoed", "metadata")
@@ -60,7 +86,11 @@ class EchoResponse(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     echoed: EchoRequest
     metadata: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, echoed: _Optional[_Union[EchoRequest, _Mapping]] = ..., metadata: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(
+        self,
+        echoed: _Optional[_Union[EchoRequest, _Mapping]] = ...,
+        metadata: _Optional[_Iterable[str]] = ...,
+    ) -> None: ...
 
 class CountRequest(_message.Message):
     __slots__ = ("n", "fail_after", "delay_ms")
@@ -70,7 +100,9 @@ class CountRequest(_message.Message):
     n: int
     fail_after: int
     delay_ms: int
-    def __init__(self, n: _Optional[int] = ..., fail_after: _Optional[int] = ..., delay_ms: _Optional[int] = ...) -> None: ...
+    def __init__(
+        self, n: _Optional[int] = ..., fail_after: _Optional[int] = ..., delay_ms: _Optional[int] = ...
+    ) -> None: ...
 
 class CountResponse(_message.Message):
     __slots__ = ("i",)
