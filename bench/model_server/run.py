@@ -1,0 +1,222 @@
+#!/usr/bin/env python
+"""Benchmark of the model server on model `linear` (y = x @ W, x FP32 [-1,16], max batch 64).
+
+For each server variant (batching on, batching off, workers=2 with batching on; all with the
+default settings: validation, metrics, access log, interceptors on), it starts the server as a
+subprocess, verifies answers with a Python client (concurrent calls of 1..64 rows checked against
+numpy), records idle RSS of the whole process tree, then drives it with h2load replaying a
+pre-serialized gRPC frame (closed loop, fixed concurrency, warm-up run first) and reports req/s,
+p50, p99 (from h2load's per-request log) and errors (by gRPC DATA-byte accounting: an error answer
+has no body). Results: JSON (--out) and a Markdown table on stdout.
+
+    .venv/bin/python bench/model_server/run.py --concurrency 1,8,32,64 --duration 5
+    .venv/bin/python bench/model_server/run.py --variants batching,workers2 --concurrency 32 --duration 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+
+from frame import W, request  # noqa: E402
+
+from modelserve.inference.v2 import grpc_service_pb2_grpc as svc_grpc  # noqa: E402
+from modelserve_common.testing import free_port, wait_for_health  # noqa: E402
+
+VARIANTS = {
+    "batching": {"batching": True, "args": []},
+    "nobatching": {"batching": False, "args": []},
+    "workers2": {"batching": True, "args": ["--workers", "2"]},
+    "tracing": {"batching": True, "args": ["--tracing-enabled", "true"]},
+}
+
+
+def make_repo(dst: Path, batching: bool) -> Path:
+    repo = dst / "repo"
+    shutil.copytree(ROOT / "models" / "linear", repo / "linear", ignore=shutil.ignore_patterns("__pycache__"))
+    if not batching:
+        cfg = repo / "linear" / "config.pbtxt"
+        cfg.write_text("\n".join(line for line in cfg.read_text().splitlines() if "dynamic_batching" not in line))
+    return repo
+
+
+def tree_pids(root: int) -> list[int]:
+    pids, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        pids.append(pid)
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                todo.extend(int(p) for p in f.read().split())
+        except OSError:
+            pass
+    return pids
+
+
+def rss_mib(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def cpu_s(pids: list[int]) -> float:
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+                ticks += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def verify(target: str) -> int:
+    """Concurrent calls of 1..64 rows, every answer checked against numpy."""
+    async with grpc.aio.insecure_channel(target) as ch:
+        stub = svc_grpc.GRPCInferenceServiceStub(ch)
+
+        async def one(i: int) -> None:
+            req, x = request(1 + i % 64, seed=i)
+            resp = await stub.ModelInfer(req, timeout=10)
+            y = np.frombuffer(resp.raw_output_contents[0], np.float32).reshape(x.shape[0], 4)
+            if not np.allclose(y, x @ W, rtol=1e-5, atol=1e-5):
+                raise SystemExit(f"verification failed for request {i}")
+
+        await asyncio.gather(*(one(i) for i in range(256)))
+    return 256
+
+
+def h2load(port: int, frame: str, conc: int, duration: int, warmup: int, resp_bytes: int, log: Path) -> dict:
+    conns = max(1, min(conc, 2))
+    streams = -(-conc // conns)
+    url = f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"
+    base = ["h2load", "-c", str(conns), "-m", str(streams), "-t", "1", "-d", frame]
+    base += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    subprocess.run([*base, "-D", f"{warmup}s", url], capture_output=True, timeout=warmup + 30)
+    log.unlink(missing_ok=True)
+    out = subprocess.run(
+        [*base, "-D", f"{duration}s", "--log-file", str(log), url], capture_output=True, text=True, timeout=duration + 30
+    ).stdout
+    succ = int(m.group(1)) if (m := re.search(r"(\d+) succeeded", out)) else 0
+    bad = sum(int(m.group(1)) if (m := re.search(rf"(\d+) {k}", out)) else 0 for k in ("failed", "errored", "timeout"))
+    data = int(m.group(1)) if (m := re.search(r"\((\d+)\) data", out)) else 0
+    lat = sorted(int(p[2]) for p in (line.split() for line in log.read_text().splitlines()) if len(p) >= 3)
+    log.unlink(missing_ok=True)
+
+    def pct(q: float) -> float | None:
+        return lat[min(len(lat) - 1, round(q / 100 * (len(lat) - 1)))] / 1000 if lat else None
+
+    without_body = max(0, round(succ - data / (resp_bytes + 5))) if succ else 0
+    return {
+        "concurrency": conc,
+        "rps": round(succ / duration, 1),
+        "p50_ms": pct(50),
+        "p99_ms": pct(99),
+        "errors": bad + without_body,
+    }
+
+
+def run_variant(name: str, a: argparse.Namespace, work: Path) -> dict:
+    spec = VARIANTS[name]
+    repo = make_repo(work / name, spec["batching"])
+    port = free_port()
+    cmd = [sys.executable, "-m", "modelserve_model_server", "--grpc-port", str(port), "--grpc-host", "127.0.0.1"]
+    cmd += ["--metrics-port", "0", "--model-repository", str(repo), "--load-models", "linear", *spec["args"]]
+    logf = open(work / f"server-{name}.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_health(f"127.0.0.1:{port}", timeout=60)
+        time.sleep(1.0)
+        pids = tree_pids(proc.pid)
+        idle = rss_mib(pids)
+        checked = asyncio.run(verify(f"127.0.0.1:{port}"))
+        frame = work / "frame.bin"
+        info = json.loads(
+            subprocess.run(
+                [sys.executable, str(HERE / "frame.py"), "--out", str(frame), "--target", f"127.0.0.1:{port}"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        cells = []
+        for c in a.concurrency:
+            c0 = cpu_s(pids)
+            t0 = time.monotonic()
+            cell = h2load(port, str(frame), c, a.duration, a.warmup, info["response_bytes"], work / "h2.tsv")
+            cell["server_cpu_cores"] = round((cpu_s(pids) - c0) / (time.monotonic() - t0), 2)
+            cells.append(cell)
+            print(f"  {name} c={c}: {cell}", file=sys.stderr, flush=True)
+        return {"variant": name, "idle_rss_mib": round(idle, 1), "verified": checked, "cells": cells}
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+        logf.close()
+
+
+def table(results: list[dict], concurrency: list[int]) -> str:
+    head = "| variant | idle RSS MiB | " + " | ".join(f"c={c} rps | c={c} p50/p99 ms" for c in concurrency) + " | errors |"
+    lines = [head, "|" + "---|" * (3 + 2 * len(concurrency))]
+    for r in results:
+        cells = {c["concurrency"]: c for c in r["cells"]}
+        row = [r["variant"], str(r["idle_rss_mib"])]
+        for c in concurrency:
+            cell = cells[c]
+            row += [f"{cell['rps']:.0f}", f"{cell['p50_ms']:.2f} / {cell['p99_ms']:.2f}"]
+        row.append(str(sum(c["errors"] for c in r["cells"])))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--concurrency", default="1,8,32,64", type=lambda s: [int(x) for x in s.split(",")])
+    p.add_argument("--duration", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--variants", default="batching,nobatching,workers2", type=lambda s: s.split(","))
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "model_server.json"))
+    a = p.parse_args()
+    if shutil.which("h2load") is None:
+        print("h2load not found: apt-get install nghttp2-client", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="ms-bench-") as tmp:
+        results = [run_variant(v, a, Path(tmp)) for v in a.variants]
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
+            "loadavg_at_end": os.getloadavg(), "duration_s": a.duration, "warmup_s": a.warmup}
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(table(results, a.concurrency))
+    print(f"\nJSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
