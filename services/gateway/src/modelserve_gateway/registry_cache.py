@@ -57,6 +57,8 @@ class RegistryCache:
         )
         self._watch = registry.typed_stream(_SVC + "Watch", registry_pb.WatchResponse.FromString)
         self._task: asyncio.Task[None] | None = None
+        self._down_until = 0.0
+        self.retry_down_s = 1.0
         self.watching = asyncio.Event()
         self.revision = -1
 
@@ -110,6 +112,8 @@ class RegistryCache:
         hit = self._deployments.get(model)
         if hit is not None and hit[1] > now:
             return hit[0]
+        if self._down_until > now:
+            raise Unavailable(f"cannot look up model {model!r}: registry unavailable")
         try:
             resp = await self._get_dep(
                 registry_pb.GetDeploymentRequest(model=model), timeout=self._registry.timeout_s
@@ -117,6 +121,8 @@ class RegistryCache:
             dep: registry_pb.Deployment | None = resp.deployment
         except grpc.aio.AioRpcError as exc:
             if exc.code() != grpc.StatusCode.NOT_FOUND:
+                # Keep the registry off every request's path while it is down.
+                self._down_until = time.monotonic() + self.retry_down_s
                 raise Unavailable(
                     f"cannot look up model {model!r}: registry answered {exc.code().name}"
                 ) from None

@@ -45,7 +45,9 @@ def test_triton_clients_through_gateway_match_model_server(tmp_path: Path) -> No
     with ms.start(timeout=90), gw.start(timeout=60):
         done = subprocess.run(
             [sys.executable, str(CLIENT), f"127.0.0.1:{http_port}", gw.target, ms.target],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert done.returncode == 0, done.stderr[-4000:] + gw.output() + ms.output()
         result = json.loads(done.stdout.strip().splitlines()[-1])

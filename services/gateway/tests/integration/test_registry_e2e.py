@@ -20,8 +20,12 @@ def test_keys_tenants_and_revocation_through_the_real_registry(tmp_path: Path) -
     reg_port = free_port()
     reg = ServiceProcess(
         "modelserve_registry",
-        {"REGISTRY_GRPC_PORT": str(reg_port), "REGISTRY_METRICS_PORT": "-1", "REGISTRY_DATA_DIR": str(tmp_path),
-         "REGISTRY_WATCH_POLL_INTERVAL_S": "0.1"},
+        {
+            "REGISTRY_GRPC_PORT": str(reg_port),
+            "REGISTRY_METRICS_PORT": "-1",
+            "REGISTRY_DATA_DIR": str(tmp_path),
+            "REGISTRY_WATCH_POLL_INTERVAL_S": "0.1",
+        },
         reg_port,
         cwd=tmp_path,
     )
@@ -40,12 +44,20 @@ def test_keys_tenants_and_revocation_through_the_real_registry(tmp_path: Path) -
         cwd=tmp_path,
     )
     admin = {"authorization": f"Bearer {ADMIN}"}
-    with reg.start(timeout=60), gw.start(timeout=60), httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=10) as http:
+    with (
+        reg.start(timeout=60),
+        gw.start(timeout=60),
+        httpx.Client(base_url=f"http://127.0.0.1:{http_port}", timeout=10) as http,
+    ):
         keys = {}
         for tenant in ("acme", "other"):
             r = http.post("/v1/tenants", json={"name": tenant}, headers=admin)
             assert r.status_code == 200, r.text
-            r = http.post(f"/v1/tenants/{tenant}/apiKeys", json={"displayName": "ci", "scopes": ["read", "write"]}, headers=admin)
+            r = http.post(
+                f"/v1/tenants/{tenant}/apiKeys",
+                json={"displayName": "ci", "scopes": ["read", "write"]},
+                headers=admin,
+            )
             assert r.status_code == 200, r.text
             keys[tenant] = (r.json()["apiKey"]["key"], r.json()["secret"])
         acme = {"x-api-key": keys["acme"][1]}
