@@ -81,9 +81,9 @@ def h2load(url: str, body: Path, headers: list[str], conc: int, duration: float,
     }
 
 
-def measure(pids: dict[str, int], run) -> dict:
+def measure(pids: dict[str, int], *h2load_args) -> dict:
     before = {k: cpu_s(p) for k, p in pids.items()}
-    result = run()
+    result = h2load(*h2load_args)
     n = max(result["ok"], 1)
     for k, p in pids.items():
         result[f"cpu_per_1k_{k}_s"] = (cpu_s(p) - before[k]) / n * 1000
@@ -190,7 +190,7 @@ def main() -> None:
         ]
         for c in concs:
             for name, url, body, headers, h1 in modes:
-                cell = measure(pids, lambda: h2load(url, tmp / body, headers, c, args.duration, h1))
+                cell = measure(pids, url, tmp / body, headers, c, args.duration, h1)
                 cell.update(mode=name, concurrency=c)
                 results["cells"].append(cell)
                 print(json.dumps(cell), file=sys.stderr)
@@ -283,7 +283,12 @@ def guard_bench(
         ):
             cell = measure(
                 {"gateway": gw_proc.proc.pid},
-                lambda: h2load(url, tmp / body, headers, conc, args.duration, h1),
+                url,
+                tmp / body,
+                headers,
+                conc,
+                args.duration,
+                h1,
             )
             cell.update(mode=name, concurrency=conc)
             rows.append(cell)
@@ -294,9 +299,11 @@ def guard_bench(
 def table(results: dict) -> None:
     print(f"{'mode':<18}{'c':>4}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'gw cpu/1k':>11}{'ms cpu/1k':>11}")
     for cell in results["cells"] + results.get("guard", []):
+        gw_cpu = cell.get("cpu_per_1k_gateway_s", float("nan"))
+        ms_cpu = cell.get("cpu_per_1k_model_server_s", float("nan"))
         print(
-            f"{cell['mode']:<18}{cell['concurrency']:>4}{cell['rps']:>10.0f}{cell['p50_ms']:>9.2f}{cell['p99_ms']:>9.2f}"
-            f"{cell.get('cpu_per_1k_gateway_s', float('nan')):>11.3f}{cell.get('cpu_per_1k_model_server_s', float('nan')):>11.3f}"
+            f"{cell['mode']:<18}{cell['concurrency']:>4}{cell['rps']:>10.0f}"
+            f"{cell['p50_ms']:>9.2f}{cell['p99_ms']:>9.2f}{gw_cpu:>11.3f}{ms_cpu:>11.3f}"
         )
     print("figures taken on a shared, loaded machine (2 cores for everyone): indicative only")
 

@@ -17,6 +17,8 @@ from modelserve_gateway.clients import Upstream
 
 log = structlog.get_logger(__name__)
 
+_DOWN = object()  # cached marker: the registry could not be asked
+
 _SVC = "/modelserve.registry.v1.RegistryService/"
 
 
@@ -48,7 +50,7 @@ class RegistryCache:
         self._key_ttl = key_ttl_s
         self._dep_ttl = deployment_ttl_s
         self._keys: dict[str, tuple[VerifiedKey, float]] = {}
-        self._deployments: dict[str, tuple[registry_pb.Deployment | None, float]] = {}
+        self._deployments: dict[str, tuple[object, float]] = {}
         self._verify = registry.typed_unary(
             _SVC + "VerifyApiKey", registry_pb.VerifyApiKeyResponse.FromString
         )
@@ -57,7 +59,7 @@ class RegistryCache:
         )
         self._watch = registry.typed_stream(_SVC + "Watch", registry_pb.WatchResponse.FromString)
         self._task: asyncio.Task[None] | None = None
-        self._down_until = 0.0
+        self._inflight: dict[str, asyncio.Task[tuple[object, float]]] = {}
         self.retry_down_s = 1.0
         self.watching = asyncio.Event()
         self.revision = -1
@@ -107,28 +109,44 @@ class RegistryCache:
     # Deployments ----------------------------------------------------------------------------
 
     async def deployment(self, model: str) -> registry_pb.Deployment | None:
-        """The model's deployment; None when the registry has no such model."""
-        now = time.monotonic()
-        hit = self._deployments.get(model)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        if self._down_until > now:
+        """The model's deployment; None when the registry has no such model.
+
+        Stale-while-revalidate: once a model has been looked up, requests never wait for the
+        registry again; an expired entry is refreshed by one background lookup. Only the first
+        lookup of a model (or the first after a Watch change) waits, and concurrent requests
+        share it. A registry that is down is remembered for ``retry_down_s`` (Unavailable)."""
+        entry = self._deployments.get(model)
+        if entry is None:
+            task = self._inflight.get(model)
+            if task is None:
+                task = self._inflight[model] = asyncio.create_task(self._fetch(model))
+            entry = await asyncio.shield(task)
+        elif entry[1] <= time.monotonic() and model not in self._inflight:
+            self._inflight[model] = asyncio.create_task(self._fetch(model))
+        value = entry[0]
+        if value is _DOWN:
             raise Unavailable(f"cannot look up model {model!r}: registry unavailable")
+        return value  # type: ignore[return-value]
+
+    async def _fetch(self, model: str) -> tuple[object, float]:
         try:
             resp = await self._get_dep(
                 registry_pb.GetDeploymentRequest(model=model), timeout=self._registry.timeout_s
             )
-            dep: registry_pb.Deployment | None = resp.deployment
+            entry: tuple[object, float] = (resp.deployment, time.monotonic() + self._dep_ttl)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() != grpc.StatusCode.NOT_FOUND:
-                # Keep the registry off every request's path while it is down.
-                self._down_until = time.monotonic() + self.retry_down_s
-                raise Unavailable(
-                    f"cannot look up model {model!r}: registry answered {exc.code().name}"
-                ) from None
-            dep = None
-        self._deployments[model] = (dep, now + self._dep_ttl)
-        return dep
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                entry = (None, time.monotonic() + self._dep_ttl)
+            else:
+                log.warning("registry.lookup_failed", model=model, code=exc.code().name)
+                entry = (_DOWN, time.monotonic() + self.retry_down_s)
+        except Exception as exc:  # a background refresh must never die silently
+            log.warning("registry.lookup_failed", model=model, error=type(exc).__name__)
+            entry = (_DOWN, time.monotonic() + self.retry_down_s)
+        finally:
+            self._inflight.pop(model, None)
+        self._deployments[model] = entry
+        return entry
 
     async def owned_deployment(self, model: str, tenant: str) -> registry_pb.Deployment:
         dep = await self.deployment(model)
