@@ -114,7 +114,7 @@ def main() -> None:
     ap.add_argument("--guard", action="store_true", help="also measure auth + rate limit cost")
     ap.add_argument("--guard-concurrency", default="1,32")
     ap.add_argument("--redis-url", default=os.environ.get("MODELSERVE_REDIS_URL"))
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "gateway.json"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "gateway" / "results.json"))
     args = ap.parse_args()
     concs = [int(c) for c in args.concurrency.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="gwbench-"))
