@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 import grpc
 import structlog
 from google.protobuf.message import Message
+from prometheus_client import Histogram
 
 from modelserve.inference.v2 import grpc_service_pb2 as inference_pb
 from modelserve_common.context import REQUEST_ID_HEADER, request_id_var
@@ -34,6 +36,13 @@ from modelserve_gateway.transcoding.codec import build_request, dumps, response_
 from modelserve_gateway.transcoding.routes import Route, Router
 
 log = structlog.get_logger(__name__)
+
+HTTP_SECONDS = Histogram(
+    "modelserve_gateway_http_request_seconds",
+    "REST requests by route (the gRPC method or KServe route) and HTTP status.",
+    ["route", "code"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -72,6 +81,7 @@ class Request:
     path: str
     query: bytes
     headers: dict[str, str]
+    route_label: str = "unmatched"
 
     @classmethod
     def of(cls, scope: Scope, receive: Receive) -> Request:
@@ -192,6 +202,15 @@ class GatewayApp:
             return
         task = asyncio.current_task()
         watcher: asyncio.Task[None] | None = None
+        started = time.perf_counter()
+        status = [499]
+
+        async def send_counted(msg: MutableMapping[str, Any]) -> None:
+            if msg["type"] == "http.response.start":
+                status[0] = msg["status"]
+            await send(msg)
+
+        send = send_counted
         try:
             body = await req.body(self.settings.max_body_bytes)
             watcher = asyncio.create_task(_watch_disconnect(receive, task))
@@ -215,6 +234,7 @@ class GatewayApp:
             self.in_flight.release()
             if watcher is not None:
                 watcher.cancel()
+            HTTP_SECONDS.labels(req.route_label, str(status[0])).observe(time.perf_counter() - started)
 
     # Helpers --------------------------------------------------------------------------------
 
@@ -290,6 +310,7 @@ class GatewayApp:
                 )
             raise GatewayError(grpc.StatusCode.NOT_FOUND, f"no route for {req.method} {req.path}")
         route, path_vars = found
+        req.route_label = route.method
         admission = await self.guard.admit(route.method, req.credentials())
         base = base + admission.headers
         msg = build_request(
@@ -484,6 +505,7 @@ class KServeHandler:
         groups = {k: unquote(v) for k, v in m.groupdict().items() if v is not None}
         model, version = groups.get("model", ""), groups.get("version", "")
         method = _INF + _KSERVE_METHOD[name]
+        req.route_label = "kserve." + name
         await self._dispatch(req, send, base, name, method, model, version, body)
 
     async def _unary(self, req: Request, adm: Admission, method: str, msg: Message, parse: Any) -> Any:

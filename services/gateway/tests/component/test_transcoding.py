@@ -211,3 +211,19 @@ async def test_cors_preflight_and_simple(make_gateway) -> None:
         assert "GET" in r.headers["access-control-allow-methods"]
         r = await gw.http.get("/v1/echo/a", headers={"origin": "https://evil.example"})
         assert "access-control-allow-origin" not in r.headers
+
+
+async def test_rest_requests_are_counted_by_route_and_status(gateway) -> None:
+    from prometheus_client import REGISTRY
+
+    def count(route: str, code: str) -> float:
+        labels = {"route": route, "code": code}
+        return REGISTRY.get_sample_value("modelserve_gateway_http_request_seconds_count", labels) or 0.0
+
+    echo = "/gwtest.v1.TemplateService/Echo"
+    before = (count(echo, "200"), count(echo, "400"), count("unmatched", "404"))
+    await gateway.http.get("/v1/echo/a")
+    await gateway.http.get("/v1/echo/a", params={"nope": 1})
+    await gateway.http.get("/v1/none")
+    after = (count(echo, "200"), count(echo, "400"), count("unmatched", "404"))
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
