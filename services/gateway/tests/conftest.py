@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent / "gen"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from fakes import FakeInference, FakeRegistry, TemplateServicer  # noqa: E402
+from gateway_fakes import FakeInference, FakeRegistry, TemplateServicer  # noqa: E402
 from gwtest.v1 import template_service_pb2 as tpl_pb  # noqa: E402
 from gwtest.v1 import template_service_pb2_grpc as tpl_grpc  # noqa: E402
 

@@ -205,10 +205,12 @@ class GatewayApp:
         started = time.perf_counter()
         status = [499]
 
+        inner_send = send
+
         async def send_counted(msg: MutableMapping[str, Any]) -> None:
             if msg["type"] == "http.response.start":
                 status[0] = msg["status"]
-            await send(msg)
+            await inner_send(msg)
 
         send = send_counted
         try:

@@ -138,7 +138,9 @@ class RegistryCache:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 entry = (None, time.monotonic() + self._dep_ttl)
             else:
-                log.warning("registry.lookup_failed", model=model, code=exc.code().name)
+                previous = self._deployments.get(model)
+                if previous is None or previous[0] is not _DOWN:  # log the transition, not every retry
+                    log.warning("registry.lookup_failed", model=model, code=exc.code().name)
                 entry = (_DOWN, time.monotonic() + self.retry_down_s)
         except Exception as exc:  # a background refresh must never die silently
             log.warning("registry.lookup_failed", model=model, error=type(exc).__name__)
