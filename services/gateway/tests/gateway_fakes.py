@@ -75,6 +75,21 @@ class FakeInference(inf_grpc.GRPCInferenceServiceServicer):
             outputs=[T(name="OUTPUT0", datatype="FP32", shape=[-1])],
         )
 
+    async def RepositoryIndex(self, request: Any, context: Any) -> inf_pb.RepositoryIndexResponse:
+        r = inf_pb.RepositoryIndexResponse()
+        for name in sorted(MODELS):
+            r.models.add(name=name, version="1", state="READY")
+        return r
+
+    async def RepositoryModelUnload(self, request: Any, context: Any) -> inf_pb.RepositoryModelUnloadResponse:
+        self.unloaded = request.model_name
+        return inf_pb.RepositoryModelUnloadResponse()
+
+    async def ModelStatistics(self, request: Any, context: Any) -> inf_pb.ModelStatisticsResponse:
+        r = inf_pb.ModelStatisticsResponse()
+        r.model_stats.add(name=request.name or "add", version="1", inference_count=3)
+        return r
+
     async def ModelConfig(
         self, request: inf_pb.ModelConfigRequest, context: Any
     ) -> inf_pb.ModelConfigResponse:

@@ -98,6 +98,8 @@ async def test_rest_auth_matrix(secured, registry) -> None:
     # Wrong scope.
     r = await http.get("/v1/models/add", headers=bearer(INFER_KEY))
     assert r.status_code == 403 and "needs scope 'read'" in r.json()["message"]
+    r = await http.post("/v2/repository/models/add/unload", headers=bearer(INFER_KEY))
+    assert r.status_code == 403  # the model repository needs admin
     # The tenant travels downstream as metadata.
     r = await http.get("/v1/models/add", headers=bearer(READ_KEY))
     assert r.status_code == 200 and r.json()["model"]["tenant"] == "t1"

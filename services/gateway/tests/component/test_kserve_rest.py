@@ -163,3 +163,16 @@ async def test_tritonclient_http_json_and_binary_every_datatype(gateway) -> None
     results = json.loads(out.decode().strip().splitlines()[-1])
     assert results["FP16:bin"] and results["BYTES:json"] and results["UINT64:bin"]
     assert "unknown model 'missing'" in results["missing_error"]
+
+
+async def test_v2_repository_and_statistics(gateway, inference) -> None:
+    r = await gateway.http.post("/v2/repository/index", json={"ready": True})
+    assert r.status_code == 200 and {"name": "add", "version": "1", "state": "READY"} in r.json()
+    r = await gateway.http.post("/v2/repository/models/add/unload")
+    assert r.status_code == 200 and inference.unloaded == "add"
+    r = await gateway.http.get("/v2/models/add/stats")
+    assert r.json()["model_stats"][0]["inference_count"] == "3"
+    r = await gateway.http.post("/v2/repository/models/add/load")
+    assert r.status_code == 501 and "error" in r.json()  # the fake does not build it: UNIMPLEMENTED
+    r = await gateway.http.get("/v2/repository/index")
+    assert r.status_code == 405
