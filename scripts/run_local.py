@@ -8,6 +8,7 @@ Ports are the defaults of DESIGN.md; override any setting through the usual envi
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -65,6 +66,13 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     base_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     base_env.setdefault("MODELSERVE_LOG_FORMAT", "console")
+    # Authentication is on by default: bootstrap an admin key for this local run unless one is given.
+    if "GATEWAY_ADMIN_API_KEY" not in base_env and base_env.get("GATEWAY_AUTH_ENABLED", "true") != "false":
+        key_file = DATA / "admin-api-key"
+        if not key_file.exists():
+            key_file.write_text("ms_admin_" + secrets.token_urlsafe(24))
+            key_file.chmod(0o600)
+        base_env["GATEWAY_ADMIN_API_KEY"] = key_file.read_text().strip()
     stopping = threading.Event()
 
     def stop_all(*_: object) -> None:
