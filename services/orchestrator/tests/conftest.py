@@ -3,6 +3,7 @@ running orchestrator on SQLite + in-process queue, or on real PostgreSQL + Redis
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -94,3 +95,4 @@ async def orch(orch_settings: OrchestratorSettings) -> AsyncIterator[Orch]:
     async with running_server(orch_settings) as running:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
             yield Orch(pb_grpc.OrchestratorServiceStub(ch), orch_settings, running)
+        await asyncio.sleep(0.1)
