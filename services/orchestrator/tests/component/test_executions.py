@@ -79,8 +79,8 @@ def receiver() -> Any:
     r.close()
 
 
-async def wait_terminal(orch: Any, eid: str, timeout: float = 15.0) -> pb.Execution:
-    deadline = time.monotonic() + timeout
+async def wait_terminal(orch: Any, eid: str, within_s: float = 15.0) -> pb.Execution:
+    deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         ex = (await orch.stub.GetExecution(pb.GetExecutionRequest(execution=eid))).execution
         if ex.state in TERMINAL:
@@ -90,9 +90,9 @@ async def wait_terminal(orch: Any, eid: str, timeout: float = 15.0) -> pb.Execut
 
 
 async def deliveries_settled(
-    orch: Any, eid: str, n: int = 1, timeout: float = 10.0
+    orch: Any, eid: str, n: int = 1, within_s: float = 10.0
 ) -> list[pb.WebhookDelivery]:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within_s
     while time.monotonic() < deadline:
         ds = (
             await orch.stub.ListWebhookDeliveries(pb.ListWebhookDeliveriesRequest(execution=eid))
@@ -243,7 +243,7 @@ async def test_webhook_410_stops_retries(orch: Any, receiver: Receiver) -> None:
         "http://[fd00::1]/hook",
         "http://100.64.0.1/hook",
         "http://metadata.google.internal/computeMetadata",
-        "http://localhost:9/hook",
+        "http://127.0.0.2:9/hook",
         "ftp://example.com/hook",
         "http://user:pw@example.com/hook",
     ],
