@@ -82,7 +82,12 @@ def build_parser(cls: type[BaseServiceSettings], prog: str) -> argparse.Argument
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for name, info in cls.model_fields.items():
-        default = info.default if info.default is not None else "unset"
+        if info.default_factory is not None:
+            default: Any = "computed"
+        elif info.is_required():
+            default = "required"
+        else:
+            default = info.default if info.default is not None else "unset"
         secret = "Secret" in str(info.annotation)
         shown = "(secret)" if secret and default != "unset" else default
         parser.add_argument(

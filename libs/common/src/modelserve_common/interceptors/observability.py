@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -52,11 +53,17 @@ def _grpc_type(handler: grpc.RpcMethodHandler) -> str:
     return "unary"
 
 
+# Generated request ids: a random per-process prefix and a counter (uuid4 per RPC costs a getrandom
+# syscall on the hot path); 32 hex characters like a uuid4 hex.
+_RID_PREFIX = uuid.uuid4().hex[:16]
+_rid_counter = itertools.count(1)
+
+
 def _request_id(context: grpc.aio.ServicerContext) -> str:
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and value:
             return str(value)[:128]
-    return uuid.uuid4().hex
+    return f"{_RID_PREFIX}{next(_rid_counter):016x}"
 
 
 class _Call:
@@ -86,7 +93,7 @@ class _Call:
         await self.context.abort(grpc.StatusCode.INTERNAL, "internal error")
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def finish(self, code: grpc.StatusCode | None, access_log: bool) -> None:
+    def finish(self, code: grpc.StatusCode | None, access_log: Any) -> None:
         m = self.m
         elapsed = time.perf_counter() - self.start
         if code is None:
@@ -95,8 +102,8 @@ class _Call:
         m.in_flight.dec()
         m.handled_for(code).inc()
         m.handling.observe(elapsed)
-        if access_log and not m.quiet:
-            log.info("rpc.handled", grpc_code=code.name, duration_ms=round(elapsed * 1000, 3))
+        if access_log is not None and not m.quiet:
+            access_log.info("rpc.handled", grpc_code=code.name, duration_ms=round(elapsed * 1000, 3))
 
 
 def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
@@ -114,7 +121,9 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
     """See the package docstring. Wrapped handlers are cached per method."""
 
     def __init__(self, access_log: bool = True) -> None:
-        self._access_log = access_log
+        # A concrete logger bound once (the chain is built after logging is configured), rather
+        # than the lazy proxy, which re-resolves its configuration on every call; None = off.
+        self._access_log: Any = log.bind() if access_log else None
         self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
@@ -218,7 +227,7 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
 
 async def _stream(
     m: _MethodMetrics,
-    access_log: bool,
+    access_log: Any,
     inner: Callable[..., Any],
     request: Any,
     context: grpc.aio.ServicerContext,
