@@ -1,18 +1,34 @@
-"""python -m modelserve_orchestrator: the orchestrator process."""
+"""python -m modelserve_orchestrator [migrate]: the orchestrator process, or (with `migrate`) apply
+the database migrations under the migration lock and exit (the deployment's migration Job)."""
 
 import asyncio
+import sys
+
+import structlog
 
 from modelserve_common.config import load_settings
+from modelserve_common.errors import ServiceError
 from modelserve_common.logging import configure_logging
 from modelserve_common.server import run_until_signal
 from modelserve_common.tracing import configure_tracing
-from modelserve_orchestrator.server import running_server
+from modelserve_orchestrator.server import migrate_only, running_server
 from modelserve_orchestrator.settings import OrchestratorSettings
 
 
 def main() -> None:
-    settings = load_settings(OrchestratorSettings, prog="python -m modelserve_orchestrator")
+    argv = sys.argv[1:]
+    command = argv.pop(0) if argv and argv[0] == "migrate" else "serve"
+    settings = load_settings(OrchestratorSettings, argv, prog="python -m modelserve_orchestrator [migrate]")
     configure_logging(settings)
+    log = structlog.get_logger("modelserve_orchestrator")
+    if command == "migrate":
+        try:
+            version = asyncio.run(migrate_only(settings))
+        except ServiceError as exc:  # database unreachable, or a schema newer than this code
+            log.error("orchestrator.migration_failed", code=exc.code.name, error=exc.message)
+            raise SystemExit(1) from None
+        log.info("orchestrator.migrated", schema_version=version)
+        return
     asyncio.run(run_until_signal(running_server(settings, tracer_provider=configure_tracing(settings))))
 
 

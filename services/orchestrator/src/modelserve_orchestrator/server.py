@@ -18,6 +18,7 @@ from modelserve.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
 from modelserve_orchestrator.clients import InferenceClient
 from modelserve_orchestrator.db import Database, open_database
+from modelserve_orchestrator.errors import SchemaTooNew
 from modelserve_orchestrator.pipeline import Defaults, ModelCaller, PipelineRunner
 from modelserve_orchestrator.queue import MemoryWorkQueue, RedisWorkQueue, WorkQueue
 from modelserve_orchestrator.service import Limits, OrchestratorService
@@ -43,9 +44,32 @@ async def _wait_ready(store: OrchestratorStore, queue: WorkQueue, timeout_s: flo
                 await store.migrate()
                 await queue.ping()
             return
+        except SchemaTooNew:
+            raise
         except Exception as exc:
             log.warning("orchestrator.dependencies_unavailable", error=str(exc) or type(exc).__name__)
             await asyncio.sleep(0.5)
+
+
+def database_for(settings: OrchestratorSettings) -> Database:
+    return open_database(
+        settings.database_url.get_secret_value() if settings.database_url else None,
+        settings.data_dir,
+        max_size=settings.pool_max_size,
+        timeout_s=settings.db_timeout_s,
+    )
+
+
+async def migrate_only(settings: OrchestratorSettings) -> int:
+    """Applies the pending migrations (under the migration lock) and returns the schema version.
+    Used by `python -m modelserve_orchestrator migrate` (the Kubernetes migration Job). Waits up to
+    ``db_timeout_s`` for the database; raises DatabaseUnavailable or SchemaTooNew."""
+    db = database_for(settings)
+    await db.open()
+    try:
+        return await OrchestratorStore(db).migrate()
+    finally:
+        await db.close()
 
 
 @asynccontextmanager
@@ -58,12 +82,7 @@ async def running_server(
 ) -> AsyncIterator[RunningServer]:
     """Starts the orchestrator (API, execution worker, webhook dispatcher)."""
     async with AsyncExitStack() as stack:
-        db = database or open_database(
-            settings.database_url.get_secret_value() if settings.database_url else None,
-            settings.data_dir,
-            max_size=settings.pool_max_size,
-            timeout_s=settings.db_timeout_s,
-        )
+        db = database or database_for(settings)
         with contextlib.suppress(Exception):
             await db.open()
         stack.push_async_callback(db.close)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import structlog
 
 from modelserve_common.errors import Aborted
 from modelserve_orchestrator import tensors
@@ -30,9 +32,16 @@ from modelserve_orchestrator.domain import (
     trace_to_dict,
     webhook_from_dict,
 )
-from modelserve_orchestrator.errors import IdempotencyKeyReused, PipelineAlreadyExists, PipelineNotFound
+from modelserve_orchestrator.errors import (
+    IdempotencyKeyReused,
+    PipelineAlreadyExists,
+    PipelineNotFound,
+    SchemaTooNew,
+)
 
-SCHEMA = [
+# Numbered migrations, applied in order under the migration lock; the applied versions are
+# recorded in orch_schema_migrations (its own table: the registry may share the database).
+SCHEMA_V1 = [
     """CREATE TABLE IF NOT EXISTS orch_pipelines (
         name TEXT NOT NULL, version BIGINT NOT NULL, spec TEXT NOT NULL,
         create_time DOUBLE PRECISION NOT NULL, PRIMARY KEY (name, version))""",
@@ -60,6 +69,14 @@ SCHEMA = [
         http_status INTEGER NOT NULL, error TEXT NOT NULL, latency DOUBLE PRECISION NOT NULL,
         PRIMARY KEY (webhook_id, attempt))""",
 ]
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (1, "pipelines, executions, node results, webhook deliveries and attempts", SCHEMA_V1),
+]
+LATEST_SCHEMA = MIGRATIONS[-1][0]
+_MIGRATION_LOCK = 80080  # pg_advisory_xact_lock key of the orchestrator's migrations
+
+log = structlog.get_logger(__name__)
 
 TERMINAL = (int(ExecutionState.SUCCEEDED), int(ExecutionState.FAILED), int(ExecutionState.CANCELLED))
 _INTEGRITY = (sqlite3.IntegrityError, psycopg.IntegrityError)
@@ -98,12 +115,35 @@ class OrchestratorStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def migrate(self) -> None:
+    async def migrate(self) -> int:
+        """Applies the pending migrations in one transaction under the migration lock (concurrent
+        replicas and the migration Job wait for each other) and returns the schema version. A
+        database migrated by a newer orchestrator raises SchemaTooNew."""
         async with self.db.transaction() as tx:
             if self.db.dialect == "postgresql":
-                await tx.execute("SELECT pg_advisory_xact_lock(80080)")
-            for stmt in SCHEMA:
-                await tx.execute(stmt)
+                await tx.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+            await tx.execute(
+                "CREATE TABLE IF NOT EXISTS orch_schema_migrations (version INTEGER PRIMARY KEY, "
+                "description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+            )
+            row = await tx.fetchone("SELECT MAX(version) FROM orch_schema_migrations")
+            current = int(row[0]) if row and row[0] is not None else 0
+            if current > LATEST_SCHEMA:
+                raise SchemaTooNew(
+                    f"database schema version {current} is newer than this orchestrator knows "
+                    f"({LATEST_SCHEMA}); run a newer orchestrator"
+                )
+            for version, description, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for stmt in statements:
+                    await tx.execute(stmt)
+                await tx.execute(
+                    "INSERT INTO orch_schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                    (version, description, time.time()),
+                )
+                log.info("orchestrator.migration_applied", version=version, description=description)
+        return LATEST_SCHEMA
 
     async def ping(self) -> None:
         async with self.db.transaction() as tx:
