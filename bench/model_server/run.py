@@ -52,7 +52,9 @@ def make_repo(dst: Path, batching: bool) -> Path:
     shutil.copytree(ROOT / "models" / "linear", repo / "linear", ignore=shutil.ignore_patterns("__pycache__"))
     if not batching:
         cfg = repo / "linear" / "config.pbtxt"
-        cfg.write_text("\n".join(line for line in cfg.read_text().splitlines() if "dynamic_batching" not in line))
+        cfg.write_text(
+            "\n".join(line for line in cfg.read_text().splitlines() if "dynamic_batching" not in line)
+        )
     return repo
 
 
@@ -119,10 +121,16 @@ def h2load(port: int, frame: str, conc: int, duration: int, warmup: int, resp_by
     subprocess.run([*base, "-D", f"{warmup}s", url], capture_output=True, timeout=warmup + 30)
     log.unlink(missing_ok=True)
     out = subprocess.run(
-        [*base, "-D", f"{duration}s", "--log-file", str(log), url], capture_output=True, text=True, timeout=duration + 30
+        [*base, "-D", f"{duration}s", "--log-file", str(log), url],
+        capture_output=True,
+        text=True,
+        timeout=duration + 30,
     ).stdout
     succ = int(m.group(1)) if (m := re.search(r"(\d+) succeeded", out)) else 0
-    bad = sum(int(m.group(1)) if (m := re.search(rf"(\d+) {k}", out)) else 0 for k in ("failed", "errored", "timeout"))
+    bad = sum(
+        int(m.group(1)) if (m := re.search(rf"(\d+) {k}", out)) else 0
+        for k in ("failed", "errored", "timeout")
+    )
     data = int(m.group(1)) if (m := re.search(r"\((\d+)\) data", out)) else 0
     lat = sorted(int(p[2]) for p in (line.split() for line in log.read_text().splitlines()) if len(p) >= 3)
     log.unlink(missing_ok=True)
@@ -144,7 +152,15 @@ def run_variant(name: str, a: argparse.Namespace, work: Path) -> dict:
     spec = VARIANTS[name]
     repo = make_repo(work / name, spec["batching"])
     port = free_port()
-    cmd = [sys.executable, "-m", "modelserve_model_server", "--grpc-port", str(port), "--grpc-host", "127.0.0.1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "modelserve_model_server",
+        "--grpc-port",
+        str(port),
+        "--grpc-host",
+        "127.0.0.1",
+    ]
     cmd += ["--metrics-port", "0", "--model-repository", str(repo), "--load-models", "linear", *spec["args"]]
     logf = open(work / f"server-{name}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
@@ -157,7 +173,14 @@ def run_variant(name: str, a: argparse.Namespace, work: Path) -> dict:
         frame = work / "frame.bin"
         info = json.loads(
             subprocess.run(
-                [sys.executable, str(HERE / "frame.py"), "--out", str(frame), "--target", f"127.0.0.1:{port}"],
+                [
+                    sys.executable,
+                    str(HERE / "frame.py"),
+                    "--out",
+                    str(frame),
+                    "--target",
+                    f"127.0.0.1:{port}",
+                ],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -182,7 +205,11 @@ def run_variant(name: str, a: argparse.Namespace, work: Path) -> dict:
 
 
 def table(results: list[dict], concurrency: list[int]) -> str:
-    head = "| variant | idle RSS MiB | " + " | ".join(f"c={c} rps | c={c} p50/p99 ms" for c in concurrency) + " | errors |"
+    head = (
+        "| variant | idle RSS MiB | "
+        + " | ".join(f"c={c} rps | c={c} p50/p99 ms" for c in concurrency)
+        + " | errors |"
+    )
     lines = [head, "|" + "---|" * (3 + 2 * len(concurrency))]
     for r in results:
         cells = {c["concurrency"]: c for c in r["cells"]}
@@ -210,8 +237,13 @@ def main() -> int:
         results = [run_variant(v, a, Path(tmp)) for v in a.variants]
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpus": os.cpu_count(),
-            "loadavg_at_end": os.getloadavg(), "duration_s": a.duration, "warmup_s": a.warmup}
+    meta = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "loadavg_at_end": os.getloadavg(),
+        "duration_s": a.duration,
+        "warmup_s": a.warmup,
+    }
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(table(results, a.concurrency))
     print(f"\nJSON: {out}")
