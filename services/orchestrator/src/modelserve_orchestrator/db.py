@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import math
 import sqlite3
+import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -43,6 +45,11 @@ class Database(Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[Tx]: ...
 
+    def autocommit(self) -> AbstractAsyncContextManager[Tx]:
+        """A connection on which every statement commits on its own (no BEGIN/COMMIT round
+        trips): for single-statement writes and for reads that need no snapshot."""
+        ...
+
 
 class _PgTx:
     def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
@@ -62,19 +69,33 @@ class _PgTx:
 
 
 class PostgresDatabase:
+    """A psycopg 3 pool of autocommit connections: ``transaction()`` wraps BEGIN/COMMIT around a
+    block, ``autocommit()`` runs single statements without them. A connection is checked (one
+    round trip) when it leaves the pool only if it sat unused for ``check_idle_s``: a busy pool
+    pays nothing, and a connection cut by a database restart is still noticed before use."""
+
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, max_size: int, timeout_s: float) -> None:
+    def __init__(self, url: str, *, max_size: int, timeout_s: float, check_idle_s: float = 1.0) -> None:
+        self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._check_idle_s = check_idle_s
         self._pool = AsyncConnectionPool(
             url,
             min_size=1,
             max_size=max_size,
             open=False,
             timeout=timeout_s,
-            check=AsyncConnectionPool.check_connection,
+            check=self._check,
             reconnect_timeout=timeout_s,
-            kwargs={"connect_timeout": max(1, math.ceil(timeout_s))},
+            kwargs={"connect_timeout": max(1, math.ceil(timeout_s)), "autocommit": True},
         )
+
+    async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        last = self._last_used.get(conn)
+        if last is None or time.monotonic() - last > self._check_idle_s:
+            await AsyncConnectionPool.check_connection(conn)
 
     async def open(self) -> None:
         await self._pool.open(wait=False)
@@ -85,8 +106,19 @@ class PostgresDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         try:
-            async with self._pool.connection() as conn, conn.transaction():
+            async with self._pool.connection() as conn:
+                async with conn.transaction():
+                    yield _PgTx(conn)
+                self._last_used[conn] = time.monotonic()
+        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
+            raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Tx]:
+        try:
+            async with self._pool.connection() as conn:
                 yield _PgTx(conn)
+                self._last_used[conn] = time.monotonic()
         except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
             raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
 
@@ -165,6 +197,17 @@ class SqliteDatabase:
                 await asyncio.shield(self.run(lambda c: c.execute("ROLLBACK")))
                 raise
             await self.run(lambda c: c.execute("COMMIT"))
+        finally:
+            self._lock.release()
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[Tx]:
+        try:
+            await asyncio.wait_for(self._lock.acquire(), self._timeout)
+        except TimeoutError:
+            raise DatabaseUnavailable("database busy: no transaction slot within the timeout") from None
+        try:
+            yield _SqliteTx(self)
         finally:
             self._lock.release()
 

@@ -38,7 +38,7 @@ class WorkQueue(Protocol):
 
     async def reclaim(self, min_idle_s: float, count: int) -> list[Message]: ...
 
-    async def publish(self, execution_id: str, event: dict[str, Any]) -> None: ...
+    async def publish(self, execution_id: str, *events: dict[str, Any]) -> None: ...
 
     def subscribe(self, execution_id: str) -> contextlib.AbstractAsyncContextManager[Subscription]: ...
 
@@ -78,9 +78,10 @@ class MemoryWorkQueue:
     async def reclaim(self, min_idle_s: float, count: int) -> list[Message]:
         return []
 
-    async def publish(self, execution_id: str, event: dict[str, Any]) -> None:
+    async def publish(self, execution_id: str, *events: dict[str, Any]) -> None:
         for q in list(self._subs.get(execution_id, ())):
-            q.put_nowait(event)
+            for event in events:
+                q.put_nowait(event)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, execution_id: str) -> AsyncIterator[Subscription]:
@@ -150,8 +151,10 @@ class RedisWorkQueue:
         return [(mid, fields["e"]) for _, entries in resp or [] for mid, fields in entries]
 
     async def ack(self, message_id: str) -> None:
-        await self._r.xack(self._work, self.GROUP, message_id)
-        await self._r.xdel(self._work, message_id)
+        async with self._r.pipeline(transaction=False) as p:
+            p.xack(self._work, self.GROUP, message_id)
+            p.xdel(self._work, message_id)
+            await p.execute()
 
     async def reclaim(self, min_idle_s: float, count: int) -> list[Message]:
         await self._ensure_group()
@@ -166,10 +169,12 @@ class RedisWorkQueue:
         entries = resp[1] if resp else []
         return [(mid, fields["e"]) for mid, fields in entries if fields]
 
-    async def publish(self, execution_id: str, event: dict[str, Any]) -> None:
+    async def publish(self, execution_id: str, *events: dict[str, Any]) -> None:
+        """Appends events to the execution's stream in one round trip."""
         key = self._events + execution_id
         async with self._r.pipeline(transaction=False) as p:
-            p.xadd(key, {"v": json.dumps(event)}, maxlen=1000, approximate=True)
+            for event in events:
+                p.xadd(key, {"v": json.dumps(event)}, maxlen=1000, approximate=True)
             p.expire(key, self._ttl)
             await p.execute()
 

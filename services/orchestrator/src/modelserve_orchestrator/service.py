@@ -170,9 +170,9 @@ class OrchestratorService:
         )
         stored, replayed = await self._store.create_execution(ex, inputs_text, digest)
         if not replayed:
-            # If this fails (or the process dies here) the sweeper queues it later.
+            # If this fails (or the process dies here) the sweeper queues it later: the row's
+            # enqueued_at is its create_time, so it counts as lost after the visibility timeout.
             await self._queue.enqueue(stored.id)
-            await self._store.mark_enqueued(stored.id, time.time())
         return stored, replayed
 
     async def get_execution(self, eid: str) -> Execution:

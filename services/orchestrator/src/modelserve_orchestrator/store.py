@@ -15,7 +15,7 @@ import structlog
 
 from modelserve_common.errors import Aborted
 from modelserve_orchestrator import tensors
-from modelserve_orchestrator.db import Database
+from modelserve_orchestrator.db import Database, Tx
 from modelserve_orchestrator.domain import (
     DeliveryState,
     Execution,
@@ -111,9 +111,37 @@ def _webhook_json(w: Webhook | None) -> str | None:
     return json.dumps({"url": w.url, "secrets": list(w.secrets), "events": [int(e) for e in w.events]})
 
 
+Completed = tuple[NodeResult, float]  # a node result and when it completed (epoch seconds)
+
+
+@dataclass(frozen=True)
+class ClaimedExecution:
+    """What a worker needs to run an execution it just leased (read with the lease, at once)."""
+
+    execution: Execution
+    inputs: dict[str, Any]
+    done: dict[str, NodeResult]
+    pipeline: Pipeline | None
+
+
+_PIPELINE_CACHE_SIZE = 256
+
+
 class OrchestratorStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Parsed pipeline versions keyed by what the database returned (a version's spec never
+        # changes; a deleted and re-created name gets a new create_time), so a cache hit is exact.
+        self._parsed: dict[tuple[str, int, float], Pipeline] = {}
+
+    def _pipeline(self, spec: str, version: int, create_time: float) -> Pipeline:
+        key = (spec, version, create_time)
+        found = self._parsed.get(key)
+        if found is None:
+            if len(self._parsed) >= _PIPELINE_CACHE_SIZE:
+                self._parsed.pop(next(iter(self._parsed)))
+            found = self._parsed[key] = pipeline_from_dict(json.loads(spec), version, create_time)
+        return found
 
     async def migrate(self) -> int:
         """Applies the pending migrations in one transaction under the migration lock (concurrent
@@ -146,7 +174,7 @@ class OrchestratorStore:
         return LATEST_SCHEMA
 
     async def ping(self) -> None:
-        async with self.db.transaction() as tx:
+        async with self.db.autocommit() as tx:
             await tx.fetchone("SELECT 1")
 
     # pipelines -----------------------------------------------------------------------------
@@ -171,7 +199,7 @@ class OrchestratorStore:
         return pipeline_from_dict(json.loads(spec), latest + 1, now)
 
     async def get_pipeline(self, name: str, version: int = 0) -> Pipeline | None:
-        async with self.db.transaction() as tx:
+        async with self.db.autocommit() as tx:
             if version:
                 row = await tx.fetchone(
                     "SELECT spec, version, create_time FROM orch_pipelines WHERE name = ? AND version = ?",
@@ -183,10 +211,10 @@ class OrchestratorStore:
                     "ORDER BY version DESC LIMIT 1",
                     (name,),
                 )
-        return pipeline_from_dict(json.loads(row[0]), int(row[1]), float(row[2])) if row else None
+        return self._pipeline(row[0], int(row[1]), float(row[2])) if row else None
 
     async def list_pipelines(self, after: str, limit: int) -> list[Pipeline]:
-        async with self.db.transaction() as tx:
+        async with self.db.autocommit() as tx:
             rows = await tx.fetch(
                 "SELECT p.spec, p.version, p.create_time FROM orch_pipelines p "
                 "JOIN (SELECT name, MAX(version) AS v FROM orch_pipelines WHERE name > ? GROUP BY name "
@@ -207,11 +235,13 @@ class OrchestratorStore:
         """Inserts the execution; with an idempotency key already used, returns that execution
         (replayed=True) when the request is the same, ALREADY_EXISTS when it differs."""
         key = e.idempotency_key or None
-        async with self.db.transaction() as tx:
+        # enqueued_at = create_time: the caller enqueues right after; if it dies first, the
+        # sweeper finds the execution once enqueued_at is older than the visibility timeout.
+        async with self.db.autocommit() as tx:
             inserted = await tx.execute(
                 "INSERT INTO orch_executions (id, pipeline, pipeline_version, state, inputs, parameters, "
-                "webhook, idempotency_key, request_hash, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (idempotency_key) DO NOTHING",
+                "webhook, idempotency_key, request_hash, create_time, enqueued_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
                 (
                     e.id,
                     e.pipeline,
@@ -222,6 +252,7 @@ class OrchestratorStore:
                     _webhook_json(e.webhook),
                     key,
                     request_hash,
+                    e.create_time,
                     e.create_time,
                 ),
             )
@@ -240,17 +271,23 @@ class OrchestratorStore:
         return found, True
 
     async def mark_enqueued(self, execution_id: str, now: float) -> None:
-        async with self.db.transaction() as tx:
+        async with self.db.autocommit() as tx:
             await tx.execute("UPDATE orch_executions SET enqueued_at = ? WHERE id = ?", (now, execution_id))
 
-    async def claim(self, execution_id: str, owner: str, lease_until: float, now: float) -> bool:
-        """Takes the lease of a non-terminal execution nobody holds (or whose lease expired)."""
-        async with self.db.transaction() as tx:
-            n = await tx.execute(
+    async def claim(
+        self, execution_id: str, owner: str, lease_until: float, now: float
+    ) -> ClaimedExecution | None:
+        """Takes the lease of a non-terminal execution nobody holds (or whose lease expired) and
+        returns what running it needs: the execution, its inputs, the node results already
+        recorded (only an execution leased before can have any) and its pipeline version (None
+        when deleted). None when the lease is not ours."""
+        async with self.db.autocommit() as tx:
+            row = await tx.fetchone(
                 "UPDATE orch_executions SET state = ?, lease_owner = ?, lease_until = ?, "
                 "attempts = attempts + 1, start_time = COALESCE(start_time, ?) "
                 "WHERE id = ? AND state IN (?, ?) "
-                "AND (lease_owner IS NULL OR lease_until < ? OR lease_owner = ?)",
+                "AND (lease_owner IS NULL OR lease_until < ? OR lease_owner = ?) "
+                f"RETURNING {_EXEC_COLS}, inputs",
                 (
                     int(ExecutionState.RUNNING),
                     owner,
@@ -263,41 +300,40 @@ class OrchestratorStore:
                     owner,
                 ),
             )
-        return n == 1
+            if row is None:
+                return None
+            ex = _execution(row[:-1], [], False)
+            done: dict[str, NodeResult] = {}
+            if ex.attempts > 1:
+                rows = await tx.fetch(
+                    "SELECT node, trace, outputs FROM orch_node_results WHERE execution_id = ?",
+                    (execution_id,),
+                )
+                done = {
+                    r[0]: NodeResult(trace_from_dict(json.loads(r[1])), tensors.loads(r[2])) for r in rows
+                }
+            prow = await tx.fetchone(
+                "SELECT spec, version, create_time FROM orch_pipelines WHERE name = ? AND version = ?",
+                (ex.pipeline, ex.pipeline_version),
+            )
+        pipeline = self._pipeline(prow[0], int(prow[1]), float(prow[2])) if prow else None
+        return ClaimedExecution(ex, tensors.loads(row[-1]), done, pipeline)
 
     async def renew(self, execution_id: str, owner: str, lease_until: float) -> bool:
         """Extends our lease; False when it is lost (taken over, cancelled or finished)."""
-        async with self.db.transaction() as tx:
+        async with self.db.autocommit() as tx:
             n = await tx.execute(
                 "UPDATE orch_executions SET lease_until = ? WHERE id = ? AND lease_owner = ? AND state = ?",
                 (lease_until, execution_id, owner, int(ExecutionState.RUNNING)),
             )
         return n == 1
 
-    async def run_data(self, execution_id: str) -> tuple[dict[str, Any], dict[str, NodeResult]]:
-        """The execution's inputs (as tensors) and the node results already recorded."""
-        async with self.db.transaction() as tx:
-            row = await tx.fetchone("SELECT inputs FROM orch_executions WHERE id = ?", (execution_id,))
-            rows = await tx.fetch(
-                "SELECT node, trace, outputs FROM orch_node_results WHERE execution_id = ?", (execution_id,)
-            )
-        inputs = tensors.loads(row[0]) if row else {}
-        done = {r[0]: NodeResult(trace_from_dict(json.loads(r[1])), tensors.loads(r[2])) for r in rows}
-        return inputs, done
-
-    async def record_node(self, execution_id: str, result: NodeResult, now: float) -> None:
-        async with self.db.transaction() as tx:
-            await tx.execute(
-                "INSERT INTO orch_node_results (execution_id, node, trace, outputs, completed_at) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (execution_id, node) DO NOTHING",
-                (
-                    execution_id,
-                    result.trace.node,
-                    json.dumps(trace_to_dict(result.trace)),
-                    tensors.dumps(result.outputs),
-                    now,
-                ),
-            )
+    async def record_nodes(self, execution_id: str, results: Sequence[Completed]) -> None:
+        """Records node results with their completion times (one statement; a result already
+        recorded is kept)."""
+        if results:
+            async with self.db.autocommit() as tx:
+                await _insert_nodes(tx, execution_id, results)
 
     async def finish(
         self,
@@ -310,10 +346,11 @@ class OrchestratorStore:
         now: float,
         owner: str | None,
         deliveries: Sequence[NewDelivery],
+        nodes: Sequence[Completed] = (),
     ) -> bool:
         """Moves a non-terminal execution to its one terminal state and records its webhook
-        deliveries in the same transaction; False when it was already terminal (or, with
-        ``owner``, when the lease is no longer ours)."""
+        deliveries and the node results not yet recorded in the same transaction; False when
+        it was already terminal (or, with ``owner``, when the lease is no longer ours)."""
         sql = (
             "UPDATE orch_executions SET state = ?, outputs = ?, missing = ?, error = ?, end_time = ?, "
             "lease_owner = NULL, lease_until = NULL WHERE id = ? AND state NOT IN (?, ?, ?)"
@@ -333,11 +370,12 @@ class OrchestratorStore:
         async with self.db.transaction() as tx:
             if await tx.execute(sql, params) != 1:
                 return False
-            for d in deliveries:
-                await tx.execute(
-                    "INSERT INTO orch_webhook_deliveries (webhook_id, execution_id, url, secrets, event, "
-                    "payload, state, next_attempt_at, create_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
+            await _insert_nodes(tx, execution_id, nodes)
+            if deliveries:
+                values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(deliveries))
+                rows: list[Any] = []
+                for d in deliveries:
+                    rows += [
                         d.webhook_id,
                         execution_id,
                         d.url,
@@ -347,17 +385,21 @@ class OrchestratorStore:
                         int(DeliveryState.PENDING),
                         now,
                         now,
-                    ),
+                    ]
+                await tx.execute(
+                    "INSERT INTO orch_webhook_deliveries (webhook_id, execution_id, url, secrets, event, "
+                    f"payload, state, next_attempt_at, create_time) VALUES {values}",
+                    rows,
                 )
         return True
 
     async def execution_state(self, execution_id: str) -> ExecutionState | None:
-        async with self.db.transaction() as tx:
+        async with self.db.autocommit() as tx:
             row = await tx.fetchone("SELECT state FROM orch_executions WHERE id = ?", (execution_id,))
         return ExecutionState(row[0]) if row else None
 
     async def get_execution(self, execution_id: str, *, with_outputs: bool = True) -> Execution | None:
-        async with self.db.transaction() as tx:
+        async with self.db.autocommit() as tx:
             row = await tx.fetchone(f"SELECT {_EXEC_COLS} FROM orch_executions WHERE id = ?", (execution_id,))
             if row is None:
                 return None
@@ -381,7 +423,7 @@ class OrchestratorStore:
         if after is not None:
             where.append("(create_time < ? OR (create_time = ? AND id < ?))")
             params += [after[0], after[0], after[1]]
-        async with self.db.transaction() as tx:
+        async with self.db.autocommit() as tx:
             rows = await tx.fetch(
                 f"SELECT {_EXEC_COLS} FROM orch_executions WHERE {' AND '.join(where)} "
                 "ORDER BY create_time DESC, id DESC LIMIT ?",
@@ -392,7 +434,7 @@ class OrchestratorStore:
     async def abandoned(self, now: float, enqueued_before: float, limit: int) -> list[str]:
         """Non-terminal executions nobody holds a live lease on and that were not (re)queued
         recently: never queued (crash between commit and enqueue) or lost by a dead replica."""
-        async with self.db.transaction() as tx:
+        async with self.db.autocommit() as tx:
             rows = await tx.fetch(
                 "SELECT id FROM orch_executions WHERE state IN (?, ?) "
                 "AND (lease_until IS NULL OR lease_until < ?) "
@@ -453,7 +495,7 @@ class OrchestratorStore:
             )
 
     async def list_deliveries(self, execution_id: str) -> list[WebhookDelivery]:
-        async with self.db.transaction() as tx:
+        async with self.db.autocommit() as tx:
             rows = await tx.fetch(
                 "SELECT webhook_id, url, event, state FROM orch_webhook_deliveries WHERE execution_id = ? "
                 "ORDER BY webhook_id",
@@ -479,6 +521,26 @@ class OrchestratorStore:
                     )
                 )
         return out
+
+
+async def _insert_nodes(tx: Tx, execution_id: str, results: Sequence[Completed]) -> None:
+    if not results:
+        return
+    rows: list[Any] = []
+    for r, at in results:
+        rows += [
+            execution_id,
+            r.trace.node,
+            json.dumps(trace_to_dict(r.trace)),
+            tensors.dumps(r.outputs),
+            at,
+        ]
+    values = ", ".join(["(?, ?, ?, ?, ?)"] * len(results))
+    await tx.execute(
+        "INSERT INTO orch_node_results (execution_id, node, trace, outputs, completed_at) "
+        f"VALUES {values} ON CONFLICT (execution_id, node) DO NOTHING",
+        rows,
+    )
 
 
 def _execution(row: Sequence[Any], traces: list[str], with_outputs: bool) -> Execution:

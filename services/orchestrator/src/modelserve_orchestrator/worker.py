@@ -7,17 +7,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
-from modelserve_orchestrator.domain import EventType, ExecutionState, NodeResult
+from modelserve_orchestrator.domain import (
+    EventType,
+    Execution,
+    ExecutionState,
+    NodeResult,
+    Pipeline,
+    WebhookEvent,
+    trace_to_dict,
+)
 from modelserve_orchestrator.pipeline import NodeFailed, PipelineRunner
 from modelserve_orchestrator.queue import WorkQueue
-from modelserve_orchestrator.store import NewDelivery, OrchestratorStore
+from modelserve_orchestrator.store import ClaimedExecution, Completed, NewDelivery, OrchestratorStore
 
 log = structlog.get_logger(__name__)
 
@@ -57,26 +66,36 @@ class ExecutionWorker:
         sweeper = asyncio.create_task(self._sweep_loop())
         try:
             while True:
+                # Wait for one free slot, take every other free one, and ask the queue for that
+                # many entries in one round trip.
                 await self._slots.acquire()
+                taken = 1
+                while taken < self._config.concurrency and not self._slots.locked():
+                    await self._slots.acquire()
+                    taken += 1
                 try:
-                    msgs = await self._queue.receive(1, 1.0)
+                    msgs = await self._queue.receive(taken, 1.0)
                 except Exception as exc:
-                    self._slots.release()
+                    for _ in range(taken):
+                        self._slots.release()
                     log.warning("worker.receive_failed", error=str(exc))
                     await asyncio.sleep(0.5)
                     continue
-                if not msgs:
+                for _ in range(taken - len(msgs)):
                     self._slots.release()
-                    continue
                 for mid, eid in msgs:
-                    t = asyncio.create_task(self._handle(mid, eid))
-                    self._tasks.add(t)
-                    t.add_done_callback(self._done)
+                    self._start(mid, eid)
         finally:
             sweeper.cancel()
             for t in list(self._tasks):
                 t.cancel()
             await asyncio.gather(sweeper, *self._tasks, return_exceptions=True)
+
+    def _start(self, message_id: str, execution_id: str) -> None:
+        """Runs one queue entry in a slot the caller already holds."""
+        t = asyncio.create_task(self._handle(message_id, execution_id))
+        self._tasks.add(t)
+        t.add_done_callback(self._done)
 
     def _done(self, t: asyncio.Task[None]) -> None:
         self._tasks.discard(t)
@@ -89,9 +108,7 @@ class ExecutionWorker:
             try:
                 for mid, eid in await self._queue.reclaim(vis, 32):
                     await self._slots.acquire()
-                    t = asyncio.create_task(self._handle(mid, eid))
-                    self._tasks.add(t)
-                    t.add_done_callback(self._done)
+                    self._start(mid, eid)
                 now = time.time()
                 for eid in await self._store.abandoned(now, now - vis, 100):
                     await self._queue.enqueue(eid)
@@ -105,8 +122,9 @@ class ExecutionWorker:
         try:
             now = time.time()
             vis = self._config.visibility_timeout_s
-            if await self._store.claim(execution_id, self._config.owner, now + vis, now):
-                ack = await self._execute(execution_id)
+            claimed = await self._store.claim(execution_id, self._config.owner, now + vis, now)
+            if claimed is not None:
+                ack = await self._execute(claimed)
         except Exception as exc:
             ack = False  # database or Redis trouble: the entry stays pending and is reclaimed later
             log.warning("execution.handle_failed", execution=execution_id, error=str(exc))
@@ -114,32 +132,26 @@ class ExecutionWorker:
             with contextlib.suppress(Exception):
                 await self._queue.ack(message_id)
 
-    async def _execute(self, eid: str) -> bool:
+    async def _execute(self, claimed: ClaimedExecution) -> bool:
         """Runs a leased execution; True when the queue entry may be acknowledged."""
-        ex = await self._store.get_execution(eid, with_outputs=False)
-        if ex is None:
-            return True
+        ex, pipeline = claimed.execution, claimed.pipeline
+        eid, owner = ex.id, self._config.owner
         await self._publish(eid, EventType.STARTED, ExecutionState.RUNNING)
-        pipeline = await self._store.get_pipeline(ex.pipeline, ex.pipeline_version)
         if pipeline is None:
             await self._finisher.finish(
-                eid, ExecutionState.FAILED, {}, (), "pipeline version was deleted", self._config.owner
+                eid, ExecutionState.FAILED, {}, (), "pipeline version was deleted", owner, execution=ex
             )
             return True
-        inputs, done = await self._store.run_data(eid)
-
-        async def on_node(result: NodeResult) -> None:
-            await self._store.record_node(eid, result, time.time())
-            await self._publish(eid, EventType.NODE_COMPLETED, ExecutionState.RUNNING, result)
-
+        recorder = _NodeRecorder(self._store, self._finisher, eid)
         run = asyncio.create_task(
-            self._runner.run(pipeline, inputs, ex.parameters, on_node=on_node, done=done)
+            self._runner.run(pipeline, claimed.inputs, ex.parameters, on_node=recorder.add, done=claimed.done)
         )
         self._running[eid] = run  # type: ignore[assignment]
         beat = asyncio.create_task(self._heartbeat(eid, run))
         try:
             result = await run
         except asyncio.CancelledError:
+            recorder.cancel()
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise
@@ -147,13 +159,31 @@ class ExecutionWorker:
             return True
         except NodeFailed as nf:
             err = nf.as_service_error()
-            await self._finisher.finish(eid, ExecutionState.FAILED, {}, (), err.message, self._config.owner)
+            await self._finisher.finish(
+                eid,
+                ExecutionState.FAILED,
+                {},
+                (),
+                err.message,
+                owner,
+                execution=ex,
+                pipeline=pipeline,
+                nodes=await recorder.drain(),
+            )
             return True
         finally:
             beat.cancel()
             self._running.pop(eid, None)
         await self._finisher.finish(
-            eid, ExecutionState.SUCCEEDED, result.outputs, result.missing_outputs, "", self._config.owner
+            eid,
+            ExecutionState.SUCCEEDED,
+            result.outputs,
+            result.missing_outputs,
+            "",
+            owner,
+            execution=ex,
+            pipeline=pipeline,
+            nodes=await recorder.drain(),
         )
         return True
 
@@ -176,6 +206,47 @@ class ExecutionWorker:
         await self._finisher.publish(eid, kind, state, result)
 
 
+class _NodeRecorder:
+    """Records an execution's node results as they complete without holding the pipeline up:
+    results that complete while a write is in flight go into the next write together (group
+    commit), and the ones still unwritten when the pipeline ends are recorded by the terminal
+    transaction (``drain``). A recorded result is never recomputed; one not yet recorded when
+    the replica dies is computed again by the replica that takes the execution over."""
+
+    def __init__(self, store: OrchestratorStore, finisher: Finisher, eid: str) -> None:
+        self._store = store
+        self._finisher = finisher
+        self._eid = eid
+        self._pending: list[Completed] = []
+        self._writing: list[Completed] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def add(self, result: NodeResult) -> None:
+        self._pending.append((result, time.time()))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        while self._pending:
+            self._writing, self._pending = self._pending, []
+            await self._store.record_nodes(self._eid, self._writing)
+            written, self._writing = self._writing, []
+            await self._finisher.publish_nodes(self._eid, [r for r, _ in written])
+
+    async def drain(self) -> list[Completed]:
+        """Waits for the write in flight and returns what is still unwritten (a failed write's
+        results included: the terminal transaction records them, ignoring duplicates)."""
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+        left, self._pending, self._writing = self._writing + self._pending, [], []
+        return left
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
 class Finisher:
     """Moves executions to their terminal state (once) with their webhook deliveries, and
     publishes progress events. Shared by the worker and CancelExecution."""
@@ -194,8 +265,14 @@ class Finisher:
         missing: tuple[str, ...] | list[str],
         error: str,
         owner: str | None,
+        *,
+        execution: Execution | None = None,
+        pipeline: Pipeline | None = None,
+        nodes: Sequence[Completed] = (),
     ) -> bool:
-        deliveries = await self._deliveries.build(eid, state, error)
+        """``execution`` / ``pipeline``: what the caller already read (saves reading them
+        again); ``nodes``: results to record in the terminal transaction."""
+        deliveries = await self._deliveries.build(eid, state, error, execution, pipeline)
         ok = await self._store.finish(
             eid,
             state,
@@ -205,26 +282,38 @@ class Finisher:
             now=time.time(),
             owner=owner,
             deliveries=deliveries,
+            nodes=nodes,
         )
         if ok:
             log.info("execution.finished", execution=eid, state=state.name)
-            with contextlib.suppress(Exception):
-                await self.publish(eid, EventType.FINISHED, state)
+            events = [_event(EventType.NODE_COMPLETED, ExecutionState.RUNNING, r) for r, _ in nodes]
+            events.append(_event(EventType.FINISHED, state))
+            await self._publish_many(eid, events)
             self.on_finished()
         return ok
 
     async def publish(
         self, eid: str, kind: EventType, state: ExecutionState, result: NodeResult | None = None
     ) -> None:
-        from modelserve_orchestrator.domain import trace_to_dict
+        await self._publish_many(eid, [_event(kind, state, result)])
 
-        event: dict[str, object] = {"type": int(kind), "state": int(state), "time": time.time()}
-        if result is not None:
-            event["node"] = trace_to_dict(result.trace)
+    async def publish_nodes(self, eid: str, results: Sequence[NodeResult]) -> None:
+        await self._publish_many(
+            eid, [_event(EventType.NODE_COMPLETED, ExecutionState.RUNNING, r) for r in results]
+        )
+
+    async def _publish_many(self, eid: str, events: list[dict[str, object]]) -> None:
         try:
-            await self._queue.publish(eid, event)
+            await self._queue.publish(eid, *events)
         except Exception as exc:  # progress events may be lost; the database is the record
             log.warning("execution.publish_failed", execution=eid, error=str(exc))
+
+
+def _event(kind: EventType, state: ExecutionState, result: NodeResult | None = None) -> dict[str, object]:
+    event: dict[str, object] = {"type": int(kind), "state": int(state), "time": time.time()}
+    if result is not None:
+        event["node"] = trace_to_dict(result.trace)
+    return event
 
 
 class DeliveryBuilder:
@@ -233,21 +322,28 @@ class DeliveryBuilder:
     def __init__(self, store: OrchestratorStore) -> None:
         self._store = store
 
-    async def build(self, eid: str, state: ExecutionState, error: str) -> list[NewDelivery]:
-        import json
-
-        from modelserve_orchestrator.domain import WebhookEvent
-
-        ex = await self._store.get_execution(eid, with_outputs=False)
+    async def build(
+        self,
+        eid: str,
+        state: ExecutionState,
+        error: str,
+        ex: Execution | None = None,
+        pipeline: Pipeline | None = None,
+    ) -> list[NewDelivery]:
         if ex is None:
-            return []
+            ex = await self._store.get_execution(eid, with_outputs=False)
+            if ex is None:
+                return []
         event = {
             ExecutionState.SUCCEEDED: WebhookEvent.SUCCEEDED,
             ExecutionState.FAILED: WebhookEvent.FAILED,
             ExecutionState.CANCELLED: WebhookEvent.CANCELLED,
         }[state]
-        pipeline = await self._store.get_pipeline(ex.pipeline, ex.pipeline_version)
+        if pipeline is None:
+            pipeline = await self._store.get_pipeline(ex.pipeline, ex.pipeline_version)
         hooks = [ex.webhook, pipeline.webhook if pipeline else None]
+        if not any(w is not None and w.wants(event) for w in hooks):
+            return []
         payload = json.dumps(
             {
                 "type": f"execution.{event.name.lower()}",
