@@ -126,7 +126,11 @@ async def running_server(
                 queue,
                 runner,
                 WorkerConfig(
-                    owner, settings.workers, settings.visibility_timeout_s, settings.claim_interval_s
+                    owner,
+                    settings.workers,
+                    settings.visibility_timeout_s,
+                    settings.claim_interval_s,
+                    settings.node_record_delay_s,
                 ),
                 finisher,
             )

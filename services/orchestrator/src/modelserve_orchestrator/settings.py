@@ -49,6 +49,11 @@ class OrchestratorSettings(BaseServiceSettings):
     """Largest page a List RPC returns (larger page_size values are clamped)."""
     workers: int = Field(default=16, ge=0)
     """Asynchronous executions one replica runs at once; 0 runs none (API only)."""
+    node_record_delay_s: float = Field(default=0.02, ge=0)
+    """Asynchronous executions: how long a completed node's result may wait before it is written,
+    so that results completing together share one write (and a pipeline that ends sooner writes
+    them with its terminal state). A result is recorded at most this much later than it
+    completed; one not yet recorded when a replica dies is computed again. 0 writes at once."""
     visibility_timeout_s: float = Field(default=10.0, gt=0)
     """An execution whose replica stopped renewing its lease this long is taken over by another."""
     claim_interval_s: float = Field(default=2.0, gt=0)

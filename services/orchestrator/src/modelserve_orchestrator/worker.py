@@ -37,6 +37,7 @@ class WorkerConfig:
     concurrency: int
     visibility_timeout_s: float
     claim_interval_s: float
+    node_record_delay_s: float = 0.0
 
 
 class ExecutionWorker:
@@ -142,7 +143,7 @@ class ExecutionWorker:
                 eid, ExecutionState.FAILED, {}, (), "pipeline version was deleted", owner, execution=ex
             )
             return True
-        recorder = _NodeRecorder(self._store, self._finisher, eid)
+        recorder = _NodeRecorder(self._store, self._finisher, eid, self._config.node_record_delay_s)
         run = asyncio.create_task(
             self._runner.run(pipeline, claimed.inputs, ex.parameters, on_node=recorder.add, done=claimed.done)
         )
@@ -207,16 +208,18 @@ class ExecutionWorker:
 
 
 class _NodeRecorder:
-    """Records an execution's node results as they complete without holding the pipeline up:
-    results that complete while a write is in flight go into the next write together (group
-    commit), and the ones still unwritten when the pipeline ends are recorded by the terminal
-    transaction (``drain``). A recorded result is never recomputed; one not yet recorded when
-    the replica dies is computed again by the replica that takes the execution over."""
+    """Records an execution's node results without holding the pipeline up: a write starts
+    ``delay_s`` after a result completes and takes every result completed by then (group
+    commit); the ones still unwritten when the pipeline ends are recorded by the terminal
+    transaction (``drain``), so a pipeline shorter than the delay writes its results once. A
+    recorded result is never recomputed; one not yet recorded when the replica dies is computed
+    again by the replica that takes the execution over."""
 
-    def __init__(self, store: OrchestratorStore, finisher: Finisher, eid: str) -> None:
+    def __init__(self, store: OrchestratorStore, finisher: Finisher, eid: str, delay_s: float) -> None:
         self._store = store
         self._finisher = finisher
         self._eid = eid
+        self._delay_s = delay_s
         self._pending: list[Completed] = []
         self._writing: list[Completed] = []
         self._task: asyncio.Task[None] | None = None
@@ -227,6 +230,8 @@ class _NodeRecorder:
             self._task = asyncio.create_task(self._write())
 
     async def _write(self) -> None:
+        if self._delay_s > 0:
+            await asyncio.sleep(self._delay_s)
         while self._pending:
             self._writing, self._pending = self._pending, []
             await self._store.record_nodes(self._eid, self._writing)
@@ -234,10 +239,13 @@ class _NodeRecorder:
             await self._finisher.publish_nodes(self._eid, [r for r, _ in written])
 
     async def drain(self) -> list[Completed]:
-        """Waits for the write in flight and returns what is still unwritten (a failed write's
-        results included: the terminal transaction records them, ignoring duplicates)."""
+        """Waits for the write in flight (a write still waiting out its delay is dropped) and
+        returns what is still unwritten (a failed write's results included: the terminal
+        transaction records them, ignoring duplicates)."""
         if self._task is not None:
-            with contextlib.suppress(Exception):
+            if not self._writing:
+                self._task.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._task
         left, self._pending, self._writing = self._writing + self._pending, [], []
         return left
