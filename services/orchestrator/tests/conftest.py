@@ -29,7 +29,7 @@ def _load(name: str, file: str) -> Any:
 
 
 fake_model_server = _load("orchestrator_fake_model_server", "fake_model_server.py")
-_load("orchestrator_test_helpers", "helpers.py")
+make_settings = _load("orchestrator_test_helpers", "helpers.py").make_settings
 
 
 @pytest.fixture
@@ -39,27 +39,6 @@ def models() -> Iterator[Any]:
         yield server
     finally:
         server.stop()
-
-
-def make_settings(tmp: Path, model_target: str, **over: Any) -> OrchestratorSettings:
-    base: dict[str, Any] = dict(
-        grpc_port=0,
-        grpc_host="127.0.0.1",
-        metrics_port=-1,
-        data_dir=tmp,
-        model_server_url=model_target,
-        shutdown_grace_s=0.5,
-        access_log=False,
-        visibility_timeout_s=2.0,
-        claim_interval_s=0.5,
-        webhook_poll_interval_s=0.1,
-        webhook_initial_backoff_s=0.05,
-        webhook_max_backoff_s=0.2,
-        webhook_timeout_s=2.0,
-        webhook_allow=["127.0.0.1/32"],
-    )
-    base.update(over)
-    return OrchestratorSettings(**base)
 
 
 @dataclass

@@ -12,6 +12,7 @@ from concurrent import futures
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from modelserve.inference.v2 import grpc_service_pb2 as infer_pb
 from modelserve.inference.v2 import grpc_service_pb2_grpc as infer_grpc
@@ -79,11 +80,23 @@ class FakeInference(infer_grpc.GRPCInferenceServiceServicer):
 
 
 class FakeModelServer:
-    def __init__(self, workers: int = 32) -> None:
+    """The fake models behind a real gRPC server, with grpc.health.v1 (SERVING; ``set_serving``
+    flips it). ``port``: bind that port (to restart a stopped server at the same address)."""
+
+    def __init__(self, workers: int = 32, port: int = 0) -> None:
         self.servicer = FakeInference()
+        self.health = health.HealthServicer()
+        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
         self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
         infer_grpc.add_GRPCInferenceServiceServicer_to_server(self.servicer, self._server)
-        self.port = self._server.add_insecure_port("127.0.0.1:0")
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        self.port = self._server.add_insecure_port(f"127.0.0.1:{port}")
+
+    def set_serving(self, serving: bool) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        self.health.set("", status)
 
     @property
     def target(self) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from modelserve.common.v1 import tensor_pb2
 from modelserve.orchestrator.v1 import orchestrator_service_pb2 as pb
+from modelserve_orchestrator.settings import OrchestratorSettings
 
 
 def tensor(name: str, values: Any, dtype: Any = np.float32) -> tensor_pb2.Tensor:
@@ -53,3 +55,25 @@ def sequence_pipeline(name: str, models: list[str], **kw: Any) -> pb.Pipeline:
         outputs=[pb.PipelineOutput(name="y", sources=[src])],
         **kw,
     )
+
+
+def make_settings(tmp: Path, model_target: str, **over: Any) -> OrchestratorSettings:
+    """Settings for an in-process orchestrator with short timeouts (tests)."""
+    base: dict[str, Any] = dict(
+        grpc_port=0,
+        grpc_host="127.0.0.1",
+        metrics_port=-1,
+        data_dir=tmp,
+        model_server_url=model_target,
+        shutdown_grace_s=0.5,
+        access_log=False,
+        visibility_timeout_s=2.0,
+        claim_interval_s=0.5,
+        webhook_poll_interval_s=0.1,
+        webhook_initial_backoff_s=0.05,
+        webhook_max_backoff_s=0.2,
+        webhook_timeout_s=2.0,
+        webhook_allow=["127.0.0.1/32"],
+    )
+    base.update(over)
+    return OrchestratorSettings(**base)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import grpc
 import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve.inference.v2 import grpc_service_pb2 as infer_pb
@@ -30,9 +31,20 @@ class InferenceClient:
     def __init__(self, settings: OrchestratorSettings, tracer_provider: TracerProvider | None = None) -> None:
         self._channel = create_channel(settings.model_server_url, settings, tracer_provider=tracer_provider)
         self._stub = infer_grpc.GRPCInferenceServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
 
     async def close(self) -> None:
         await self._channel.close(None)
+
+    async def health(self, service: str, timeout_s: float) -> str | None:
+        """None when the model server's grpc.health.v1 Check reports SERVING, else the reason."""
+        try:
+            resp = await self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            return f"model server health check: {exc.code().name}"
+        if resp.status != health_pb2.HealthCheckResponse.SERVING:
+            return f"model server is {health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)}"
+        return None
 
     async def infer(
         self,

@@ -1,5 +1,6 @@
 """Composition root of the orchestrator: database, work queue, model server client, runner,
-worker, webhook dispatcher, service and servicer; SERVING once the database (and Redis) answer."""
+worker, webhook dispatcher, service and servicer; SERVING while the database, Redis and the model
+server answer."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
 from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
+from modelserve_common.health import HealthReporter
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
 from modelserve_orchestrator.clients import InferenceClient
 from modelserve_orchestrator.db import Database, open_database
@@ -49,6 +51,68 @@ async def _wait_ready(store: OrchestratorStore, queue: WorkQueue, timeout_s: flo
         except Exception as exc:
             log.warning("orchestrator.dependencies_unavailable", error=str(exc) or type(exc).__name__)
             await asyncio.sleep(0.5)
+
+
+class Readiness:
+    """Readiness follows the dependencies: the database, Redis (when configured) and the model
+    server (its grpc.health.v1 Check). NOT_SERVING while one of them does not answer, SERVING
+    again when all do; transitions are logged once."""
+
+    def __init__(
+        self,
+        store: OrchestratorStore,
+        queue: WorkQueue,
+        client: InferenceClient,
+        health: HealthReporter,
+        settings: OrchestratorSettings,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._client = client
+        self._health = health
+        self._settings = settings
+        self.problems: list[str] = ["not checked yet"]
+
+    async def _probe(self, what: str, check: Callable[[], Awaitable[str | None]]) -> str | None:
+        try:
+            async with asyncio.timeout(self._settings.dependency_check_timeout_s):
+                return await check()
+        except TimeoutError:
+            return f"{what}: no answer within {self._settings.dependency_check_timeout_s}s"
+        except Exception as exc:
+            return f"{what}: {str(exc) or type(exc).__name__}"
+
+    async def check(self) -> list[str]:
+        """Checks every dependency at once; returns what is wrong (empty: ready)."""
+        s = self._settings
+        results = await asyncio.gather(
+            self._probe("database", lambda: _none_after(self._store.ping)),
+            self._probe("redis", lambda: _none_after(self._queue.ping)),
+            self._probe(
+                "model server",
+                lambda: self._client.health(s.model_server_health_service, s.dependency_check_timeout_s),
+            ),
+        )
+        return [r for r in results if r is not None]
+
+    async def update(self) -> None:
+        problems = await self.check()
+        if not problems and (self.problems or not self._health.serving):
+            log.info("orchestrator.ready")
+            await self._health.set_serving()
+        elif problems and problems != self.problems:
+            log.warning("orchestrator.not_ready", problems=problems)
+            await self._health.set_not_serving()
+        self.problems = problems
+
+    async def follow(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.dependency_check_interval_s)
+            await self.update()
+
+
+async def _none_after(fn: Callable[[], Awaitable[None]]) -> None:
+    await fn()
 
 
 def database_for(settings: OrchestratorSettings) -> Database:
@@ -94,9 +158,9 @@ async def running_server(
             else MemoryWorkQueue()
         )
         stack.push_async_callback(queue.close)
+        client = InferenceClient(settings, tracer_provider)
+        stack.push_async_callback(client.close)
         if caller is None:
-            client = InferenceClient(settings, tracer_provider)
-            stack.push_async_callback(client.close)
             caller = client
         defaults = Defaults(
             timeout_s=settings.node_timeout_s,
@@ -154,7 +218,9 @@ async def running_server(
             grpc_server(settings, services, tracer_provider=tracer_provider)
         )
         await _wait_ready(store, queue, settings.db_timeout_s)
-        background = [asyncio.create_task(dispatcher.run())]
+        readiness = Readiness(store, queue, client, running.health, settings)
+        await readiness.update()
+        background = [asyncio.create_task(dispatcher.run()), asyncio.create_task(readiness.follow())]
         if worker is not None:
             background.append(asyncio.create_task(worker.run()))
 
@@ -164,7 +230,6 @@ async def running_server(
             await asyncio.gather(*background, return_exceptions=True)
 
         stack.push_async_callback(stop_background)
-        await running.health.set_serving()
         running.extra["service"] = service
         running.extra["dispatcher"] = dispatcher
         yield running

@@ -31,6 +31,14 @@ class OrchestratorSettings(BaseServiceSettings):
     """Prefix of every Redis key the orchestrator uses."""
     model_server_url: str = "127.0.0.1:50053"
     """host:port of the model server (inference.GRPCInferenceService)."""
+    model_server_health_service: str = ""
+    """Service name the readiness check asks the model server's grpc.health.v1 Check for; "" is
+    the whole server."""
+    dependency_check_interval_s: float = Field(default=1.0, gt=0)
+    """How often readiness re-checks the database, Redis and the model server: NOT_SERVING while
+    one of them does not answer, SERVING again once all do (no restart needed)."""
+    dependency_check_timeout_s: float = Field(default=2.0, gt=0)
+    """Longest wait for one readiness check of a dependency."""
     pool_max_size: int = Field(default=10, ge=1)
     """PostgreSQL: most connections the pool opens."""
     db_timeout_s: float = Field(default=5.0, gt=0)
