@@ -214,6 +214,13 @@ class ModelManager:
                 entry.state = LOADING
             try:
                 loaded = await self._load_versions(name, config)
+            except ModelNotFound:
+                if not entry.versions:
+                    self._entries.pop(name, None)
+                    raise
+                raise ModelLoadFailed(
+                    f"model {name!r} is no longer in the repository; the loaded versions keep serving"
+                ) from None
             except Exception as exc:
                 reason = exc.message if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
                 entry.reason = f"load failed: {reason}"

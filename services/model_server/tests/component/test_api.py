@@ -139,6 +139,17 @@ async def test_repository_load_broken_python_model_reports_reason(server):
     assert exc2.value.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_repository_load_unknown_model_is_not_found_and_not_indexed(server):
+    with pytest.raises(grpc.aio.AioRpcError) as exc:
+        await server.stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="ghost"))
+    assert exc.value.code() is grpc.StatusCode.NOT_FOUND
+    idx = (await server.stub.RepositoryIndex(pb.RepositoryIndexRequest())).models
+    assert "ghost" not in {m.name for m in idx}
+    with pytest.raises(grpc.aio.AioRpcError) as exc2:
+        await server.stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="ghost"))
+    assert exc2.value.code() is grpc.StatusCode.NOT_FOUND
+
+
 async def test_stream_answers_in_order_and_reports_errors_in_band(server):
     requests = [fp32_request("identity_fp32", [float(i)], rid=f"r{i}") for i in range(20)]
     requests[7] = pb.ModelInferRequest(model_name="nope", id="r7")
