@@ -230,6 +230,13 @@ async def running_server(
             await asyncio.gather(*background, return_exceptions=True)
 
         stack.push_async_callback(stop_background)
+        if worker is not None:
+
+            async def hand_back() -> None:
+                await running.health.enter_graceful_shutdown()
+                await worker.hand_back(settings.shutdown_grace_s)
+
+            stack.push_async_callback(hand_back)
         running.extra["service"] = service
         running.extra["dispatcher"] = dispatcher
         yield running

@@ -328,6 +328,21 @@ class OrchestratorStore:
             )
         return n == 1
 
+    async def release(self, execution_id: str, owner: str, nodes: Sequence[Completed], now: float) -> bool:
+        """Gives our lease back (the execution is QUEUED again, for any replica to take at once)
+        and records the given node results in the same transaction; False when the lease was
+        no longer ours (taken over, cancelled or finished)."""
+        async with self.db.transaction() as tx:
+            n = await tx.execute(
+                "UPDATE orch_executions SET state = ?, lease_owner = NULL, lease_until = NULL, "
+                "enqueued_at = ? WHERE id = ? AND lease_owner = ? AND state = ?",
+                (int(ExecutionState.QUEUED), now, execution_id, owner, int(ExecutionState.RUNNING)),
+            )
+            if n != 1:
+                return False
+            await _insert_nodes(tx, execution_id, nodes)
+        return True
+
     async def record_nodes(self, execution_id: str, results: Sequence[Completed]) -> None:
         """Records node results with their completion times (one statement; a result already
         recorded is kept)."""

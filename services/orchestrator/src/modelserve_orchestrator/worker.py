@@ -57,6 +57,9 @@ class ExecutionWorker:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(config.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._receiver: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._handing_back = False
 
     def cancel_local(self, execution_id: str) -> None:
         task = self._running.get(execution_id)
@@ -64,33 +67,57 @@ class ExecutionWorker:
             task.cancel()
 
     async def run(self) -> None:
-        sweeper = asyncio.create_task(self._sweep_loop())
+        self._sweeper = asyncio.create_task(self._sweep_loop())
+        self._receiver = asyncio.create_task(self._receive_loop())
         try:
-            while True:
-                # Wait for one free slot, take every other free one, and ask the queue for that
-                # many entries in one round trip.
-                await self._slots.acquire()
-                taken = 1
-                while taken < self._config.concurrency and not self._slots.locked():
-                    await self._slots.acquire()
-                    taken += 1
-                try:
-                    msgs = await self._queue.receive(taken, 1.0)
-                except Exception as exc:
-                    for _ in range(taken):
-                        self._slots.release()
-                    log.warning("worker.receive_failed", error=str(exc))
-                    await asyncio.sleep(0.5)
-                    continue
-                for _ in range(taken - len(msgs)):
-                    self._slots.release()
-                for mid, eid in msgs:
-                    self._start(mid, eid)
+            await asyncio.wait([self._receiver])
+            await asyncio.Event().wait()  # handed back: idle until cancelled
         finally:
-            sweeper.cancel()
+            self._receiver.cancel()
+            self._sweeper.cancel()
             for t in list(self._tasks):
                 t.cancel()
-            await asyncio.gather(sweeper, *self._tasks, return_exceptions=True)
+            await asyncio.gather(self._sweeper, self._receiver, *self._tasks, return_exceptions=True)
+
+    async def hand_back(self, timeout_s: float) -> None:
+        """Shutdown: stops taking work, interrupts the executions this replica runs, records
+        their completed nodes and gives their leases back and re-queues them, so that another
+        replica takes them at once rather than after the visibility timeout. Waits up to
+        ``timeout_s`` for that."""
+        self._handing_back = True
+        for t in (self._receiver, self._sweeper):
+            if t is not None:
+                t.cancel()
+        for run in list(self._running.values()):
+            run.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout_s)
+
+    async def _receive_loop(self) -> None:
+        while True:
+            # Wait for one free slot, take every other free one, and ask the queue for that
+            # many entries in one round trip.
+            await self._slots.acquire()
+            taken = 1
+            while taken < self._config.concurrency and not self._slots.locked():
+                await self._slots.acquire()
+                taken += 1
+            try:
+                msgs = await self._queue.receive(taken, 1.0)
+            except Exception as exc:
+                for _ in range(taken):
+                    self._slots.release()
+                log.warning("worker.receive_failed", error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
+            except asyncio.CancelledError:
+                for _ in range(taken):
+                    self._slots.release()
+                raise
+            for _ in range(taken - len(msgs)):
+                self._slots.release()
+            for mid, eid in msgs:
+                self._start(mid, eid)
 
     def _start(self, message_id: str, execution_id: str) -> None:
         """Runs one queue entry in a slot the caller already holds."""
@@ -148,14 +175,23 @@ class ExecutionWorker:
             self._runner.run(pipeline, claimed.inputs, ex.parameters, on_node=recorder.add, done=claimed.done)
         )
         self._running[eid] = run  # type: ignore[assignment]
+        if self._handing_back:
+            run.cancel()
         beat = asyncio.create_task(self._heartbeat(eid, run))
         try:
             result = await run
         except asyncio.CancelledError:
-            recorder.cancel()
             current = asyncio.current_task()
             if current is not None and current.cancelling():
+                recorder.cancel()
                 raise
+            if self._handing_back:
+                nodes = await recorder.drain()
+                if await self._store.release(eid, owner, nodes, time.time()):
+                    await self._queue.enqueue(eid)
+                    log.info("execution.handed_back", execution=eid, nodes_recorded=len(nodes))
+                return True
+            recorder.cancel()
             log.info("execution.stopped", execution=eid, reason="cancelled or lease lost")
             return True
         except NodeFailed as nf:
