@@ -1,21 +1,30 @@
-"""The model server client: ``inference.GRPCInferenceService`` over one pooled channel, with
-AioRpcError mapped to ServiceError (UNAVAILABLE stays Unavailable so the node retry applies)."""
+"""Clients of other services: the model server (``inference.GRPCInferenceService`` over one pooled
+channel) and, optionally, the registry for alias resolution; AioRpcError is mapped to ServiceError
+(UNAVAILABLE stays Unavailable so the node retry applies)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Mapping
 
 import grpc
 import numpy as np
+import structlog
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve.inference.v2 import grpc_service_pb2 as infer_pb
 from modelserve.inference.v2 import grpc_service_pb2_grpc as infer_grpc
+from modelserve.registry.v1 import registry_service_pb2 as registry_pb
+from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from modelserve_common import errors
 from modelserve_common.channels import create_channel
 from modelserve_orchestrator import tensors
+from modelserve_orchestrator.pipeline import ModelCaller
 from modelserve_orchestrator.settings import OrchestratorSettings
+
+log = structlog.get_logger(__name__)
 
 _BY_CODE: dict[grpc.StatusCode, type[errors.ServiceError]] = {c.code: c for c in errors.all_error_classes()}
 
@@ -73,6 +82,86 @@ class InferenceClient:
                 raw = _contents_to_raw(out)
             result[out.name] = tensors.from_raw(out.name, out.datatype, list(out.shape), raw)
         return result, response.model_version
+
+
+class RegistryClient:
+    """Reads model versions from the registry (in-cluster caller: no tenant metadata)."""
+
+    def __init__(self, settings: OrchestratorSettings, tracer_provider: TracerProvider | None = None) -> None:
+        self._channel = create_channel(
+            settings.registry_url,
+            settings,
+            tracer_provider=tracer_provider,
+            retry_methods=["modelserve.registry.v1.RegistryService/GetModelVersion"],
+        )
+        self._stub = registry_grpc.RegistryServiceStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+    async def version_number(self, model: str, ref: str, timeout_s: float) -> str:
+        """The version number an alias (or "latest") points at."""
+        try:
+            resp = await self._stub.GetModelVersion(
+                registry_pb.GetModelVersionRequest(model=model, version=ref), timeout=timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise map_rpc_error(exc, f"registry: model {model!r} version {ref!r}") from None
+        return str(resp.model_version.version)
+
+
+class AliasResolvingCaller:
+    """A ModelCaller that resolves a version that is not a number through the registry, then
+    calls the model server with the number. Answers are reused for ``ttl_s``; concurrent misses
+    for one alias share one registry call; while the registry is unavailable the last answer is
+    used, and without one the node fails UNAVAILABLE (so its retry policy applies)."""
+
+    def __init__(self, caller: ModelCaller, registry: RegistryClient, ttl_s: float) -> None:
+        self._caller = caller
+        self._registry = registry
+        self._ttl = ttl_s
+        self._known: dict[tuple[str, str], tuple[str, float]] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Future[str]] = {}
+
+    async def infer(
+        self,
+        model: str,
+        version: str,
+        inputs: Mapping[str, np.ndarray],
+        outputs: tuple[str, ...],
+        timeout_s: float,
+    ) -> tuple[dict[str, np.ndarray], str]:
+        if version and not version.isdigit():
+            version = await self._resolve(model, version, timeout_s)
+        return await self._caller.infer(model, version, inputs, outputs, timeout_s)
+
+    async def _resolve(self, model: str, ref: str, timeout_s: float) -> str:
+        key = (model, ref)
+        known = self._known.get(key)
+        if known is not None and time.monotonic() - known[1] < self._ttl:
+            return known[0]
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._lookup(key, known, timeout_s))
+            self._inflight[key] = task
+            task.add_done_callback(lambda t: self._lookup_done(key, t))
+        return await asyncio.shield(task)
+
+    def _lookup_done(self, key: tuple[str, str], task: asyncio.Future[str]) -> None:
+        self._inflight.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here: the callers re-raise it
+
+    async def _lookup(self, key: tuple[str, str], known: tuple[str, float] | None, timeout_s: float) -> str:
+        try:
+            number = await self._registry.version_number(key[0], key[1], timeout_s)
+        except (errors.Unavailable, errors.DeadlineExceeded) as exc:
+            if known is None:
+                raise
+            log.warning("alias.stale", model=key[0], alias=key[1], version=known[0], error=exc.message)
+            return known[0]
+        self._known[key] = (number, time.monotonic())
+        return number
 
 
 def _contents_to_raw(out: infer_pb.ModelInferResponse.InferOutputTensor) -> bytes:

@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from modelserve.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from modelserve_common.health import HealthReporter
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
-from modelserve_orchestrator.clients import InferenceClient
+from modelserve_orchestrator.clients import AliasResolvingCaller, InferenceClient, RegistryClient
 from modelserve_orchestrator.db import Database, open_database
 from modelserve_orchestrator.errors import SchemaTooNew
 from modelserve_orchestrator.pipeline import Defaults, ModelCaller, PipelineRunner
@@ -162,6 +162,10 @@ async def running_server(
         stack.push_async_callback(client.close)
         if caller is None:
             caller = client
+        if settings.registry_url:
+            registry = RegistryClient(settings, tracer_provider)
+            stack.push_async_callback(registry.close)
+            caller = AliasResolvingCaller(caller, registry, settings.alias_cache_s)
         defaults = Defaults(
             timeout_s=settings.node_timeout_s,
             max_attempts=settings.node_max_attempts,

@@ -31,6 +31,13 @@ class OrchestratorSettings(BaseServiceSettings):
     """Prefix of every Redis key the orchestrator uses."""
     model_server_url: str = "127.0.0.1:50053"
     """host:port of the model server (inference.GRPCInferenceService)."""
+    registry_url: str = ""
+    """host:port of the registry; set, a model node's version that is not a number (an alias such
+    as "production", or "latest") is resolved through it. Unset: versions go to the model server
+    as written."""
+    alias_cache_s: float = Field(default=5.0, ge=0)
+    """How long a resolved alias is reused before the registry is asked again (while the registry
+    is unavailable the last answer is used)."""
     model_server_health_service: str = ""
     """Service name the readiness check asks the model server's grpc.health.v1 Check for; "" is
     the whole server."""
