@@ -27,9 +27,9 @@ proto-lint: ## buf format + lint, offline
 	$(BUF) lint
 
 proto-breaking: ## buf breaking against main
-	$(BUF) breaking --against '.git#branch=main'
+	scripts/buf_breaking.sh main
 
-lint: proto-check proto-lint ## ruff (format + lint), mypy, buf lint, proto freshness
+lint: proto-check proto-lint proto-breaking ## ruff (format + lint), mypy, buf lint, proto freshness
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy libs/common/src services/*/src
