@@ -116,6 +116,11 @@ async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--executions", type=int, default=300)
+    ap.add_argument("--workers", type=int, default=32, help="ORCHESTRATOR_WORKERS of the replica")
+    ap.add_argument("--pool-max-size", type=int, default=10, help="ORCHESTRATOR_POOL_MAX_SIZE")
+    ap.add_argument(
+        "--node-record-delay-s", type=float, default=0.02, help="ORCHESTRATOR_NODE_RECORD_DELAY_S"
+    )
     args = ap.parse_args()
     models = fms.FakeModelServer(workers=8).start()
     url, dbname = databases.create_database()
@@ -131,7 +136,9 @@ async def main() -> None:
             database_url=url,
             redis_url=databases.redis_url(),
             redis_prefix=f"bench:{time.time_ns()}:",
-            workers=32,
+            workers=args.workers,
+            pool_max_size=args.pool_max_size,
+            node_record_delay_s=args.node_record_delay_s,
         )
         async with running_server(settings) as running:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
@@ -156,6 +163,9 @@ async def main() -> None:
         "added_latency_per_node_ms_p50": (p50 - d50) / 3,
         "async_executions_per_s_postgres_redis": eps,
         "executions": args.executions,
+        "workers": args.workers,
+        "pool_max_size": args.pool_max_size,
+        "node_record_delay_s": args.node_record_delay_s,
     }
     print(json.dumps(result, indent=2))
     print(f"{'metric':44} {'value':>10}")

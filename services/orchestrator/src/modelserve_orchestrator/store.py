@@ -287,7 +287,11 @@ class OrchestratorStore:
                 "attempts = attempts + 1, start_time = COALESCE(start_time, ?) "
                 "WHERE id = ? AND state IN (?, ?) "
                 "AND (lease_owner IS NULL OR lease_until < ? OR lease_owner = ?) "
-                f"RETURNING {_EXEC_COLS}, inputs",
+                f"RETURNING {_EXEC_COLS}, inputs, "
+                "(SELECT spec FROM orch_pipelines p WHERE p.name = orch_executions.pipeline "
+                "AND p.version = orch_executions.pipeline_version), "
+                "(SELECT create_time FROM orch_pipelines p WHERE p.name = orch_executions.pipeline "
+                "AND p.version = orch_executions.pipeline_version)",
                 (
                     int(ExecutionState.RUNNING),
                     owner,
@@ -302,7 +306,7 @@ class OrchestratorStore:
             )
             if row is None:
                 return None
-            ex = _execution(row[:-1], [], False)
+            ex = _execution(row[:-3], [], False)
             done: dict[str, NodeResult] = {}
             if ex.attempts > 1:
                 rows = await tx.fetch(
@@ -312,12 +316,9 @@ class OrchestratorStore:
                 done = {
                     r[0]: NodeResult(trace_from_dict(json.loads(r[1])), tensors.loads(r[2])) for r in rows
                 }
-            prow = await tx.fetchone(
-                "SELECT spec, version, create_time FROM orch_pipelines WHERE name = ? AND version = ?",
-                (ex.pipeline, ex.pipeline_version),
-            )
-        pipeline = self._pipeline(prow[0], int(prow[1]), float(prow[2])) if prow else None
-        return ClaimedExecution(ex, tensors.loads(row[-1]), done, pipeline)
+        spec, spec_time = row[-2], row[-1]
+        pipeline = self._pipeline(spec, ex.pipeline_version, float(spec_time)) if spec is not None else None
+        return ClaimedExecution(ex, tensors.loads(row[-3]), done, pipeline)
 
     async def renew(self, execution_id: str, owner: str, lease_until: float) -> bool:
         """Extends our lease; False when it is lost (taken over, cancelled or finished)."""
