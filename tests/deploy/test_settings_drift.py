@@ -15,7 +15,6 @@ from deploy_testlib import ROOT, SERVICES, Objects, Service, main_container
 # yet (its issue is in progress). Remove a name once the service reads it; the test then guards it.
 PENDING: dict[str, set[str]] = {
     "model_server": {"MODEL_SERVER_REGISTRY_URL"},
-    "orchestrator": {"ORCHESTRATOR_REGISTRY_URL"},
 }
 
 
