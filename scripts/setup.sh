@@ -51,7 +51,7 @@ fi
 
 # --- buf (npm, offline at run time) -------------------------------------------------------------
 if [[ ! -x node_modules/.bin/buf ]]; then
-  npm ci --no-audit --no-fund --silent
+  npm install --no-audit --no-fund --loglevel=error
 fi
 
 # --- generated code: googleapis protos for buf, then a freshness check -------------------------
