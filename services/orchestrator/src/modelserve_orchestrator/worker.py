@@ -60,6 +60,7 @@ class ExecutionWorker:
         self._receiver: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._handing_back = False
+        self._active: set[str] = set()  # executions this replica is handling now
 
     def cancel_local(self, execution_id: str) -> None:
         task = self._running.get(execution_id)
@@ -146,6 +147,17 @@ class ExecutionWorker:
                 log.warning("worker.sweep_failed", error=str(exc))
 
     async def _handle(self, message_id: str, execution_id: str) -> None:
+        if execution_id in self._active:
+            # Our own entry, reclaimed (XAUTOCLAIM) because the execution runs longer than the
+            # visibility timeout: it is running here; the running task acknowledges it.
+            return
+        self._active.add(execution_id)
+        try:
+            await self._handle_once(message_id, execution_id)
+        finally:
+            self._active.discard(execution_id)
+
+    async def _handle_once(self, message_id: str, execution_id: str) -> None:
         ack = True
         try:
             now = time.time()

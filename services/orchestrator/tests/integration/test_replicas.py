@@ -3,10 +3,12 @@
 - SIGTERM: the stopping replica hands back the leases of the executions it runs (their completed
   nodes recorded), so the other replica finishes them at once, long before the visibility timeout.
 - SIGKILL: the other replica takes the executions over after the visibility timeout.
+- An execution longer than the visibility timeout runs once on its replica.
 In both, a node result already recorded is never computed again (the model server counts calls)."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
 from collections.abc import Iterator
@@ -15,16 +17,17 @@ from typing import Any
 
 import grpc
 import pytest
-from orchestrator_test_helpers import array, sequence_pipeline, tensor
+from orchestrator_test_helpers import array, make_settings, sequence_pipeline, tensor
 
 from modelserve.orchestrator.v1 import orchestrator_service_pb2 as pb
 from modelserve.orchestrator.v1 import orchestrator_service_pb2_grpc as pb_grpc
 from modelserve_common.testing import ServiceProcess, free_port
+from modelserve_orchestrator.server import running_server
 
 pytestmark = pytest.mark.integration
 
 N = 4
-SLOW_S = 1.5  # the third node's model call: long enough to interrupt it
+SLOW_S = 60.0  # the third node's model call while the first replica runs it; then made fast
 
 
 def _replica(env: dict[str, str]) -> ServiceProcess:
@@ -109,7 +112,8 @@ def test_sigterm_hands_leases_back_and_other_replica_finishes_at_once(
     a.signal(signal.SIGTERM)
     assert a.proc is not None
     assert a.proc.wait(10) == 0
-    assert a.output().count("execution.handed_back") == N
+    models.servicer.delay_s["neg"] = 0.0
+    assert a.output().count("execution.handed_back") == N, a.output()[-4000:]
     with grpc.insecure_channel(b.target) as ch_b:
         exs = _wait_succeeded(pb_grpc.OrchestratorServiceStub(ch_b), ids, within=15)
     took = time.monotonic() - t0
@@ -136,6 +140,7 @@ def test_sigkill_other_replica_takes_over_without_recomputing_recorded_nodes(
         ids = _start_in_first(a, pb_grpc.OrchestratorServiceStub(ch_a))
     b.start()
     a.signal(signal.SIGKILL)
+    models.servicer.delay_s["neg"] = 0.0
     with grpc.insecure_channel(b.target) as ch_b:
         exs = _wait_succeeded(pb_grpc.OrchestratorServiceStub(ch_b), ids, within=20)
     assert all(ex.attempts == 2 for ex in exs)
@@ -143,3 +148,39 @@ def test_sigkill_other_replica_takes_over_without_recomputing_recorded_nodes(
     assert models.servicer.calls["double"] == N
     assert models.servicer.calls["add_one"] == N
     assert models.servicer.calls["neg"] == 2 * N
+
+
+async def test_execution_longer_than_visibility_timeout_runs_once(
+    postgres_url: str, redis_url: str, redis_prefix: str, tmp_path: Path, models: Any
+) -> None:
+    """The replica's own queue entry goes idle past the visibility timeout while the execution
+    runs (and is reclaimed by XAUTOCLAIM); the replica must not start it a second time."""
+    models.servicer.delay_s["neg"] = 2.0
+    settings = make_settings(
+        tmp_path,
+        models.target,
+        database_url=postgres_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        visibility_timeout_s=0.6,
+        claim_interval_s=0.1,
+    )
+    async with running_server(settings) as running:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+            stub = pb_grpc.OrchestratorServiceStub(ch)
+            await stub.CreatePipeline(
+                pb.CreatePipelineRequest(pipeline=sequence_pipeline("long", ["double", "neg"]))
+            )
+            created = await stub.CreateExecution(
+                pb.CreateExecutionRequest(pipeline="long", inputs=[tensor("x", [1.0])])
+            )
+            eid = created.execution.execution
+            ex = created.execution
+            for _ in range(100):
+                ex = (await stub.GetExecution(pb.GetExecutionRequest(execution=eid))).execution
+                if ex.state == pb.EXECUTION_STATE_SUCCEEDED:
+                    break
+                await asyncio.sleep(0.05)
+    assert ex.state == pb.EXECUTION_STATE_SUCCEEDED
+    assert ex.attempts == 1
+    assert models.servicer.calls["neg"] == 1
