@@ -13,6 +13,8 @@ Every numeric version folder is loaded; a request without a version gets the hig
 from __future__ import annotations
 
 import asyncio
+import bisect
+import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +68,34 @@ class _Entry:
 
 
 @dataclass(frozen=True)
+class Routing:
+    """How a model's requests are routed beyond plain version numbers (set by the registry
+    follower): versionless requests are split by ``weights`` (version -> weight, among the loaded
+    versions; none loaded or empty = the highest version) and ``aliases`` name versions."""
+
+    weights: Mapping[int, int] = field(default_factory=dict)
+    aliases: Mapping[str, int] = field(default_factory=dict)
+
+
+class _Split:
+    """A weighted random choice among loaded versions (versionless requests of a split model)."""
+
+    __slots__ = ("_cumulative", "_total", "_versions")
+
+    def __init__(self, weighted: list[tuple[ModelVersion, int]]) -> None:
+        self._versions = [mv for mv, _ in weighted]
+        self._cumulative: list[int] = []
+        total = 0
+        for _, w in weighted:
+            total += w
+            self._cumulative.append(total)
+        self._total = total
+
+    def pick(self) -> ModelVersion:
+        return self._versions[bisect.bisect_right(self._cumulative, random.random() * self._total)]
+
+
+@dataclass(frozen=True)
 class IndexEntry:
     """One row of RepositoryIndex."""
 
@@ -100,6 +130,10 @@ class ModelManager:
         self._starting = True
         self._required: frozenset[str] = frozenset()
         self._retiring: set[asyncio.Task[None]] = set()
+        # Registry follower (registry_follower.py): routing, split models and readiness gates.
+        self._routing: dict[str, Routing] = {}
+        self._splits: dict[str, _Split] = {}
+        self._gates: dict[str, tuple[bool, frozenset[str]]] = {}
 
     # -- resolving (hot path) -------------------------------------------------------------------
 
@@ -108,6 +142,10 @@ class ModelManager:
         found = self._routes.get((name, version))
         if found is not None:
             return found
+        if not version:
+            split = self._splits.get(name)
+            if split is not None:
+                return split.pick()
         return self._explain_miss(name, version)
 
     def _explain_miss(self, name: str, version: str) -> ModelVersion:
@@ -115,6 +153,14 @@ class ModelManager:
             check_name("model", name)
         except InvalidModelConfig as exc:
             raise InvalidArgument(exc.message) from None
+        routing = self._routing.get(name)
+        if version and routing is not None and not version.isdigit():
+            if version in routing.aliases:
+                raise ModelNotFound(
+                    f"alias {version!r} of model {name!r} points at version "
+                    f"{routing.aliases[version]}, which is not loaded here"
+                )
+            raise ModelNotFound(f"model {name!r} has no alias {version!r}; aliases {sorted(routing.aliases)}")
         if version and not (version.isdigit() and int(version) > 0):
             raise InvalidArgument(
                 f"model version {version!r} is not valid: expected a positive integer or empty"
@@ -144,9 +190,27 @@ class ModelManager:
     @property
     def ready(self) -> bool:
         """Start-up loading is over, some model is ready and every required model is."""
-        if self._starting or not self._routes:
+        if self._starting or not (self._routes or self._splits):
             return False
-        return all((name, "") in self._routes for name in self._required)
+        required = set(self._required)
+        for holding, names in self._gates.values():
+            if holding:
+                return False
+            required |= names
+        return all((name, "") in self._routes or name in self._splits for name in required)
+
+    @property
+    def gates_open(self) -> bool:
+        """No readiness gate holds the server back (e.g. the registry's first sync is over)."""
+        return not any(holding for holding, _ in self._gates.values())
+
+    async def set_readiness_gate(self, source: str, *, holding: bool, required: Iterable[str] = ()) -> None:
+        """``source`` (the registry follower) keeps the server not ready while ``holding`` and
+        makes ``required`` models count toward readiness; listeners hear of a change."""
+        gate = (holding, frozenset(required))
+        if self._gates.get(source) != gate:
+            self._gates[source] = gate
+            await self._changed()
 
     def on_change(self, listener: Callable[[], Awaitable[None]]) -> None:
         """Calls ``listener`` after every load or unload (health follows readiness)."""
@@ -332,13 +396,125 @@ class ModelManager:
 
     def _rebuild_routes(self) -> None:
         routes: dict[tuple[str, str], ModelVersion] = {}
+        splits: dict[str, _Split] = {}
         for name, entry in self._entries.items():
             if not entry.versions:
                 continue
+            routing = self._routing.get(name)
+            weighted: list[tuple[ModelVersion, int]] = []
+            if routing is not None:
+                for alias, v in routing.aliases.items():  # numbers below win over an alias "2"
+                    if v in entry.versions:
+                        routes[(name, alias)] = entry.versions[v]
+                weighted = [
+                    (entry.versions[v], w)
+                    for v, w in sorted(routing.weights.items())
+                    if w > 0 and v in entry.versions
+                ]
             for v, mv in entry.versions.items():
                 routes[(name, str(v))] = mv
-            routes[(name, "")] = entry.versions[max(entry.versions)]
+            if len(weighted) > 1:
+                splits[name] = _Split(weighted)
+            elif weighted:
+                routes[(name, "")] = weighted[0][0]
+            else:
+                routes[(name, "")] = entry.versions[max(entry.versions)]
         self._routes = routes
+        self._splits = splits
+
+    # -- per-version control (the registry follower) --------------------------------------------
+
+    def loaded_versions(self, name: str) -> dict[int, ModelVersion]:
+        """The versions of ``name`` that serve now (empty when none)."""
+        entry = self._entries.get(name)
+        return dict(entry.versions) if entry is not None else {}
+
+    def set_routing(self, name: str, routing: Routing | None) -> None:
+        """Weights and aliases of ``name`` (None: plain routing, versionless = highest version)."""
+        if routing is None:
+            self._routing.pop(name, None)
+        else:
+            self._routing[name] = routing
+        self._rebuild_routes()
+
+    async def load_version(
+        self, name: str, version: int, version_dir: Path, config: config_pb.ModelConfig
+    ) -> ModelVersion:
+        """Loads one version of ``name`` from ``version_dir`` (any folder) with ``config``, beside
+        the versions already serving; a version of the same number is replaced once the new one is
+        loaded. On failure the versions that served keep serving: ModelLoadFailed with the reason."""
+        try:
+            check_name("model", name)
+        except InvalidModelConfig as exc:
+            raise InvalidArgument(exc.message) from None
+        entry = self._entries.setdefault(name, _Entry(name))
+        async with entry.lock:
+            if not entry.versions:
+                entry.state = LOADING
+            try:
+                spec = spec_from_config(
+                    config, name=name, default_max_queue_size=self._default_max_queue_size
+                )
+                backend = self._backends.get(spec.backend)
+                if backend is None:
+                    raise InvalidModelConfig(
+                        f"backend {spec.backend!r} is not available (have {sorted(self._backends)})"
+                    )
+                model = await backend.load(spec, version, version_dir)
+            except Exception as exc:
+                reason = exc.message if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
+                entry.reason = f"version {version} load failed: {reason}"
+                entry.state = READY if entry.versions else UNAVAILABLE
+                log.warning(
+                    "model.load_failed",
+                    model=name,
+                    version=version,
+                    reason=reason,
+                    still_serving=sorted(entry.versions),
+                )
+                await self._changed()
+                raise ModelLoadFailed(
+                    f"failed to load version {version} of model {name!r}: {reason}"
+                    + (f"; versions {sorted(entry.versions)} keep serving" if entry.versions else "")
+                ) from None
+            mv = self._make_version(spec, version, model)
+            old = entry.versions.get(version)
+            entry.versions = {**entry.versions, version: mv}
+            entry.state = READY
+            entry.reason = ""
+            self._rebuild_routes()
+            mv.stats.ready.set(1)
+            log.info("model.version_loaded", model=name, version=version)
+        if old is not None:
+            self._retire_later(old, still_ready=True)
+        await self._changed()
+        return mv
+
+    async def unload_versions(self, name: str, versions: Iterable[int]) -> None:
+        """Stops routing to ``versions`` of ``name``; queued and running requests finish (in the
+        background, up to the drain timeout), then they are unloaded."""
+        entry = self._entries.get(name)
+        if entry is None:
+            return
+        drop = set(versions)
+        async with entry.lock:
+            gone = [mv for v, mv in entry.versions.items() if v in drop]
+            if not gone:
+                return
+            entry.versions = {v: mv for v, mv in entry.versions.items() if v not in drop}
+            if not entry.versions:
+                entry.state = UNAVAILABLE
+                entry.reason = "unloaded"
+            self._rebuild_routes()
+        for mv in gone:
+            self._retire_later(mv)
+        log.info("model.versions_unloaded", model=name, versions=sorted(drop))
+        await self._changed()
+
+    def _retire_later(self, mv: ModelVersion, still_ready: bool = False) -> None:
+        task = asyncio.get_running_loop().create_task(self._retire(mv, still_ready=still_ready))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def close(self, names: Iterable[str] | None = None) -> None:
         """Unloads everything (server shutdown)."""

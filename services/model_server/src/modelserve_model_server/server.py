@@ -10,18 +10,28 @@ from contextlib import asynccontextmanager
 from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve.inference.v2 import grpc_service_pb2_grpc as svc_grpc
+from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
+from modelserve_common.channels import create_channel
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
+from modelserve_model_server.artifacts import ArtifactStore
 from modelserve_model_server.backend import Backend
 from modelserve_model_server.codec import Limits
 from modelserve_model_server.manager import ModelManager
 from modelserve_model_server.onnx_backend import OnnxBackend
 from modelserve_model_server.python_backend import PythonBackend
+from modelserve_model_server.registry_follower import RegistryFollower
 from modelserve_model_server.service import InferenceService
 from modelserve_model_server.servicer import InferenceServicer
 from modelserve_model_server.settings import ModelServerSettings
 from modelserve_model_server.triton import TritonRouter, triton_backend
 
 SERVICE_NAME = "inference.GRPCInferenceService"
+# Registry reads the follower may retry on UNAVAILABLE (idempotent).
+_REGISTRY_RETRY = [
+    "modelserve.registry.v1.RegistryService/ListDeployments",
+    "modelserve.registry.v1.RegistryService/ListAliases",
+    "modelserve.registry.v1.RegistryService/GetModelVersion",
+]
 
 
 def default_backends(settings: ModelServerSettings) -> dict[str, Backend]:
@@ -62,10 +72,26 @@ async def running_server(
     def is_ready() -> bool:
         if triton is None:
             return manager.ready
-        local_ok = manager.ready or (started and not settings.required_models.strip())
+        local_ok = manager.ready or (started and not settings.required_models.strip() and manager.gates_open)
         return local_ok and triton.ready
 
     interceptors = [TritonRouter(triton, ready=is_ready)] if triton is not None else []
+    # Registry follower (registry_follower.py): None unless MODEL_SERVER_REGISTRY_URL is set.
+    registry_channel = None
+    follower = None
+    if settings.registry_url:
+        registry_channel = create_channel(
+            settings.registry_url, settings, retry_methods=_REGISTRY_RETRY, tracer_provider=tracer_provider
+        )
+        follower = RegistryFollower(
+            manager,
+            registry_grpc.RegistryServiceStub(registry_channel),
+            ArtifactStore(settings.registry_artifact_dir or settings.data_dir / "registry-artifacts"),
+            call_timeout_s=settings.client_timeout_s,
+            watch_timeout_s=settings.registry_watch_timeout_s,
+            backoff_min_s=settings.registry_backoff_min_s,
+            backoff_max_s=settings.registry_backoff_max_s,
+        )
     try:
         async with grpc_server(
             settings, services, tracer_provider=tracer_provider, interceptors=interceptors
@@ -82,6 +108,8 @@ async def running_server(
 
             manager.on_change(follow_readiness)
             running.extra["manager"] = manager
+            if follower is not None:
+                await follower.prepare()  # not ready before the registry's deployments are loaded
             await manager.start(settings.load_models, settings.required_models)
             # Start-up objects (modules, configs, loaded models) never die: moving them out of the
             # collector's generations makes every later collection cheaper on the request path.
@@ -93,8 +121,15 @@ async def running_server(
                 await triton.start()
                 running.extra["triton"] = triton
                 await follow_readiness()
+            if follower is not None:
+                follower.start()
+                running.extra["follower"] = follower
             yield running
     finally:
+        if follower is not None:
+            await follower.close()
+        if registry_channel is not None:
+            await registry_channel.close(None)
         if triton is not None:
             await triton.close()
         await manager.close()

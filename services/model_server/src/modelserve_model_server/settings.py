@@ -49,3 +49,17 @@ class ModelServerSettings(TritonSettings, BaseServiceSettings):
     """Requests of one ModelStreamInfer stream that may run at once (answers stay in order)."""
     default_max_queue_size: int = Field(default=1024, ge=0)
     """Queue bound of a model whose config sets none (max_queue_size); 0 is no bound."""
+    registry_url: str = ""
+    """gRPC address (host:port) of the registry to follow: deployed versions are loaded, undeployed
+    ones unloaded, aliases and traffic weights applied (README, "Following the registry"). Empty =
+    serve the local repository only."""
+    registry_artifact_dir: Path | None = None
+    """Where verified copies of registry artifacts are kept (one folder per model version); unset =
+    <data_dir>/registry-artifacts."""
+    registry_backoff_min_s: float = Field(default=0.2, gt=0)
+    """First wait before reconnecting to the registry after the Watch stream broke (doubles up to
+    registry_backoff_max_s, with jitter)."""
+    registry_backoff_max_s: float = Field(default=10.0, gt=0)
+    """Longest wait between two reconnection attempts to the registry."""
+    registry_watch_timeout_s: float = Field(default=3600.0, gt=0)
+    """Deadline of one Watch call; the follower then resumes from the last revision it saw."""

@@ -1,0 +1,388 @@
+"""The model server follows the registry: it serves what is deployed.
+
+At start (and again whenever the registry answers OUT_OF_RANGE because the revision it resumed from
+was compacted) the follower lists the deployments (``ListDeployments``, which returns the revision
+it reflects) and the aliases of the deployed models, then follows ``Watch`` from that revision. Every
+change is applied in commit order and the revision remembered only once it is applied; a broken
+stream is re-opened from the last revision seen, after a backoff (``registry_backoff_min_s``
+doubling up to ``registry_backoff_max_s``, with jitter), so no change is lost across registry
+restarts or network cuts.
+
+For each model with a deployment, reconciling means:
+
+- every deployed version (mirror targets included) not yet loaded is fetched, its sha256 verified
+  on a private copy (:mod:`artifacts`), and loaded with a config built from the registry's record
+  (``ModelManager.load_version``). Success marks a PENDING version READY; a mismatch or a load
+  failure marks it FAILED with the reason (``UpdateModelVersion``), and it is not retried until its
+  record changes (e.g. set back to PENDING) or the follower re-lists;
+- once at least one deployed version serves, loaded versions that are no longer deployed are
+  unloaded; while none serves, the versions that served before keep serving;
+- an empty deployment unloads the model;
+- versionless requests are split by the deployment's weights among the loaded non-mirror targets;
+  aliases route to their version.
+
+Readiness: the server is not ready until the first listing is loaded, and every deployed model
+(with a CPU-backend version) must serve at least one version for it to be ready. Versions of
+backend ``triton`` are not loaded here: with ``MODEL_SERVER_TRITON_URL`` set, requests for a model
+that is not local go to Triton by name (Triton serves it from its own repository).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import grpc
+import structlog
+from google.protobuf import field_mask_pb2
+
+from modelserve.inference.v2 import model_config_pb2 as config_pb
+from modelserve.registry.v1 import registry_service_pb2 as registry_pb
+from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
+from modelserve_common.errors import ServiceError
+from modelserve_model_server.artifacts import ArtifactError, ArtifactStore, model_config
+from modelserve_model_server.manager import ModelManager, Routing
+
+log = structlog.get_logger(__name__)
+
+GATE = "registry"
+_DELETED = registry_pb.CHANGE_TYPE_DELETED
+_FAILED = registry_pb.ModelVersion.STATUS_FAILED
+_READY = registry_pb.ModelVersion.STATUS_READY
+
+
+class _Resync(Exception):
+    """The registry no longer holds the revision to resume from: list again."""
+
+
+class RegistryFollower:
+    """Keeps a :class:`ModelManager` in step with the registry's deployments."""
+
+    def __init__(
+        self,
+        manager: ModelManager,
+        stub: registry_grpc.RegistryServiceStub,
+        artifacts: ArtifactStore,
+        *,
+        call_timeout_s: float = 10.0,
+        watch_timeout_s: float = 3600.0,
+        backoff_min_s: float = 0.2,
+        backoff_max_s: float = 10.0,
+    ) -> None:
+        self._manager = manager
+        self._stub = stub
+        self._artifacts = artifacts
+        self._call_timeout_s = call_timeout_s
+        self._watch_timeout_s = watch_timeout_s
+        self._backoff_min_s = backoff_min_s
+        self._backoff_max_s = backoff_max_s
+        self._revision: int | None = None  # last revision applied; None = list first
+        self._synced = False
+        self._deployments: dict[str, registry_pb.Deployment] = {}
+        self._aliases: dict[str, dict[str, int]] = {}
+        self._records: dict[tuple[str, int], registry_pb.ModelVersion] = {}
+        self._failed: dict[tuple[str, int], str] = {}
+        # versions this follower loaded, with the config they were loaded with
+        self._mine: dict[str, dict[int, config_pb.ModelConfig]] = {}
+        self._managed: set[str] = set()  # models the registry decides (had a deployment)
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self.connected = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Holds readiness until the first listing is loaded (call before start-up loading)."""
+        await self._manager.set_readiness_gate(GATE, holding=True)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="registry-follower")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    @property
+    def revision(self) -> int | None:
+        """The last registry revision applied (None before the first listing)."""
+        return self._revision
+
+    @property
+    def synced(self) -> bool:
+        """The first listing has been loaded."""
+        return self._synced
+
+    async def wait_for_revision(self, revision: int, timeout_s: float = 10.0) -> None:
+        """Waits until every change up to ``revision`` is applied (tests, tools)."""
+
+        async def reached() -> None:
+            while self._revision is None or self._revision < revision:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(reached(), timeout_s)
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = self._backoff_min_s
+        while True:
+            try:
+                if self._revision is None:
+                    await self._list()
+                if await self._follow():
+                    backoff = self._backoff_min_s
+                    continue  # the stream ended after working (its deadline): resume at once
+                log.warning("registry.watch_ended", revision=self._revision, retry_in_s=round(backoff, 2))
+            except _Resync:
+                log.warning("registry.resync", after_revision=self._revision)
+                self._revision = None
+                continue
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is grpc.StatusCode.OUT_OF_RANGE:
+                    log.warning("registry.resync", after_revision=self._revision, reason=exc.details())
+                    self._revision = None
+                    continue
+                self.connected = False
+                log.warning(
+                    "registry.disconnected",
+                    code=exc.code().name,
+                    reason=exc.details(),
+                    retry_in_s=round(backoff, 2),
+                    revision=self._revision,
+                )
+            except Exception as exc:  # a bug must not stop following: log, back off, go on
+                self.connected = False
+                log.error("registry.follow_failed", exc_info=exc, retry_in_s=round(backoff, 2))
+            await asyncio.sleep(backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, self._backoff_max_s)
+
+    async def _list(self) -> None:
+        listed = await self._stub.ListDeployments(
+            registry_pb.ListDeploymentsRequest(), timeout=self._call_timeout_s
+        )
+        deployments = {d.model: d for d in listed.deployments}
+        aliases: dict[str, dict[str, int]] = {}
+        for model in deployments:
+            found = await self._stub.ListAliases(
+                registry_pb.ListAliasesRequest(model=model), timeout=self._call_timeout_s
+            )
+            aliases[model] = {a.alias: int(a.version) for a in found.aliases}
+        self.connected = True
+        self._deployments = deployments
+        self._aliases = aliases
+        self._records.clear()  # statuses may have changed while we were away
+        self._failed.clear()
+        log.info("registry.listed", revision=listed.revision, deployments=sorted(deployments))
+        for model in sorted(set(deployments) | self._managed):
+            await self._reconcile(model)
+        self._set_revision(int(listed.revision))
+        if not self._synced:
+            self._synced = True
+        await self._update_gate()
+
+    async def _follow(self) -> bool:
+        """Applies the changes after the current revision until the stream ends; True when it
+        delivered anything (the connection works)."""
+        assert self._revision is not None
+        progressed = False
+        call = self._stub.Watch(
+            registry_pb.WatchRequest(after_revision=self._revision), timeout=self._watch_timeout_s
+        )
+        try:
+            async for change in call:
+                if not progressed:
+                    progressed = True
+                    self.connected = True
+                await self._apply(change)
+                self._set_revision(int(change.revision))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                return progressed
+            raise
+        finally:
+            call.cancel()
+        return progressed
+
+    def _set_revision(self, revision: int) -> None:
+        if self._revision is None or revision > self._revision:
+            self._revision = revision
+        self._changed.set()
+
+    # -- applying changes -----------------------------------------------------------------------
+
+    async def _apply(self, change: registry_pb.WatchResponse) -> None:
+        kind = change.WhichOneof("resource")
+        deleted = change.type == _DELETED
+        if kind == "deployment":
+            dep = change.deployment
+            if deleted or not dep.targets:
+                self._deployments.pop(dep.model, None)
+            else:
+                self._deployments[dep.model] = dep
+                if dep.model not in self._aliases:
+                    found = await self._stub.ListAliases(
+                        registry_pb.ListAliasesRequest(model=dep.model), timeout=self._call_timeout_s
+                    )
+                    self._aliases[dep.model] = {a.alias: int(a.version) for a in found.aliases}
+            await self._reconcile(dep.model)
+        elif kind == "alias":
+            alias = change.alias
+            table = self._aliases.setdefault(alias.model, {})
+            if deleted:
+                table.pop(alias.alias, None)
+            else:
+                table[alias.alias] = int(alias.version)
+            if alias.model in self._managed:
+                self._route(alias.model)
+        elif kind == "model_version":
+            record = change.model_version
+            key = (record.model, int(record.version))
+            if deleted:
+                self._records.pop(key, None)
+                return
+            self._records[key] = record
+            if record.status != _FAILED and self._failed.pop(key, None) is not None:
+                await self._reconcile(record.model)  # set back to PENDING/READY: try again
+        elif kind == "model" and deleted:
+            self._deployments.pop(change.model.name, None)
+            self._aliases.pop(change.model.name, None)
+            if change.model.name in self._managed:
+                await self._reconcile(change.model.name)
+        else:
+            return
+        await self._update_gate()
+
+    async def _record(self, model: str, version: int) -> registry_pb.ModelVersion | None:
+        key = (model, version)
+        found = self._records.get(key)
+        if found is None:
+            try:
+                answer = await self._stub.GetModelVersion(
+                    registry_pb.GetModelVersionRequest(model=model, version=str(version)),
+                    timeout=self._call_timeout_s,
+                )
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is grpc.StatusCode.NOT_FOUND:
+                    log.warning("registry.version_missing", model=model, version=version)
+                    return None
+                raise
+            found = self._records[key] = answer.model_version
+        return found
+
+    async def _reconcile(self, model: str) -> None:
+        dep = self._deployments.get(model)
+        targets = {int(t.version_number): t for t in dep.targets} if dep is not None else {}
+        if targets:
+            self._managed.add(model)
+        elif model not in self._managed:
+            return
+        serving = self._manager.loaded_versions(model)
+        mine = self._mine.setdefault(model, {})
+        for v in [v for v in mine if v not in serving]:  # unloaded behind our back
+            del mine[v]
+        for version in sorted(targets):
+            record = await self._record(model, version)
+            if record is None or record.backend == "triton":
+                continue
+            if (model, version) in self._failed:
+                continue
+            try:
+                config = model_config(model, record, dep.batching_overrides if dep is not None else None)
+            except ArtifactError as exc:
+                await self._fail(model, version, str(exc))
+                continue
+            if mine.get(version) == config:
+                continue
+            await self._load(model, version, record, config)
+        live = {v for v in targets if v in mine}
+        serving = self._manager.loaded_versions(model)
+        if not targets:
+            drop = set(serving)
+        elif live:
+            drop = {v for v in serving if v not in live}
+        else:
+            drop = set()  # nothing deployed serves yet: what served before keeps serving
+        if drop:
+            await self._manager.unload_versions(model, drop)
+            for v in drop:
+                if mine.pop(v, None) is not None:
+                    self._artifacts.remove(model, v)
+        if not targets and not self._manager.loaded_versions(model):
+            self._managed.discard(model)
+            self._mine.pop(model, None)
+            self._manager.set_routing(model, None)
+            return
+        self._route(model)
+
+    def _route(self, model: str) -> None:
+        dep = self._deployments.get(model)
+        weights = (
+            {int(t.version_number): int(t.weight) for t in dep.targets if not t.mirror and t.weight > 0}
+            if dep is not None
+            else {}
+        )
+        self._manager.set_routing(model, Routing(weights=weights, aliases=dict(self._aliases.get(model, {}))))
+
+    async def _load(
+        self, model: str, version: int, record: registry_pb.ModelVersion, config: config_pb.ModelConfig
+    ) -> None:
+        try:
+            staged = await self._artifacts.stage(model, version, record)
+            await self._manager.load_version(model, version, staged.version_dir, config)
+        except ArtifactError as exc:
+            await self._fail(model, version, str(exc))
+            return
+        except ServiceError as exc:
+            await self._fail(model, version, exc.message)
+            return
+        self._mine.setdefault(model, {})[version] = config
+        log.info("registry.version_serving", model=model, version=version)
+        if record.status != _READY:
+            await self._mark(model, version, _READY, "")
+
+    async def _fail(self, model: str, version: int, reason: str) -> None:
+        log.warning("registry.version_failed", model=model, version=version, reason=reason)
+        self._failed[(model, version)] = reason
+        record = self._records.get((model, version))
+        if record is None or record.status != _FAILED or record.status_message != reason:
+            await self._mark(model, version, _FAILED, reason)
+
+    async def _mark(
+        self, model: str, version: int, status: registry_pb.ModelVersion.Status, message: str
+    ) -> None:
+        """Records a version's status in the registry; a failure to do so is logged, not fatal."""
+        try:
+            answer = await self._stub.UpdateModelVersion(
+                registry_pb.UpdateModelVersionRequest(
+                    model_version=registry_pb.ModelVersion(
+                        model=model, version=version, status=status, status_message=message[:4000]
+                    ),
+                    update_mask=field_mask_pb2.FieldMask(paths=["status", "status_message"]),
+                ),
+                timeout=self._call_timeout_s,
+            )
+            self._records[(model, version)] = answer.model_version
+        except grpc.aio.AioRpcError as exc:
+            log.warning(
+                "registry.status_not_recorded",
+                model=model,
+                version=version,
+                status=registry_pb.ModelVersion.Status.Name(status),
+                code=exc.code().name,
+                reason=exc.details(),
+            )
+
+    async def _update_gate(self) -> None:
+        required = set()
+        for model, dep in self._deployments.items():
+            for t in dep.targets:
+                record = self._records.get((model, int(t.version_number)))
+                if record is None or record.backend != "triton":
+                    required.add(model)
+                    break
+        await self._manager.set_readiness_gate(GATE, holding=not self._synced, required=required)
