@@ -189,8 +189,10 @@ class ModelManager:
 
     @property
     def ready(self) -> bool:
-        """Start-up loading is over, some model is ready and every required model is."""
-        if self._starting or not (self._routes or self._splits):
+        """Start-up loading is over, some model is ready and every required model is. With a
+        readiness gate (the registry follower), an empty server is ready once the gate opens: it
+        serves what is deployed, which may be nothing."""
+        if self._starting or not (self._routes or self._splits or self._gates):
             return False
         required = set(self._required)
         for holding, names in self._gates.values():
