@@ -5,6 +5,7 @@ same processors so every line has one shape."""
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import sys
 import threading
@@ -85,6 +86,21 @@ class BufferedStream:
             self.drain()
 
 
+# What configure_logging installed last: (structlog processors, stream, service as JSON, level),
+# for json_sink().
+_installed: tuple[list[Any], Any, str, int] | None = None
+
+
+def json_sink() -> tuple[Any, str, int] | None:
+    """(stream, service name as a JSON string, level) while the JSON configuration that
+    :func:`configure_logging` installed is the active structlog configuration, else None. Lets the
+    access log write its one line per RPC in the same shape without the processor chain."""
+    inst = _installed
+    if inst is None or structlog.get_config()["processors"] is not inst[0]:
+        return None
+    return inst[1], inst[2], inst[3]
+
+
 def configure_logging(settings: BaseServiceSettings, stream: Any = None) -> None:
     """Configures structlog and the stdlib root logger once per process. Without ``stream``,
     lines go to stderr through a :class:`BufferedStream` (written every 0.1 s and at exit)."""
@@ -96,11 +112,16 @@ def configure_logging(settings: BaseServiceSettings, stream: Any = None) -> None
         if settings.log_format == "console"
         else structlog.processors.JSONRenderer()
     )
+    global _installed
+    processors = [*shared, structlog.processors.format_exc_info, renderer]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=True,
+    )
+    _installed = (
+        (processors, out, json.dumps(settings.service_name), level) if settings.log_format == "json" else None
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(

@@ -1,20 +1,29 @@
-"""Request context + access log + metrics + error mapping, in one grpc.aio server interceptor."""
+"""Request context + access log + metrics + error mapping: one wrapper around each method handler.
+
+:func:`wrap_handler` builds the wrapped handler once per method. The server applies it when
+services are registered (no grpc-level interceptor, so no extra coroutine and handler lookup per
+RPC); :class:`ObservabilityInterceptor` applies the same wrapper from a grpc.aio interceptor, for
+chains that carry grpc-level interceptors of their own (see the package docstring).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import itertools
+import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from functools import partial
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 import structlog
 
+from modelserve_common import logging as mslogging
 from modelserve_common import metrics
 from modelserve_common.context import REQUEST_ID_HEADER, request_id_var
 from modelserve_common.errors import ServiceError
@@ -23,18 +32,24 @@ log = structlog.get_logger("modelserve.access")
 errlog = structlog.get_logger("modelserve.errors")
 
 _QUIET_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+_perf = time.perf_counter
 
 
-@dataclass
 class _MethodMetrics:
-    service: str
-    method: str
-    started: Any
-    handling: Any
-    in_flight: Any
-    handled: dict[grpc.StatusCode, Any]
-    grpc_type: str
-    quiet: bool
+    """The standard ``grpc_server_*`` metric children of one method, resolved once."""
+
+    __slots__ = ("service", "method", "started", "handling", "in_flight", "handled", "grpc_type", "quiet")
+
+    def __init__(self, full_method: str, grpc_type: str) -> None:
+        service, _, method = full_method.lstrip("/").rpartition("/")
+        self.service = service
+        self.method = method
+        self.grpc_type = grpc_type
+        self.started = metrics.GRPC_SERVER_STARTED.labels(grpc_type, service, method)
+        self.handling = metrics.GRPC_SERVER_HANDLING_SECONDS.labels(grpc_type, service, method)
+        self.in_flight = metrics.GRPC_SERVER_IN_FLIGHT.labels(service)
+        self.handled: dict[grpc.StatusCode, Any] = {}
+        self.quiet = full_method.startswith(_QUIET_PREFIXES)
 
     def handled_for(self, code: grpc.StatusCode) -> Any:
         child = self.handled.get(code)
@@ -60,23 +75,91 @@ _RID_PREFIX = uuid.uuid4().hex[:16]
 _rid_counter = itertools.count(1)
 
 
-def _request_id(context: grpc.aio.ServicerContext) -> str:
+def _request_id(context: grpc.aio.ServicerContext) -> tuple[str, bool]:
+    """The request id and whether the client sent it (a generated one needs no JSON escaping)."""
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and value:
-            return str(value)[:128]
-    return f"{_RID_PREFIX}{next(_rid_counter):016x}"
+            return str(value)[:128], True
+    return f"{_RID_PREFIX}{next(_rid_counter):016x}", False
+
+
+class AccessLog:
+    """One ``rpc.handled`` line per RPC (final code, duration, request id, method).
+
+    Lines are collected while the loop serves RPCs and written together on its next turn, so
+    their cost is not on any response's path. When the process logs JSON through
+    :func:`modelserve_common.logging.configure_logging` (and tracing is off, so no span ids are
+    due), a line is formatted here directly in the shape structlog's JSON renderer gives it, at a
+    fraction of the cost of the processor chain; otherwise (console format, a test capturing
+    logs, tracing on) every line goes through structlog as any other."""
+
+    def __init__(self, *, structured_only: bool = False) -> None:
+        # A concrete logger bound once (the chain is built after logging is configured), rather
+        # than the lazy proxy, which re-resolves its configuration on every call.
+        self._log: Any = log.bind()
+        self._structured_only = structured_only
+        self._pending: list[tuple[Any, ...]] = []
+        self._sec = -1
+        self._sec_text = ""
+
+    def record(self, method: _MethodMetrics, code: str, elapsed: float, rid: str, sent: bool) -> None:
+        pending = self._pending
+        if not pending:
+            asyncio.get_running_loop().call_soon(self._flush, context=contextvars.Context())
+        # with tracing on, the line is written in the RPC's own context (span ids, bound values)
+        ctx = contextvars.copy_context() if self._structured_only else None
+        pending.append((method.method, code, elapsed, rid, sent, ctx))
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        sink = None if self._structured_only else mslogging.json_sink()
+        if sink is None:
+            self._flush_structlog(pending)
+            return
+        stream, service_json, level = sink
+        if level > logging.INFO:
+            return
+        stamp = self._stamp
+        lines = []
+        for method, code, elapsed, rid, sent, _ in pending:
+            rid_json = json.dumps(rid) if sent else f'"{rid}"'
+            lines.append(
+                f'{{"grpc_code": "{code}", "duration_ms": {round(elapsed * 1000, 3)!r}, '
+                f'"event": "rpc.handled", "request_id": {rid_json}, "rpc_method": {json.dumps(method)}, '
+                f'"level": "info", "timestamp": "{stamp()}", "service": {service_json}}}\n'
+            )
+        stream.write("".join(lines))
+
+    def _flush_structlog(self, pending: list[tuple[Any, ...]]) -> None:
+        info = self._log.info
+        for method, code, elapsed, rid, _, ctx in pending:
+            ms = round(elapsed * 1000, 3)
+            if ctx is not None:
+                ctx.run(info, "rpc.handled", grpc_code=code, duration_ms=ms)
+            else:
+                with structlog.contextvars.bound_contextvars(request_id=rid, rpc_method=method):
+                    info("rpc.handled", grpc_code=code, duration_ms=ms)
+
+    def _stamp(self) -> str:
+        """Now as structlog's ``TimeStamper(fmt="iso", utc=True)`` writes it."""
+        now = time.time()
+        sec = int(now)
+        if sec != self._sec:
+            self._sec = sec
+            self._sec_text = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._sec_text}.{int((now - sec) * 1e6):06d}Z"
 
 
 class _Call:
     """Per-RPC bookkeeping shared by the four arities."""
 
-    __slots__ = ("m", "context", "start", "request_id")
+    __slots__ = ("m", "context", "start", "request_id", "sent")
 
     def __init__(self, m: _MethodMetrics, context: grpc.aio.ServicerContext) -> None:
         self.m = m
         self.context = context
-        self.start = time.perf_counter()
-        rid = _request_id(context)
+        self.start = _perf()
+        rid, self.sent = _request_id(context)
         self.request_id = rid
         request_id_var.set(rid)
         structlog.contextvars.bind_contextvars(request_id=rid, rpc_method=m.method)
@@ -94,9 +177,9 @@ class _Call:
         await self.context.abort(grpc.StatusCode.INTERNAL, "internal error")
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def finish(self, code: grpc.StatusCode | None, access_log: Any) -> None:
+    def finish(self, code: grpc.StatusCode | None, access_log: AccessLog | None) -> None:
         m = self.m
-        elapsed = time.perf_counter() - self.start
+        elapsed = _perf() - self.start
         if code is None:
             set_code = self.context.code()
             code = set_code if isinstance(set_code, grpc.StatusCode) else grpc.StatusCode.OK
@@ -104,13 +187,7 @@ class _Call:
         m.handled_for(code).inc()
         m.handling.observe(elapsed)
         if access_log is not None and not m.quiet:
-            # written right after the handler returns (next loop turn, same context), so the
-            # line's cost is not on the response's path
-            asyncio.get_running_loop().call_soon(
-                partial(
-                    access_log.info, "rpc.handled", grpc_code=code.name, duration_ms=round(elapsed * 1000, 3)
-                )
-            )
+            access_log.record(m, code.name, elapsed, self.request_id, self.sent)
 
 
 def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
@@ -124,13 +201,88 @@ def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.Stat
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
 
 
-class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
-    """See the package docstring. Wrapped handlers are cached per method."""
+def wrap_handler(
+    full_method: str, handler: grpc.RpcMethodHandler, access_log: AccessLog | None
+) -> grpc.RpcMethodHandler:
+    """``handler`` with request context, access log, metrics and error mapping around it."""
+    m = _MethodMetrics(full_method, _grpc_type(handler))
 
-    def __init__(self, access_log: bool = True) -> None:
-        # A concrete logger bound once (the chain is built after logging is configured), rather
-        # than the lazy proxy, which re-resolves its configuration on every call; None = off.
-        self._access_log: Any = log.bind() if access_log else None
+    if not handler.request_streaming and not handler.response_streaming:
+        inner_uu: Any = handler.unary_unary
+        is_coro = inspect.iscoroutinefunction(inner_uu)
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            call = _Call(m, context)
+            code: grpc.StatusCode | None = None
+            try:
+                if is_coro:
+                    return await inner_uu(request, context)
+                result = inner_uu(request, context)
+                return await result if inspect.isawaitable(result) else result
+            except BaseException as exc:
+                code = _code_of(exc, context)
+                if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
+                    if not isinstance(exc, (ServiceError, NotImplementedError)):
+                        code = grpc.StatusCode.INTERNAL
+                    await call.fail(exc)
+                raise
+            finally:
+                call.finish(code, access_log)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary, handler.request_deserializer, handler.response_serializer
+        )
+
+    if not handler.request_streaming:
+        inner_us: Any = handler.unary_stream
+
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for item in _stream(m, access_log, inner_us, request, context):
+                yield item
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream, handler.request_deserializer, handler.response_serializer
+        )
+
+    if not handler.response_streaming:
+        inner_su: Any = handler.stream_unary
+
+        async def stream_unary(request_iter: Any, context: grpc.aio.ServicerContext) -> Any:
+            call = _Call(m, context)
+            code: grpc.StatusCode | None = None
+            try:
+                result = inner_su(request_iter, context)
+                return await result if inspect.isawaitable(result) else result
+            except BaseException as exc:
+                code = _code_of(exc, context)
+                if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
+                    if not isinstance(exc, (ServiceError, NotImplementedError)):
+                        code = grpc.StatusCode.INTERNAL
+                    await call.fail(exc)
+                raise
+            finally:
+                call.finish(code, access_log)
+
+        return grpc.stream_unary_rpc_method_handler(
+            stream_unary, handler.request_deserializer, handler.response_serializer
+        )
+
+    inner_ss: Any = handler.stream_stream
+
+    async def stream_stream(request_iter: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async for item in _stream(m, access_log, inner_ss, request_iter, context):
+            yield item
+
+    return grpc.stream_stream_rpc_method_handler(
+        stream_stream, handler.request_deserializer, handler.response_serializer
+    )
+
+
+class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
+    """:func:`wrap_handler` as a grpc.aio interceptor; wrapped handlers are cached per method."""
+
+    def __init__(self, access_log: AccessLog | None) -> None:
+        self._access_log = access_log
         self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
@@ -145,96 +297,14 @@ class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
         cached = self._cache.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]
-        wrapped = self._wrap(method, handler)
+        wrapped = wrap_handler(method, handler, self._access_log)
         self._cache[method] = (handler, wrapped)
         return wrapped
-
-    def _wrap(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        service, _, method = full_method.lstrip("/").rpartition("/")
-        gtype = _grpc_type(handler)
-        m = _MethodMetrics(
-            service=service,
-            method=method,
-            started=metrics.GRPC_SERVER_STARTED.labels(gtype, service, method),
-            handling=metrics.GRPC_SERVER_HANDLING_SECONDS.labels(gtype, service, method),
-            in_flight=metrics.GRPC_SERVER_IN_FLIGHT.labels(service),
-            handled={},
-            grpc_type=gtype,
-            quiet=full_method.startswith(_QUIET_PREFIXES),
-        )
-        access_log = self._access_log
-
-        if not handler.request_streaming and not handler.response_streaming:
-            inner_uu: Any = handler.unary_unary
-
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                call = _Call(m, context)
-                code: grpc.StatusCode | None = None
-                try:
-                    result = inner_uu(request, context)
-                    return await result if inspect.isawaitable(result) else result
-                except BaseException as exc:
-                    code = _code_of(exc, context)
-                    if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
-                        if not isinstance(exc, (ServiceError, NotImplementedError)):
-                            code = grpc.StatusCode.INTERNAL
-                        await call.fail(exc)
-                    raise
-                finally:
-                    call.finish(code, access_log)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
-
-        if not handler.request_streaming:
-            inner_us: Any = handler.unary_stream
-
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                async for item in _stream(m, access_log, inner_us, request, context):
-                    yield item
-
-            return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
-            )
-
-        if not handler.response_streaming:
-            inner_su: Any = handler.stream_unary
-
-            async def stream_unary(request_iter: Any, context: grpc.aio.ServicerContext) -> Any:
-                call = _Call(m, context)
-                code: grpc.StatusCode | None = None
-                try:
-                    result = inner_su(request_iter, context)
-                    return await result if inspect.isawaitable(result) else result
-                except BaseException as exc:
-                    code = _code_of(exc, context)
-                    if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
-                        if not isinstance(exc, (ServiceError, NotImplementedError)):
-                            code = grpc.StatusCode.INTERNAL
-                        await call.fail(exc)
-                    raise
-                finally:
-                    call.finish(code, access_log)
-
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
-            )
-
-        inner_ss: Any = handler.stream_stream
-
-        async def stream_stream(request_iter: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async for item in _stream(m, access_log, inner_ss, request_iter, context):
-                yield item
-
-        return grpc.stream_stream_rpc_method_handler(
-            stream_stream, handler.request_deserializer, handler.response_serializer
-        )
 
 
 async def _stream(
     m: _MethodMetrics,
-    access_log: Any,
+    access_log: AccessLog | None,
     inner: Callable[..., Any],
     request: Any,
     context: grpc.aio.ServicerContext,
