@@ -379,3 +379,25 @@ async def test_follower_survives_registry_restart_and_catches_up(tmp_path: Path)
                     await s.answer("adder", "production")
                 assert exc.value.code() is grpc.StatusCode.NOT_FOUND
                 assert "points at version 1" in (exc.value.details() or "")
+
+
+async def test_follower_batching_override_change_reloads_version(suite: Suite) -> None:
+    await suite.register("adder")
+    await suite.deploy("adder", ("1", 100))
+    await suite.synced()
+    cfg = await suite.infer.ModelConfig(pb.ModelConfigRequest(name="adder"))
+    assert cfg.config.max_batch_size == 8 and list(cfg.config.input[0].dims) == [2]
+    await suite.registry.UpdateDeployment(
+        reg_pb.UpdateDeploymentRequest(
+            deployment=reg_pb.Deployment(
+                model="adder",
+                targets=[reg_pb.DeploymentTarget(version="1", weight=100)],
+                batching_overrides=reg_pb.BatchingConfig(max_batch_size=32, max_queue_delay_us=500),
+            )
+        )
+    )
+    await suite.synced()
+    cfg = await suite.infer.ModelConfig(pb.ModelConfigRequest(name="adder"))
+    assert cfg.config.max_batch_size == 32
+    assert cfg.config.dynamic_batching.max_queue_delay_microseconds == 500
+    assert await suite.answer("adder") == ("1", 1.0)
