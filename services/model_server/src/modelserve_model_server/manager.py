@@ -75,6 +75,8 @@ class Routing:
 
     weights: Mapping[int, int] = field(default_factory=dict)
     aliases: Mapping[str, int] = field(default_factory=dict)
+    mirrors: tuple[int, ...] = ()
+    """Versions that get a fire-and-forget copy of every versionless request (answers dropped)."""
 
 
 class _Split:
@@ -133,6 +135,8 @@ class ModelManager:
         # Registry follower (registry_follower.py): routing, split models and readiness gates.
         self._routing: dict[str, Routing] = {}
         self._splits: dict[str, _Split] = {}
+        self.mirrors: dict[str, tuple[ModelVersion, ...]] = {}
+        """Per model, the loaded mirror versions (read by the service for versionless requests)."""
         self._gates: dict[str, tuple[bool, frozenset[str]]] = {}
 
     # -- resolving (hot path) -------------------------------------------------------------------
@@ -399,6 +403,7 @@ class ModelManager:
     def _rebuild_routes(self) -> None:
         routes: dict[tuple[str, str], ModelVersion] = {}
         splits: dict[str, _Split] = {}
+        mirrors: dict[str, tuple[ModelVersion, ...]] = {}
         for name, entry in self._entries.items():
             if not entry.versions:
                 continue
@@ -413,6 +418,9 @@ class ModelManager:
                     for v, w in sorted(routing.weights.items())
                     if w > 0 and v in entry.versions
                 ]
+                mirrored = tuple(entry.versions[v] for v in routing.mirrors if v in entry.versions)
+                if mirrored:
+                    mirrors[name] = mirrored
             for v, mv in entry.versions.items():
                 routes[(name, str(v))] = mv
             if len(weighted) > 1:
@@ -423,6 +431,7 @@ class ModelManager:
                 routes[(name, "")] = entry.versions[max(entry.versions)]
         self._routes = routes
         self._splits = splits
+        self.mirrors = mirrors
 
     # -- per-version control (the registry follower) --------------------------------------------
 

@@ -326,7 +326,10 @@ class RegistryFollower:
             if dep is not None
             else {}
         )
-        self._manager.set_routing(model, Routing(weights=weights, aliases=dict(self._aliases.get(model, {}))))
+        mirrors = tuple(int(t.version_number) for t in dep.targets if t.mirror) if dep is not None else ()
+        self._manager.set_routing(
+            model, Routing(weights=weights, aliases=dict(self._aliases.get(model, {})), mirrors=mirrors)
+        )
 
     async def _load(
         self, model: str, version: int, record: registry_pb.ModelVersion, config: config_pb.ModelConfig

@@ -47,9 +47,13 @@ def _int_param(request: pb.ModelInferRequest, key: str) -> int | None:
 class InferenceService:
     """Inference, metadata, statistics and repository control over one :class:`ModelManager`."""
 
-    def __init__(self, manager: ModelManager, stream_max_in_flight: int = 64) -> None:
+    def __init__(
+        self, manager: ModelManager, stream_max_in_flight: int = 64, mirror_max_in_flight: int = 64
+    ) -> None:
         self.manager = manager
         self._stream_max_in_flight = stream_max_in_flight
+        self._mirror_max_in_flight = mirror_max_in_flight
+        self._mirroring: set[asyncio.Task[None]] = set()
 
     # -- health and metadata ----------------------------------------------------------------------
 
@@ -98,9 +102,32 @@ class InferenceService:
         self, request: pb.ModelInferRequest, timeout_s: float | None = None
     ) -> pb.ModelInferResponse:
         mv = self.manager.get(request.model_name, request.model_version)
+        if self.manager.mirrors and not request.model_version:
+            self._mirror(request)
         if mv.forward is not None:
             return await mv.forward.forward(request, timeout_s)
         return await self._infer(mv, request)
+
+    def _mirror(self, request: pb.ModelInferRequest) -> None:
+        """Fire-and-forget copies of a versionless request to the model's mirror versions (the
+        registry's shadow targets); answers and errors are dropped, and copies beyond
+        ``mirror_max_in_flight`` are skipped so a slow mirror never holds the served version up."""
+        for mirror in self.manager.mirrors.get(request.model_name, ()):
+            if len(self._mirroring) >= self._mirror_max_in_flight:
+                mirror.stats.outcome("rejected")
+                continue
+            task = asyncio.ensure_future(self._shadow(mirror, request))
+            self._mirroring.add(task)
+            task.add_done_callback(self._mirroring.discard)
+
+    async def _shadow(self, mv: ModelVersion, request: pb.ModelInferRequest) -> None:
+        try:
+            if mv.forward is not None:
+                await mv.forward.forward(request, None)
+            else:
+                await self._infer(mv, request)
+        except Exception:  # counted in the mirror's statistics; nobody waits for this answer
+            pass
 
     async def _infer(self, mv: ModelVersion, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         stats = mv.stats

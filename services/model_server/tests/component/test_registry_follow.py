@@ -401,3 +401,29 @@ async def test_follower_batching_override_change_reloads_version(suite: Suite) -
     assert cfg.config.max_batch_size == 32
     assert cfg.config.dynamic_batching.max_queue_delay_microseconds == 500
     assert await suite.answer("adder") == ("1", 1.0)
+
+
+async def test_follower_mirror_target_gets_a_copy_of_versionless_traffic(suite: Suite) -> None:
+    for _ in range(2):
+        await suite.register("adder")
+    await suite.registry.UpdateDeployment(
+        reg_pb.UpdateDeploymentRequest(
+            deployment=reg_pb.Deployment(
+                model="adder",
+                targets=[
+                    reg_pb.DeploymentTarget(version="1", weight=100),
+                    reg_pb.DeploymentTarget(version="2", weight=0, mirror=True),
+                ],
+            )
+        )
+    )
+    await suite.synced()
+    for _ in range(20):
+        assert await suite.answer("adder") == ("1", 1.0)  # answers come from the served version
+    assert await suite.answer("adder", "1") == ("1", 1.0)  # explicit versions are not mirrored
+
+    async def mirrored() -> bool:
+        stats = await suite.infer.ModelStatistics(pb.ModelStatisticsRequest(name="adder", version="2"))
+        return stats.model_stats[0].inference_stats.success.count == 20
+
+    await eventually(mirrored)
