@@ -75,7 +75,7 @@ async def running_server(
         local_ok = manager.ready or (started and not settings.required_models.strip() and manager.gates_open)
         return local_ok and triton.ready
 
-    interceptors = [TritonRouter(triton, ready=is_ready)] if triton is not None else []
+    wrappers = [TritonRouter(triton, ready=is_ready).wrap] if triton is not None else []
     # Registry follower (registry_follower.py): None unless MODEL_SERVER_REGISTRY_URL is set.
     registry_channel = None
     follower = None
@@ -94,7 +94,7 @@ async def running_server(
         )
     try:
         async with grpc_server(
-            settings, services, tracer_provider=tracer_provider, interceptors=interceptors
+            settings, services, tracer_provider=tracer_provider, wrappers=wrappers
         ) as running:
 
             async def follow_readiness() -> None:

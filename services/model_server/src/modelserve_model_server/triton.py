@@ -540,7 +540,7 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
 class TritonRouter(grpc.aio.ServerInterceptor):
     """Sends each inference-service RPC about a Triton-served model to Triton, undecoded, and
     everything else to the local servicer (which it wraps, so the local servicer knows nothing
-    of Triton). Installed through ``grpc_server(..., interceptors=[router])``: inside the error
+    of Triton). Installed through ``grpc_server(..., wrappers=[router.wrap])``: inside the error
     mapping, so Triton's statuses travel as ServiceErrors with Triton's messages."""
 
     def __init__(self, backend: TritonBackend, ready: Callable[[], bool] | None = None) -> None:
@@ -560,13 +560,10 @@ class TritonRouter(grpc.aio.ServerInterceptor):
             REPOSITORY_MODEL_UNLOAD: self._lifecycle,
         }
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        inner = await continuation(handler_call_details)
-        method = handler_call_details.method
+    def wrap(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """The routing handler for ``method`` around the local one. Installed as a handler
+        wrapper, ``grpc_server(..., wrappers=[router.wrap])``: applied once when the inference
+        service is registered, so routing costs no interceptor hop per RPC."""
         build = self._builders.get(method)
         if inner is None or build is None:
             return inner
@@ -576,6 +573,14 @@ class TritonRouter(grpc.aio.ServerInterceptor):
         wrapped = build(method, inner)
         self._cache[method] = (inner, wrapped)
         return wrapped
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        """The same routing as a grpc.aio interceptor (``grpc_server(..., interceptors=[router])``)."""
+        return self.wrap(handler_call_details.method, await continuation(handler_call_details))
 
     def _infer(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         backend = self._backend
