@@ -122,6 +122,14 @@ class _SqliteTx:
 _SQLITE_OUTAGE = ("locked", "busy", "unable to open", "disk I/O", "readonly", "disk is full")
 
 
+def _begin(conn: sqlite3.Connection, write: bool) -> None:
+    # Holding the transaction lock means nobody else has a transaction open: one still open is the
+    # leftover of a holder cancelled between BEGIN and its yield (the executor ran BEGIN anyway).
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
 class SqliteDatabase:
     """SQLite (WAL, foreign keys on) on one connection used by one worker thread; transactions
     take an asyncio lock, writers use BEGIN IMMEDIATE so other processes wait on the file lock."""
@@ -173,11 +181,12 @@ class SqliteDatabase:
     @asynccontextmanager
     async def transaction(self, *, write: bool) -> AsyncIterator[Tx]:
         try:
-            await asyncio.wait_for(self._lock.acquire(), self._timeout)
+            async with asyncio.timeout(self._timeout):  # not wait_for: on 3.11 it can swallow a cancel
+                await self._lock.acquire()
         except TimeoutError:
             raise DatabaseUnavailable("database busy: no transaction slot within the timeout") from None
         try:
-            await self.run(lambda c: c.execute("BEGIN IMMEDIATE" if write else "BEGIN"))
+            await self.run(lambda c: _begin(c, write))
             try:
                 yield _SqliteTx(self)
             except BaseException:
