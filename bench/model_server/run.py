@@ -11,6 +11,10 @@ has no body). Results: JSON (--out) and a Markdown table on stdout.
 
     .venv/bin/python bench/model_server/run.py --concurrency 1,8,32,64 --duration 5
     .venv/bin/python bench/model_server/run.py --variants batching,workers2 --concurrency 32 --duration 3
+    .venv/bin/python bench/model_server/run.py --variants workers2 --conns 2,8 --concurrency 32,64
+
+With workers=2 the kernel spreads *connections* over the workers (SO_REUSEPORT hash), so h2load's
+default 2 connections may land on one worker; --conns 8 shows what several clients get.
 """
 
 from __future__ import annotations
@@ -112,8 +116,17 @@ async def verify(target: str) -> int:
     return 256
 
 
-def h2load(port: int, frame: str, conc: int, duration: int, warmup: int, resp_bytes: int, log: Path) -> dict:
-    conns = max(1, min(conc, 2))
+def h2load(
+    port: int,
+    frame: str,
+    conc: int,
+    duration: int,
+    warmup: int,
+    resp_bytes: int,
+    log: Path,
+    max_conns: int = 2,
+) -> dict:
+    conns = max(1, min(conc, max_conns))
     streams = -(-conc // conns)
     url = f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"
     base = ["h2load", "-c", str(conns), "-m", str(streams), "-t", "1", "-d", frame]
@@ -141,6 +154,7 @@ def h2load(port: int, frame: str, conc: int, duration: int, warmup: int, resp_by
     without_body = max(0, round(succ - data / (resp_bytes + 5))) if succ else 0
     return {
         "concurrency": conc,
+        "connections": conns,
         "rps": round(succ / duration, 1),
         "p50_ms": pct(50),
         "p99_ms": pct(99),
@@ -148,7 +162,7 @@ def h2load(port: int, frame: str, conc: int, duration: int, warmup: int, resp_by
     }
 
 
-def run_variant(name: str, a: argparse.Namespace, work: Path) -> dict:
+def run_variant(name: str, a: argparse.Namespace, work: Path) -> list[dict]:
     spec = VARIANTS[name]
     repo = make_repo(work / name, spec["batching"])
     port = free_port()
@@ -186,15 +200,30 @@ def run_variant(name: str, a: argparse.Namespace, work: Path) -> dict:
                 check=True,
             ).stdout
         )
-        cells = []
-        for c in a.concurrency:
-            c0 = cpu_s(pids)
-            t0 = time.monotonic()
-            cell = h2load(port, str(frame), c, a.duration, a.warmup, info["response_bytes"], work / "h2.tsv")
-            cell["server_cpu_cores"] = round((cpu_s(pids) - c0) / (time.monotonic() - t0), 2)
-            cells.append(cell)
-            print(f"  {name} c={c}: {cell}", file=sys.stderr, flush=True)
-        return {"variant": name, "idle_rss_mib": round(idle, 1), "verified": checked, "cells": cells}
+        runs = []
+        for max_conns in a.conns:
+            cells = []
+            for c in a.concurrency:
+                c0 = cpu_s(pids)
+                t0 = time.monotonic()
+                cell = h2load(
+                    port,
+                    str(frame),
+                    c,
+                    a.duration,
+                    a.warmup,
+                    info["response_bytes"],
+                    work / "h2.tsv",
+                    max_conns,
+                )
+                cell["server_cpu_cores"] = round((cpu_s(pids) - c0) / (time.monotonic() - t0), 2)
+                cells.append(cell)
+                print(f"  {name} conns<={max_conns} c={c}: {cell}", file=sys.stderr, flush=True)
+            label = name if len(a.conns) == 1 else f"{name}, <={max_conns} conns"
+            runs.append(
+                {"variant": label, "idle_rss_mib": round(idle, 1), "verified": checked, "cells": cells}
+            )
+        return runs
     finally:
         os.killpg(proc.pid, 15)
         try:
@@ -227,6 +256,12 @@ def main() -> int:
     p.add_argument("--concurrency", default="1,8,32,64", type=lambda s: [int(x) for x in s.split(",")])
     p.add_argument("--duration", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument(
+        "--conns",
+        default="2",
+        type=lambda s: [int(x) for x in s.split(",")],
+        help="most h2load connections (c spread over min(c, N)); a list runs each, e.g. 2,8",
+    )
     p.add_argument("--variants", default="batching,nobatching,workers2", type=lambda s: s.split(","))
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "model_server.json"))
     a = p.parse_args()
@@ -234,7 +269,7 @@ def main() -> int:
         print("h2load not found: apt-get install nghttp2-client", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="ms-bench-") as tmp:
-        results = [run_variant(v, a, Path(tmp)) for v in a.variants]
+        results = [r for v in a.variants for r in run_variant(v, a, Path(tmp))]
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {

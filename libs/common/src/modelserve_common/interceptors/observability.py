@@ -28,7 +28,6 @@ from modelserve_common import metrics
 from modelserve_common.context import REQUEST_ID_HEADER, request_id_var
 from modelserve_common.errors import ServiceError
 
-log = structlog.get_logger("modelserve.access")
 errlog = structlog.get_logger("modelserve.errors")
 
 _QUIET_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
@@ -95,8 +94,9 @@ class AccessLog:
 
     def __init__(self, *, structured_only: bool = False) -> None:
         # A concrete logger bound once (the chain is built after logging is configured), rather
-        # than the lazy proxy, which re-resolves its configuration on every call.
-        self._log: Any = log.bind()
+        # than the lazy proxy, which re-resolves its configuration on every call; from a proxy of
+        # its own, since a proxy caches the first configuration it binds under.
+        self._log: Any = structlog.get_logger("modelserve.access").bind()
         self._structured_only = structured_only
         self._pending: list[tuple[Any, ...]] = []
         self._sec = -1
