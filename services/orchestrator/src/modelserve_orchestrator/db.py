@@ -138,6 +138,14 @@ class _SqliteTx:
         return await self._db.run(lambda c: c.execute(sql, tuple(params)).rowcount)
 
 
+def _begin(conn: sqlite3.Connection) -> None:
+    # Holding the lock means nobody else has a transaction open: one still open is the leftover of a
+    # holder cancelled while its BEGIN ran in the worker thread.
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+    conn.execute("BEGIN IMMEDIATE")
+
+
 class SqliteDatabase:
     """SQLite (WAL) on one connection in one worker thread; every transaction is BEGIN IMMEDIATE
     under an asyncio lock, so other processes wait on the file lock."""
@@ -186,11 +194,12 @@ class SqliteDatabase:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
         try:
-            await asyncio.wait_for(self._lock.acquire(), self._timeout)
+            async with asyncio.timeout(self._timeout):  # not wait_for: on 3.11 it can swallow a cancel
+                await self._lock.acquire()
         except TimeoutError:
             raise DatabaseUnavailable("database busy: no transaction slot within the timeout") from None
         try:
-            await self.run(lambda c: c.execute("BEGIN IMMEDIATE"))
+            await self.run(_begin)
             try:
                 yield _SqliteTx(self)
             except BaseException:
@@ -203,7 +212,8 @@ class SqliteDatabase:
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[Tx]:
         try:
-            await asyncio.wait_for(self._lock.acquire(), self._timeout)
+            async with asyncio.timeout(self._timeout):  # not wait_for: on 3.11 it can swallow a cancel
+                await self._lock.acquire()
         except TimeoutError:
             raise DatabaseUnavailable("database busy: no transaction slot within the timeout") from None
         try:
