@@ -97,6 +97,9 @@ def main() -> int:
             ).start()
             wait_for_health(f"127.0.0.1:{port}", timeout=60)
             print(f"run: {module} SERVING on :{port}", flush=True)
+        subprocess.call(
+            [sys.executable, str(ROOT / "scripts/register_demo.py"), "127.0.0.1:50051"], env=base_env
+        )
         print(
             "run: all four services are SERVING; gateway REST on http://127.0.0.1:8080 "
             "(docs at /docs), gRPC on :50050. Ctrl-C stops them.",
