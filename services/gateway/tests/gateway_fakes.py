@@ -87,7 +87,8 @@ class FakeInference(inf_grpc.GRPCInferenceServiceServicer):
 
     async def ModelStatistics(self, request: Any, context: Any) -> inf_pb.ModelStatisticsResponse:
         r = inf_pb.ModelStatisticsResponse()
-        r.model_stats.add(name=request.name or "add", version="1", inference_count=3)
+        for name in [request.name] if request.name else ["add", "identity"]:
+            r.model_stats.add(name=name, version="1", inference_count=3)
         return r
 
     async def ModelConfig(

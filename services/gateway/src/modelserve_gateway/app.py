@@ -620,6 +620,16 @@ class KServeHandler:
                 inference_pb.ModelStatisticsRequest(),
                 inference_pb.ModelStatisticsResponse.FromString,
             )
+            tenant = adm.principal.tenant
+            if tenant:  # a tenant sees the statistics of its own models only
+                own = []
+                for st in r.model_stats:
+                    try:
+                        await app.guard.owned_model(st.name, tenant)
+                    except ServiceError:  # not theirs, or ownership unknown: leave it out
+                        continue
+                    own.append(st)
+                r = inference_pb.ModelStatisticsResponse(model_stats=own)
             await app._send(
                 send,
                 200,

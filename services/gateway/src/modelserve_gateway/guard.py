@@ -98,6 +98,10 @@ class Guard:
             )
         return decision
 
+    async def owned_model(self, model: str, tenant: str) -> None:
+        """Raises NotFound unless ``tenant`` owns a deployed ``model``."""
+        await self._cache.owned_deployment(model, tenant)
+
     async def route_model(
         self, admission: Admission, model: str, version: str, route_key: str | None
     ) -> Routed:

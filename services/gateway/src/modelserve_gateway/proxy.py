@@ -154,6 +154,10 @@ class FrontDoor(grpc.GenericRpcHandler):
         if method not in MODEL_METHODS:
             return request
         model, version = model_fields(request)
+        if not model and adm.principal.tenant:
+            raise InvalidArgument(
+                f"{method.rsplit('/', 1)[-1]} needs a model name for a tenant's credentials"
+            )
         key = None
         for k, v in context.invocation_metadata() or ():
             if k == self._route_key:
