@@ -16,7 +16,14 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v npm >/dev/null || need+=(nodejs npm)
 command -v runuser >/dev/null || need+=(util-linux)
+"$PYTHON" -m venv --help >/dev/null 2>&1 && "$PYTHON" -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+fresh_postgres=0
+[[ " ${need[*]} " == *" postgresql "* ]] && fresh_postgres=1
 if ((${#need[@]})); then
+  if [[ $(id -u) -ne 0 && -z $SUDO ]]; then
+    echo "setup: these Debian packages are missing and this user can neither install them nor sudo: ${need[*]}" >&2
+    exit 1
+  fi
   echo "setup: installing Debian packages: ${need[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
@@ -28,6 +35,14 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
     echo "setup: starting PostgreSQL"
     $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
   fi
+fi
+# A PostgreSQL that this script just installed gets the tests' access: trust for loopback
+# connections of user postgres (Debian's default asks for a password the tests do not have).
+if ((fresh_postgres)); then
+  for hba in /etc/postgresql/*/main/pg_hba.conf; do
+    grep -q "modelserve-tests" "$hba" || $SUDO sed -i '1i host all postgres 127.0.0.1/32 trust # modelserve-tests\nhost all postgres ::1/128 trust # modelserve-tests' "$hba"
+  done
+  $SUDO pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main restart || true
 fi
 if ! (exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null; then
   echo "setup: starting Redis"
