@@ -103,7 +103,7 @@ def build_repo(repo: Path) -> Path:
           default_priority_level: 2
           default_queue_policy { max_queue_size: 4, allow_timeout_override: true }
         }
-        parameters { key: "delay_s" value: { string_value: "0.3" } }
+        parameters { key: "delay_s" value: { string_value: "0.6" } }
         """,
         SLOW_PY,
     )

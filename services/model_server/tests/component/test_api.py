@@ -66,7 +66,7 @@ async def test_model_config_reflects_config_pbtxt(server):
     assert (cfg.name, cfg.backend, cfg.max_batch_size) == ("slow", "python", 8)
     assert cfg.dynamic_batching.priority_levels == 2
     assert cfg.dynamic_batching.default_queue_policy.max_queue_size == 4
-    assert cfg.parameters["delay_s"].string_value == "0.3"
+    assert cfg.parameters["delay_s"].string_value == "0.6"
 
 
 async def test_model_statistics_counts_success_and_failure(server):
