@@ -69,10 +69,33 @@ class AllowList:
         return host.lower().rstrip(".") in self._hosts or any(ip in n for n in self._nets)
 
 
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries and routes to: IPv4-mapped (::ffff:a.b.c.d),
+    6to4 (2002::/16), NAT64 (64:ff9b::/96, 64:ff9b:1::/48; the last 32 bits), IPv4-compatible
+    (::a.b.c.d) and Teredo (the client's address); None when it carries none."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    if any(ip in n for n in _NAT64) or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _blocked(ip: IPAddress) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast
+    if not ip.is_global or ip.is_multicast:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address):
+        v4 = embedded_ipv4(ip)
+        if v4 is not None:
+            return not v4.is_global or v4.is_multicast
+    return False
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -97,7 +120,7 @@ def parse_url(url: str) -> tuple[str, str, int]:
 async def check_destination(url: str, allow: AllowList, resolver: Resolver = system_resolver) -> list[str]:
     """The addresses ``url`` may be sent to; WebhookRefused when it is not allowed."""
     _, host, port = parse_url(url)
-    if host.lower().rstrip(".") in METADATA_HOSTS and host.lower() not in allow._hosts:
+    if host.lower().rstrip(".") in METADATA_HOSTS and host.lower().rstrip(".") not in allow._hosts:
         raise WebhookRefused(f"webhook host {host!r} is a cloud metadata endpoint")
     try:
         literal: IPAddress | None = ipaddress.ip_address(host)

@@ -246,6 +246,15 @@ async def test_webhook_410_stops_retries(orch: Any, receiver: Receiver) -> None:
         "http://127.0.0.2:9/hook",
         "ftp://example.com/hook",
         "http://user:pw@example.com/hook",
+        # IPv6 forms that carry a private IPv4 address (6to4, NAT64, IPv4-compatible, mapped,
+        # Teredo) and a metadata name with a trailing dot
+        "http://[2002:a9fe:a9fe::1]/hook",
+        "http://[64:ff9b::a9fe:a9fe]/hook",
+        "http://[64:ff9b:1::a9fe:a9fe]/hook",
+        "http://[::a9fe:a9fe]/hook",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/hook",
+        "http://metadata.google.internal./computeMetadata",
     ],
 )
 async def test_webhook_ssrf_destinations_refused(orch: Any, url: str) -> None:
