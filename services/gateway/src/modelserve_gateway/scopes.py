@@ -1,7 +1,8 @@
 """Which scope each fronted method needs: declared here, in one place, for REST and gRPC alike.
 
-Scopes: ``infer`` (inference and pipelines), ``read`` (registry reads), ``write`` (registry
-writes), ``admin`` (tenants, API keys, the model repository; implies every other scope).
+Scopes: ``infer`` (inference, running pipelines, creating and cancelling executions), ``read``
+(registry and orchestrator reads), ``write`` (registry writes; creating, updating and deleting
+pipelines), ``admin`` (tenants, API keys, the model repository; implies every other scope).
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ METHOD_SCOPES: dict[str, str] = {
     f"/{_REGISTRY}/DeleteApiKey": ADMIN,
     f"/{_REGISTRY}/GetApiKey": ADMIN,
     f"/{_REGISTRY}/ListApiKeys": ADMIN,
+    f"/{_ORCHESTRATOR}/CreatePipeline": WRITE,
+    f"/{_ORCHESTRATOR}/UpdatePipeline": WRITE,
+    f"/{_ORCHESTRATOR}/DeletePipeline": WRITE,
 }
+
+# Calls that need only ``infer`` yet change state (audited like every other write).
+INFER_MUTATIONS = frozenset({f"/{_ORCHESTRATOR}/CreateExecution", f"/{_ORCHESTRATOR}/CancelExecution"})
 
 _READ_PREFIXES = ("Get", "List", "Watch")
 
@@ -40,8 +47,10 @@ def required_scope(method: str) -> str:
     if method in METHOD_SCOPES:
         return METHOD_SCOPES[method]
     service, _, name = method.lstrip("/").partition("/")
-    if service in (_INFERENCE, _ORCHESTRATOR):
+    if service == _INFERENCE:
         return INFER
+    if service == _ORCHESTRATOR:
+        return READ if name.startswith(_READ_PREFIXES) else INFER
     if service == _REGISTRY:
         return READ if name.startswith(_READ_PREFIXES) else WRITE
     return ADMIN
@@ -49,6 +58,8 @@ def required_scope(method: str) -> str:
 
 def is_write(method: str) -> bool:
     """Whether ``method`` changes state (every such call is audited)."""
+    if method in INFER_MUTATIONS:
+        return True
     return required_scope(method) in (WRITE, ADMIN) and not method.endswith("/VerifyApiKey")
 
 
