@@ -358,3 +358,29 @@ def trace_to_dict(t: NodeTrace) -> dict[str, Any]:
 
 def trace_from_dict(d: dict[str, Any]) -> NodeTrace:
     return NodeTrace(**{**d, "status": NodeStatus(d["status"])})
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: a tenant with scopes (set by the gateway), or a trusted in-cluster caller
+    (tenant None), which, like the ``admin`` scope, sees every tenant's pipelines and executions."""
+
+    tenant: str | None
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def is_admin(self) -> bool:
+        return self.tenant is None or "admin" in self.scopes
+
+    @property
+    def visible(self) -> str | None:
+        """The tenant whose rows this caller may see and change; None: every tenant's."""
+        return None if self.is_admin else self.tenant
+
+    @property
+    def owner(self) -> str:
+        """The tenant that owns what this caller creates."""
+        return self.tenant or "default"
+
+
+INTERNAL = Caller(tenant=None)

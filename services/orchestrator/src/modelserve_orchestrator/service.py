@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from modelserve_common.errors import InvalidArgument
 from modelserve_orchestrator import tensors
 from modelserve_orchestrator.domain import (
+    INTERNAL,
+    Caller,
     EventType,
     Execution,
     ExecutionEvent,
@@ -75,39 +77,46 @@ class OrchestratorService:
         if w is not None:
             await check_destination(w.url, self._allow)
 
-    async def put_pipeline(self, p: Pipeline, *, new: bool) -> Pipeline:
+    async def put_pipeline(self, p: Pipeline, *, new: bool, caller: Caller = INTERNAL) -> Pipeline:
         validate(p, self._defaults)
         await self._check_webhook(p.webhook)
-        return await self._store.put_pipeline(p, new=new, now=time.time())
+        return await self._store.put_pipeline(
+            p, new=new, now=time.time(), owner=caller.owner, visible=caller.visible
+        )
 
-    async def get_pipeline(self, name: str, version: int = 0) -> Pipeline:
-        p = await self._store.get_pipeline(name, version)
+    async def get_pipeline(self, name: str, version: int = 0, caller: Caller = INTERNAL) -> Pipeline:
+        """The pipeline; another tenant's answers NOT_FOUND exactly like a missing one."""
+        p = await self._store.get_pipeline(name, version, tenant=caller.visible)
         if p is None:
             what = f"pipeline {name!r}" + (f" version {version}" if version else "")
             raise PipelineNotFound(f"{what} not found")
         return p
 
-    async def list_pipelines(self, page_size: int, token: str) -> tuple[list[Pipeline], str]:
+    async def list_pipelines(
+        self, page_size: int, token: str, caller: Caller = INTERNAL
+    ) -> tuple[list[Pipeline], str]:
         limit = _page(page_size, self._limits)
-        items = await self._store.list_pipelines(token, limit)
+        items = await self._store.list_pipelines(token, limit, tenant=caller.visible)
         return items, items[-1].name if len(items) == limit else ""
 
-    async def delete_pipeline(self, name: str) -> None:
-        if not await self._store.delete_pipeline(name):
+    async def delete_pipeline(self, name: str, caller: Caller = INTERNAL) -> None:
+        if not await self._store.delete_pipeline(name, tenant=caller.visible):
             raise PipelineNotFound(f"pipeline {name!r} not found")
 
     # synchronous runs ----------------------------------------------------------------------
 
-    async def run(self, req: RunRequest) -> RunResult:
-        p = await self.get_pipeline(req.pipeline, req.version)
+    async def run(self, req: RunRequest, caller: Caller = INTERNAL) -> RunResult:
+        p = await self.get_pipeline(req.pipeline, req.version, caller)
         check_inputs(p, req.inputs)
         try:
             return await self._runner.run(p, req.inputs, req.parameters)
         except NodeFailed as nf:
             raise nf.as_service_error() from None
 
-    async def stream(self, req: RunRequest) -> AsyncIterator[NodeResult | RunResult]:
-        p = await self.get_pipeline(req.pipeline, req.version)
+    async def stream(
+        self, req: RunRequest, caller: Caller = INTERNAL
+    ) -> AsyncIterator[NodeResult | RunResult]:
+        p = await self.get_pipeline(req.pipeline, req.version, caller)
         check_inputs(p, req.inputs)
         q: asyncio.Queue[NodeResult] = asyncio.Queue()
 
@@ -134,13 +143,13 @@ class OrchestratorService:
     # executions ----------------------------------------------------------------------------
 
     async def create_execution(
-        self, req: RunRequest, idempotency_key: str, webhook: Webhook | None
+        self, req: RunRequest, idempotency_key: str, webhook: Webhook | None, caller: Caller = INTERNAL
     ) -> tuple[Execution, bool]:
         if len(idempotency_key) > MAX_KEY or not idempotency_key.isprintable():
             raise InvalidArgument(
                 f"idempotency_key must be at most {MAX_KEY} printable characters, got {len(idempotency_key)}"
             )
-        p = await self.get_pipeline(req.pipeline, req.version)
+        p = await self.get_pipeline(req.pipeline, req.version, caller)
         check_inputs(p, req.inputs)
         await self._check_webhook(webhook)
         inputs_text = tensors.dumps(dict(sorted(req.inputs.items())))
@@ -168,21 +177,22 @@ class OrchestratorService:
             webhook=webhook,
             create_time=now,
         )
-        stored, replayed = await self._store.create_execution(ex, inputs_text, digest)
+        stored, replayed = await self._store.create_execution(ex, inputs_text, digest, tenant=caller.owner)
         if not replayed:
             # If this fails (or the process dies here) the sweeper queues it later: the row's
             # enqueued_at is its create_time, so it counts as lost after the visibility timeout.
             await self._queue.enqueue(stored.id)
         return stored, replayed
 
-    async def get_execution(self, eid: str) -> Execution:
-        ex = await self._store.get_execution(eid)
+    async def get_execution(self, eid: str, caller: Caller = INTERNAL) -> Execution:
+        """The execution; another tenant's answers NOT_FOUND exactly like a missing one."""
+        ex = await self._store.get_execution(eid, tenant=caller.visible)
         if ex is None:
             raise ExecutionNotFound(f"execution {eid!r} not found")
         return ex
 
     async def list_executions(
-        self, pipeline: str, state: ExecutionState, page_size: int, token: str
+        self, pipeline: str, state: ExecutionState, page_size: int, token: str, caller: Caller = INTERNAL
     ) -> tuple[list[Execution], str]:
         limit = _page(page_size, self._limits)
         after: tuple[float, str] | None = None
@@ -192,12 +202,12 @@ class OrchestratorService:
                 after = (float(ts), eid)
             except ValueError:
                 raise InvalidArgument(f"page_token {token!r} is not a token this server issued") from None
-        items = await self._store.list_executions(pipeline, state, after, limit)
+        items = await self._store.list_executions(pipeline, state, after, limit, tenant=caller.visible)
         nxt = f"{items[-1].create_time!r}/{items[-1].id}" if len(items) == limit else ""
         return items, nxt
 
-    async def cancel_execution(self, eid: str, reason: str) -> Execution:
-        ex = await self.get_execution(eid)
+    async def cancel_execution(self, eid: str, reason: str, caller: Caller = INTERNAL) -> Execution:
+        ex = await self.get_execution(eid, caller)
         if not ex.state.terminal:
             await self._finisher.finish(
                 eid, ExecutionState.CANCELLED, {}, (), f"cancelled: {reason}" if reason else "cancelled", None
@@ -206,7 +216,8 @@ class OrchestratorService:
                 self._worker.cancel_local(eid)
         return await self.get_execution(eid)
 
-    async def watch(self, eid: str) -> AsyncIterator[ExecutionEvent]:
+    async def watch(self, eid: str, caller: Caller = INTERNAL) -> AsyncIterator[ExecutionEvent]:
+        await self.get_execution(eid, caller)
         async with self._queue.subscribe(eid) as sub:
             ex = await self.get_execution(eid)
             yield ExecutionEvent(EventType.SNAPSHOT, ex.state, time.time(), execution=ex)
@@ -226,6 +237,6 @@ class OrchestratorService:
                     EventType(raw["type"]), ExecutionState(raw["state"]), raw["time"], node=node
                 )
 
-    async def list_deliveries(self, eid: str) -> list[WebhookDelivery]:
-        await self.get_execution(eid)
+    async def list_deliveries(self, eid: str, caller: Caller = INTERNAL) -> list[WebhookDelivery]:
+        await self.get_execution(eid, caller)
         return await self._store.list_deliveries(eid)

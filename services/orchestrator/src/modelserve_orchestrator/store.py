@@ -70,9 +70,33 @@ SCHEMA_V1 = [
         PRIMARY KEY (webhook_id, attempt))""",
 ]
 
+# Tenancy: pipelines and executions belong to the tenant that created them; rows from before
+# this migration (and everything a trusted in-cluster caller creates) belong to 'default'.
+SCHEMA_V2 = [
+    "ALTER TABLE orch_pipelines ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default'",
+    "ALTER TABLE orch_executions ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default'",
+    "CREATE INDEX IF NOT EXISTS orch_executions_tenant ON orch_executions (tenant, create_time, id)",
+]
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (1, "pipelines, executions, node results, webhook deliveries and attempts", SCHEMA_V1),
+    (2, "tenant of pipelines and executions", SCHEMA_V2),
 ]
+DEFAULT_TENANT = "default"
+# Idempotency keys are unique per tenant: a tenant other than 'default' stores its keys behind
+# its name and this separator (a key itself must be printable, so it cannot contain it).
+_KEY_SEP = "\x1f"
+
+
+def _stored_key(tenant: str, key: str) -> str:
+    return key if tenant == DEFAULT_TENANT else f"{tenant}{_KEY_SEP}{key}"
+
+
+def _tenant_filter(tenant: str | None, column: str = "tenant") -> tuple[str, list[Any]]:
+    """SQL (with a leading AND) restricting rows to ``tenant``; nothing when None (sees all)."""
+    return ("", []) if tenant is None else (f" AND {column} = ?", [tenant])
+
+
 LATEST_SCHEMA = MIGRATIONS[-1][0]
 _MIGRATION_LOCK = 80080  # pg_advisory_xact_lock key of the orchestrator's migrations
 
@@ -179,69 +203,92 @@ class OrchestratorStore:
 
     # pipelines -----------------------------------------------------------------------------
 
-    async def put_pipeline(self, p: Pipeline, *, new: bool, now: float) -> Pipeline:
-        """Stores the next version (1 when ``new``; ALREADY_EXISTS / NOT_FOUND otherwise)."""
+    async def put_pipeline(
+        self, p: Pipeline, *, new: bool, now: float, owner: str = DEFAULT_TENANT, visible: str | None = None
+    ) -> Pipeline:
+        """Stores the next version (1 when ``new``, owned by ``owner``; ALREADY_EXISTS / NOT_FOUND
+        otherwise). Pipeline names are global; an update of a pipeline that ``visible`` (a tenant,
+        None: every tenant) cannot see is NOT_FOUND, and keeps the pipeline's owner."""
         spec = json.dumps(p.spec_dict(), separators=(",", ":"))
         try:
             async with self.db.transaction() as tx:
-                row = await tx.fetchone("SELECT MAX(version) FROM orch_pipelines WHERE name = ?", (p.name,))
-                latest = int(row[0]) if row and row[0] is not None else 0
+                row = await tx.fetchone(
+                    "SELECT version, tenant FROM orch_pipelines WHERE name = ? ORDER BY version DESC LIMIT 1",
+                    (p.name,),
+                )
+                latest = int(row[0]) if row else 0
                 if new and latest:
+                    if visible is not None and row is not None and row[1] != visible:
+                        raise PipelineAlreadyExists(f"pipeline name {p.name!r} is taken")
                     raise PipelineAlreadyExists(f"pipeline {p.name!r} already exists (version {latest})")
-                if not new and not latest:
+                if not new and (
+                    not latest or (visible is not None and row is not None and row[1] != visible)
+                ):
                     raise PipelineNotFound(f"pipeline {p.name!r} not found")
+                tenant = owner if new or row is None else str(row[1])
                 await tx.execute(
-                    "INSERT INTO orch_pipelines (name, version, spec, create_time) VALUES (?, ?, ?, ?)",
-                    (p.name, latest + 1, spec, now),
+                    "INSERT INTO orch_pipelines (name, version, spec, create_time, tenant) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (p.name, latest + 1, spec, now, tenant),
                 )
         except _INTEGRITY:
             raise Aborted(f"pipeline {p.name!r} changed concurrently; retry") from None
         return pipeline_from_dict(json.loads(spec), latest + 1, now)
 
-    async def get_pipeline(self, name: str, version: int = 0) -> Pipeline | None:
+    async def get_pipeline(
+        self, name: str, version: int = 0, *, tenant: str | None = None
+    ) -> Pipeline | None:
+        """The pipeline version (0: latest); None when missing or not ``tenant``'s (None: any)."""
+        cond, extra = _tenant_filter(tenant)
         async with self.db.autocommit() as tx:
             if version:
                 row = await tx.fetchone(
-                    "SELECT spec, version, create_time FROM orch_pipelines WHERE name = ? AND version = ?",
-                    (name, version),
+                    "SELECT spec, version, create_time FROM orch_pipelines WHERE name = ? AND version = ?"
+                    + cond,
+                    (name, version, *extra),
                 )
             else:
                 row = await tx.fetchone(
-                    "SELECT spec, version, create_time FROM orch_pipelines WHERE name = ? "
-                    "ORDER BY version DESC LIMIT 1",
-                    (name,),
+                    "SELECT spec, version, create_time FROM orch_pipelines WHERE name = ?"
+                    + cond
+                    + " ORDER BY version DESC LIMIT 1",
+                    (name, *extra),
                 )
         return self._pipeline(row[0], int(row[1]), float(row[2])) if row else None
 
-    async def list_pipelines(self, after: str, limit: int) -> list[Pipeline]:
+    async def list_pipelines(self, after: str, limit: int, *, tenant: str | None = None) -> list[Pipeline]:
+        cond, extra = _tenant_filter(tenant)
         async with self.db.autocommit() as tx:
             rows = await tx.fetch(
                 "SELECT p.spec, p.version, p.create_time FROM orch_pipelines p "
-                "JOIN (SELECT name, MAX(version) AS v FROM orch_pipelines WHERE name > ? GROUP BY name "
+                f"JOIN (SELECT name, MAX(version) AS v FROM orch_pipelines WHERE name > ?{cond} "
+                "GROUP BY name "
                 "ORDER BY name LIMIT ?) l ON p.name = l.name AND p.version = l.v ORDER BY p.name",
-                (after, limit),
+                (after, *extra, limit),
             )
         return [pipeline_from_dict(json.loads(r[0]), int(r[1]), float(r[2])) for r in rows]
 
-    async def delete_pipeline(self, name: str) -> bool:
+    async def delete_pipeline(self, name: str, *, tenant: str | None = None) -> bool:
+        cond, extra = _tenant_filter(tenant)
         async with self.db.transaction() as tx:
-            return await tx.execute("DELETE FROM orch_pipelines WHERE name = ?", (name,)) > 0
+            return await tx.execute(f"DELETE FROM orch_pipelines WHERE name = ?{cond}", (name, *extra)) > 0
 
     # executions ----------------------------------------------------------------------------
 
     async def create_execution(
-        self, e: Execution, inputs_text: str, request_hash: str
+        self, e: Execution, inputs_text: str, request_hash: str, *, tenant: str = DEFAULT_TENANT
     ) -> tuple[Execution, bool]:
-        """Inserts the execution; with an idempotency key already used, returns that execution
-        (replayed=True) when the request is the same, ALREADY_EXISTS when it differs."""
-        key = e.idempotency_key or None
+        """Inserts the execution, owned by ``tenant``; with an idempotency key that tenant already
+        used, returns that execution (replayed=True) when the request is the same, ALREADY_EXISTS
+        when it differs (keys are per tenant)."""
+        key = _stored_key(tenant, e.idempotency_key) if e.idempotency_key else None
         # enqueued_at = create_time: the caller enqueues right after; if it dies first, the
         # sweeper finds the execution once enqueued_at is older than the visibility timeout.
         async with self.db.autocommit() as tx:
             inserted = await tx.execute(
                 "INSERT INTO orch_executions (id, pipeline, pipeline_version, state, inputs, parameters, "
-                "webhook, idempotency_key, request_hash, create_time, enqueued_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+                "webhook, idempotency_key, request_hash, create_time, enqueued_at, tenant) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
                 (
                     e.id,
                     e.pipeline,
@@ -254,6 +301,7 @@ class OrchestratorStore:
                     request_hash,
                     e.create_time,
                     e.create_time,
+                    tenant,
                 ),
             )
             if inserted:
@@ -264,7 +312,7 @@ class OrchestratorStore:
         assert row is not None
         if row[1] != request_hash:
             raise IdempotencyKeyReused(
-                f"idempotency key {key!r} was used for a different request (execution {row[0]})"
+                f"idempotency key {e.idempotency_key!r} was used for a different request (execution {row[0]})"
             )
         found = await self.get_execution(str(row[0]))
         assert found is not None
@@ -414,9 +462,15 @@ class OrchestratorStore:
             row = await tx.fetchone("SELECT state FROM orch_executions WHERE id = ?", (execution_id,))
         return ExecutionState(row[0]) if row else None
 
-    async def get_execution(self, execution_id: str, *, with_outputs: bool = True) -> Execution | None:
+    async def get_execution(
+        self, execution_id: str, *, with_outputs: bool = True, tenant: str | None = None
+    ) -> Execution | None:
+        """The execution; None when missing or not ``tenant``'s (None: any tenant's)."""
+        cond, extra = _tenant_filter(tenant)
         async with self.db.autocommit() as tx:
-            row = await tx.fetchone(f"SELECT {_EXEC_COLS} FROM orch_executions WHERE id = ?", (execution_id,))
+            row = await tx.fetchone(
+                f"SELECT {_EXEC_COLS} FROM orch_executions WHERE id = ?{cond}", (execution_id, *extra)
+            )
             if row is None:
                 return None
             traces = await tx.fetch(
@@ -426,10 +480,19 @@ class OrchestratorStore:
         return _execution(row, [r[0] for r in traces], with_outputs)
 
     async def list_executions(
-        self, pipeline: str, state: ExecutionState, after: tuple[float, str] | None, limit: int
+        self,
+        pipeline: str,
+        state: ExecutionState,
+        after: tuple[float, str] | None,
+        limit: int,
+        *,
+        tenant: str | None = None,
     ) -> list[Execution]:
         where: list[str] = ["1 = 1"]
         params: list[Any] = []
+        if tenant is not None:
+            where.append("tenant = ?")
+            params.append(tenant)
         if pipeline:
             where.append("pipeline = ?")
             params.append(pipeline)
@@ -568,7 +631,7 @@ def _execution(row: Sequence[Any], traces: list[str], with_outputs: bool) -> Exe
         pipeline_version=int(version),
         state=ExecutionState(state),
         parameters=json.loads(params),
-        idempotency_key=key or "",
+        idempotency_key=(key or "").rpartition(_KEY_SEP)[2],
         webhook=webhook_from_dict(json.loads(webhook)) if webhook else None,
         outputs=tensors.loads(outputs) if with_outputs else {},
         trace=trace,
