@@ -21,6 +21,9 @@ mapfile -t PROTOS < <(cd protos && find modelserve -name '*.proto' | sort)
 find "$OUT" -type d -exec touch {}/__init__.py \;
 rm -f "$OUT/__init__.py"
 touch "$OUT/modelserve/py.typed"
+# The sources the code was generated from, by content: any change to protos/ (comments included,
+# which the generated code does not carry) shows up here, so freshness is checkable from git alone.
+(cd protos && sha256sum "${PROTOS[@]}") > "$OUT/modelserve/PROTOS.sha256"
 
 if [[ "${1:-}" == "--check" ]]; then
   if ! diff -r -x __pycache__ -x "*.egg-info" "$OUT" libs/contracts/src >/dev/null; then
