@@ -1,235 +1,24 @@
-"""PostgreSQL (psycopg 3 async pool) or SQLite (stdlib, one connection in one worker thread) behind
-one small interface. SQL is written once with ``?`` placeholders and portable types; the
-PostgreSQL side rewrites the placeholders. A lost database raises DatabaseUnavailable (UNAVAILABLE)."""
+"""The orchestrator's database: PostgreSQL or SQLite through modelserve_common.db (shared with the
+registry); SQLite with synchronous=NORMAL (WAL keeps it crash-safe)."""
 
 from __future__ import annotations
 
-import asyncio
-import math
-import sqlite3
-import time
-import weakref
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
 
-import psycopg
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from modelserve_common.db import Database, DatabaseUnavailable, Row, SqliteDatabase, Tx
+from modelserve_common.db import open_database as _open_database
 
-from modelserve_common.errors import Unavailable
+__all__ = ["Database", "DatabaseUnavailable", "Row", "SqliteDatabase", "Tx", "open_database"]
 
-Row = tuple[Any, ...]
-T = TypeVar("T")
-
-
-class DatabaseUnavailable(Unavailable):
-    """The database cannot be reached or dropped the connection mid-transaction."""
-
-
-class Tx(Protocol):
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
-
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
-
-
-class Database(Protocol):
-    dialect: str
-
-    async def open(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    def transaction(self) -> AbstractAsyncContextManager[Tx]: ...
-
-    def autocommit(self) -> AbstractAsyncContextManager[Tx]:
-        """A connection on which every statement commits on its own (no BEGIN/COMMIT round
-        trips): for single-statement writes and for reads that need no snapshot."""
-        ...
-
-
-class _PgTx:
-    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        self._conn = conn
-
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        cur = await self._conn.execute(sql.replace("?", "%s"), params)
-        return list(await cur.fetchall())
-
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        cur = await self._conn.execute(sql.replace("?", "%s"), params)
-        return await cur.fetchone()
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        cur = await self._conn.execute(sql.replace("?", "%s"), params)
-        return cur.rowcount
-
-
-class PostgresDatabase:
-    """A psycopg 3 pool of autocommit connections: ``transaction()`` wraps BEGIN/COMMIT around a
-    block, ``autocommit()`` runs single statements without them. A connection is checked (one
-    round trip) when it leaves the pool only if it sat unused for ``check_idle_s``: a busy pool
-    pays nothing, and a connection cut by a database restart is still noticed before use."""
-
-    dialect = "postgresql"
-
-    def __init__(self, url: str, *, max_size: int, timeout_s: float, check_idle_s: float = 1.0) -> None:
-        self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._check_idle_s = check_idle_s
-        self._pool = AsyncConnectionPool(
-            url,
-            min_size=1,
-            max_size=max_size,
-            open=False,
-            timeout=timeout_s,
-            check=self._check,
-            reconnect_timeout=timeout_s,
-            kwargs={"connect_timeout": max(1, math.ceil(timeout_s)), "autocommit": True},
-        )
-
-    async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        last = self._last_used.get(conn)
-        if last is None or time.monotonic() - last > self._check_idle_s:
-            await AsyncConnectionPool.check_connection(conn)
-
-    async def open(self) -> None:
-        await self._pool.open(wait=False)
-
-    async def close(self) -> None:
-        await self._pool.close()
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        try:
-            async with self._pool.connection() as conn:
-                async with conn.transaction():
-                    yield _PgTx(conn)
-                self._last_used[conn] = time.monotonic()
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-            raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-
-    @asynccontextmanager
-    async def autocommit(self) -> AsyncIterator[Tx]:
-        try:
-            async with self._pool.connection() as conn:
-                yield _PgTx(conn)
-                self._last_used[conn] = time.monotonic()
-        except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
-            raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-
-
-class _SqliteTx:
-    def __init__(self, db: SqliteDatabase) -> None:
-        self._db = db
-
-    async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        return await self._db.run(lambda c: c.execute(sql, tuple(params)).fetchall())
-
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
-        row: Row | None = await self._db.run(lambda c: c.execute(sql, tuple(params)).fetchone())
-        return row
-
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return await self._db.run(lambda c: c.execute(sql, tuple(params)).rowcount)
-
-
-def _begin(conn: sqlite3.Connection) -> None:
-    # Holding the lock means nobody else has a transaction open: one still open is the leftover of a
-    # holder cancelled while its BEGIN ran in the worker thread.
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
-    conn.execute("BEGIN IMMEDIATE")
-
-
-class SqliteDatabase:
-    """SQLite (WAL) on one connection in one worker thread; every transaction is BEGIN IMMEDIATE
-    under an asyncio lock, so other processes wait on the file lock."""
-
-    dialect = "sqlite"
-
-    def __init__(self, path: Path, *, timeout_s: float) -> None:
-        self._path = path
-        self._timeout = timeout_s
-        self._lock = asyncio.Lock()
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
-
-    def _connect(self) -> sqlite3.Connection:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            str(self._path), timeout=self._timeout, isolation_level=None, check_same_thread=False
-        )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
-
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        assert self._executor is not None and self._conn is not None, "database not open"
-        conn = self._conn
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
-        except sqlite3.OperationalError as exc:
-            raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
-
-    async def open(self) -> None:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="orchestrator-sqlite")
-            try:
-                self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
-            except sqlite3.Error as exc:
-                raise DatabaseUnavailable(f"cannot open {self._path}: {exc}") from exc
-
-    async def close(self) -> None:
-        if self._executor is not None and self._conn is not None:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._conn.close)
-            self._executor.shutdown(wait=True)
-        self._executor = None
-        self._conn = None
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Tx]:
-        try:
-            async with asyncio.timeout(self._timeout):  # not wait_for: on 3.11 it can swallow a cancel
-                await self._lock.acquire()
-        except TimeoutError:
-            raise DatabaseUnavailable("database busy: no transaction slot within the timeout") from None
-        try:
-            await self.run(_begin)
-            try:
-                yield _SqliteTx(self)
-            except BaseException:
-                await asyncio.shield(self.run(lambda c: c.execute("ROLLBACK")))
-                raise
-            await self.run(lambda c: c.execute("COMMIT"))
-        finally:
-            self._lock.release()
-
-    @asynccontextmanager
-    async def autocommit(self) -> AsyncIterator[Tx]:
-        try:
-            async with asyncio.timeout(self._timeout):  # not wait_for: on 3.11 it can swallow a cancel
-                await self._lock.acquire()
-        except TimeoutError:
-            raise DatabaseUnavailable("database busy: no transaction slot within the timeout") from None
-        try:
-            yield _SqliteTx(self)
-        finally:
-            self._lock.release()
+SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL")
 
 
 def open_database(url: str | None, data_dir: Path, *, max_size: int, timeout_s: float) -> Database:
-    """postgresql://…, sqlite:///relative.db or sqlite:////absolute.db; None: SQLite under data_dir."""
-    if not url:
-        return SqliteDatabase(data_dir / "orchestrator.db", timeout_s=timeout_s)
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresDatabase(url, max_size=max_size, timeout_s=timeout_s)
-    if url.startswith("sqlite:///"):
-        return SqliteDatabase(Path(url.removeprefix("sqlite:///")), timeout_s=timeout_s)
-    raise ValueError(
-        f"unsupported database URL scheme: expected postgresql:// or sqlite:///, got {url.split(':')[0]!r}"
+    """The database for ``url``; None means SQLite at ``data_dir/orchestrator.db``."""
+    return _open_database(
+        url,
+        data_dir / "orchestrator.db",
+        max_size=max_size,
+        timeout_s=timeout_s,
+        sqlite_pragmas=SQLITE_PRAGMAS,
     )
