@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import jwt
 import structlog
 
+from modelserve_common.context import SCOPES_HEADER, TENANT_HEADER
 from modelserve_common.errors import Unauthenticated
 from modelserve_gateway.audit import audit
 from modelserve_gateway.ratelimit import Limit
@@ -34,7 +35,7 @@ class Principal:
         """Downstream metadata naming the caller (the registry scopes what it returns by it)."""
         if not self.tenant:
             return []
-        return [("x-modelserve-tenant", self.tenant), ("x-modelserve-scopes", ",".join(sorted(self.scopes)))]
+        return [(TENANT_HEADER, self.tenant), (SCOPES_HEADER, ",".join(sorted(self.scopes)))]
 
 
 ANONYMOUS = Principal("anonymous", "anonymous", "", frozenset(ALL_SCOPES))

@@ -8,27 +8,18 @@ import grpc
 
 from modelserve.orchestrator.v1 import orchestrator_service_pb2 as pb
 from modelserve.orchestrator.v1 import orchestrator_service_pb2_grpc as pb_grpc
-from modelserve_common.context import TENANT_HEADER
+from modelserve_common.context import caller_identity
 from modelserve_orchestrator import convert
 from modelserve_orchestrator.domain import Caller, ExecutionState
 from modelserve_orchestrator.service import OrchestratorService
 
 Ctx = grpc.aio.ServicerContext
-SCOPES_HEADER = "x-modelserve-scopes"
 
 
 def _caller(context: Ctx) -> Caller:
     """``x-modelserve-tenant`` absent: a trusted in-cluster caller (sees every tenant). Present:
-    that tenant with the scopes in ``x-modelserve-scopes`` (comma list; absent means none)."""
-    tenant: str | None = None
-    scopes: frozenset[str] = frozenset()
-    for key, value in context.invocation_metadata() or ():
-        text = value.decode() if isinstance(value, bytes) else value
-        if key == TENANT_HEADER and text:
-            tenant = text
-        elif key == SCOPES_HEADER:
-            scopes = frozenset(s.strip() for s in text.split(",") if s.strip())
-    return Caller(tenant, scopes)
+    that tenant with the scopes in ``x-modelserve-scopes``."""
+    return Caller(*caller_identity(context.invocation_metadata()))
 
 
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):

@@ -8,7 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelserve.common.v1 import tensor_pb2 as tensor_pb
 from modelserve.registry.v1 import registry_service_pb2 as registry_pb
-from modelserve_common.context import TENANT_HEADER
+from modelserve_common.context import caller_identity
 from modelserve_registry.domain import (
     Alias,
     ApiKey,
@@ -24,7 +24,6 @@ from modelserve_registry.domain import (
     TensorSpec,
 )
 
-SCOPES_HEADER = "x-modelserve-scopes"
 _STATUS_TO_PB = {
     "PENDING": registry_pb.ModelVersion.STATUS_PENDING,
     "READY": registry_pb.ModelVersion.STATUS_READY,
@@ -40,15 +39,8 @@ _CHANGE_TO_PB = {
 
 def caller_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
     """``x-modelserve-tenant`` absent: a trusted in-cluster caller (admin). Present: that tenant
-    with the scopes in ``x-modelserve-scopes`` (comma list; absent means none)."""
-    tenant: str | None = None
-    scopes: frozenset[str] = frozenset()
-    for key, value in metadata or ():
-        text = value.decode() if isinstance(value, bytes) else value
-        if key == TENANT_HEADER and text:
-            tenant = text
-        elif key == SCOPES_HEADER:
-            scopes = frozenset(s.strip() for s in text.split(",") if s.strip())
+    with the scopes in ``x-modelserve-scopes``."""
+    tenant, scopes = caller_identity(metadata)
     if tenant is None:
         return Caller(tenant=None, scopes=frozenset({"infer", "read", "write", "admin"}))
     return Caller(tenant=tenant, scopes=scopes)
