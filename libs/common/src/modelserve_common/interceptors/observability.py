@@ -153,7 +153,7 @@ class AccessLog:
 class _Call:
     """Per-RPC bookkeeping shared by the four arities."""
 
-    __slots__ = ("m", "context", "start", "request_id", "sent")
+    __slots__ = ("m", "context", "start", "request_id", "sent", "code")
 
     def __init__(self, m: _MethodMetrics, context: grpc.aio.ServicerContext) -> None:
         self.m = m
@@ -161,25 +161,33 @@ class _Call:
         self.start = _perf()
         rid, self.sent = _request_id(context)
         self.request_id = rid
+        self.code: grpc.StatusCode | None = None  # None: the handler returned (OK or a set code)
         request_id_var.set(rid)
         structlog.contextvars.bind_contextvars(request_id=rid, rpc_method=m.method)
         context.set_trailing_metadata(((REQUEST_ID_HEADER, rid),))
         m.started.inc()
         m.in_flight.inc()
 
-    async def fail(self, exc: BaseException) -> grpc.StatusCode:
-        """Maps an exception raised by the handler to a status (aborting the RPC)."""
+    async def handle(self, exc: BaseException) -> None:
+        """Records the status ``exc`` ends the RPC with. A ServiceError becomes its status, the
+        generated base servicer's NotImplementedError UNIMPLEMENTED, anything else unexpected is
+        logged once with its stack and becomes INTERNAL "internal error" (each by aborting the
+        RPC); aborts and cancellations pass through as they are."""
+        self.code = _code_of(exc, self.context)
+        if not isinstance(exc, Exception) or isinstance(exc, grpc.aio.AbortError):
+            return
         if isinstance(exc, ServiceError):
             await self.context.abort(exc.code, exc.message)
-        if isinstance(exc, NotImplementedError):  # the generated base servicer's "not built yet"
+        if isinstance(exc, NotImplementedError):
             await self.context.abort(grpc.StatusCode.UNIMPLEMENTED, "method not implemented")
+        self.code = grpc.StatusCode.INTERNAL
         errlog.error("rpc.unexpected_error", rpc_method=self.m.method, exc_info=exc)
         await self.context.abort(grpc.StatusCode.INTERNAL, "internal error")
-        raise AssertionError("unreachable")  # pragma: no cover
 
-    def finish(self, code: grpc.StatusCode | None, access_log: AccessLog | None) -> None:
+    def finish(self, access_log: AccessLog | None) -> None:
         m = self.m
         elapsed = _perf() - self.start
+        code = self.code
         if code is None:
             set_code = self.context.code()
             code = set_code if isinstance(set_code, grpc.StatusCode) else grpc.StatusCode.OK
@@ -213,21 +221,16 @@ def wrap_handler(
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             call = _Call(m, context)
-            code: grpc.StatusCode | None = None
             try:
                 if is_coro:
                     return await inner_uu(request, context)
                 result = inner_uu(request, context)
                 return await result if inspect.isawaitable(result) else result
             except BaseException as exc:
-                code = _code_of(exc, context)
-                if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
-                    if not isinstance(exc, (ServiceError, NotImplementedError)):
-                        code = grpc.StatusCode.INTERNAL
-                    await call.fail(exc)
+                await call.handle(exc)
                 raise
             finally:
-                call.finish(code, access_log)
+                call.finish(access_log)
 
         return grpc.unary_unary_rpc_method_handler(
             unary_unary, handler.request_deserializer, handler.response_serializer
@@ -249,19 +252,14 @@ def wrap_handler(
 
         async def stream_unary(request_iter: Any, context: grpc.aio.ServicerContext) -> Any:
             call = _Call(m, context)
-            code: grpc.StatusCode | None = None
             try:
                 result = inner_su(request_iter, context)
                 return await result if inspect.isawaitable(result) else result
             except BaseException as exc:
-                code = _code_of(exc, context)
-                if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
-                    if not isinstance(exc, (ServiceError, NotImplementedError)):
-                        code = grpc.StatusCode.INTERNAL
-                    await call.fail(exc)
+                await call.handle(exc)
                 raise
             finally:
-                call.finish(code, access_log)
+                call.finish(access_log)
 
         return grpc.stream_unary_rpc_method_handler(
             stream_unary, handler.request_deserializer, handler.response_serializer
@@ -310,7 +308,6 @@ async def _stream(
     context: grpc.aio.ServicerContext,
 ) -> AsyncIterator[Any]:
     call = _Call(m, context)
-    code: grpc.StatusCode | None = None
     try:
         result = inner(request, context)
         if inspect.isasyncgen(result) or hasattr(result, "__aiter__"):
@@ -319,11 +316,7 @@ async def _stream(
         elif inspect.isawaitable(result):
             await result
     except BaseException as exc:
-        code = _code_of(exc, context)
-        if isinstance(exc, Exception) and not isinstance(exc, grpc.aio.AbortError):
-            if not isinstance(exc, (ServiceError, NotImplementedError)):
-                code = grpc.StatusCode.INTERNAL
-            await call.fail(exc)
+        await call.handle(exc)
         raise
     finally:
-        call.finish(code, access_log)
+        call.finish(access_log)
