@@ -26,7 +26,7 @@ CHANGE_TYPE_UPDATED: ChangeType
 CHANGE_TYPE_DELETED: ChangeType
 
 class Model(_message.Message):
-    __slots__ = ("name", "description", "tags", "tenant", "etag", "create_time", "update_time", "latest_version")
+    __slots__ = ("name", "description", "tags", "tenant", "etag", "create_time", "update_time", "latest_version", "shared")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class Model(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     LATEST_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     tags: _containers.ScalarMap[str, str]
@@ -50,7 +51,8 @@ class Model(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     latest_version: int
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., tenant: _Optional[str] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latest_version: _Optional[int] = ...) -> None: ...
+    shared: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., tenant: _Optional[str] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., latest_version: _Optional[int] = ..., shared: bool = ...) -> None: ...
 
 class BatchingConfig(_message.Message):
     __slots__ = ("max_batch_size", "preferred_batch_sizes", "max_queue_delay_us", "max_queue_size")
@@ -171,7 +173,7 @@ class RateLimit(_message.Message):
     def __init__(self, requests_per_second: _Optional[float] = ..., burst: _Optional[int] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("model", "targets", "batching_overrides", "rate_limit", "tenant", "etag", "update_time")
+    __slots__ = ("model", "targets", "batching_overrides", "rate_limit", "tenant", "etag", "update_time", "shared")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     BATCHING_OVERRIDES_FIELD_NUMBER: _ClassVar[int]
@@ -179,6 +181,7 @@ class Deployment(_message.Message):
     TENANT_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
     model: str
     targets: _containers.RepeatedCompositeFieldContainer[DeploymentTarget]
     batching_overrides: BatchingConfig
@@ -186,23 +189,26 @@ class Deployment(_message.Message):
     tenant: str
     etag: str
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, model: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[DeploymentTarget, _Mapping]]] = ..., batching_overrides: _Optional[_Union[BatchingConfig, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., tenant: _Optional[str] = ..., etag: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    shared: bool
+    def __init__(self, model: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[DeploymentTarget, _Mapping]]] = ..., batching_overrides: _Optional[_Union[BatchingConfig, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., tenant: _Optional[str] = ..., etag: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., shared: bool = ...) -> None: ...
 
 class Tenant(_message.Message):
-    __slots__ = ("name", "display_name", "rate_limit", "max_models", "etag", "create_time")
+    __slots__ = ("name", "display_name", "rate_limit", "max_models", "etag", "create_time", "code_execution_allowed")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
     MAX_MODELS_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CODE_EXECUTION_ALLOWED_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     rate_limit: RateLimit
     max_models: int
     etag: str
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., max_models: _Optional[int] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    code_execution_allowed: bool
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., max_models: _Optional[int] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., code_execution_allowed: bool = ...) -> None: ...
 
 class ApiKey(_message.Message):
     __slots__ = ("key", "tenant", "display_name", "scopes", "rate_limit", "expire_time", "create_time", "rotate_time", "previous_secret_expire_time", "revoke_time", "etag")
@@ -539,6 +545,20 @@ class ListTenantsResponse(_message.Message):
     tenants: _containers.RepeatedCompositeFieldContainer[Tenant]
     next_page_token: str
     def __init__(self, tenants: _Optional[_Iterable[_Union[Tenant, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UpdateTenantRequest(_message.Message):
+    __slots__ = ("tenant", "update_mask")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    tenant: Tenant
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class UpdateTenantResponse(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: Tenant
+    def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ...) -> None: ...
 
 class CreateApiKeyRequest(_message.Message):
     __slots__ = ("tenant", "api_key")

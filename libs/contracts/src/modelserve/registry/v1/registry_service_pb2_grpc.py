@@ -140,6 +140,11 @@ class RegistryServiceStub(object):
                 request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListTenantsRequest.SerializeToString,
                 response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListTenantsResponse.FromString,
                 _registered_method=True)
+        self.UpdateTenant = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/UpdateTenant',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateTenantRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateTenantResponse.FromString,
+                _registered_method=True)
         self.CreateApiKey = channel.unary_unary(
                 '/modelserve.registry.v1.RegistryService/CreateApiKey',
                 request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateApiKeyRequest.SerializeToString,
@@ -331,6 +336,13 @@ class RegistryServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateTenant(self, request, context):
+        """UpdateTenant changes a tenant's display name, limits or permissions (platform admin only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateApiKey(self, request, context):
         """CreateApiKey creates an API key of a tenant and returns its secret, once.
         """
@@ -481,6 +493,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.ListTenants,
                     request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListTenantsRequest.FromString,
                     response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListTenantsResponse.SerializeToString,
+            ),
+            'UpdateTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTenant,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateTenantRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateTenantResponse.SerializeToString,
             ),
             'CreateApiKey': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateApiKey,
@@ -1081,6 +1098,33 @@ class RegistryService(object):
             '/modelserve.registry.v1.RegistryService/ListTenants',
             modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListTenantsRequest.SerializeToString,
             modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListTenantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/UpdateTenant',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateTenantRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateTenantResponse.FromString,
             options,
             channel_credentials,
             insecure,
