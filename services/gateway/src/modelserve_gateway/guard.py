@@ -99,17 +99,20 @@ class Guard:
         return decision
 
     async def owned_model(self, model: str, tenant: str) -> None:
-        """Raises NotFound unless ``tenant`` owns a deployed ``model``."""
+        """Raises NotFound unless ``tenant`` owns a deployed ``model`` or its deployment is shared
+        (for lists the gateway filters: it vouches only for what the registry knows)."""
         await self._cache.owned_deployment(model, tenant)
 
     async def route_model(
         self, admission: Admission, model: str, version: str, route_key: str | None
     ) -> Routed:
-        """Tenant ownership (another tenant's model is NOT_FOUND), the deployment's rate limit,
-        and, when no version is named, a version drawn by the deployment's weights."""
+        """Tenant ownership (another tenant's unshared model is NOT_FOUND; a name the registry has
+        no deployment for goes on to the model server, which decides with the forwarded tenant
+        identity), the deployment's rate limit, and, when no version is named, a version drawn by
+        the deployment's weights."""
         principal = admission.principal
         if principal.tenant:
-            dep: registry_pb.Deployment | None = await self._cache.owned_deployment(model, principal.tenant)
+            dep: registry_pb.Deployment | None = await self._cache.usable_deployment(model, principal.tenant)
         else:
             try:
                 dep = await self._cache.deployment(model)

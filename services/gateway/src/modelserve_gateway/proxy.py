@@ -6,12 +6,15 @@ field 2, which protobuf's last-one-wins rule makes the request's model_version."
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
+from modelserve.inference.v2 import grpc_service_pb2 as inference_pb
 from modelserve_common.context import REQUEST_ID_HEADER, current_request_id
 from modelserve_common.errors import InvalidArgument, ServiceError
 from modelserve_gateway.audit import audit
@@ -34,50 +37,89 @@ MODEL_METHODS = {
     )
 }
 CANARY_METHODS = {_INF + "ModelInfer", _INF + "ModelStreamInfer"}
+STREAM_INFER = _INF + "ModelStreamInfer"
+_STREAM_BUFFER = 16  # answers held for a slow stream reader before the relay waits
+
+
+def stream_error(message: str, request: bytes) -> bytes:
+    """A ModelStreamInferResponse answering ``request`` with ``message``: the request's model
+    name, version and id (when readable) come back in ``infer_response`` for correlation."""
+    try:
+        fields = scan_strings(request, (1, 2, 3))
+    except InvalidArgument:
+        fields = {}
+    return inference_pb.ModelStreamInferResponse(
+        error_message=message,
+        infer_response=inference_pb.ModelInferResponse(
+            model_name=fields.get(1, ""), model_version=fields.get(2, ""), id=fields.get(3, "")
+        ),
+    ).SerializeToString()
+
+
+MAX_VARINT_BYTES = 10
+"""A varint of a 64-bit value takes at most 10 bytes; a longer one is malformed."""
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if i >= len(buf):
-            raise InvalidArgument("malformed protobuf message")
+    """The varint at ``buf[i:]`` and the offset after it; InvalidArgument when it is truncated or
+    longer than MAX_VARINT_BYTES."""
+    result = 0
+    n = len(buf)
+    for shift in range(0, 7 * MAX_VARINT_BYTES, 7):
+        if i >= n:
+            raise InvalidArgument("malformed protobuf message: truncated varint")
         b = buf[i]
         i += 1
         result |= (b & 0x7F) << shift
         if not b & 0x80:
             return result, i
-        shift += 7
-        if shift > 63:
-            raise InvalidArgument("malformed protobuf varint")
+    raise InvalidArgument(f"malformed protobuf message: varint longer than {MAX_VARINT_BYTES} bytes")
 
 
-def model_fields(buf: bytes) -> tuple[str, str]:
-    """Top-level string fields 1 and 2 (model name and version) of a serialized message, skipping
-    everything else by length (tensor bytes are never copied)."""
-    name = version = ""
+def scan_strings(buf: bytes, numbers: tuple[int, ...]) -> dict[int, str]:
+    """Top-level string fields ``numbers`` of a serialized message (last one wins, as protobuf
+    reads them), skipping every other field by its length: tensor bytes are never copied and
+    nested messages are not parsed (the upstream parses them). Bounds-checked: a truncated
+    varint or field, a length past the end, a varint over 10 bytes, field number 0, a group or an
+    unknown wire type, or a wanted field that is not UTF-8 raise InvalidArgument, never anything
+    else."""
+    found: dict[int, str] = {}
     i = 0
     n = len(buf)
     while i < n:
         key, i = _varint(buf, i)
         number, wire = key >> 3, key & 7
+        if number == 0:
+            raise InvalidArgument("malformed protobuf message: field number 0")
         if wire == 0:
             _, i = _varint(buf, i)
-        elif wire == 1:
-            i += 8
-        elif wire == 5:
-            i += 4
+        elif wire == 1 or wire == 5:
+            i += 8 if wire == 1 else 4
+            if i > n:
+                raise InvalidArgument("malformed protobuf message: truncated fixed-width field")
         elif wire == 2:
             length, i = _varint(buf, i)
-            if number in (1, 2):
-                value = buf[i : i + length].decode("utf-8", "replace")
-                if number == 1:
-                    name = value
-                else:
-                    version = value
+            if length > n - i:
+                raise InvalidArgument(
+                    f"malformed protobuf message: field {number} is {length} bytes long, only {n - i} remain"
+                )
+            if number in numbers:
+                try:
+                    found[number] = buf[i : i + length].decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InvalidArgument(
+                        f"malformed protobuf message: string field {number} is not UTF-8"
+                    ) from None
             i += length
         else:
-            raise InvalidArgument("malformed protobuf message (group wire type)")
-    return name, version
+            raise InvalidArgument(f"malformed protobuf message: unsupported wire type {wire}")
+    return found
+
+
+def model_fields(buf: bytes) -> tuple[str, str]:
+    """Top-level string fields 1 and 2 (model name and version) of a serialized message."""
+    found = scan_strings(buf, (1, 2))
+    return found.get(1, ""), found.get(2, "")
 
 
 def with_version(buf: bytes, version: str) -> bytes:
@@ -268,6 +310,11 @@ class FrontDoor(grpc.GenericRpcHandler):
 
             return grpc.stream_unary_rpc_method_handler(self._bounded(stream_unary))
 
+        if method == STREAM_INFER:
+            return grpc.stream_stream_rpc_method_handler(
+                self._bounded_stream(self._stream_infer(method, up, timeout, fail))
+            )
+
         async def stream_stream(
             request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext
         ) -> AsyncIterator[bytes]:
@@ -288,6 +335,66 @@ class FrontDoor(grpc.GenericRpcHandler):
             up.breaker.record(grpc.StatusCode.OK)
 
         return grpc.stream_stream_rpc_method_handler(self._bounded_stream(stream_stream))
+
+    def _stream_infer(self, method: str, up: Upstream, timeout: Any, fail: Any) -> Any:
+        """ModelStreamInfer: every message is answered. One the guard refuses (another tenant's
+        model, a per-model limit, a malformed message) gets an error response of its own
+        (``error_message``, with the request's model name, version and id in ``infer_response``
+        for correlation) and the stream goes on; the others go upstream, and every upstream
+        answer is relayed. The two kinds of answers are merged as they come (match them by id)."""
+
+        async def stream_infer(
+            request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[bytes]:
+            adm, md = await self._admit(method, context)
+            up.breaker.before_call()
+            out: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_STREAM_BUFFER)
+            upstream_md: list[Any] = []
+            failure: list[Exception] = []
+
+            async def admitted() -> AsyncIterator[bytes]:
+                async for item in request_iter:
+                    try:
+                        routed = await self._route(method, adm, item, context)
+                    except ServiceError as exc:
+                        await out.put(stream_error(exc.message, item))
+                        continue
+                    yield routed
+
+            call = up.stream_stream(method)(admitted(), metadata=md, timeout=timeout(context))
+
+            async def relay() -> None:
+                try:
+                    upstream_md.extend(_clean(await call.initial_metadata()))
+                    async for item in call:
+                        await out.put(item)
+                except Exception as exc:  # handed to the handler below; cancellation is not
+                    failure.append(exc)
+                await out.put(None)
+
+            relay_task = asyncio.create_task(relay(), name="front-door-stream-relay")
+            try:
+                sent_md = False
+                while (item := await out.get()) is not None:
+                    if not sent_md:
+                        await context.send_initial_metadata(upstream_md + adm.headers)
+                        sent_md = True
+                    yield item
+                if failure:
+                    if isinstance(failure[0], grpc.aio.AioRpcError):
+                        await fail(failure[0], context, adm)
+                    raise failure[0]
+                if not sent_md:
+                    await context.send_initial_metadata(upstream_md + adm.headers)
+            finally:
+                call.cancel()
+                relay_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await relay_task
+            up.breaker.record(grpc.StatusCode.OK)
+            _trailing(context, _clean(await call.trailing_metadata()))
+
+        return stream_infer
 
     def _bounded(self, fn: Any) -> Any:
         limiter = self._guard.in_flight

@@ -32,6 +32,12 @@ class VerifiedKey:
     expires_at: float | None  # wall clock (time.time()) when the secret stops working
 
 
+def model_not_found(model: str) -> str:
+    """The NOT_FOUND message for a model a caller may not use: word for word what the model server
+    answers for a model it does not have, so a refusal reveals nothing."""
+    return f"model {model!r} not found in the repository"
+
+
 def secret_digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -150,10 +156,24 @@ class RegistryCache:
         self._deployments[model] = entry
         return entry
 
-    async def owned_deployment(self, model: str, tenant: str) -> registry_pb.Deployment:
+    async def usable_deployment(self, model: str, tenant: str) -> registry_pb.Deployment | None:
+        """The model's deployment when ``tenant`` may use it: the tenant's own, or shared
+        (Deployment.shared, set by a platform admin). None when the registry has no deployment of
+        that name (a local repository model of the model server, say): the gateway does not
+        decide then, the model server (the authority) does with the forwarded identity. Another
+        tenant's unshared model raises NotFound with the message a missing model gets."""
         dep = await self.deployment(model)
-        if dep is None or (tenant and dep.tenant != tenant):
-            raise NotFound(f"model {model!r} not found")
+        if dep is not None and tenant and dep.tenant != tenant and not dep.shared:
+            raise NotFound(model_not_found(model))
+        return dep
+
+    async def owned_deployment(self, model: str, tenant: str) -> registry_pb.Deployment:
+        """The model's deployment when the registry says ``tenant`` owns it or it is shared;
+        NotFound otherwise, including when the registry has no deployment (for lists the gateway
+        filters itself, where it can only vouch for what the registry knows)."""
+        dep = await self.usable_deployment(model, tenant)
+        if dep is None:
+            raise NotFound(model_not_found(model))
         return dep
 
     # Watch ------------------------------------------------------------------------------------
@@ -176,7 +196,7 @@ class RegistryCache:
             log.info("auth.key_cache_cleared", key=change.api_key.key, entries=n, revision=change.revision)
         elif kind == "deployment":
             self._deployments.pop(change.deployment.model, None)
-        elif kind == "model" and change.type == registry_pb.CHANGE_TYPE_DELETED:
+        elif kind == "model":  # deleted, or its shared flag changed: look the deployment up again
             self._deployments.pop(change.model.name, None)
         elif kind == "tenant_resource":
             self._keys.clear()

@@ -106,7 +106,7 @@ async def test_rest_auth_matrix(secured, registry) -> None:
     assert registry.last_metadata["x-modelserve-tenant"] == "t1"
     # Another tenant's model is NOT_FOUND (existence does not leak).
     r = await http.post("/v2/models/identity/infer", json=INFER_BODY, headers=bearer(INFER_KEY))
-    assert r.status_code == 404 and r.json() == {"error": "model 'identity' not found"}
+    assert r.status_code == 404 and r.json() == {"error": "model 'identity' not found in the repository"}
     r = await http.get("/v2/models/identity", headers=bearer(INFER_KEY))
     assert r.status_code == 404
     # Public routes.
