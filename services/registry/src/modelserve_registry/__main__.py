@@ -7,6 +7,7 @@ import sys
 import structlog
 
 from modelserve_common.config import load_settings
+from modelserve_common.errors import ServiceError
 from modelserve_common.logging import configure_logging
 from modelserve_common.server import run_until_signal
 from modelserve_common.tracing import configure_tracing
@@ -19,9 +20,14 @@ def main() -> None:
     command = argv.pop(0) if argv and argv[0] == "migrate" else "serve"
     settings = load_settings(RegistrySettings, argv, prog="python -m modelserve_registry [migrate]")
     configure_logging(settings)
+    log = structlog.get_logger("modelserve_registry")
     if command == "migrate":
-        version = asyncio.run(migrate_only(settings))
-        structlog.get_logger("modelserve_registry").info("registry.migrated", schema_version=version)
+        try:
+            version = asyncio.run(migrate_only(settings))
+        except ServiceError as exc:  # database unreachable, or a schema newer than this code
+            log.error("registry.migration_failed", code=exc.code.name, error=exc.message)
+            raise SystemExit(1) from None
+        log.info("registry.migrated", schema_version=version)
         return
     asyncio.run(run_until_signal(running_server(settings, tracer_provider=configure_tracing(settings))))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import structlog
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelserve.common.v1 import tensor_pb2 as tensor_pb
@@ -23,6 +25,9 @@ from modelserve_registry.domain import (
     Tenant,
     TensorSpec,
 )
+from modelserve_registry.store import MAX_TIME_US, WATCH_SKIPPED
+
+log = structlog.get_logger(__name__)
 
 _STATUS_TO_PB = {
     "PENDING": registry_pb.ModelVersion.STATUS_PENDING,
@@ -42,16 +47,24 @@ def caller_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> 
     with the scopes in ``x-modelserve-scopes``."""
     tenant, scopes = caller_identity(metadata)
     if tenant is None:
-        return Caller(tenant=None, scopes=frozenset({"infer", "read", "write", "admin"}))
+        return Caller(tenant=None, scopes=frozenset({"infer", "read", "write", "tenant-admin", "admin"}))
     return Caller(tenant=tenant, scopes=scopes)
 
 
 def _ts(us: int | None) -> Timestamp | None:
+    """A Timestamp; a stored time outside its range (written before the edge checks existed) is
+    clamped to 9999-12-31 rather than failing every read of the resource."""
     if not us:
         return None
     ts = Timestamp()
-    ts.FromMicroseconds(us)
+    ts.FromMicroseconds(min(max(us, 0), MAX_TIME_US))
     return ts
+
+
+def duration_s(d: Duration) -> float:
+    """Seconds of a Duration, without the range checks of ToTimedelta (the service checks the
+    value against its limits and answers INVALID_ARGUMENT)."""
+    return d.seconds + d.nanos / 1e9
 
 
 def _us(ts: Timestamp, present: bool) -> int | None:
@@ -102,11 +115,12 @@ def model_to_pb(m: Model) -> registry_pb.Model:
         create_time=_ts(m.create_time),
         update_time=_ts(m.update_time),
         latest_version=m.latest_version,
+        shared=m.shared,
     )
 
 
 def model_from_pb(m: registry_pb.Model) -> Model:
-    return Model(name=m.name, tenant=m.tenant, description=m.description, tags=dict(m.tags))
+    return Model(name=m.name, tenant=m.tenant, description=m.description, tags=dict(m.tags), shared=m.shared)
 
 
 def model_version_to_pb(v: ModelVersion) -> registry_pb.ModelVersion:
@@ -173,6 +187,7 @@ def deployment_to_pb(d: Deployment) -> registry_pb.Deployment:
         tenant=d.tenant,
         etag=str(d.revision),
         update_time=_ts(d.update_time),
+        shared=d.shared,
     )
 
 
@@ -194,6 +209,7 @@ def tenant_to_pb(t: Tenant) -> registry_pb.Tenant:
         max_models=t.max_models,
         etag=str(t.revision),
         create_time=_ts(t.create_time),
+        code_execution_allowed=t.code_execution_allowed,
     )
 
 
@@ -203,7 +219,19 @@ def tenant_from_pb(t: registry_pb.Tenant) -> Tenant:
         display_name=t.display_name,
         rate_limit=rate_limit_from_pb(t.rate_limit),
         max_models=t.max_models,
+        code_execution_allowed=t.code_execution_allowed,
     )
+
+
+def implied_tenant_mask(t: registry_pb.Tenant) -> list[str]:
+    """AIP-134: without an update_mask, the populated fields are updated."""
+    fields = (
+        ("display_name", bool(t.display_name)),
+        ("rate_limit", t.HasField("rate_limit")),
+        ("max_models", t.max_models != 0),
+        ("code_execution_allowed", t.code_execution_allowed),
+    )
+    return [p for p, present in fields if present]
 
 
 def api_key_to_pb(k: ApiKey) -> registry_pb.ApiKey:
@@ -233,6 +261,17 @@ def api_key_from_pb(k: registry_pb.ApiKey) -> ApiKey:
     )
 
 
+def change_to_pb_or_skip(c: Change) -> registry_pb.WatchResponse | None:
+    """The change as a WatchResponse, or None (logged and counted) when it cannot be encoded:
+    one bad entry must not fail every Watch at its revision forever."""
+    try:
+        return change_to_pb(c)
+    except Exception as exc:
+        WATCH_SKIPPED.labels(stage="encode").inc()
+        log.error("registry.watch_change_skipped", revision=c.revision, error=repr(exc)[:300])
+        return None
+
+
 def change_to_pb(c: Change) -> registry_pb.WatchResponse:
     out = registry_pb.WatchResponse(revision=c.revision, commit_time=_ts(c.commit_time), tenant=c.tenant)
     r = c.resource
@@ -256,7 +295,8 @@ def change_to_pb(c: Change) -> registry_pb.WatchResponse:
 
 def implied_model_mask(m: registry_pb.Model) -> list[str]:
     """AIP-134: without an update_mask, the populated fields are updated."""
-    return [p for p, present in (("description", bool(m.description)), ("tags", bool(m.tags))) if present]
+    fields = (("description", bool(m.description)), ("tags", bool(m.tags)), ("shared", m.shared))
+    return [p for p, present in fields if present]
 
 
 def implied_version_mask(v: registry_pb.ModelVersion) -> list[str]:

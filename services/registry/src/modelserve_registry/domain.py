@@ -9,8 +9,17 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-SCOPES = ("infer", "read", "write", "admin")
+SCOPES = ("infer", "read", "write", "tenant-admin")
+"""Scopes an API key may hold. "tenant-admin" manages the tenant's own keys, models, deployments
+and pipelines and implies read, write and infer inside the tenant. The platform-wide "admin" is
+never held by a tenant key (PLATFORM_SCOPE)."""
+PLATFORM_SCOPE = "admin"
+TENANT_ADMIN = "tenant-admin"
+IMPLIED_BY_TENANT_ADMIN = frozenset({"infer", "read", "write"})
 BACKENDS = ("onnx", "python", "triton")
+CODE_BACKENDS = frozenset({"python"})
+"""Backends that run user-supplied code: registering or deploying a version with one needs the
+owning tenant's code_execution_allowed permission. The one place this set is defined."""
 STATUSES = ("PENDING", "READY", "FAILED")
 # Allowed status transitions (same status is always allowed).
 TRANSITIONS = {
@@ -50,6 +59,7 @@ class Model:
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     latest_version: int = 0
+    shared: bool = False
     revision: int = 0
     create_time: int = 0
     update_time: int = 0
@@ -104,6 +114,7 @@ class Deployment:
     rate_limit: RateLimit = field(default_factory=RateLimit)
     revision: int = 0
     update_time: int = 0
+    shared: bool = False
 
 
 @dataclass
@@ -112,6 +123,7 @@ class Tenant:
     display_name: str = ""
     rate_limit: RateLimit = field(default_factory=RateLimit)
     max_models: int = 0
+    code_execution_allowed: bool = False
     revision: int = 0
     create_time: int = 0
 
@@ -171,14 +183,23 @@ class Change:
 
 @dataclass
 class Caller:
-    """Who is calling: a tenant with scopes, or a trusted internal caller (tenant None)."""
+    """Who is calling: a tenant with scopes, or a trusted caller (tenant None: the platform
+    administrator or an in-cluster service). A tenant caller is confined to its tenant whatever
+    its scopes: "admin" in a tenant caller's scopes grants nothing."""
 
     tenant: str | None
     scopes: frozenset[str]
 
     @property
     def is_admin(self) -> bool:
-        return self.tenant is None or "admin" in self.scopes
+        """The platform administrator (a trusted caller); never a tenant caller."""
+        return self.tenant is None
+
+    def has(self, scope: str) -> bool:
+        """Whether the caller holds ``scope`` ("tenant-admin" implies read, write and infer)."""
+        if self.tenant is None or scope in self.scopes:
+            return True
+        return scope in IMPLIED_BY_TENANT_ADMIN and TENANT_ADMIN in self.scopes
 
     def can_see(self, tenant: str) -> bool:
         return self.is_admin or self.tenant == tenant

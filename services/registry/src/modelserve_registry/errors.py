@@ -63,6 +63,19 @@ class MissingScope(PermissionDenied):
     """The caller's key lacks the scope the RPC needs."""
 
 
+class SharedModelReadOnly(PermissionDenied):
+    """A tenant other than the owner tried to change a shared model (shared models are read-only
+    to every other tenant)."""
+
+
+class PlatformOnly(PermissionDenied):
+    """Something only the platform administrator (a trusted caller) may do, e.g. set Model.shared."""
+
+
+class CodeExecutionNotAllowed(PermissionDenied):
+    """The tenant may not register or deploy a version whose backend runs user code."""
+
+
 class ModelQuotaExceeded(ResourceExhausted):
     """The tenant owns as many models as it may."""
 

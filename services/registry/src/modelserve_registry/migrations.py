@@ -8,13 +8,15 @@ JSON documents are TEXT. Never edit a released migration; append a new one."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
 
 from modelserve_common.errors import FailedPrecondition
-from modelserve_registry.db import Database
+from modelserve_registry.db import Database, Tx
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +32,26 @@ class Migration:
     number: int
     name: str
     statements: tuple[str, ...]
+    run: Callable[[Tx], Awaitable[None]] | None = None
+    """A data step run after the statements, in the same transaction (portable SQL only)."""
+
+
+async def _admin_keys_to_tenant_admin(tx: Tx) -> None:
+    """Tenant keys holding the platform-wide "admin" scope get "tenant-admin" instead (a tenant key
+    is confined to its tenant; "admin" is platform-only). Each mapped key is logged."""
+    rows = await tx.fetch("SELECT key, tenant, scopes FROM api_keys ORDER BY key")
+    order = ("infer", "read", "write", "tenant-admin")
+    for key, tenant, raw in rows:
+        scopes = json.loads(raw)
+        if "admin" not in scopes:
+            continue
+        mapped = {("tenant-admin" if s == "admin" else s) for s in scopes}
+        new = sorted(mapped, key=lambda s: order.index(s) if s in order else len(order))
+        await tx.execute(
+            "UPDATE api_keys SET scopes = ? WHERE key = ?",
+            (json.dumps(new, separators=(",", ":"), sort_keys=True), key),
+        )
+        log.warning("registry.migration_key_admin_scope_mapped", key=key, tenant=tenant, scopes=new)
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -128,6 +150,15 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX changes_tenant ON changes (tenant, revision)",
         ),
     ),
+    Migration(
+        2,
+        "shared models, tenant code permission, tenant keys lose the platform admin scope",
+        (
+            "ALTER TABLE models ADD COLUMN shared INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE tenants ADD COLUMN code_execution_allowed INTEGER NOT NULL DEFAULT 0",
+        ),
+        _admin_keys_to_tenant_admin,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].number
@@ -155,6 +186,8 @@ async def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) 
                 continue
             for stmt in m.statements:
                 await tx.execute(stmt)
+            if m.run is not None:
+                await m.run(tx)
             await tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 (m.number, m.name, int(time.time() * 1e6)),

@@ -52,10 +52,15 @@ async def _follow_database(
     store: RegistryStore, health: HealthReporter, settings: RegistrySettings, migrated: bool
 ) -> None:
     """Readiness follows the database: NOT_SERVING while it is down, SERVING when it answers
-    (and migrations are applied); the registry recovers by itself."""
-    timeout = max(settings.db_timeout_s, 2 * settings.db_check_interval_s)
+    (and migrations are applied); the registry recovers by itself. Each ping may take at most
+    db_check_timeout_s (migrations, not yet applied, get db_timeout_s)."""
     while True:
         await asyncio.sleep(settings.db_check_interval_s)
+        timeout = (
+            settings.db_check_timeout_s
+            if migrated
+            else max(settings.db_timeout_s, settings.db_check_timeout_s)
+        )
         ok = await _check(store, migrated, timeout)
         migrated = migrated or ok
         if ok and not health.serving:
@@ -76,12 +81,23 @@ async def running_server(
     while the database is down, readiness is NOT_SERVING and RPCs answer UNAVAILABLE. A database
     schema newer than this registry knows stops the start (SchemaTooNew)."""
     db = database or database_for(settings)
-    store = RegistryStore(db, change_retention=settings.change_retention)
+    health_ref: list[HealthReporter] = []
+
+    async def on_outage() -> None:
+        """A database call failed with an outage: readiness off now (the follower turns it back
+        on when a check succeeds)."""
+        if health_ref and health_ref[0].serving:
+            log.warning("registry.database_unavailable", source="rpc")
+            await health_ref[0].set_not_serving()
+
+    store = RegistryStore(db, change_retention=settings.change_retention, on_outage=on_outage)
     limits = Limits(
         max_page_size=settings.max_page_size,
         max_tags=settings.max_tags,
         max_text_bytes=settings.max_text_bytes,
         key_grace_period_s=settings.key_grace_period_s,
+        max_key_rotation_grace_s=settings.max_key_rotation_grace_s,
+        artifact_roots=settings.artifact_root_paths(),
         watch_poll_interval_s=settings.watch_poll_interval_s,
         watch_progress_interval_s=settings.watch_progress_interval_s,
     )
@@ -95,6 +111,7 @@ async def running_server(
     try:
         ready = await _check(store, False, max(settings.db_timeout_s, 2 * settings.db_check_interval_s))
         async with grpc_server(settings, services, tracer_provider=tracer_provider) as running:
+            health_ref.append(running.health)
             if ready:
                 await running.health.set_serving()
             follower = asyncio.create_task(_follow_database(store, running.health, settings, ready))

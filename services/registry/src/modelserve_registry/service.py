@@ -1,31 +1,41 @@
 """The registry's rules: validation, tenancy and scopes, etags, version numbering, deployment
 checks, API keys and the change stream. All SQL is in store.py.
 
-Tenancy: ``Caller.tenant is None`` is a trusted in-cluster caller (no tenant metadata) with admin
-rights. A tenant caller needs the scope an RPC asks for (read, write; admin for tenants); it sees
-only its own tenant's resources, and another tenant's resource answers NOT_FOUND with the same
-message as a missing one, so existence does not leak. The admin scope sees every tenant."""
+Tenancy: ``Caller.tenant is None`` is a trusted caller (no tenant metadata: the platform
+administrator or an in-cluster service) with every right. A tenant caller needs the scope an RPC
+asks for (read, write; tenant-admin for its API keys; tenant-admin implies read, write and infer)
+and is confined to its own tenant whatever its scopes ("admin" in a tenant caller's scopes grants
+nothing). Another tenant's resource answers NOT_FOUND with the same message as a missing one, so
+existence does not leak. Shared models (Model.shared, set only by the platform administrator) are
+readable by every tenant and writable only by their owner."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
+from modelserve_common.artifact_uri import resolve_artifact_uri
 from modelserve_registry import errors
 from modelserve_registry.domain import (
     BACKENDS,
+    CODE_BACKENDS,
+    PLATFORM_SCOPE,
     SCOPES,
     STATUSES,
+    TENANT_ADMIN,
     TRANSITIONS,
     Alias,
     ApiKey,
@@ -41,7 +51,7 @@ from modelserve_registry.domain import (
     Tenant,
     TensorSpec,
 )
-from modelserve_registry.store import FilterTerm, RegistryStore, StoreTx, now_us
+from modelserve_registry.store import MAX_TIME_US, FilterTerm, RegistryStore, StoreTx, now_us
 
 log = structlog.get_logger(__name__)
 
@@ -78,6 +88,8 @@ class Limits:
     max_tags: int = 64
     max_text_bytes: int = 4096
     key_grace_period_s: float = 86400.0
+    max_key_rotation_grace_s: float = 30 * 86400.0
+    artifact_roots: tuple[Path, ...] = dataclasses.field(default_factory=tuple)
     watch_poll_interval_s: float = 0.5
     watch_progress_interval_s: float = 15.0
 
@@ -99,7 +111,7 @@ def check_name(kind: str, name: str) -> None:
 
 
 def _require(caller: Caller, scope: str) -> None:
-    if caller.tenant is None or scope in caller.scopes or "admin" in caller.scopes:
+    if caller.has(scope):
         return
     raise errors.MissingScope(
         f"this call needs the {scope!r} scope; the key has {sorted(caller.scopes) or 'none'}"
@@ -177,12 +189,36 @@ class RegistryService:
         return base64.urlsafe_b64encode(raw).decode()
 
     # -- lookups under tenancy -------------------------------------------------------------
-    async def _model(self, tx: StoreTx, caller: Caller, name: str) -> Model:
+    async def _model(self, tx: StoreTx, caller: Caller, name: str, *, write: bool = False) -> Model:
+        """The model if the caller may see it (its tenant's, or shared); a write of another
+        tenant's shared model is PERMISSION_DENIED; any other tenant's model is NOT_FOUND with
+        the message of a missing one."""
         check_name("model", name)
         model = await tx.get_model(name)
-        if model is None or not caller.can_see(model.tenant):
+        if model is None:
             raise errors.ModelNotFound(f"model {name!r} not found")
-        return model
+        if caller.can_see(model.tenant):
+            return model
+        if model.shared:
+            if write:
+                raise errors.SharedModelReadOnly(
+                    f"model {name!r} is shared read-only; only its owning tenant may change it"
+                )
+            return model
+        raise errors.ModelNotFound(f"model {name!r} not found")
+
+    async def _check_code_permission(self, tx: StoreTx, caller: Caller, model: Model, backend: str) -> None:
+        """A tenant caller may register or deploy a version whose backend runs user code only
+        while its tenant has code_execution_allowed (checked at every such write: it may have
+        been revoked since the version was registered)."""
+        if backend not in CODE_BACKENDS or caller.is_admin:
+            return
+        owner = await tx.get_tenant(model.tenant)
+        if owner is None or not owner.code_execution_allowed:
+            raise errors.CodeExecutionNotAllowed(
+                f"tenant {model.tenant!r} lacks code_execution_allowed; a platform administrator "
+                "grants it with UpdateTenant"
+            )
 
     async def _resolve(self, tx: StoreTx, model: Model, ref: str) -> int:
         """A version number from a number, an alias or "latest"."""
@@ -212,11 +248,9 @@ class RegistryService:
     async def create_model(self, caller: Caller, model: Model) -> Model:
         _require(caller, "write")
         check_name("model", model.name)
-        tenant = model.tenant or "default"
-        if caller.tenant is not None and not caller.is_admin:
-            tenant = caller.tenant
-        elif caller.tenant is not None and not model.tenant:
-            tenant = caller.tenant
+        tenant = caller.tenant if caller.tenant is not None else (model.tenant or "default")
+        if model.shared and not caller.is_admin:
+            raise errors.PlatformOnly("only a platform administrator may set Model.shared")
         self._text("description", model.description)
         tags = self._tags("tags", model.tags)
         async with self._store.transaction(write=True) as tx:
@@ -237,6 +271,7 @@ class RegistryService:
                 tags=tags,
                 create_time=now,
                 update_time=now,
+                shared=model.shared,
             )
             await tx.record("CREATED", tenant, created.name, created)
             await tx.insert_model(created)
@@ -268,27 +303,41 @@ class RegistryService:
     async def update_model(self, caller: Caller, model: Model, etag: str, paths: list[str]) -> Model:
         _require(caller, "write")
         for p in paths:
-            if p not in ("description", "tags"):
+            if p not in ("description", "tags", "shared"):
                 raise errors.InvalidField(
-                    f"update_mask path {p!r} cannot be changed; allowed: description, tags"
+                    f"update_mask path {p!r} cannot be changed; allowed: description, tags, shared"
                 )
+        if "shared" in paths and not caller.is_admin:
+            raise errors.PlatformOnly("only a platform administrator may set Model.shared")
         async with self._store.transaction(write=True) as tx:
-            current = await self._model(tx, caller, model.name)
+            current = await self._model(tx, caller, model.name, write=True)
             _check_etag("model", etag, current.revision)
             if "description" in paths:
                 current.description = self._text("description", model.description)
             if "tags" in paths:
                 current.tags = self._tags("tags", model.tags)
+            toggled = "shared" in paths and model.shared != current.shared
+            if "shared" in paths:
+                current.shared = model.shared
             current.update_time = now_us()
             await tx.record("UPDATED", current.tenant, current.name, current)
             await tx.update_model(current)
+            deployment = await tx.get_deployment(current.name) if toggled else None
+            if deployment is not None:
+                # Deployment.shared copies the model's: followers learn of the change on Watch.
+                deployment.shared = current.shared
+                deployment.update_time = current.update_time
+                await tx.record("UPDATED", current.tenant, current.name, deployment)
+                await tx.upsert_deployment(deployment)
         self._notify()
+        if toggled:
+            log.info("model.shared_changed", model=current.name, shared=current.shared)
         return current
 
     async def delete_model(self, caller: Caller, name: str, etag: str) -> None:
         _require(caller, "write")
         async with self._store.transaction(write=True) as tx:
-            current = await self._model(tx, caller, name)
+            current = await self._model(tx, caller, name, write=True)
             _check_etag("model", etag, current.revision)
             deployment = await tx.get_deployment(name)
             if deployment is not None and deployment.targets:
@@ -301,14 +350,18 @@ class RegistryService:
         self._notify()
 
     # -- versions --------------------------------------------------------------------------
-    def _check_version_input(self, v: ModelVersion) -> None:
-        if not v.artifact_uri.startswith("file:///"):
+    async def _check_artifact_uri(self, uri: str) -> None:
+        """file:// URIs under REGISTRY_ARTIFACT_ROOTS only (modelserve_common.artifact_uri holds
+        the rules; its refusal names the rule and never a fact about the file)."""
+        if not uri:
             raise errors.InvalidField(
-                f"artifact_uri must be an absolute file:/// URI, got {v.artifact_uri[:200]!r}"
+                "artifact_uri is required: a file:///absolute/path under an artifact root"
             )
-        if "/../" in v.artifact_uri + "/" or "\x00" in v.artifact_uri:
-            raise errors.InvalidField("artifact_uri must not contain '..' segments or NUL")
-        self._text("artifact_uri", v.artifact_uri)
+        await asyncio.to_thread(
+            resolve_artifact_uri, uri, self._limits.artifact_roots, max_length=self._limits.max_text_bytes
+        )
+
+    def _check_version_input(self, v: ModelVersion) -> None:
         if not SHA256_RE.match(v.artifact_sha256):
             raise errors.InvalidField(
                 f"artifact_sha256 must be 64 lowercase hex digits, got {v.artifact_sha256[:80]!r}"
@@ -337,8 +390,13 @@ class RegistryService:
     async def create_version(self, caller: Caller, model_name: str, v: ModelVersion) -> ModelVersion:
         _require(caller, "write")
         self._check_version_input(v)
+        async with self._store.transaction(write=False) as tx:
+            model = await self._model(tx, caller, model_name, write=True)
+            await self._check_code_permission(tx, caller, model, v.backend)
+        await self._check_artifact_uri(v.artifact_uri)
         async with self._store.transaction(write=True) as tx:
-            model = await self._model(tx, caller, model_name)
+            model = await self._model(tx, caller, model_name, write=True)
+            await self._check_code_permission(tx, caller, model, v.backend)
             number = await tx.next_version_number(model.name)
             now = now_us()
             v.model, v.version, v.create_time, v.update_time, v.aliases = model.name, number, now, now, []
@@ -375,7 +433,7 @@ class RegistryService:
                     f"update_mask path {p!r} cannot be changed; allowed: {', '.join(allowed)}"
                 )
         async with self._store.transaction(write=True) as tx:
-            model = await self._model(tx, caller, v.model)
+            model = await self._model(tx, caller, v.model, write=True)
             if v.version <= 0:
                 raise errors.InvalidField(f"model_version.version must be a version number, got {v.version}")
             current = await self._version(tx, model, str(v.version))
@@ -403,7 +461,7 @@ class RegistryService:
     async def delete_version(self, caller: Caller, model_name: str, ref: str, etag: str) -> None:
         _require(caller, "write")
         async with self._store.transaction(write=True) as tx:
-            model = await self._model(tx, caller, model_name)
+            model = await self._model(tx, caller, model_name, write=True)
             current = await self._version(tx, model, ref)
             _check_etag("model version", etag, current.revision)
             deployment = await tx.get_deployment(model.name)
@@ -426,7 +484,7 @@ class RegistryService:
                 f"alias must match ^[a-z][a-z0-9._-]{{0,62}}$ and not be 'latest', got {alias[:80]!r}"
             )
         async with self._store.transaction(write=True) as tx:
-            model = await self._model(tx, caller, model_name)
+            model = await self._model(tx, caller, model_name, write=True)
             version = await self._version(tx, model, ref)
             existing = await tx.get_alias(model.name, alias)
             if existing is not None:
@@ -457,7 +515,7 @@ class RegistryService:
     async def delete_alias(self, caller: Caller, model_name: str, alias: str, etag: str) -> None:
         _require(caller, "write")
         async with self._store.transaction(write=True) as tx:
-            model = await self._model(tx, caller, model_name)
+            model = await self._model(tx, caller, model_name, write=True)
             found = await tx.get_alias(model.name, alias)
             if found is None:
                 raise errors.AliasNotFound(f"model {model_name!r} has no alias {alias!r}")
@@ -472,7 +530,7 @@ class RegistryService:
         _check_batching("batching_overrides", d.batching_overrides)
         _check_rate_limit("rate_limit", d.rate_limit)
         async with self._store.transaction(write=True) as tx:
-            model = await self._model(tx, caller, d.model)
+            model = await self._model(tx, caller, d.model, write=True)
             current = await tx.get_deployment(model.name)
             _check_etag("deployment", etag, current.revision if current else 0)
             targets: list[Target] = []
@@ -483,6 +541,7 @@ class RegistryService:
                         f"targets[{i}]: version {version.version} is FAILED ({version.status_message}); "
                         "it cannot be deployed"
                     )
+                await self._check_code_permission(tx, caller, model, version.backend)
                 targets.append(
                     Target(version=version.version, weight=t.weight, mirror=t.mirror, requested=t.requested)
                 )
@@ -494,6 +553,7 @@ class RegistryService:
                 batching_overrides=d.batching_overrides,
                 rate_limit=d.rate_limit,
                 update_time=now_us(),
+                shared=model.shared,
             )
             await tx.record("UPDATED" if current else "CREATED", model.tenant, model.name, result)
             await tx.upsert_deployment(result)
@@ -508,7 +568,7 @@ class RegistryService:
         async with self._store.transaction(write=False) as tx:
             model = await self._model(tx, caller, model_name)
             found = await tx.get_deployment(model.name)
-        return found or Deployment(model=model.name, tenant=model.tenant)
+        return found or Deployment(model=model.name, tenant=model.tenant, shared=model.shared)
 
     async def list_deployments(self, caller: Caller) -> tuple[list[Deployment], int]:
         _require(caller, "read")
@@ -561,7 +621,7 @@ class RegistryService:
     # -- tenants ---------------------------------------------------------------------------
     async def create_tenant(self, caller: Caller, t: Tenant) -> Tenant:
         if not caller.is_admin:
-            raise errors.MissingScope("creating tenants needs the 'admin' scope")
+            raise errors.MissingScope("creating tenants is for the platform administrator")
         check_name("tenant", t.name)
         self._text("display_name", t.display_name)
         _check_rate_limit("rate_limit", t.rate_limit)
@@ -589,20 +649,63 @@ class RegistryService:
 
     async def list_tenants(self, caller: Caller, page_size: int, page_token: str) -> tuple[list[Tenant], str]:
         if not caller.is_admin:
-            raise errors.MissingScope("listing tenants needs the 'admin' scope")
+            raise errors.MissingScope("listing tenants is for the platform administrator")
         page = self._page(page_token, page_size, "tenants")
         async with self._store.transaction(write=False) as tx:
             tenants = await tx.list_tenants(page.offset, page.size)
         return tenants, self._next_token(page, len(tenants))
+
+    async def update_tenant(self, caller: Caller, t: Tenant, etag: str, paths: list[str]) -> Tenant:
+        """Platform administrator only: display_name, rate_limit, max_models, code_execution_allowed."""
+        if not caller.is_admin:
+            raise errors.MissingScope("updating tenants is for the platform administrator")
+        allowed = ("display_name", "rate_limit", "max_models", "code_execution_allowed")
+        if not paths:
+            raise errors.InvalidField(f"update_mask is required: any of {', '.join(allowed)}")
+        for p in paths:
+            if p not in allowed:
+                raise errors.InvalidField(
+                    f"update_mask path {p!r} cannot be changed; allowed: {', '.join(allowed)}"
+                )
+        check_name("tenant", t.name)
+        if "display_name" in paths:
+            self._text("display_name", t.display_name)
+        if "rate_limit" in paths:
+            _check_rate_limit("rate_limit", t.rate_limit)
+        if "max_models" in paths and t.max_models < 0:
+            raise errors.InvalidField(f"max_models must be >= 0, got {t.max_models}")
+        async with self._store.transaction(write=True) as tx:
+            current = await self._tenant(tx, caller, t.name)
+            _check_etag("tenant", etag, current.revision)
+            if "display_name" in paths:
+                current.display_name = t.display_name
+            if "rate_limit" in paths:
+                current.rate_limit = t.rate_limit
+            if "max_models" in paths:
+                current.max_models = t.max_models
+            if "code_execution_allowed" in paths:
+                current.code_execution_allowed = t.code_execution_allowed
+            await tx.record("UPDATED", current.name, "", current)
+            await tx.update_tenant(current)
+        self._notify()
+        log.info(
+            "tenant.updated",
+            tenant=current.name,
+            fields=sorted(paths),
+            code_execution_allowed=current.code_execution_allowed,
+        )
+        return current
 
     # -- API keys --------------------------------------------------------------------------
     def _check_scopes(self, caller: Caller, scopes: list[str]) -> list[str]:
         if not scopes:
             raise errors.InvalidField(f"scopes is required: any of {list(SCOPES)}")
         for s in scopes:
+            if s == PLATFORM_SCOPE:
+                raise errors.InvalidField(f"scope {PLATFORM_SCOPE!r} is platform-only; use {TENANT_ADMIN!r}")
             if s not in SCOPES:
                 raise errors.InvalidField(f"scope must be one of {list(SCOPES)}, got {s!r}")
-            if not caller.is_admin and s not in caller.scopes:
+            if not caller.has(s):
                 raise errors.MissingScope(f"a key cannot grant the {s!r} scope that the caller lacks")
         return sorted(set(scopes), key=SCOPES.index)
 
@@ -614,13 +717,16 @@ class RegistryService:
         return found
 
     async def create_key(self, caller: Caller, tenant: str, k: ApiKey) -> tuple[ApiKey, str]:
-        _require(caller, "write")
+        _require(caller, TENANT_ADMIN)
         scopes = self._check_scopes(caller, k.scopes)
         self._text("display_name", k.display_name)
         _check_rate_limit("rate_limit", k.rate_limit)
         now = now_us()
-        if k.expire_time is not None and k.expire_time <= now:
-            raise errors.InvalidField("expire_time must be in the future")
+        if k.expire_time is not None and not now < k.expire_time <= MAX_TIME_US:
+            raise errors.InvalidField(
+                "expire_time must be in the future and no later than 9999-12-31T23:59:59Z, "
+                f"got {k.expire_time} microseconds since the epoch"
+            )
         key_id = "k" + secrets.token_hex(6)
         secret = f"{SECRET_PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
         created = ApiKey(
@@ -641,12 +747,12 @@ class RegistryService:
         return created, secret
 
     async def get_key(self, caller: Caller, tenant: str, key: str) -> ApiKey:
-        _require(caller, "read")
+        _require(caller, TENANT_ADMIN)
         async with self._store.transaction(write=False) as tx:
             return (await self._key(tx, caller, tenant, key))[0]
 
     async def list_keys(self, caller: Caller, tenant: str) -> list[ApiKey]:
-        _require(caller, "read")
+        _require(caller, TENANT_ADMIN)
         async with self._store.transaction(write=False) as tx:
             await self._tenant(tx, caller, tenant)
             return await tx.list_keys(tenant)
@@ -654,10 +760,14 @@ class RegistryService:
     async def rotate_key(
         self, caller: Caller, tenant: str, key: str, grace_s: float | None, etag: str
     ) -> tuple[ApiKey, str]:
-        _require(caller, "write")
+        _require(caller, TENANT_ADMIN)
         grace = self._limits.key_grace_period_s if grace_s is None else grace_s
-        if grace < 0:
-            raise errors.InvalidField(f"grace_period must be >= 0, got {grace}s")
+        limit = self._limits.max_key_rotation_grace_s
+        if not (math.isfinite(grace) and 0 <= grace <= limit):
+            raise errors.InvalidField(
+                f"grace_period must be between 0 and {limit:g} seconds "
+                f"(REGISTRY_MAX_KEY_ROTATION_GRACE_S), got {grace:g}s"
+            )
         secret = f"{SECRET_PREFIX}_{key}_{secrets.token_urlsafe(32)}"
         async with self._store.transaction(write=True) as tx:
             current, stored = await self._key(tx, caller, tenant, key)
@@ -673,7 +783,7 @@ class RegistryService:
         return current, secret
 
     async def delete_key(self, caller: Caller, tenant: str, key: str) -> None:
-        _require(caller, "write")
+        _require(caller, TENANT_ADMIN)
         async with self._store.transaction(write=True) as tx:
             current, _ = await self._key(tx, caller, tenant, key)
             current.revoke_time = now_us()
@@ -686,7 +796,7 @@ class RegistryService:
     async def verify_key(self, caller: Caller, secret: str) -> tuple[ApiKey, RateLimit, int | None]:
         """(key, effective rate limit, when this secret stops working) or InvalidApiKey."""
         if not caller.is_admin:
-            raise errors.MissingScope("verifying API keys needs the 'admin' scope")
+            raise errors.MissingScope("verifying API keys is for the platform administrator")
         invalid = errors.InvalidApiKey("invalid API key")
         parts = secret.split("_", 2)
         if len(parts) != 3 or parts[0] != SECRET_PREFIX or not KEY_RE.match(parts[1]):
@@ -710,6 +820,10 @@ class RegistryService:
                 raise invalid
             assert stored.previous_expire_time is not None
             expires = min(expires or stored.previous_expire_time, stored.previous_expire_time)
+        if PLATFORM_SCOPE in key.scopes:  # a key stored before migration 2: never platform-wide
+            key.scopes = sorted(
+                {TENANT_ADMIN if s == PLATFORM_SCOPE else s for s in key.scopes}, key=SCOPES.index
+            )
         limit = key.rate_limit if key.rate_limit.requests_per_second > 0 else tenant.rate_limit
         return key, limit, expires
 

@@ -131,7 +131,9 @@ class RegistryServicer(registry_grpc.RegistryServiceServicer):
 
     async def Watch(self, request: pb.WatchRequest, context: Ctx) -> AsyncIterator[pb.WatchResponse]:
         async for change in self._s.watch(_caller(context), request.after_revision, request.model):
-            yield c.change_to_pb(change)
+            reply = c.change_to_pb_or_skip(change)
+            if reply is not None:
+                yield reply
 
     async def CreateTenant(self, request: pb.CreateTenantRequest, context: Ctx) -> pb.CreateTenantResponse:
         tenant = await self._s.create_tenant(_caller(context), c.tenant_from_pb(request.tenant))
@@ -144,6 +146,13 @@ class RegistryServicer(registry_grpc.RegistryServiceServicer):
     async def ListTenants(self, request: pb.ListTenantsRequest, context: Ctx) -> pb.ListTenantsResponse:
         tenants, token = await self._s.list_tenants(_caller(context), request.page_size, request.page_token)
         return pb.ListTenantsResponse(tenants=[c.tenant_to_pb(t) for t in tenants], next_page_token=token)
+
+    async def UpdateTenant(self, request: pb.UpdateTenantRequest, context: Ctx) -> pb.UpdateTenantResponse:
+        paths = list(request.update_mask.paths) or c.implied_tenant_mask(request.tenant)
+        tenant = await self._s.update_tenant(
+            _caller(context), c.tenant_from_pb(request.tenant), request.tenant.etag, paths
+        )
+        return pb.UpdateTenantResponse(tenant=c.tenant_to_pb(tenant))
 
     async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: Ctx) -> pb.CreateApiKeyResponse:
         key, secret = await self._s.create_key(
@@ -160,9 +169,7 @@ class RegistryServicer(registry_grpc.RegistryServiceServicer):
         return pb.ListApiKeysResponse(api_keys=[c.api_key_to_pb(k) for k in keys])
 
     async def RotateApiKey(self, request: pb.RotateApiKeyRequest, context: Ctx) -> pb.RotateApiKeyResponse:
-        grace = (
-            request.grace_period.ToTimedelta().total_seconds() if request.HasField("grace_period") else None
-        )
+        grace = c.duration_s(request.grace_period) if request.HasField("grace_period") else None
         key, secret = await self._s.rotate_key(
             _caller(context), request.tenant, request.key, grace, request.etag
         )

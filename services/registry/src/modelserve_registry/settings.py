@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from modelserve_common.config import BaseServiceSettings, suite_fallback
@@ -31,8 +33,16 @@ class RegistrySettings(BaseServiceSettings):
     """Longest wait for a database connection (or the SQLite write lock) before UNAVAILABLE."""
     db_check_interval_s: float = Field(default=1.0, gt=0)
     """How often readiness pings the database (and retries migrations while it is down)."""
+    db_check_timeout_s: float = Field(default=1.0, gt=0)
+    """Longest a readiness ping may take before the database counts as down (NOT_SERVING). An RPC
+    whose database call fails with an outage turns readiness NOT_SERVING at once, without waiting."""
     key_grace_period_s: float = Field(default=86400.0, ge=0)
     """How long a rotated-out API-key secret keeps working when the request names no grace period."""
+    max_key_rotation_grace_s: float = Field(default=30 * 86400.0, ge=0, le=100 * 366 * 86400.0)
+    """Longest grace period RotateApiKey accepts (longer: INVALID_ARGUMENT); at most 100 years."""
+    artifact_roots: str = ""
+    """Comma list of folders a version's file:// artifact_uri must lie under (after resolving
+    symbolic links); empty means <data_dir>/artifacts."""
     watch_poll_interval_s: float = Field(default=0.5, gt=0)
     """How often Watch looks for changes committed by other registry replicas."""
     watch_progress_interval_s: float = Field(default=15.0, gt=0)
@@ -45,3 +55,17 @@ class RegistrySettings(BaseServiceSettings):
     """Most tags (and metadata entries) on one model or version."""
     max_text_bytes: int = Field(default=4096, ge=64)
     """Longest description, tag value, status message or URI (bytes of UTF-8)."""
+
+    @model_validator(mode="after")
+    def _grace_within_max(self) -> RegistrySettings:
+        if self.key_grace_period_s > self.max_key_rotation_grace_s:
+            raise ValueError(
+                f"key_grace_period_s ({self.key_grace_period_s}) exceeds max_key_rotation_grace_s "
+                f"({self.max_key_rotation_grace_s})"
+            )
+        return self
+
+    def artifact_root_paths(self) -> tuple[Path, ...]:
+        """The allowed artifact roots (artifact_roots, else <data_dir>/artifacts)."""
+        roots = [r.strip() for r in self.artifact_roots.split(",") if r.strip()]
+        return tuple(Path(r) for r in roots) or (Path(self.data_dir) / "artifacts",)

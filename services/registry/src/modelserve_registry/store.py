@@ -10,13 +10,17 @@ transaction leaves neither rows nor revisions behind. Version numbers come from 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from modelserve_registry.db import Database, Row, Tx
+import structlog
+from prometheus_client import Counter
+
+from modelserve_registry.db import Database, DatabaseUnavailable, Row, Tx
 from modelserve_registry.domain import (
     KINDS,
     Alias,
@@ -38,7 +42,36 @@ from modelserve_registry.domain import (
     to_plain,
 )
 
+log = structlog.get_logger(__name__)
+
 COMPACT_EVERY = 1000
+MAX_TIME_US = 253_402_300_799_999_999
+"""9999-12-31T23:59:59.999999Z, the latest instant a protobuf Timestamp can carry: no time field
+beyond it (or before the epoch) is ever committed, so everything stored can be sent back."""
+
+WATCH_SKIPPED = Counter(
+    "modelserve_registry_watch_skipped_changes_total",
+    "Changes that Watch skipped because they could not be decoded or encoded (logged each time).",
+    ["stage"],
+)
+
+
+class UnencodableResource(ValueError):
+    """A resource with a time field outside the Timestamp range (a bug upstream: the service
+    validates every time at the edge); raised before anything is written."""
+
+
+def check_encodable(resource: Any) -> None:
+    """Raises UnencodableResource when a time field (``*_time``) lies outside 0..MAX_TIME_US."""
+    for f in dataclasses.fields(resource):
+        if not f.name.endswith("_time"):
+            continue
+        value = getattr(resource, f.name)
+        if value is not None and not 0 <= value <= MAX_TIME_US:
+            raise UnencodableResource(
+                f"{kind_of(resource)}.{f.name} = {value} is outside the Timestamp range"
+            )
+
 
 FilterTerm = tuple[str, str, str]  # (field, op, value): op is "=", "!=" or ":"
 ORDER_COLUMNS = {"name": "m.name", "create_time": "m.create_time", "update_time": "m.update_time"}
@@ -67,7 +100,9 @@ class StoreTx:
             await self._tx.execute("SELECT revision FROM registry_state WHERE id = 1 FOR UPDATE")
 
     async def record(self, change_type: ChangeType, tenant: str, model: str, resource: Resource) -> int:
-        """Gives ``resource`` the next revision and appends the change; returns the revision."""
+        """Gives ``resource`` the next revision and appends the change; returns the revision.
+        A resource that could not be sent back (UnencodableResource) is refused before any write."""
+        check_encodable(resource)
         row = await self._tx.fetchone(
             "UPDATE registry_state SET revision = revision + 1 WHERE id = 1 RETURNING revision"
         )
@@ -109,38 +144,68 @@ class StoreTx:
                 continue
             if model and mod != model:
                 continue
-            resource = from_plain(KINDS[kind], json.loads(payload))
+            try:
+                resource = from_plain(KINDS[kind], json.loads(payload))
+                check_encodable(resource)
+            except Exception as exc:  # one bad entry must not stop every Watch at this revision
+                WATCH_SKIPPED.labels(stage="decode").inc()
+                log.error(
+                    "registry.watch_change_skipped", revision=int(rev), kind=kind, error=repr(exc)[:300]
+                )
+                continue
             out.append(Change(int(rev), ctype, int(ctime), ten, resource))
         scanned = int(rows[-1][0]) if rows else after
         return out, scanned
 
     # -- tenants ---------------------------------------------------------------------------
+    _TENANT_COLS = "name, display_name, rate_limit, max_models, revision, create_time, code_execution_allowed"
+
     async def get_tenant(self, name: str) -> Tenant | None:
         row = await self._tx.fetchone(
-            "SELECT name, display_name, rate_limit, max_models, revision, create_time FROM tenants "
-            "WHERE name = ?",
+            f"SELECT {self._TENANT_COLS} FROM tenants WHERE name = ?",
             (name,),
         )
         return _tenant(row) if row else None
 
     async def insert_tenant(self, t: Tenant) -> None:
         await self._tx.execute(
-            "INSERT INTO tenants (name, display_name, rate_limit, max_models, revision, create_time) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (t.name, t.display_name, _dumps(to_plain(t.rate_limit)), t.max_models, t.revision, t.create_time),
+            f"INSERT INTO tenants ({self._TENANT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                t.name,
+                t.display_name,
+                _dumps(to_plain(t.rate_limit)),
+                t.max_models,
+                t.revision,
+                t.create_time,
+                int(t.code_execution_allowed),
+            ),
+        )
+
+    async def update_tenant(self, t: Tenant) -> None:
+        await self._tx.execute(
+            "UPDATE tenants SET display_name = ?, rate_limit = ?, max_models = ?, "
+            "code_execution_allowed = ?, revision = ? WHERE name = ?",
+            (
+                t.display_name,
+                _dumps(to_plain(t.rate_limit)),
+                t.max_models,
+                int(t.code_execution_allowed),
+                t.revision,
+                t.name,
+            ),
         )
 
     async def list_tenants(self, offset: int, limit: int) -> list[Tenant]:
         rows = await self._tx.fetch(
-            "SELECT name, display_name, rate_limit, max_models, revision, create_time FROM tenants "
-            "ORDER BY name LIMIT ? OFFSET ?",
+            f"SELECT {self._TENANT_COLS} FROM tenants ORDER BY name LIMIT ? OFFSET ?",
             (limit, offset),
         )
         return [_tenant(r) for r in rows]
 
     # -- models ----------------------------------------------------------------------------
     _MODEL_COLS = (
-        "m.name, m.tenant, m.description, m.latest_version, m.revision, m.create_time, m.update_time"
+        "m.name, m.tenant, m.description, m.latest_version, m.revision, m.create_time, m.update_time, "
+        "m.shared"
     )
 
     async def get_model(self, name: str) -> Model | None:
@@ -169,15 +234,24 @@ class StoreTx:
     async def insert_model(self, m: Model) -> None:
         await self._tx.execute(
             "INSERT INTO models (name, tenant, description, latest_version, revision, create_time, "
-            "update_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (m.name, m.tenant, m.description, m.latest_version, m.revision, m.create_time, m.update_time),
+            "update_time, shared) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                m.name,
+                m.tenant,
+                m.description,
+                m.latest_version,
+                m.revision,
+                m.create_time,
+                m.update_time,
+                int(m.shared),
+            ),
         )
         await self._write_tags(m.name, m.tags)
 
     async def update_model(self, m: Model) -> None:
         await self._tx.execute(
-            "UPDATE models SET description = ?, revision = ?, update_time = ? WHERE name = ?",
-            (m.description, m.revision, m.update_time, m.name),
+            "UPDATE models SET description = ?, revision = ?, update_time = ?, shared = ? WHERE name = ?",
+            (m.description, m.revision, m.update_time, int(m.shared), m.name),
         )
         await self._write_tags(m.name, m.tags)
 
@@ -204,7 +278,7 @@ class StoreTx:
         where: list[str] = []
         params: list[Any] = []
         if tenant is not None:
-            where.append("m.tenant = ?")
+            where.append("(m.tenant = ? OR m.shared = 1)")
             params.append(tenant)
         contains = "instr({}, ?) > 0" if self._dialect == "sqlite" else "strpos({}, ?) > 0"
         for field, op, value in terms:
@@ -347,7 +421,7 @@ class StoreTx:
     # -- deployments -----------------------------------------------------------------------
     async def get_deployment(self, model: str) -> Deployment | None:
         row = await self._tx.fetchone(
-            "SELECT d.model, m.tenant, d.spec, d.revision, d.update_time FROM deployments d "
+            "SELECT d.model, m.tenant, d.spec, d.revision, d.update_time, m.shared FROM deployments d "
             "JOIN models m ON m.name = d.model WHERE d.model = ?",
             (model,),
         )
@@ -369,7 +443,7 @@ class StoreTx:
 
     async def list_deployments(self, tenant: str | None) -> list[Deployment]:
         sql = (
-            "SELECT d.model, m.tenant, d.spec, d.revision, d.update_time FROM deployments d "
+            "SELECT d.model, m.tenant, d.spec, d.revision, d.update_time, m.shared FROM deployments d "
             "JOIN models m ON m.name = d.model"
         )
         params: tuple[Any, ...] = ()
@@ -435,17 +509,31 @@ class StoreTx:
 class RegistryStore:
     """Opens transactions on the registry's database."""
 
-    def __init__(self, db: Database, *, change_retention: int = 1_000_000) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        change_retention: int = 1_000_000,
+        on_outage: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.db = db
         self._retention = change_retention
+        self._on_outage = on_outage
 
     @asynccontextmanager
     async def transaction(self, *, write: bool) -> AsyncIterator[StoreTx]:
-        async with self.db.transaction(write=write) as tx:
-            stx = StoreTx(tx, self.db.dialect, self._retention)
-            if write:
-                await stx.lock_for_write()
-            yield stx
+        """A transaction; a DatabaseUnavailable (outage) first calls ``on_outage`` (readiness
+        off at once), then propagates (UNAVAILABLE)."""
+        try:
+            async with self.db.transaction(write=write) as tx:
+                stx = StoreTx(tx, self.db.dialect, self._retention)
+                if write:
+                    await stx.lock_for_write()
+                yield stx
+        except DatabaseUnavailable:
+            if self._on_outage is not None:
+                await self._on_outage()
+            raise
 
     async def ping(self) -> None:
         async with self.db.transaction(write=False) as tx:
@@ -453,7 +541,7 @@ class RegistryStore:
 
 
 def _model(row: Row) -> Model:
-    name, tenant, description, latest, revision, ctime, utime = row
+    name, tenant, description, latest, revision, ctime, utime, shared = row
     return Model(
         name=name,
         tenant=tenant,
@@ -462,6 +550,7 @@ def _model(row: Row) -> Model:
         revision=int(revision),
         create_time=int(ctime),
         update_time=int(utime),
+        shared=bool(shared),
     )
 
 
@@ -504,7 +593,7 @@ def _version(row: Row) -> ModelVersion:
 
 
 def _deployment(row: Row) -> Deployment:
-    model, tenant, spec, revision, utime = row
+    model, tenant, spec, revision, utime, shared = row
     s = json.loads(spec)
     return Deployment(
         model=model,
@@ -514,11 +603,12 @@ def _deployment(row: Row) -> Deployment:
         rate_limit=from_plain(RateLimit, s["rate_limit"]),
         revision=int(revision),
         update_time=int(utime),
+        shared=bool(shared),
     )
 
 
 def _tenant(row: Row) -> Tenant:
-    name, display, rate, max_models, revision, ctime = row
+    name, display, rate, max_models, revision, ctime, code = row
     return Tenant(
         name=name,
         display_name=display,
@@ -526,6 +616,7 @@ def _tenant(row: Row) -> Tenant:
         max_models=int(max_models),
         revision=int(revision),
         create_time=int(ctime),
+        code_execution_allowed=bool(code),
     )
 
 

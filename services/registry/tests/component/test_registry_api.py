@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -18,6 +19,17 @@ from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
 
 Stub = registry_grpc.RegistryServiceStub
 SHA = "a" * 64
+ARTIFACT_URI = ""
+"""A real file under the registry's default artifact root (<data_dir>/artifacts), per test."""
+
+
+@pytest.fixture(autouse=True)
+def _artifact(tmp_path: Path) -> None:
+    global ARTIFACT_URI
+    path = tmp_path / "artifacts" / "m" / "1.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"onnx")
+    ARTIFACT_URI = path.as_uri()
 
 
 def as_tenant(tenant: str, scopes: str = "read,write") -> tuple[tuple[str, str], ...]:
@@ -25,7 +37,7 @@ def as_tenant(tenant: str, scopes: str = "read,write") -> tuple[tuple[str, str],
 
 
 def version_pb(**over: Any) -> pb.ModelVersion:
-    fields: dict[str, Any] = dict(artifact_uri="file:///models/m/1.onnx", artifact_sha256=SHA, backend="onnx")
+    fields: dict[str, Any] = dict(artifact_uri=ARTIFACT_URI, artifact_sha256=SHA, backend="onnx")
     fields.update(over)
     return pb.ModelVersion(**fields)
 
@@ -204,6 +216,7 @@ async def test_versions_numbered_resolved_by_alias_and_latest(registry: Stub) ->
     [
         ({"artifact_uri": "s3://bucket/x"}, "file:///"),
         ({"artifact_uri": "file:///models/../etc/passwd"}, "'..'"),
+        ({"artifact_uri": "file:///models/m/1.onnx"}, "not under an allowed artifact root"),
         ({"artifact_sha256": "abc"}, "64 lowercase hex"),
         ({"backend": "tensorflow"}, "backend must be one of"),
         (
@@ -476,7 +489,9 @@ async def test_tenant_isolation_not_found_not_permission_denied(registry: Stub) 
         lambda: registry.SetAlias(pb.SetAliasRequest(model="b-model", alias="p", version="1"), metadata=a),
         lambda: registry.GetDeployment(pb.GetDeploymentRequest(model="b-model"), metadata=a),
         lambda: registry.GetTenant(pb.GetTenantRequest(tenant="globex"), metadata=a),
-        lambda: registry.ListApiKeys(pb.ListApiKeysRequest(tenant="globex"), metadata=a),
+        lambda: registry.ListApiKeys(
+            pb.ListApiKeysRequest(tenant="globex"), metadata=as_tenant("acme", "tenant-admin")
+        ),
     ]
     missing = await fails(registry.GetModel(pb.GetModelRequest(model="no-such"), metadata=a))
     for call in calls:
@@ -488,8 +503,15 @@ async def test_tenant_isolation_not_found_not_permission_denied(registry: Stub) 
 
     listed = await registry.ListModels(pb.ListModelsRequest(), metadata=a)
     assert [m.name for m in listed.models] == ["a-model"]
-    admin = await registry.ListModels(pb.ListModelsRequest(), metadata=as_tenant("acme", "admin"))
-    assert {m.name for m in admin.models} == {"a-model", "b-model"}
+    # "admin" in a tenant caller's scopes grants nothing platform-wide
+    admin = await registry.ListModels(pb.ListModelsRequest(), metadata=as_tenant("acme", "admin,read"))
+    assert [m.name for m in admin.models] == ["a-model"]
+    code, _ = await fails(
+        registry.GetModel(pb.GetModelRequest(model="b-model"), metadata=as_tenant("acme", "admin,read"))
+    )
+    assert code is grpc.StatusCode.NOT_FOUND
+    everything = await registry.ListModels(pb.ListModelsRequest())  # trusted caller
+    assert {m.name for m in everything.models} == {"a-model", "b-model"}
 
     watched = await asyncio.wait_for(
         _collect(
@@ -579,17 +601,35 @@ async def test_api_key_cannot_grant_scopes_the_caller_lacks(registry: Stub) -> N
     await registry.CreateTenant(pb.CreateTenantRequest(tenant=pb.Tenant(name="acme")))
     code, details = await fails(
         registry.CreateApiKey(
-            pb.CreateApiKeyRequest(tenant="acme", api_key=pb.ApiKey(scopes=["admin"])),
-            metadata=as_tenant("acme"),
+            pb.CreateApiKeyRequest(tenant="acme", api_key=pb.ApiKey(scopes=["infer"])),
+            metadata=as_tenant("acme", "read,infer"),
         )
     )
-    assert code is grpc.StatusCode.PERMISSION_DENIED and "'admin'" in details
+    assert code is grpc.StatusCode.PERMISSION_DENIED and "'tenant-admin'" in details
+    implied = await registry.CreateApiKey(  # tenant-admin implies read, write and infer
+        pb.CreateApiKeyRequest(tenant="acme", api_key=pb.ApiKey(scopes=["write", "infer", "tenant-admin"])),
+        metadata=as_tenant("acme", "tenant-admin"),
+    )
+    assert list(implied.api_key.scopes) == ["infer", "write", "tenant-admin"]
+    code, details = await fails(
+        registry.CreateApiKey(
+            pb.CreateApiKeyRequest(tenant="acme", api_key=pb.ApiKey(scopes=["admin"])),
+            metadata=as_tenant("acme", "tenant-admin"),
+        )
+    )
+    assert code is grpc.StatusCode.INVALID_ARGUMENT
+    assert details == "scope 'admin' is platform-only; use 'tenant-admin'"
+    code, details = await fails(  # not even the platform administrator gives a tenant key "admin"
+        registry.CreateApiKey(pb.CreateApiKeyRequest(tenant="acme", api_key=pb.ApiKey(scopes=["admin"])))
+    )
+    assert code is grpc.StatusCode.INVALID_ARGUMENT and "platform-only" in details
     code, _ = await fails(
         registry.CreateApiKey(pb.CreateApiKeyRequest(tenant="acme", api_key=pb.ApiKey(scopes=["root"])))
     )
     assert code is grpc.StatusCode.INVALID_ARGUMENT
     own = await registry.CreateApiKey(
-        pb.CreateApiKeyRequest(tenant="acme", api_key=pb.ApiKey(scopes=["read"])), metadata=as_tenant("acme")
+        pb.CreateApiKeyRequest(tenant="acme", api_key=pb.ApiKey(scopes=["read"])),
+        metadata=as_tenant("acme", "tenant-admin"),
     )
     assert list(own.api_key.scopes) == ["read"]
     code, _ = await fails(
