@@ -76,6 +76,7 @@ class FakeInference(inf_grpc.GRPCInferenceServiceServicer):
         )
 
     async def RepositoryIndex(self, request: Any, context: Any) -> inf_pb.RepositoryIndexResponse:
+        self.last_metadata = _md(context)
         r = inf_pb.RepositoryIndexResponse()
         for name in sorted(MODELS):
             r.models.add(name=name, version="1", state="READY")
@@ -86,6 +87,7 @@ class FakeInference(inf_grpc.GRPCInferenceServiceServicer):
         return inf_pb.RepositoryModelUnloadResponse()
 
     async def ModelStatistics(self, request: Any, context: Any) -> inf_pb.ModelStatisticsResponse:
+        self.last_metadata = _md(context)
         r = inf_pb.ModelStatisticsResponse()
         for name in [request.name] if request.name else ["add", "identity"]:
             r.model_stats.add(name=name, version="1", inference_count=3)
