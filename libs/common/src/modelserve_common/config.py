@@ -1,6 +1,10 @@
 """Settings: one pydantic-settings class per service, env-prefixed (``REGISTRY_GRPC_PORT``), with
 suite-wide ``MODELSERVE_*`` fallbacks for shared infrastructure, command-line flags for every field
-(``--grpc-port 0``), ``--help`` listing every setting, and a clear message on a bad value."""
+(``--grpc-port 0``), ``--help`` listing every setting, and a clear message on a bad value.
+
+Start-up failures a process can explain are raised as :class:`StartupError` (exit status 1) or
+:class:`ConfigurationError` (a bad setting, exit status 2); ``server.run_until_signal`` prints their
+one-line message on stderr and exits with that status instead of a traceback."""
 
 from __future__ import annotations
 
@@ -9,8 +13,48 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, ValidationError
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StartupError(Exception):
+    """A start-up failure explained in one line (``str(exc)``); the process exits with ``exit_code``."""
+
+    exit_code = 1
+
+
+class ConfigurationError(StartupError):
+    """A setting that cannot work (a bad address, an unsupported URL); exit status 2."""
+
+    exit_code = 2
+
+
+def _database_url_problem(url: str) -> str | None:
+    """What is wrong with a database URL (never echoing it: it may hold a password), or None."""
+    if url.startswith("sqlite:///"):
+        return None if url.removeprefix("sqlite:///") else "sqlite:/// needs a file path"
+    if not url.startswith(("postgresql://", "postgres://")):
+        scheme = url.split(":", 1)[0] if ":" in url else url[:20]
+        return f"expected postgresql://… or sqlite:///…, got scheme {scheme!r}"
+    from psycopg import Error as PsycopgError  # only when PostgreSQL is configured
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except PsycopgError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].replace(url, "<url>")
+        return f"not a valid PostgreSQL URL: {first}"
+    for port in str(params.get("port", "")).split(","):
+        if port and not (port.isdigit() and 0 < int(port) <= 65535):
+            return f"not a valid PostgreSQL URL: port {port!r} is not a number from 1 to 65535"
+    return None
+
+
+def _redis_url_problem(url: str) -> str | None:
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return None
+    scheme = url.split(":", 1)[0] if ":" in url else url[:20]
+    return f"expected redis://…, rediss://… or unix://…, got scheme {scheme!r}"
 
 
 class BaseServiceSettings(BaseSettings):
@@ -54,6 +98,27 @@ class BaseServiceSettings(BaseSettings):
     data_dir: Path = Path("data")
     """Writable folder for embedded defaults (the SQLite database)."""
 
+    # Shared checks of fields that several services declare (database_url, redis_url): a URL that
+    # cannot work is a configuration error at start-up, while a database or Redis that is merely
+    # down is left to each service's readiness.
+    @field_validator("database_url", check_fields=False)
+    @classmethod
+    def _check_database_url(cls, value: object) -> object:
+        url = value.get_secret_value() if isinstance(value, SecretStr) else value
+        problem = _database_url_problem(url) if isinstance(url, str) and url else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("redis_url", check_fields=False)
+    @classmethod
+    def _check_redis_url(cls, value: object) -> object:
+        url = value.get_secret_value() if isinstance(value, SecretStr) else value
+        problem = _redis_url_problem(url) if isinstance(url, str) and url else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
 
 S = TypeVar("S", bound=BaseServiceSettings)
 
@@ -63,7 +128,9 @@ def suite_fallback(prefix: str, name: str) -> AliasChoices:
     return AliasChoices(name, f"{prefix}{name.upper()}", f"MODELSERVE_{name.upper()}")
 
 
-def _env_name(cls: type[BaseServiceSettings], field: str) -> str:
+def env_name(cls: type[BaseServiceSettings], field: str) -> str:
+    """The environment variable(s) that set ``field`` of ``cls``: ``REGISTRY_GRPC_PORT``, or
+    ``REGISTRY_DATABASE_URL or MODELSERVE_DATABASE_URL`` for suite-wide fallbacks."""
     prefix = str(cls.model_config.get("env_prefix", ""))
     info = cls.model_fields[field]
     alias = info.validation_alias
@@ -95,22 +162,28 @@ def build_parser(cls: type[BaseServiceSettings], prog: str) -> argparse.Argument
             dest=name,
             default=argparse.SUPPRESS,
             metavar=name.upper(),
-            help=f"{info.description or ''} [env {_env_name(cls, name)}; default {shown}]",
+            help=f"{info.description or ''} [env {env_name(cls, name)}; default {shown}]",
         )
     return parser
 
 
 def load_settings(cls: type[S], argv: list[str] | None = None, prog: str | None = None) -> S:
-    """Parses flags and environment into ``cls``; on a bad value prints what is wrong and exits 2."""
+    """Parses flags and environment into ``cls``; on a bad value prints one line per wrong setting
+    (its name, its environment variable, what is wrong; never a secret's value) and exits 2."""
     parser = build_parser(cls, prog or cls.__name__)
     args: dict[str, Any] = vars(parser.parse_args(sys.argv[1:] if argv is None else argv))
     try:
         return cls(**args)
     except ValidationError as exc:
-        lines = [f"invalid configuration for {prog or cls.__name__}:"]
+        lines = []
         for err in exc.errors():
             field = ".".join(str(p) for p in err["loc"])
-            env = _env_name(cls, field) if field in cls.model_fields else field
-            lines.append(f"  {field} ({env}): {err['msg']} (got {err.get('input')!r})")
+            info = cls.model_fields.get(field)
+            env = env_name(cls, field) if info is not None else field
+            secret = info is not None and "Secret" in str(info.annotation)
+            got = "" if secret else f" (got {err.get('input')!r})"
+            lines.append(
+                f"invalid configuration for {prog or cls.__name__}: {field} ({env}): {err['msg']}{got}"
+            )
         print("\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None

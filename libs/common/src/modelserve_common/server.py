@@ -1,11 +1,16 @@
 """Server lifecycle: build a grpc.aio server with THE interceptor chain, health, reflection and
 metrics; start it; on SIGTERM/SIGINT report NOT_SERVING, drain in-flight RPCs within the grace
-period, then stop."""
+period, then stop. A port that cannot be bound or a setting that cannot work stops the start with
+one line on stderr naming the port or setting and its environment variable (exit 1, or 2 for a bad
+setting), not a traceback."""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
+import socket
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,7 +23,8 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 from grpc_reflection.v1alpha._async import ReflectionServicer as AioReflectionServicer
 from opentelemetry.sdk.trace import TracerProvider
 
-from modelserve_common.config import BaseServiceSettings
+from modelserve_common.config import BaseServiceSettings, ConfigurationError, StartupError, env_name
+from modelserve_common.errors import ServiceError
 from modelserve_common.health import HealthReporter
 from modelserve_common.interceptors import HandlerWrapper, server_chain
 from modelserve_common.metrics import MetricsEndpoint, start_metrics_endpoint
@@ -95,6 +101,67 @@ class _Registrar:
         return getattr(self._server, name)
 
 
+def bind_problem(host: str, port: int) -> tuple[str, bool] | None:
+    """Binds ``host:port`` the way the server will (SO_REUSEADDR, dual-stack wildcard) and closes
+    it again: None when that works, else (why, whether it is a configuration error)."""
+    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        infos = socket.getaddrinfo(name or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"host {host!r} does not resolve ({exc.strerror})", True
+    for family, kind, proto, _, addr in infos:
+        try:
+            sock = socket.socket(family, kind, proto)
+        except OSError:  # e.g. no IPv6 on this machine
+            continue
+        with sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and name in ("::", ""):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            try:
+                sock.bind(addr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return "address already in use (another process listens there)", False
+                if exc.errno == errno.EACCES:
+                    return "permission denied (ports below 1024 need privileges)", True
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    return f"{host} is not an address of this machine", True
+                if exc.errno == errno.EAFNOSUPPORT:
+                    continue
+                return exc.strerror or type(exc).__name__, False
+    return None
+
+
+def _listen_error(
+    settings: BaseServiceSettings, what: str, field: str, host: str, port: int, why: str, config: bool
+) -> StartupError:
+    cls = type(settings)
+    flag = "--" + field.replace("_", "-")
+    if config and "host" in why:
+        host_field = "grpc_host" if field == "grpc_port" else field
+        fix = f"check {env_name(cls, host_field)} (or --{host_field.replace('_', '-')})"
+    else:
+        fix = f"set {env_name(cls, field)} (or {flag}) to a free port"
+        if field == "metrics_port":
+            fix += ", or -1 to disable metrics"
+    error = ConfigurationError if config else StartupError
+    return error(
+        f"{settings.service_name}: cannot listen on {what} port {port} ({host}:{port}): {why}; {fix}"
+    )
+
+
+def check_port(settings: BaseServiceSettings, what: str, field: str, host: str, port: int) -> None:
+    """Raises a StartupError naming the port and its variable when ``host:port`` cannot be bound
+    (a negative port means disabled and is not checked; 0 checks the host only). ``field`` is the
+    setting that holds the port."""
+    if port < 0:
+        return
+    problem = bind_problem(host, port)
+    if problem is not None:
+        raise _listen_error(settings, what, field, host, port, *problem)
+
+
 @dataclass
 class RunningServer:
     """A started server: the bound gRPC port, its health and metrics endpoint."""
@@ -141,11 +208,37 @@ async def grpc_server(
         registrar,
     )
     address = f"{settings.grpc_host}:{settings.grpc_port}"
-    creds = server_credentials(settings)
-    port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
+    try:
+        creds = server_credentials(settings)
+    except (ServiceError, OSError) as exc:
+        names = ", ".join(
+            env_name(type(settings), f) for f in ("tls_cert_file", "tls_key_file", "tls_ca_file")
+        )
+        raise ConfigurationError(f"{settings.service_name}: bad TLS settings ({names}): {exc}") from None
+    check_port(settings, "gRPC", "grpc_port", settings.grpc_host, settings.grpc_port)
+    check_port(settings, "metrics", "metrics_port", "0.0.0.0", settings.metrics_port)
+    try:
+        port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
+    except RuntimeError:  # grpc raises "Failed to bind" (older versions return 0)
+        port = 0
+    if port == 0:  # lost a race since check_port, or grpc refused the address itself
+        why = bind_problem(settings.grpc_host, settings.grpc_port) or ("grpc could not bind it", True)
+        raise _listen_error(settings, "gRPC", "grpc_port", settings.grpc_host, settings.grpc_port, *why)
     await health.start()
     await server.start()
-    endpoint = start_metrics_endpoint(settings.metrics_port)
+    try:
+        endpoint = start_metrics_endpoint(settings.metrics_port)
+    except OSError as exc:
+        await server.stop(0)
+        raise _listen_error(
+            settings,
+            "metrics",
+            "metrics_port",
+            "0.0.0.0",
+            settings.metrics_port,
+            exc.strerror or str(exc),
+            False,
+        ) from None
     log.info(
         "server.started",
         grpc_port=port,
@@ -165,11 +258,38 @@ async def grpc_server(
 
 
 async def run_until_signal(running: AbstractAsyncContextManager[Any]) -> None:
-    """Runs ``running`` (a service's running_server(...)) until SIGTERM or SIGINT."""
+    """Runs ``running`` (a service's running_server(...)) until SIGTERM or SIGINT. A signal during
+    start-up (e.g. while waiting for a database) abandons the start promptly. A StartupError (a port
+    in use, a setting that cannot work) or a ServiceError while starting (e.g. a database schema
+    newer than this code) becomes one line on stderr and SystemExit with status 1 (2 for a bad
+    setting) instead of a traceback."""
     loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
     stop = asyncio.Event()
+    started = False
+
+    def on_signal() -> None:
+        stop.set()
+        if not started and main is not None:
+            main.cancel()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with running:
-        await stop.wait()
-        log.info("server.signal_received")
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        async with running:
+            started = True
+            await stop.wait()
+            log.info("server.signal_received")
+    except asyncio.CancelledError:
+        if started or not stop.is_set() or main is None:
+            raise
+        main.uncancel()
+        log.info("server.stopped_during_startup")
+    except StartupError as exc:
+        print(str(exc), file=sys.stderr, flush=True)
+        raise SystemExit(exc.exit_code) from None
+    except ServiceError as exc:
+        if started:
+            raise
+        print(f"start-up failed ({exc.code.name}): {exc.message}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
