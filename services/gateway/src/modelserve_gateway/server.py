@@ -1,5 +1,6 @@
 """Composition root of the gateway: upstream channels, the guard, the REST app on uvicorn and
-the gRPC front door, started together and drained together."""
+the gRPC front door, started together; on shutdown both refuse new work at once and drain
+concurrently within one grace, and the upstream channels close last."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import socket
 from collections.abc import AsyncIterator, Generator, Sequence
 from contextlib import asynccontextmanager
+from typing import cast
 
 import structlog
 import uvicorn
@@ -19,6 +21,7 @@ from modelserve_gateway.app import GatewayApp
 from modelserve_gateway.auth import Authenticator
 from modelserve_gateway.clients import FRONTED, REGISTRY, Upstreams
 from modelserve_gateway.guard import Guard
+from modelserve_gateway.http_protocol import protocol_class
 from modelserve_gateway.openapi import openapi_bytes
 from modelserve_gateway.proxy import FrontDoor
 from modelserve_gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
@@ -47,6 +50,28 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
+
+
+async def _drain(
+    running: RunningServer, http: _UvicornServer, task: asyncio.Task[None], grace_s: float
+) -> None:
+    """Shutdown of both doors at once, within one grace: health NOT_SERVING, the gRPC server stops
+    accepting calls and the REST listener closes (open keep-alive connections are closed once
+    their request is answered), then both drain concurrently; in-flight calls on either door
+    complete, those still running after ``grace_s`` are cancelled. The caller closes the upstream
+    channels only after this returns, so no in-flight call loses its upstream."""
+    await running.health.enter_graceful_shutdown()
+    for listener in http.servers:  # uvicorn notices should_exit on its next 0.1 s tick only
+        listener.close()
+    http.should_exit = True
+    log.info("gateway.draining", grace_s=grace_s)
+
+    async def rest() -> None:
+        with contextlib.suppress(Exception):
+            await task
+
+    await asyncio.gather(running.server.stop(grace_s), rest())
+    log.info("gateway.drained")
 
 
 @asynccontextmanager
@@ -88,7 +113,13 @@ async def running_server(
         lifespan="off",
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
+        # 431/400 as JSON, the head-size limit (modelserve_gateway.http_protocol); no WebSocket
+        # upgrades (an Upgrade header is an ordinary request to the gateway).
+        http=protocol_class(settings.max_header_bytes),
+        ws="none",
+        # uvicorn hands this to asyncio.wait_for, which takes fractions: the REST drain gets the
+        # same grace as the gRPC one, not a rounded one.
+        timeout_graceful_shutdown=cast(int, settings.shutdown_grace_s),
     )
     http = _UvicornServer(config)
     async with grpc_server(
@@ -114,9 +145,7 @@ async def running_server(
         try:
             yield running
         finally:
-            http.should_exit = True
-            with contextlib.suppress(Exception):
-                await task
+            await _drain(running, http, task, settings.shutdown_grace_s)
             sock.close()
             await cache.stop()
             await limiter.close()
