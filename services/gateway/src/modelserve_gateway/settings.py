@@ -44,6 +44,13 @@ class GatewaySettings(BaseServiceSettings):
     """Deepest nesting of a JSON request body; deeper ones answer 400."""
     max_page_size: int = Field(default=1000, ge=1)
     """Largest page_size a REST caller may ask for; larger ones answer 400."""
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=16 * 1024 * 1024)
+    """Largest REST request head (request line + all headers, bytes); a larger one answers 431
+    (JSON) and the connection is closed."""
+    body_read_timeout_s: float = Field(default=30.0, gt=0)
+    """Longest time to receive a whole REST request body (e.g. a client that sends less than
+    its Content-Length and keeps the connection open); past it the gateway answers 408 (JSON) and
+    closes the connection."""
     registry_timeout_s: float = Field(default=10.0, gt=0)
     """Default deadline of calls to the registry (a Grpc-Timeout header may shorten it)."""
     model_server_timeout_s: float = Field(default=60.0, gt=0)
