@@ -68,7 +68,9 @@ def duration_s(d: Duration) -> float:
 
 
 def _us(ts: Timestamp, present: bool) -> int | None:
-    return ts.ToMicroseconds() if present else None
+    """Microseconds of a Timestamp, without ToMicroseconds' range check (the service checks the
+    value against its own range and answers INVALID_ARGUMENT)."""
+    return ts.seconds * 1_000_000 + ts.nanos // 1000 if present else None
 
 
 def tensor_spec_to_pb(t: TensorSpec) -> tensor_pb.TensorSpec:

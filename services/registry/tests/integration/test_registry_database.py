@@ -220,3 +220,48 @@ async def test_server_started_while_database_down_serves_once_it_appears(
             await _wait_health(health, health_pb2.HealthCheckResponse.SERVING, within=15)
             registry = registry_grpc.RegistryServiceStub(channel)
             await registry.CreateModel(pb.CreateModelRequest(model=pb.Model(name="late")))
+
+
+async def test_readiness_flips_not_serving_well_inside_the_old_lag(
+    throwaway_postgres: ThrowawayPostgres, tmp_path: Path
+) -> None:
+    """Issue 13 item 6: readiness used to lag an outage by ~5.6 s (the ping waited db_timeout_s).
+    Each ping now has db_check_timeout_s, so NOT_SERVING comes within interval + timeout."""
+    settings = _settings(throwaway_postgres.url, tmp_path).model_copy(
+        update={"db_check_interval_s": 0.3, "db_check_timeout_s": 0.5, "db_timeout_s": 5.0}
+    )
+    async with running_server(settings) as running:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            assert await _health(health) == health_pb2.HealthCheckResponse.SERVING
+            await asyncio.to_thread(throwaway_postgres.kill)
+            took = await _wait_health(health, health_pb2.HealthCheckResponse.NOT_SERVING, within=2.5)
+            assert took < 2.5
+            await asyncio.to_thread(throwaway_postgres.start)
+            await _wait_health(health, health_pb2.HealthCheckResponse.SERVING, within=15)
+
+
+async def test_an_rpc_meeting_the_outage_turns_readiness_off_at_once(
+    throwaway_postgres: ThrowawayPostgres, tmp_path: Path
+) -> None:
+    """With a slow periodic check, the first RPC that meets the outage flips readiness itself."""
+    settings = _settings(throwaway_postgres.url, tmp_path).model_copy(
+        update={"db_check_interval_s": 4.0, "db_check_timeout_s": 1.0, "db_timeout_s": 1.0}
+    )
+    async with running_server(settings) as running:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            registry = registry_grpc.RegistryServiceStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
+            await registry.CreateModel(pb.CreateModelRequest(model=pb.Model(name="kept")))
+            assert await _health(health) == health_pb2.HealthCheckResponse.SERVING
+            await asyncio.to_thread(throwaway_postgres.kill)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await registry.GetModel(pb.GetModelRequest(model="kept"), timeout=10)
+            assert exc.value.code() is grpc.StatusCode.UNAVAILABLE
+            assert await _health(health) == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert loop.time() - start < 3.0  # before the 4 s periodic check could have run
+            await asyncio.to_thread(throwaway_postgres.start)
+            await _wait_health(health, health_pb2.HealthCheckResponse.SERVING, within=15)
+            assert (await registry.GetModel(pb.GetModelRequest(model="kept"))).model.name == "kept"
