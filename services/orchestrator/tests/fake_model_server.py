@@ -1,6 +1,12 @@
 """A small real gRPC inference server (our own inference.GRPCInferenceService contract) with a few
 numpy models, for the orchestrator's tests and benchmark. Runs in a thread (sync grpc server), so
-it keeps answering while a test blocks its event loop or subprocess orchestrators call it."""
+it keeps answering while a test blocks its event loop or subprocess orchestrators call it.
+
+Ownership as the real model server enforces it, from the caller's metadata: a call without
+``x-modelserve-tenant`` is trusted and may use every model; a tenant may use a model that
+``owners`` gives it (a registry model deployed here) or one in ``shared`` (the platform's shared
+list and shared deployments); anything else answers NOT_FOUND exactly like a missing model. By
+default every built-in model is shared (tests about ownership narrow ``shared``)."""
 
 from __future__ import annotations
 
@@ -35,18 +41,46 @@ def _models() -> dict[str, Model]:
     }
 
 
+Seen = tuple[str, str, str | None, str]  # (rpc, model, tenant or None, scopes)
+
+
 class FakeInference(infer_grpc.GRPCInferenceServiceServicer):
     def __init__(self) -> None:
         self.models = _models()
         self.calls: Counter[str] = Counter()
         self.failures: dict[str, int] = {}  # model -> UNAVAILABLE answers left
         self.delay_s: dict[str, float] = {}  # model -> seconds to sleep
+        self.owners: dict[str, str] = {}  # model -> the tenant that owns it
+        self.shared: set[str] = set(self.models)  # models every tenant may use
+        self.seen: list[Seen] = []  # every ModelInfer / ModelMetadata with its identity
         self._lock = threading.Lock()
+
+    def _allowed(self, rpc: str, name: str, context: grpc.ServicerContext) -> bool:
+        md = {k: v for k, v in context.invocation_metadata()}
+        tenant = md.get("x-modelserve-tenant") or None
+        with self._lock:
+            self.seen.append((rpc, name, tenant, str(md.get("x-modelserve-scopes", ""))))
+        return tenant is None or self.owners.get(name) == tenant or name in self.shared
+
+    def seen_by(self, tenant: str | None, rpc: str = "ModelInfer") -> list[str]:
+        """The models called with ``rpc`` by ``tenant`` (None: trusted calls), in order."""
+        with self._lock:
+            return [m for r, m, t, _ in self.seen if r == rpc and t == tenant]
+
+    def ModelMetadata(
+        self, request: infer_pb.ModelMetadataRequest, context: grpc.ServicerContext
+    ) -> infer_pb.ModelMetadataResponse:
+        name = request.name
+        if name not in self.models or not self._allowed("ModelMetadata", name, context):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"model {name!r} not found")
+        return infer_pb.ModelMetadataResponse(name=name, versions=["1"], platform="numpy")
 
     def ModelInfer(
         self, request: infer_pb.ModelInferRequest, context: grpc.ServicerContext
     ) -> infer_pb.ModelInferResponse:
         name = request.model_name
+        if not self._allowed("ModelInfer", name, context):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"model {name!r} not found")
         with self._lock:
             self.calls[name] += 1
             left = self.failures.get(name, 0)

@@ -1,12 +1,17 @@
 """Clients of other services: the model server (``inference.GRPCInferenceService`` over one pooled
-channel) and, optionally, the registry for alias resolution; AioRpcError is mapped to ServiceError
-(UNAVAILABLE stays Unavailable so the node retry applies)."""
+channel) and, optionally, the registry for alias resolution and model ownership; AioRpcError is
+mapped to ServiceError (UNAVAILABLE stays Unavailable so the node retry applies).
+
+Every call made for a tenant carries its identity (``x-modelserve-tenant`` and
+``x-modelserve-scopes``), so the model server and the registry enforce ownership themselves; a
+trusted caller's calls carry none."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import grpc
 import numpy as np
@@ -20,7 +25,9 @@ from modelserve.registry.v1 import registry_service_pb2 as registry_pb
 from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from modelserve_common import errors
 from modelserve_common.channels import create_channel
+from modelserve_common.context import SCOPES_HEADER, TENANT_HEADER
 from modelserve_orchestrator import tensors
+from modelserve_orchestrator.domain import INTERNAL, Caller
 from modelserve_orchestrator.pipeline import ModelCaller
 from modelserve_orchestrator.settings import OrchestratorSettings
 
@@ -32,6 +39,20 @@ _BY_CODE: dict[grpc.StatusCode, type[errors.ServiceError]] = {c.code: c for c in
 def map_rpc_error(exc: grpc.aio.AioRpcError, what: str) -> errors.ServiceError:
     cls = _BY_CODE.get(exc.code(), errors.Internal)
     return cls(f"{what}: {exc.code().name}: {exc.details() or ''}".rstrip(": "))
+
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+def identity_metadata(caller: Caller, scopes: frozenset[str] | None = None) -> Metadata | None:
+    """The gRPC metadata that tells another service who the caller is (None: a trusted caller,
+    which sends no tenant). ``scopes`` replaces the caller's scopes."""
+    if caller.tenant is None:
+        return None
+    return (
+        (TENANT_HEADER, caller.tenant),
+        (SCOPES_HEADER, ",".join(sorted(caller.scopes if scopes is None else scopes))),
+    )
 
 
 class InferenceClient:
@@ -62,6 +83,7 @@ class InferenceClient:
         inputs: Mapping[str, np.ndarray],
         outputs: tuple[str, ...],
         timeout_s: float,
+        caller: Caller = INTERNAL,
     ) -> tuple[dict[str, np.ndarray], str]:
         request = infer_pb.ModelInferRequest(model_name=model, model_version=version)
         for name, array in inputs.items():
@@ -71,7 +93,9 @@ class InferenceClient:
         for o in outputs:
             request.outputs.add(name=o)
         try:
-            response = await self._stub.ModelInfer(request, timeout=timeout_s)
+            response = await self._stub.ModelInfer(
+                request, timeout=timeout_s, metadata=identity_metadata(caller)
+            )
         except grpc.aio.AioRpcError as exc:
             raise map_rpc_error(exc, f"model {model!r}") from None
         result: dict[str, np.ndarray] = {}
@@ -83,16 +107,46 @@ class InferenceClient:
             result[out.name] = tensors.from_raw(out.name, out.datatype, list(out.shape), raw)
         return result, response.model_version
 
+    async def may_use(self, model: str, caller: Caller, timeout_s: float) -> bool:
+        """Asks the model server (ModelMetadata with the caller's identity): it answers NOT_FOUND
+        for a model the tenant may not call (another tenant's, a platform model not in its shared
+        list) exactly as for a missing one."""
+        if caller.trusted:
+            return True
+        try:
+            await self._stub.ModelMetadata(
+                infer_pb.ModelMetadataRequest(name=model),
+                timeout=timeout_s,
+                metadata=identity_metadata(caller),
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return False
+            raise map_rpc_error(exc, f"model {model!r}") from None
+        return True
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """What the registry says about a model: its owner and whether it is shared."""
+
+    tenant: str
+    shared: bool
+
 
 class RegistryClient:
-    """Reads model versions from the registry (in-cluster caller: no tenant metadata)."""
+    """Reads models and model versions from the registry: versions as an in-cluster caller (no
+    tenant metadata), models as the caller asked for."""
 
     def __init__(self, settings: OrchestratorSettings, tracer_provider: TracerProvider | None = None) -> None:
         self._channel = create_channel(
             settings.registry_url,
             settings,
             tracer_provider=tracer_provider,
-            retry_methods=["modelserve.registry.v1.RegistryService/GetModelVersion"],
+            retry_methods=[
+                "modelserve.registry.v1.RegistryService/GetModelVersion",
+                "modelserve.registry.v1.RegistryService/GetModel",
+            ],
         )
         self._stub = registry_grpc.RegistryServiceStub(self._channel)
 
@@ -108,6 +162,22 @@ class RegistryClient:
         except grpc.aio.AioRpcError as exc:
             raise map_rpc_error(exc, f"registry: model {model!r} version {ref!r}") from None
         return str(resp.model_version.version)
+
+    async def model(self, model: str, caller: Caller, timeout_s: float) -> ModelRecord | None:
+        """The model as ``caller`` sees it; None when the registry answers NOT_FOUND (missing, or
+        another tenant's and not shared). A tenant asks with the ``read`` scope: the question is
+        whether the tenant can see the model, not what the caller's key may do."""
+        try:
+            resp = await self._stub.GetModel(
+                registry_pb.GetModelRequest(model=model),
+                timeout=timeout_s,
+                metadata=identity_metadata(caller, frozenset({"read"})),
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise map_rpc_error(exc, f"registry: model {model!r}") from None
+        return ModelRecord(resp.model.tenant, resp.model.shared)
 
 
 class AliasResolvingCaller:
@@ -130,10 +200,26 @@ class AliasResolvingCaller:
         inputs: Mapping[str, np.ndarray],
         outputs: tuple[str, ...],
         timeout_s: float,
+        caller: Caller = INTERNAL,
     ) -> tuple[dict[str, np.ndarray], str]:
         if version and not version.isdigit():
             version = await self._resolve(model, version, timeout_s)
-        return await self._caller.infer(model, version, inputs, outputs, timeout_s)
+        return await self._caller.infer(model, version, inputs, outputs, timeout_s, caller)
+
+    async def may_use(self, model: str, caller: Caller, timeout_s: float) -> bool:
+        """The registry first, with the tenant's identity: a model it shows the tenant may be
+        used when the tenant owns it or it is shared (so an own model not deployed yet may be
+        named). One it hides but knows (asked as a trusted caller) belongs to another tenant: no.
+        A name the registry does not know is a local repository model of the model server, which
+        decides (platform models only for the names in its shared list)."""
+        if caller.trusted:
+            return True
+        seen = await self._registry.model(model, caller, timeout_s)
+        if seen is not None:
+            return seen.shared or seen.tenant in ("", caller.tenant)
+        if await self._registry.model(model, INTERNAL, timeout_s) is not None:
+            return False
+        return await self._caller.may_use(model, caller, timeout_s)
 
     async def _resolve(self, model: str, ref: str, timeout_s: float) -> str:
         key = (model, ref)

@@ -9,6 +9,15 @@ from typing import Any
 
 import numpy as np
 
+PLATFORM_OWNER = ""
+"""The owner recorded for what a trusted caller creates. No tenant can have this name (the gateway
+never sends an empty tenant header, and an empty one reads as absent), so an execution stored
+with it is run as a trusted caller and one stored with a tenant's name as that tenant."""
+
+EXECUTION_SCOPES = frozenset({"infer"})
+"""The scopes an execution's model calls carry (the execution keeps its tenant, not its creator's
+scopes; running it needs ``infer``)."""
+
 
 class Combiner(enum.IntEnum):
     UNSPECIFIED = 0
@@ -315,6 +324,8 @@ class Execution:
     create_time: float = 0.0
     start_time: float = 0.0
     end_time: float = 0.0
+    tenant: str = PLATFORM_OWNER
+    """The owner: a tenant, or PLATFORM_OWNER when a trusted caller created it."""
 
 
 @dataclass(frozen=True)
@@ -362,25 +373,32 @@ def trace_from_dict(d: dict[str, Any]) -> NodeTrace:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: a tenant with scopes (set by the gateway), or a trusted in-cluster caller
-    (tenant None), which, like the ``admin`` scope, sees every tenant's pipelines and executions."""
+    """Who is calling: a tenant with scopes (set by the gateway), or a trusted caller (tenant None:
+    the platform administrator or an in-cluster service), which sees every tenant's pipelines and
+    executions and may name any model. A caller with a tenant is confined to that tenant whatever
+    its scopes ("admin" in a tenant's scopes grants nothing platform-wide)."""
 
     tenant: str | None
     scopes: frozenset[str] = frozenset()
 
     @property
-    def is_admin(self) -> bool:
-        return self.tenant is None or "admin" in self.scopes
+    def trusted(self) -> bool:
+        return self.tenant is None
 
     @property
     def visible(self) -> str | None:
         """The tenant whose rows this caller may see and change; None: every tenant's."""
-        return None if self.is_admin else self.tenant
+        return None if self.tenant is None else self.tenant
 
     @property
     def owner(self) -> str:
-        """The tenant that owns what this caller creates."""
-        return self.tenant or "default"
+        """The tenant that owns what this caller creates (PLATFORM_OWNER for a trusted caller)."""
+        return PLATFORM_OWNER if self.tenant is None else self.tenant
+
+    @staticmethod
+    def of_owner(owner: str) -> Caller:
+        """The caller an execution runs as: its stored owner (a tenant, or PLATFORM_OWNER)."""
+        return INTERNAL if owner == PLATFORM_OWNER else Caller(owner, EXECUTION_SCOPES)
 
 
 INTERNAL = Caller(tenant=None)

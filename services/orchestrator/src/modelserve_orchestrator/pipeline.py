@@ -18,8 +18,17 @@ from typing import Protocol
 
 import numpy as np
 
-from modelserve_common.errors import Cancelled, DeadlineExceeded, InvalidArgument, ServiceError, Unavailable
+from modelserve_common.errors import (
+    Cancelled,
+    DeadlineExceeded,
+    InvalidArgument,
+    NotFound,
+    ServiceError,
+    Unavailable,
+)
 from modelserve_orchestrator.domain import (
+    INTERNAL,
+    Caller,
     Combiner,
     Condition,
     EnsembleStep,
@@ -42,7 +51,8 @@ INPUTS = "inputs"
 
 
 class ModelCaller(Protocol):
-    """Calls one model: returns its outputs and the version that served."""
+    """Calls one model on behalf of a caller (whose identity goes with the call, so the model
+    server enforces ownership too) and answers whether a caller may use a model."""
 
     async def infer(
         self,
@@ -51,7 +61,15 @@ class ModelCaller(Protocol):
         inputs: Mapping[str, np.ndarray],
         outputs: tuple[str, ...],
         timeout_s: float,
-    ) -> tuple[dict[str, np.ndarray], str]: ...
+        caller: Caller = INTERNAL,
+    ) -> tuple[dict[str, np.ndarray], str]:
+        """The model's outputs and the version that served."""
+        ...
+
+    async def may_use(self, model: str, caller: Caller, timeout_s: float) -> bool:
+        """Whether the caller's tenant may use the model (it owns it, or it is shared); False
+        exactly when a direct call by that tenant would answer NOT_FOUND. Outages raise."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -281,6 +299,50 @@ class NodeFailed(Exception):
         return type(self.error)(f"node {self.node!r} failed: {self.error.message}")
 
 
+class ModelRefused(NodeFailed):
+    """A model node names a model the caller's tenant may not use (another tenant's, or a platform
+    model that is not shared): NOT_FOUND, worded as for a missing model, so nothing leaks."""
+
+    def __init__(self, node: str, model: str) -> None:
+        super().__init__(node, NotFound(f"model {model!r} not found"))
+
+    def as_service_error(self) -> ServiceError:
+        return NotFound(f"node {self.node!r}: {self.error.message}")
+
+
+async def check_models(p: Pipeline, caller: Caller, model_caller: ModelCaller, defaults: Defaults) -> None:
+    """Raises ModelRefused for the first model node (in spec order; every node is a top-level
+    node, ensembles, switches and splitters only reference them) whose model the caller may not
+    use. Trusted callers may use every model. Each distinct model is asked once, all at once,
+    bounded by the longest timeout of the nodes naming it; outages raise (fail closed)."""
+    if caller.trusted:
+        return
+    first: dict[str, str] = {}  # model -> first node naming it
+    timeout: dict[str, float] = {}
+    for n in p.nodes:
+        if isinstance(n.step, ModelStep):
+            first.setdefault(n.step.model, n.name)
+            t = n.timeout_s or defaults.timeout_s
+            timeout[n.step.model] = max(timeout.get(n.step.model, 0.0), t)
+    if not first:
+        return
+    models = list(first)
+
+    async def ask(model: str) -> bool:
+        try:
+            async with asyncio.timeout(timeout[model]):
+                return await model_caller.may_use(model, caller, timeout[model])
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"node {first[model]!r}: checking model {model!r} took longer than {timeout[model]}s"
+            ) from None
+
+    answers = await asyncio.gather(*(ask(m) for m in models))
+    for model, ok in zip(models, answers, strict=True):
+        if not ok:
+            raise ModelRefused(first[model], model)
+
+
 def _compare(op: Operator, left: float | str, right: float | str) -> bool:
     if op == Operator.EQ:
         return left == right
@@ -364,6 +426,10 @@ class PipelineRunner:
         self._caller = caller
         self._defaults = defaults
 
+    async def check_models(self, p: Pipeline, caller: Caller) -> None:
+        """ModelRefused when the caller may not use a model the pipeline names."""
+        await check_models(p, caller, self._caller, self._defaults)
+
     async def run(
         self,
         p: Pipeline,
@@ -373,7 +439,12 @@ class PipelineRunner:
         on_node: OnNode | None = None,
         done: Mapping[str, NodeResult] | None = None,
         sticky_salt: str = "",
+        caller: Caller = INTERNAL,
     ) -> RunResult:
+        """Runs the pipeline as ``caller``: first checks that its tenant may use every model the
+        pipeline names (ModelRefused otherwise: nothing runs), then sends each model call with its
+        identity."""
+        await check_models(p, caller, self._caller, self._defaults)
         deps = dependencies(p)
         gates = gate_of(p)
         specs = {n.name: n for n in p.nodes}
@@ -406,7 +477,9 @@ class PipelineRunner:
                             if on_node:
                                 await on_node(result)
                             continue
-                        task = asyncio.create_task(self._run_node(specs[name], tensors, params, sticky_salt))
+                        task = asyncio.create_task(
+                            self._run_node(specs[name], tensors, params, sticky_salt, caller)
+                        )
                         running[task] = name
                 if len(results) == len(specs):
                     break
@@ -467,13 +540,18 @@ class PipelineRunner:
         return None
 
     async def _run_node(
-        self, node: NodeSpec, tensors: Mapping[str, np.ndarray], params: Mapping[str, str], salt: str
+        self,
+        node: NodeSpec,
+        tensors: Mapping[str, np.ndarray],
+        params: Mapping[str, str],
+        salt: str,
+        caller: Caller,
     ) -> NodeResult:
         start = time.perf_counter()
         step = node.step
         try:
             if isinstance(step, ModelStep):
-                return await self._run_model(node, step, tensors, start)
+                return await self._run_model(node, step, tensors, start, caller)
             if isinstance(step, EnsembleStep):
                 present = [(i, tensors[s]) for i, s in enumerate(step.sources) if s in tensors]
                 if len(present) < step.min_sources:
@@ -527,7 +605,12 @@ class PipelineRunner:
             )
 
     async def _run_model(
-        self, node: NodeSpec, step: ModelStep, tensors: Mapping[str, np.ndarray], start: float
+        self,
+        node: NodeSpec,
+        step: ModelStep,
+        tensors: Mapping[str, np.ndarray],
+        start: float,
+        caller: Caller,
     ) -> NodeResult:
         d = self._defaults
         attempts_max = node.max_attempts or d.max_attempts
@@ -542,7 +625,7 @@ class PipelineRunner:
                 try:
                     async with asyncio.timeout(timeout):
                         outs, served = await self._caller.infer(
-                            step.model, step.version, inputs, step.outputs, timeout
+                            step.model, step.version, inputs, step.outputs, timeout, caller
                         )
                 except TimeoutError:
                     raise DeadlineExceeded(f"model {step.model!r} took longer than {timeout}s") from None

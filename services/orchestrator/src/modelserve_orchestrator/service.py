@@ -78,8 +78,14 @@ class OrchestratorService:
             await check_destination(w.url, self._allow)
 
     async def put_pipeline(self, p: Pipeline, *, new: bool, caller: Caller = INTERNAL) -> Pipeline:
+        """Creates or updates; a tenant's pipeline may name only models the tenant may use (its
+        own, shared ones): NOT_FOUND naming the node otherwise, as for a missing model."""
         validate(p, self._defaults)
         await self._check_webhook(p.webhook)
+        try:
+            await self._runner.check_models(p, caller)
+        except NodeFailed as nf:
+            raise nf.as_service_error() from None
         return await self._store.put_pipeline(
             p, new=new, now=time.time(), owner=caller.owner, visible=caller.visible
         )
@@ -109,7 +115,7 @@ class OrchestratorService:
         p = await self.get_pipeline(req.pipeline, req.version, caller)
         check_inputs(p, req.inputs)
         try:
-            return await self._runner.run(p, req.inputs, req.parameters)
+            return await self._runner.run(p, req.inputs, req.parameters, caller=caller)
         except NodeFailed as nf:
             raise nf.as_service_error() from None
 
@@ -123,7 +129,9 @@ class OrchestratorService:
         async def on_node(r: NodeResult) -> None:
             q.put_nowait(r)
 
-        task = asyncio.create_task(self._runner.run(p, req.inputs, req.parameters, on_node=on_node))
+        task = asyncio.create_task(
+            self._runner.run(p, req.inputs, req.parameters, on_node=on_node, caller=caller)
+        )
         try:
             while not task.done() or not q.empty():
                 getter = asyncio.ensure_future(q.get())

@@ -107,7 +107,7 @@ _INTEGRITY = (sqlite3.IntegrityError, psycopg.IntegrityError)
 
 _EXEC_COLS = (
     "id, pipeline, pipeline_version, state, parameters, webhook, idempotency_key, outputs, missing, "
-    "error, attempts, create_time, start_time, end_time"
+    "error, attempts, create_time, start_time, end_time, tenant"
 )
 
 
@@ -623,7 +623,8 @@ async def _insert_nodes(tx: Tx, execution_id: str, results: Sequence[Completed])
 
 
 def _execution(row: Sequence[Any], traces: list[str], with_outputs: bool) -> Execution:
-    (eid, pipeline, version, state, params, webhook, key, outputs, missing, error, attempts, ct, st, et) = row
+    (eid, pipeline, version, state, params, webhook, key, outputs, missing, error, attempts, ct, st, et) = row[:14]
+    tenant = row[14]
     trace: tuple[NodeTrace, ...] = tuple(trace_from_dict(json.loads(t)) for t in traces)
     return Execution(
         id=eid,
@@ -641,4 +642,5 @@ def _execution(row: Sequence[Any], traces: list[str], with_outputs: bool) -> Exe
         create_time=float(ct),
         start_time=float(st or 0.0),
         end_time=float(et or 0.0),
+        tenant=str(tenant),
     )

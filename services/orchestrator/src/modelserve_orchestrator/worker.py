@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from modelserve_orchestrator.domain import (
+    Caller,
     EventType,
     Execution,
     ExecutionState,
@@ -184,7 +185,14 @@ class ExecutionWorker:
             return True
         recorder = _NodeRecorder(self._store, self._finisher, eid, self._config.node_record_delay_s)
         run = asyncio.create_task(
-            self._runner.run(pipeline, claimed.inputs, ex.parameters, on_node=recorder.add, done=claimed.done)
+            self._runner.run(
+                pipeline,
+                claimed.inputs,
+                ex.parameters,
+                on_node=recorder.add,
+                done=claimed.done,
+                caller=Caller.of_owner(ex.tenant),  # runs as its stored tenant (ownership checked)
+            )
         )
         self._running[eid] = run  # type: ignore[assignment]
         if self._handing_back:
