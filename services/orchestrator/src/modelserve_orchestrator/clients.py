@@ -165,8 +165,9 @@ class RegistryClient:
 
     async def model(self, model: str, caller: Caller, timeout_s: float) -> ModelRecord | None:
         """The model as ``caller`` sees it; None when the registry answers NOT_FOUND (missing, or
-        another tenant's and not shared). A tenant asks with the ``read`` scope: the question is
-        whether the tenant can see the model, not what the caller's key may do."""
+        another tenant's and not shared) or INVALID_ARGUMENT (a name the registry cannot hold,
+        so not a registry model). A tenant asks with the ``read`` scope: the question is whether
+        the tenant can see the model, not what the caller's key may do."""
         try:
             resp = await self._stub.GetModel(
                 registry_pb.GetModelRequest(model=model),
@@ -174,7 +175,7 @@ class RegistryClient:
                 metadata=identity_metadata(caller, frozenset({"read"})),
             )
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
                 return None
             raise map_rpc_error(exc, f"registry: model {model!r}") from None
         return ModelRecord(resp.model.tenant, resp.model.shared)
