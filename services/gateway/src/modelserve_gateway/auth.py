@@ -14,7 +14,7 @@ from modelserve_common.errors import Unauthenticated
 from modelserve_gateway.audit import audit
 from modelserve_gateway.ratelimit import Limit
 from modelserve_gateway.registry_cache import RegistryCache
-from modelserve_gateway.scopes import ALL_SCOPES
+from modelserve_gateway.scopes import ADMIN, ALL_SCOPES, TENANT_ADMIN
 from modelserve_gateway.settings import GatewaySettings
 
 log = structlog.get_logger(__name__)
@@ -44,6 +44,12 @@ ANONYMOUS = Principal("anonymous", "anonymous", "", frozenset(ALL_SCOPES))
 ADMIN_ID = "bootstrap-admin"
 
 
+def tenant_scopes(raw: frozenset[str]) -> frozenset[str]:
+    """A tenant principal's scopes: "admin" is platform-only, so a tenant credential's "admin"
+    means "tenant-admin" (the tenant's own keys, models, deployments, pipelines)."""
+    return frozenset(TENANT_ADMIN if s == ADMIN else s for s in raw)
+
+
 @dataclass(frozen=True)
 class Credentials:
     """What a request presented: the Authorization header and the x-api-key header."""
@@ -63,6 +69,17 @@ class Authenticator:
         self._audience = settings.jwt_audience
         self._tenant_claim = settings.jwt_tenant_claim
         self._leeway = settings.jwt_leeway_s
+        self._admin_claim = settings.jwt_platform_admin_claim
+        self._admin_issuer = settings.jwt_platform_admin_issuer
+        if self._admin_issuer and not self._admin_claim:
+            raise ValueError(
+                "GATEWAY_JWT_PLATFORM_ADMIN_ISSUER needs GATEWAY_JWT_PLATFORM_ADMIN_CLAIM: "
+                "a platform administrator is recognised by an explicit claim"
+            )
+        issuers = [i for i in (self._issuer, self._admin_issuer) if i]
+        self._issuers: str | list[str] | None = (
+            None if not self._issuer else (issuers[0] if len(issuers) == 1 else issuers)
+        )
         self._default_limit = Limit.of(settings.default_rate_limit_rps, settings.default_rate_limit_burst)
 
     @property
@@ -103,7 +120,7 @@ class Authenticator:
             return self._jwt(token)
         key = await self._cache.verify(token)
         limit = Limit.of(key.rate, key.burst) or self._default_limit
-        return Principal("api_key", key.key, key.tenant, key.scopes, limit)
+        return Principal("api_key", key.key, key.tenant, tenant_scopes(key.scopes), limit)
 
     def _jwt(self, token: str) -> Principal:
         if self._alg is None or self._jwt_key is None:
@@ -114,15 +131,33 @@ class Authenticator:
                 self._jwt_key,
                 algorithms=[self._alg],
                 audience=self._audience,
-                issuer=self._issuer,
+                issuer=self._issuers,
                 leeway=self._leeway,
                 options={"require": ["exp", "sub"]},
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {type(exc).__name__}") from None
+        if self._platform_admin(claims):
+            log.info("auth.jwt_platform_admin", sub=str(claims["sub"]))
+            return Principal("jwt_admin", str(claims["sub"]), "", frozenset(ALL_SCOPES))
+        if (
+            self._admin_issuer
+            and claims.get("iss") == self._admin_issuer
+            and self._issuer != self._admin_issuer
+        ):
+            raise Unauthenticated(
+                f"token from the platform-admin issuer lacks the {self._admin_claim!r} claim"
+            )
         tenant = claims.get(self._tenant_claim)
         if not isinstance(tenant, str) or not tenant:
             raise Unauthenticated(f"token has no {self._tenant_claim!r} claim")
         raw = claims.get("scope", claims.get("scopes", ""))
         scopes = frozenset(raw.split() if isinstance(raw, str) else [str(s) for s in raw])
-        return Principal("jwt", str(claims["sub"]), tenant, scopes, self._default_limit)
+        return Principal("jwt", str(claims["sub"]), tenant, tenant_scopes(scopes), self._default_limit)
+
+    def _platform_admin(self, claims: dict[str, object]) -> bool:
+        """Only through the configured claim, JSON true (not "true", not 1), and, when configured,
+        from the platform-admin issuer."""
+        if not self._admin_claim or claims.get(self._admin_claim) is not True:
+            return False
+        return not self._admin_issuer or claims.get("iss") == self._admin_issuer

@@ -2,13 +2,18 @@
 
 Scopes: ``infer`` (inference, running pipelines, creating and cancelling executions), ``read``
 (registry and orchestrator reads), ``write`` (registry writes; creating, updating and deleting
-pipelines), ``admin`` (tenants, API keys, the model repository; implies every other scope).
+pipelines), ``tenant-admin`` (the tenant's own API keys; implies read, write and infer inside the
+tenant), ``admin`` (platform-wide: tenants, VerifyApiKey, the model repository; implies every
+other scope). ``admin`` belongs only to trusted principals (the bootstrap key, a JWT carrying the
+configured platform-admin claim): auth.py never gives it to a tenant principal, and a tenant
+principal is confined to its tenant downstream whatever its scopes.
 """
 
 from __future__ import annotations
 
-INFER, READ, WRITE, ADMIN = "infer", "read", "write", "admin"
-ALL_SCOPES = (INFER, READ, WRITE, ADMIN)
+INFER, READ, WRITE, TENANT_ADMIN, ADMIN = "infer", "read", "write", "tenant-admin", "admin"
+ALL_SCOPES = (INFER, READ, WRITE, TENANT_ADMIN, ADMIN)
+IMPLIED_BY_TENANT_ADMIN = frozenset({INFER, READ, WRITE})
 
 _INFERENCE = "inference.GRPCInferenceService"
 _REGISTRY = "modelserve.registry.v1.RegistryService"
@@ -22,12 +27,13 @@ METHOD_SCOPES: dict[str, str] = {
     f"/{_REGISTRY}/VerifyApiKey": ADMIN,
     f"/{_REGISTRY}/CreateTenant": ADMIN,
     f"/{_REGISTRY}/ListTenants": ADMIN,
+    f"/{_REGISTRY}/UpdateTenant": ADMIN,
     f"/{_REGISTRY}/GetTenant": READ,
-    f"/{_REGISTRY}/CreateApiKey": ADMIN,
-    f"/{_REGISTRY}/RotateApiKey": ADMIN,
-    f"/{_REGISTRY}/DeleteApiKey": ADMIN,
-    f"/{_REGISTRY}/GetApiKey": ADMIN,
-    f"/{_REGISTRY}/ListApiKeys": ADMIN,
+    f"/{_REGISTRY}/CreateApiKey": TENANT_ADMIN,
+    f"/{_REGISTRY}/RotateApiKey": TENANT_ADMIN,
+    f"/{_REGISTRY}/DeleteApiKey": TENANT_ADMIN,
+    f"/{_REGISTRY}/GetApiKey": TENANT_ADMIN,
+    f"/{_REGISTRY}/ListApiKeys": TENANT_ADMIN,
     f"/{_ORCHESTRATOR}/CreatePipeline": WRITE,
     f"/{_ORCHESTRATOR}/UpdatePipeline": WRITE,
     f"/{_ORCHESTRATOR}/DeletePipeline": WRITE,
@@ -60,8 +66,11 @@ def is_write(method: str) -> bool:
     """Whether ``method`` changes state (every such call is audited)."""
     if method in INFER_MUTATIONS:
         return True
-    return required_scope(method) in (WRITE, ADMIN) and not method.endswith("/VerifyApiKey")
+    return required_scope(method) in (WRITE, TENANT_ADMIN, ADMIN) and not method.endswith("/VerifyApiKey")
 
 
 def has_scope(granted: frozenset[str], needed: str) -> bool:
-    return ADMIN in granted or needed in granted
+    """``admin`` implies every scope; ``tenant-admin`` implies read, write and infer."""
+    if ADMIN in granted or needed in granted:
+        return True
+    return TENANT_ADMIN in granted and needed in IMPLIED_BY_TENANT_ADMIN

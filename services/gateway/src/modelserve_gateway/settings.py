@@ -91,6 +91,13 @@ class GatewaySettings(BaseServiceSettings):
     """The claim that names the caller's tenant."""
     jwt_leeway_s: float = Field(default=0.0, ge=0)
     """Clock skew allowed on exp/nbf."""
+    jwt_platform_admin_claim: str | None = None
+    """A claim that, when it is JSON `true`, makes the token the platform administrator (no tenant,
+    every scope). Unset: no JWT is ever a platform administrator (a tenant token's "admin" scope
+    means "tenant-admin")."""
+    jwt_platform_admin_issuer: str | None = None
+    """If set, the platform-admin claim counts only in tokens whose `iss` is this issuer (also
+    accepted besides jwt_issuer); needs jwt_platform_admin_claim."""
 
     # Rate limits and protection.
     rate_limit_fail_open: bool = True

@@ -338,3 +338,122 @@ async def test_grpc_statistics_without_a_model_name_refused_for_a_tenant(secured
         assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         r = await stub.ModelStatistics(inf_pb.ModelStatisticsRequest(), metadata=[("x-api-key", ADMIN)])
         assert sorted(s.name for s in r.model_stats) == ["add", "identity"]
+
+
+# -- tenant-admin and the platform administrator (issue 12 item 5) -------------------------
+
+
+def test_scope_table_tenant_admin_and_platform_admin() -> None:
+    from modelserve_gateway.scopes import has_scope, is_write, required_scope
+
+    reg = "/modelserve.registry.v1.RegistryService"
+    for m in ("CreateApiKey", "GetApiKey", "ListApiKeys", "RotateApiKey", "DeleteApiKey"):
+        assert required_scope(f"{reg}/{m}") == "tenant-admin", m
+    for m in ("CreateTenant", "ListTenants", "UpdateTenant", "VerifyApiKey"):
+        assert required_scope(f"{reg}/{m}") == "admin", m
+    assert is_write(f"{reg}/UpdateTenant") and is_write(f"{reg}/RotateApiKey")
+    assert not is_write(f"{reg}/VerifyApiKey")
+    ta = frozenset({"tenant-admin"})
+    assert all(has_scope(ta, s) for s in ("read", "write", "infer", "tenant-admin"))
+    assert not has_scope(ta, "admin")
+    assert all(
+        has_scope(frozenset({"admin"}), s) for s in ("read", "write", "infer", "tenant-admin", "admin")
+    )
+    assert not has_scope(frozenset({"read", "write", "infer"}), "tenant-admin")
+
+
+async def test_tenant_credentials_admin_scope_means_tenant_admin(secured, registry) -> None:
+    """A tenant JWT's or (pre-migration) API key's "admin" is "tenant-admin": its own keys, yes;
+    tenants, key verification and the model repository, no; always confined to its tenant."""
+    registry.add_key("sk_legacy_admin_t1", "k7", "t1", ["admin"])
+    http = secured.http
+    for creds in (bearer(token(scope="admin")), bearer("sk_legacy_admin_t1")):
+        r = await http.get("/v1/models/x", headers=creds)  # read implied by tenant-admin
+        assert r.status_code == 200, r.text
+        assert registry.last_metadata["x-modelserve-tenant"] == "t1"
+        assert registry.last_metadata["x-modelserve-scopes"] == "tenant-admin"
+        for method, path in (
+            ("GET", "/v1/tenants"),
+            ("POST", "/v1/tenants"),
+            ("PATCH", "/v1/tenants/t1"),
+            ("POST", "/v1/apiKeys:verify"),
+            ("POST", "/v2/repository/models/add/unload"),
+        ):
+            r = await http.request(method, path, json={}, headers=creds)
+            assert r.status_code == 403, (method, path, r.text)
+        r = await http.get("/v1/tenants/t1/apiKeys", headers=creds)  # its own keys: admitted
+        assert r.status_code != 403 and r.status_code != 401, r.text
+    # read/write keys do not manage keys
+    r = await http.get("/v1/tenants/t1/apiKeys", headers=bearer(READ_KEY))
+    assert r.status_code == 403 and "tenant-admin" in r.json()["message"]
+
+
+PLATFORM = "https://platform.example"
+
+
+async def test_jwt_platform_admin_only_through_the_configured_claim(
+    make_gateway, registry, auth_settings
+) -> None:
+    async def probe(gw, tok: str) -> tuple[int, dict[str, str]]:
+        registry.last_metadata = {}
+        r = await gw.http.get("/v1/models/x", headers=bearer(tok))
+        return r.status_code, dict(registry.last_metadata)
+
+    # not configured: a token claiming platform_admin is a tenant token like any other
+    async with make_gateway(**auth_settings) as gw:
+        code, md = await probe(gw, token(platform_admin=True, scope="admin read"))
+        assert code == 200 and md["x-modelserve-tenant"] == "t1"
+        assert await probe(gw, token(platform_admin=True, tenant=None)) == (401, {})
+    settings = auth_settings | {"jwt_platform_admin_claim": "platform_admin"}
+    async with make_gateway(**settings) as gw:
+        code, md = await probe(gw, token(platform_admin=True, tenant=None, scope=None))
+        assert code == 200 and "x-modelserve-tenant" not in md  # trusted downstream
+        r = await gw.http.get("/v1/tenants", headers=bearer(token(platform_admin=True, tenant=None)))
+        assert r.status_code != 403
+        for fake in ("true", 1, "yes", False):  # only JSON true counts
+            code, md = await probe(gw, token(platform_admin=fake, scope="admin read"))
+            assert code == 200 and md["x-modelserve-tenant"] == "t1", fake
+            assert md["x-modelserve-scopes"] == "read,tenant-admin"
+        forged = jwt.encode(
+            {
+                "sub": "x",
+                "platform_admin": True,
+                "aud": "modelserve",
+                "iss": "https://issuer.example",
+                "exp": int(time.time()) + 60,
+            },
+            "another-secret-of-sufficient-length!!",
+            algorithm="HS256",
+        )
+        assert (await probe(gw, forged))[0] == 401
+
+
+async def test_jwt_platform_admin_issuer_narrows_the_claim(make_gateway, registry, auth_settings) -> None:
+    settings = auth_settings | {
+        "jwt_platform_admin_claim": "platform_admin",
+        "jwt_platform_admin_issuer": PLATFORM,
+    }
+    async with make_gateway(**settings) as gw:
+
+        async def probe(tok: str) -> tuple[int, dict[str, str]]:
+            registry.last_metadata = {}
+            r = await gw.http.get("/v1/models/x", headers=bearer(tok))
+            return r.status_code, dict(registry.last_metadata)
+
+        code, md = await probe(token(iss=PLATFORM, platform_admin=True, tenant=None))
+        assert code == 200 and "x-modelserve-tenant" not in md
+        # the claim from the tenants' issuer is not enough
+        code, md = await probe(token(platform_admin=True))
+        assert code == 200 and md["x-modelserve-tenant"] == "t1"
+        assert (await probe(token(platform_admin=True, tenant=None)))[0] == 401
+        # the platform issuer without the claim is refused, and other issuers stay refused
+        assert (await probe(token(iss=PLATFORM)))[0] == 401
+        assert (await probe(token(iss="https://evil.example", platform_admin=True, tenant=None)))[0] == 401
+
+
+async def test_platform_admin_issuer_without_claim_is_a_configuration_error(
+    make_gateway, auth_settings
+) -> None:
+    with pytest.raises(ValueError, match="PLATFORM_ADMIN_CLAIM"):
+        async with make_gateway(**(auth_settings | {"jwt_platform_admin_issuer": PLATFORM})):
+            pass
