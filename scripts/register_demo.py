@@ -2,7 +2,8 @@
 """Registers the demo model of `make run` in the registry, the way a user would: model
 `linear-reg`, version 1 (the `linear` example's model.py as the artifact, its sha256, tensor specs
 and batching), deployed at weight 100, alias `production`. The model server follows the registry
-and serves it. Idempotent: an existing model is left as it is.
+and serves it. Idempotent: an existing model is left as it is. A failed call prints one line
+(the RPC, its status and message) and exits 1.
 
     .venv/bin/python scripts/register_demo.py [registry address, default 127.0.0.1:50051]
 """
@@ -25,6 +26,16 @@ NAME = "linear-reg"
 
 
 def main(target: str = "127.0.0.1:50051") -> int:
+    try:
+        return register(target)
+    except grpc.RpcError as exc:
+        code = exc.code().name if isinstance(exc, grpc.Call) else "UNKNOWN"
+        details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
+        print(f"register_demo: the registry at {target} answered {code}: {details}", file=sys.stderr)
+        return 1
+
+
+def register(target: str) -> int:
     stub = pb_grpc.RegistryServiceStub(grpc.insecure_channel(target))
     try:
         stub.CreateModel(

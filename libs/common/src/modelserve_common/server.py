@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 import structlog
@@ -257,6 +258,18 @@ async def grpc_server(
         log.info("server.stopped")
 
 
+def _fail_start(message: str, status: int) -> NoReturn:
+    """Writes the log lines still buffered (modelserve_common.logging writes them in batches), then
+    ``message`` as the last line on stderr, and exits with ``status``."""
+    for handler in logging.getLogger().handlers:
+        stream = getattr(handler, "stream", None)
+        drain = getattr(stream, "drain", None)
+        if callable(drain):
+            drain()
+    print(message, file=sys.stderr, flush=True)
+    raise SystemExit(status)
+
+
 async def run_until_signal(running: AbstractAsyncContextManager[Any]) -> None:
     """Runs ``running`` (a service's running_server(...)) until SIGTERM or SIGINT. A signal during
     start-up (e.g. while waiting for a database) abandons the start promptly. A StartupError (a port
@@ -286,10 +299,8 @@ async def run_until_signal(running: AbstractAsyncContextManager[Any]) -> None:
         main.uncancel()
         log.info("server.stopped_during_startup")
     except StartupError as exc:
-        print(str(exc), file=sys.stderr, flush=True)
-        raise SystemExit(exc.exit_code) from None
+        _fail_start(str(exc), exc.exit_code)
     except ServiceError as exc:
         if started:
             raise
-        print(f"start-up failed ({exc.code.name}): {exc.message}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None
+        _fail_start(f"start-up failed ({exc.code.name}): {exc.message}", 1)
