@@ -388,7 +388,7 @@ class Caller:
     @property
     def visible(self) -> str | None:
         """The tenant whose rows this caller may see and change; None: every tenant's."""
-        return None if self.tenant is None else self.tenant
+        return self.tenant
 
     @property
     def owner(self) -> str:
