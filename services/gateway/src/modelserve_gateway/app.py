@@ -82,6 +82,8 @@ class Request:
     query: bytes
     headers: dict[str, str]
     route_label: str = "unmatched"
+    template: str = "unmatched"  # the route template, for the access log
+    tenant: str = ""  # the caller's tenant once authenticated ("" = none or a trusted caller)
 
     @classmethod
     def of(cls, scope: Scope, receive: Receive) -> Request:
@@ -96,7 +98,7 @@ class Request:
 
     async def body(self, limit: int) -> bytes:
         declared = self.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise PayloadTooLarge(f"request body of {declared} bytes exceeds the limit of {limit}")
         chunks: list[bytes] = []
         total = 0
@@ -214,7 +216,16 @@ class GatewayApp:
 
         send = send_counted
         try:
-            body = await req.body(self.settings.max_body_bytes)
+            try:
+                async with asyncio.timeout(self.settings.body_read_timeout_s):
+                    body = await req.body(self.settings.max_body_bytes)
+            except TimeoutError:
+                raise GatewayError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"request body not received within {self.settings.body_read_timeout_s:g} s",
+                    [("connection", "close")],
+                    http_override=408,
+                ) from None
             watcher = asyncio.create_task(_watch_disconnect(receive, task))
             if kserve_route:
                 await self._kserve.handle(req, body, send, base)
@@ -232,11 +243,29 @@ class GatewayApp:
             await self._error(send, err, base, kserve_route)
         except ServiceError as exc:
             await self._error(send, GatewayError.from_service_error(exc), base, kserve_route)
+        except Exception:
+            # A bug, never the client's fault: one log line with the stack, and the documented
+            # JSON error shape instead of uvicorn's text/plain 500.
+            log.exception("http.unhandled", path=req.path)
+            if status[0] == 499:
+                internal = GatewayError(grpc.StatusCode.INTERNAL, "internal error")
+                await self._error(send, internal, base, kserve_route)
         finally:
             self.in_flight.release()
             if watcher is not None:
                 watcher.cancel()
-            HTTP_SECONDS.labels(req.route_label, str(status[0])).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            HTTP_SECONDS.labels(req.route_label, str(status[0])).observe(elapsed)
+            if self.settings.access_log:
+                log.info(
+                    "http.handled",
+                    method=req.method,
+                    route=req.template,
+                    status=status[0],
+                    duration_ms=round(elapsed * 1000, 3),
+                    tenant=req.tenant,
+                    request_id=rid,
+                )
 
     # Helpers --------------------------------------------------------------------------------
 
@@ -313,7 +342,9 @@ class GatewayApp:
             raise GatewayError(grpc.StatusCode.NOT_FOUND, f"no route for {req.method} {req.path}")
         route, path_vars = found
         req.route_label = route.method
+        req.template = f"{route.verb} {route.template.source}"
         admission = await self.guard.admit(route.method, req.credentials())
+        req.tenant = admission.principal.tenant or ""
         base = base + admission.headers
         msg = build_request(
             route,
@@ -480,6 +511,23 @@ _KSERVE_METHOD = {
 }
 
 
+_KSERVE_TEMPLATE = {
+    "live": "/v2/health/live",
+    "ready": "/v2/health/ready",
+    "server_metadata": "/v2",
+    "stats_all": "/v2/models/stats",
+    "infer": "/v2/models/{model}[/versions/{version}]/infer",
+    "model_ready": "/v2/models/{model}[/versions/{version}]/ready",
+    "model_config": "/v2/models/{model}[/versions/{version}]/config",
+    "model_stats": "/v2/models/{model}[/versions/{version}]/stats",
+    "model_metadata": "/v2/models/{model}[/versions/{version}]",
+    "repo_index": "/v2/repository/index",
+    "repo_load": "/v2/repository/models/{model}/load",
+    "repo_unload": "/v2/repository/models/{model}/unload",
+}
+_HEADER_LENGTH_RE = re.compile(r"[0-9]{1,19}")
+
+
 class KServeHandler:
     """KServe v2 REST on top of inference.GRPCInferenceService, with ``{"error": ...}`` bodies."""
 
@@ -508,6 +556,7 @@ class KServeHandler:
         model, version = groups.get("model", ""), groups.get("version", "")
         method = _INF + _KSERVE_METHOD[name]
         req.route_label = "kserve." + name
+        req.template = f"{verb} {_KSERVE_TEMPLATE[name]}"
         await self._dispatch(req, send, base, name, method, model, version, body)
 
     async def _unary(self, req: Request, adm: Admission, method: str, msg: Message, parse: Any) -> Any:
@@ -530,6 +579,7 @@ class KServeHandler:
     ) -> None:
         app = self.app
         adm = await app.guard.admit(method, req.credentials())
+        req.tenant = adm.principal.tenant or ""
         base = base + adm.headers
         json_h = [("content-type", JSON)]
         if name in ("live", "ready"):
@@ -710,8 +760,8 @@ class KServeHandler:
             )
             wishes = kserve.OutputWishes(default_binary=True)
         else:
-            if hl is not None and not hl.strip().isdigit():
-                raise InvalidArgument(f"Inference-Header-Content-Length must be a number, got {hl!r}")
+            if hl is not None and _HEADER_LENGTH_RE.fullmatch(hl.strip()) is None:
+                raise InvalidArgument(f"Inference-Header-Content-Length must be a number, got {hl[:40]!r}")
             infer_req, wishes = kserve.parse_infer_request(
                 body,
                 int(hl) if hl is not None else None,

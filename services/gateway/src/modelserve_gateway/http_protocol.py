@@ -17,6 +17,8 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+LINGER_S = 2.0
+"""How long a refused connection keeps draining the client's bytes before it is closed."""
 _GRPC_CODE = {400: 3, 431: 3}  # INVALID_ARGUMENT
 
 
@@ -45,8 +47,11 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._in_body = False
         self._refusal: tuple[int, str] | None = None
+        self._lingering = False
 
     def data_received(self, data: bytes) -> None:
+        if self._lingering:  # refused: what the client still sends is read and dropped
+            return
         self._unset_keepalive_if_required()
         if not self._in_body:
             self._head_bytes += len(data)
@@ -101,7 +106,15 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         head.append(b"content-length: %d\r\n" % len(body))
         head.append(b"connection: close\r\n\r\n")
         self.transport.write(b"".join(head) + body)
-        self.transport.close()
+        # Lingering close (as nginx does): closing at once with unread request bytes in the
+        # socket makes the kernel send RST, and the client may lose the answer before reading
+        # it. Half-close instead, drop what still arrives, close after LINGER_S at the latest.
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self._lingering = True
+            self.loop.call_later(LINGER_S, self.transport.close)
+        else:  # pragma: no cover - TCP transports can always half-close
+            self.transport.close()
 
 
 def _reason(exc: Exception) -> str:

@@ -4,6 +4,8 @@ as lowerCamelCase JSON (int64 as strings, enums by name), as the proto3 JSON map
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl
@@ -39,27 +41,99 @@ class BodyTooLarge(InvalidArgument):
     """The request body exceeds max_body_bytes (answered 413)."""
 
 
+# One JSON string (possibly unterminated: then it runs to the end, so the scan stays linear) or
+# one bracket. Possessive quantifiers: no backtracking on hostile input.
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]++|\\.)*+(?:"|\Z)|[\[\]{}]', re.S)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1
+
+
+def check_json_depth(raw: bytes, limit: int) -> None:
+    """Raises InvalidArgument when the JSON text ``raw`` nests deeper than ``limit``, before any
+    parser sees it (a linear scan, no recursion: ``json.loads`` of ``[[[[…`` 10,000 deep would
+    raise RecursionError)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return
+    depth = 0
+    for m in _JSON_TOKEN.finditer(raw):
+        c = m.group()[0]
+        if c == 0x5B or c == 0x7B:  # [ {
+            depth += 1
+            if depth > limit:
+                raise InvalidArgument(f"JSON body nests deeper than {limit} levels")
+        elif c == 0x5D or c == 0x7D:  # ] }
+            depth -= 1
+
+
+def _parse_int(text: str) -> int:
+    # A 64-bit integer has at most 20 digits (and a sign); longer ones are refused before int()
+    # converts them (quadratic in their length).
+    if len(text.lstrip("-")) > 20:
+        raise InvalidArgument(f"JSON integer {text[:24]}... does not fit 64 bits")
+    value = int(text)
+    if not INT_MIN <= value <= INT_MAX:
+        raise InvalidArgument(f"JSON integer {text} does not fit 64 bits")
+    return value
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidArgument(f"JSON number {text[:40]} is out of the range of a 64-bit float")
+    return value
+
+
+def _parse_constant(text: str) -> Any:
+    raise InvalidArgument(f'{text} is not JSON (send non-finite floats as the strings "NaN", "Infinity")')
+
+
 def json_depth(value: Any, limit: int) -> int:
-    """The nesting depth of ``value``; raises InvalidArgument past ``limit`` (iterative, so a
-    hostile body cannot exhaust the stack)."""
+    """The nesting depth of a parsed ``value``; raises InvalidArgument past ``limit`` or on a
+    string with a lone UTF-16 surrogate (not encodable as UTF-8). Iterative."""
     deepest = 0
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         v, d = stack.pop()
-        if isinstance(v, dict | list):
+        if isinstance(v, str):
+            _check_text(v)
+        elif isinstance(v, dict | list):
             if d > limit:
                 raise InvalidArgument(f"JSON body nests deeper than {limit} levels")
             deepest = max(deepest, d)
-            children = v.values() if isinstance(v, dict) else v
-            stack.extend((c, d + 1) for c in children if isinstance(c, dict | list))
+            if isinstance(v, dict):
+                for k in v:
+                    _check_text(k)
+                children: Any = v.values()
+            else:
+                children = v
+            stack.extend((c, d + 1) for c in children if isinstance(c, dict | list | str))
     return deepest
 
 
-def parse_json(raw: bytes, max_depth: int) -> Any:
+def _check_text(s: str) -> None:
+    m = _SURROGATE.search(s)
+    if m is not None:
+        raise InvalidArgument(
+            f"JSON string has a lone surrogate \\u{ord(m.group()):04x} at offset {m.start()} "
+            "(not valid Unicode)"
+        )
+
+
+def parse_json(raw: bytes | memoryview, max_depth: int, what: str = "request body") -> Any:
+    """Parses a JSON request body safely: depth checked before parsing, integers limited to 64
+    bits, floats finite (1e999 and NaN refused), strings valid Unicode. Every refusal is an
+    InvalidArgument (400)."""
+    raw = bytes(raw)
+    check_json_depth(raw, max_depth)
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"request body is not valid JSON: {exc}") from None
+        value = json.loads(
+            raw, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant
+        )
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{what}: {exc.message}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidArgument(f"{what} is not valid JSON: {exc}") from None
     json_depth(value, max_depth)
     return value
 
@@ -151,7 +225,9 @@ def build_request(
     bound = {v.field_path for v in route.template.variables}
     if query_string:
         try:
-            pairs = parse_qsl(query_string.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+            pairs = parse_qsl(
+                query_string.decode("utf-8"), keep_blank_values=True, strict_parsing=False, errors="strict"
+            )
         except UnicodeDecodeError:
             raise InvalidArgument("query string is not UTF-8") from None
         repeated: dict[str, list[str]] = {}
@@ -185,9 +261,42 @@ def build_request(
     msg = route.request_type()
     try:
         json_format.ParseDict(data, msg, ignore_unknown_fields=False)
-    except json_format.ParseError as exc:
+    except (json_format.ParseError, ValueError, TypeError, OverflowError) as exc:
         raise InvalidArgument(f"invalid request for {route.method}: {exc}") from None
+    check_message(msg)
     return msg
+
+
+def check_message(msg: Message) -> None:
+    """Refuses what proto3 JSON parsing lets through but no service means: an enum number the enum
+    does not define (open enums keep unknown numbers). Iterative over nested messages. Non-finite
+    floats stay allowed where proto3 JSON spells them ("NaN", "Infinity" as strings)."""
+    stack = [msg]
+    while stack:
+        m = stack.pop()
+        for f, value in m.ListFields():
+            values = value if f.is_repeated else [value]
+            if f.message_type is not None:
+                if f.message_type.GetOptions().map_entry:
+                    vf = f.message_type.fields_by_name["value"]
+                    if vf.message_type is not None:
+                        stack.extend(value.values())
+                    elif vf.enum_type is not None:
+                        _check_enum(vf, f.name, list(value.values()))
+                else:
+                    stack.extend(values)
+            elif f.enum_type is not None:
+                _check_enum(f, f.name, values)
+
+
+def _check_enum(f: FieldDescriptor, name: str, values: Sequence[Any]) -> None:
+    enum = f.enum_type
+    assert enum is not None
+    known = enum.values_by_number
+    for v in values:
+        if v not in known:
+            names = ", ".join(x.name for x in enum.values)
+            raise InvalidArgument(f"{name}: {v} is not a {enum.name} value; one of {names}")
 
 
 def _query_value(f: FieldDescriptor, value: str, name: str) -> Any:
@@ -195,6 +304,19 @@ def _query_value(f: FieldDescriptor, value: str, name: str) -> Any:
     is_bool = f.type == FieldDescriptor.TYPE_BOOL or (
         f.message_type is not None and f.message_type.full_name == "google.protobuf.BoolValue"
     )
+    is_float = f.cpp_type in _FLOATS or (
+        f.message_type is not None and f.message_type.full_name in _FLOAT_WKT
+    )
+    if is_float and value not in ("NaN", "Infinity", "-Infinity"):
+        try:
+            number = float(value)
+        except ValueError:
+            number = 0.0  # ParseDict reports the type error
+        if not math.isfinite(number):
+            raise InvalidArgument(
+                f"query parameter {name!r}: {value[:40]!r} is out of the range of a 64-bit float "
+                '(spell infinity "Infinity")'
+            )
     if not is_bool:
         return value
     if value in ("true", "1", ""):
@@ -202,6 +324,10 @@ def _query_value(f: FieldDescriptor, value: str, name: str) -> Any:
     if value in ("false", "0"):
         return False
     raise InvalidArgument(f"query parameter {name!r} must be true or false, got {value!r}")
+
+
+_FLOATS = (FieldDescriptor.CPPTYPE_FLOAT, FieldDescriptor.CPPTYPE_DOUBLE)
+_FLOAT_WKT = ("google.protobuf.DoubleValue", "google.protobuf.FloatValue")
 
 
 def _canonical(desc: Descriptor, path: list[str]) -> str:

@@ -17,9 +17,10 @@ import numpy as np
 
 from modelserve.inference.v2 import grpc_service_pb2 as inference_pb
 from modelserve_common.errors import InvalidArgument
-from modelserve_gateway.transcoding.codec import json_depth
+from modelserve_gateway.transcoding.codec import parse_json
 
 HEADER_LENGTH = "inference-header-content-length"
+MAX_DIM = 2**63 - 1
 
 NP_DTYPES: dict[str, Any] = {
     "BOOL": np.bool_,
@@ -166,9 +167,13 @@ def _json_tensor_bytes(name: str, datatype: str, shape: list[int], data: Any) ->
         if bad is not None:
             raise InvalidArgument(f"input {name!r}: {bad!r} is not a {datatype} value")
     try:
-        arr = np.array(flat, dtype=dt)
+        with np.errstate(over="ignore", invalid="ignore"):
+            arr = np.array(flat, dtype=dt)
     except (OverflowError, ValueError) as exc:
         raise InvalidArgument(f"input {name!r}: data does not fit {datatype}: {exc}") from None
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        bad = next(x for x, ok in zip(flat, np.isfinite(arr).tolist(), strict=True) if not ok)
+        raise InvalidArgument(f"input {name!r}: {bad!r} is out of the range of {datatype}")
     return arr.tobytes()
 
 
@@ -190,16 +195,15 @@ def parse_infer_request(
         head, binary = body[:header_length], memoryview(body)[header_length:]
     else:
         head, binary = body, memoryview(b"")
-    try:
-        doc = json.loads(head)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidArgument(f"inference request is not valid JSON: {exc}") from None
+    doc = parse_json(head, max_depth, "inference request")
     if not isinstance(doc, dict):
         raise InvalidArgument("inference request must be a JSON object")
-    json_depth(doc, max_depth)
     req = inference_pb.ModelInferRequest(model_name=model, model_version=version)
     if "id" in doc:
-        req.id = str(doc["id"])
+        rid = doc["id"]
+        if not isinstance(rid, str | int) or isinstance(rid, bool):
+            raise InvalidArgument(f"inference request 'id' must be a string, got {type(rid).__name__}")
+        req.id = str(rid)
     params = doc.get("parameters") or {}
     _params(params, req.parameters, ("binary_data_output",), "request")
     wishes = OutputWishes(
@@ -209,6 +213,7 @@ def parse_infer_request(
     if not isinstance(inputs, list) or not inputs:
         raise InvalidArgument("inference request needs a non-empty 'inputs' list")
     offset = 0
+    seen: set[str] = set()
     for i, tin in enumerate(inputs):
         if not isinstance(tin, dict):
             raise InvalidArgument(f"inputs[{i}] must be an object")
@@ -218,17 +223,24 @@ def parse_infer_request(
         if not isinstance(datatype, str) or (datatype not in ELEMENT_BYTES and datatype != "BYTES"):
             raise InvalidArgument(f"input {name!r}: unknown datatype {datatype!r}")
         if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape
         ):
             raise InvalidArgument(
-                f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}"
+                f"input {name!r}: shape must be a list of integers in [0, 2^63-1], got {str(shape)[:200]}"
             )
+        if name in seen:
+            raise InvalidArgument(f"input {name!r} is given twice")
+        seen.add(name)
         t = req.inputs.add(name=name, datatype=datatype, shape=shape)
         tparams = tin.get("parameters") or {}
         _params(tparams, t.parameters, ("binary_data_size",), f"input {name!r}")
         size = tparams.get("binary_data_size") if isinstance(tparams, dict) else None
         if size is not None:
-            if not isinstance(size, int) or size < 0:
+            if "data" in tin:
+                raise InvalidArgument(
+                    f"input {name!r} has both 'data' and binary_data_size; send one or the other"
+                )
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
                 raise InvalidArgument(f"input {name!r}: binary_data_size must be a non-negative integer")
             if size > max_tensor_bytes:
                 raise TensorTooLarge(f"input {name!r} has {size} bytes; the limit is {max_tensor_bytes}")

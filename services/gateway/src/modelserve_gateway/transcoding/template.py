@@ -62,9 +62,18 @@ class PathTemplate:
         return out
 
     @property
-    def specificity(self) -> tuple[int, int, int]:
-        """Sort key: more literal segments first, then longer templates, then no ``**`` tail."""
-        return (self.literal_count, self.segment_count, 0 if self.has_wildcard_tail else 1)
+    def specificity(self) -> tuple[int, int, int, int]:
+        """Sort key: templates with a verb first, then more literal segments, then longer
+        templates, then no ``**`` tail. A verb is never part of a variable (google.api.http):
+        ``/v1/executions/e1:watch`` must reach ``/v1/executions/{execution}:watch`` before
+        ``/v1/executions/{execution}`` can take ``e1:watch`` as the execution. A template with a
+        verb only matches paths that end in ``:verb``, so trying those first is safe."""
+        return (
+            1 if self.verb else 0,
+            self.literal_count,
+            self.segment_count,
+            0 if self.has_wildcard_tail else 1,
+        )
 
     def openapi_path(self) -> str:
         """The template as an OpenAPI path: each variable becomes ``{field_path}``."""
