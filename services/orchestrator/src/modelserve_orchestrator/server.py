@@ -22,7 +22,7 @@ from modelserve_orchestrator.clients import AliasResolvingCaller, InferenceClien
 from modelserve_orchestrator.db import Database, open_database
 from modelserve_orchestrator.errors import SchemaTooNew
 from modelserve_orchestrator.pipeline import Defaults, ModelCaller, PipelineRunner
-from modelserve_orchestrator.queue import MemoryWorkQueue, RedisWorkQueue, WorkQueue
+from modelserve_orchestrator.queue import MemoryWorkQueue, RedisOptions, RedisWorkQueue, WorkQueue
 from modelserve_orchestrator.service import Limits, OrchestratorService
 from modelserve_orchestrator.servicer import OrchestratorServicer
 from modelserve_orchestrator.settings import OrchestratorSettings
@@ -54,8 +54,9 @@ async def _wait_ready(store: OrchestratorStore, queue: WorkQueue, timeout_s: flo
 
 
 class Readiness:
-    """Readiness follows the dependencies: the database, Redis (when configured) and the model
-    server (its grpc.health.v1 Check). NOT_SERVING while one of them does not answer, SERVING
+    """Readiness follows the dependencies: the database, the work queue (Redis answers and its
+    consumer group exists or can be created again) and the model server (its grpc.health.v1
+    Check). NOT_SERVING while one of them does not answer, SERVING
     again when all do; transitions are logged once."""
 
     def __init__(
@@ -153,7 +154,17 @@ async def running_server(
         store = OrchestratorStore(db)
         owner = _consumer_name(settings)
         queue: WorkQueue = (
-            RedisWorkQueue(settings.redis_url.get_secret_value(), settings.redis_prefix, owner)
+            RedisWorkQueue(
+                settings.redis_url.get_secret_value(),
+                settings.redis_prefix,
+                owner,
+                options=RedisOptions(
+                    health_check_interval_s=settings.redis_health_check_interval_s,
+                    retries=settings.redis_retries,
+                    connect_timeout_s=settings.redis_connect_timeout_s,
+                    socket_timeout_s=settings.redis_socket_timeout_s,
+                ),
+            )
             if settings.redis_url
             else MemoryWorkQueue()
         )
@@ -199,6 +210,9 @@ async def running_server(
                     settings.visibility_timeout_s,
                     settings.claim_interval_s,
                     settings.node_record_delay_s,
+                    settings.reconcile_interval_s,
+                    settings.reconcile_grace_s,
+                    settings.reconcile_batch,
                 ),
                 finisher,
             )

@@ -11,6 +11,8 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import structlog
+
 from modelserve_common.errors import InvalidArgument
 from modelserve_orchestrator import tensors
 from modelserve_orchestrator.domain import (
@@ -36,6 +38,7 @@ from modelserve_orchestrator.webhooks import AllowList, check_destination
 from modelserve_orchestrator.worker import ExecutionWorker, Finisher
 
 MAX_KEY = 255
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -187,9 +190,14 @@ class OrchestratorService:
         )
         stored, replayed = await self._store.create_execution(ex, inputs_text, digest, tenant=caller.owner)
         if not replayed:
-            # If this fails (or the process dies here) the sweeper queues it later: the row's
-            # enqueued_at is its create_time, so it counts as lost after the visibility timeout.
-            await self._queue.enqueue(stored.id)
+            # The row is committed: from here on the call succeeds (a client retrying an error
+            # without an idempotency key would create a duplicate). If the enqueue fails (or the
+            # process dies here) the reconcile queues the execution once it is older than
+            # ORCHESTRATOR_RECONCILE_GRACE_S.
+            try:
+                await self._queue.enqueue(stored.id)
+            except Exception as exc:
+                log.warning("execution.enqueue_deferred", execution=stored.id, error=str(exc))
         return stored, replayed
 
     async def get_execution(self, eid: str, caller: Caller = INTERNAL) -> Execution:

@@ -72,7 +72,27 @@ class OrchestratorSettings(BaseServiceSettings):
     visibility_timeout_s: float = Field(default=10.0, gt=0)
     """An execution whose replica stopped renewing its lease this long is taken over by another."""
     claim_interval_s: float = Field(default=2.0, gt=0)
-    """How often a replica looks for abandoned work (XAUTOCLAIM, and executions never queued)."""
+    """How often a replica reclaims queue entries of dead replicas (XAUTOCLAIM)."""
+    reconcile_interval_s: float = Field(default=2.0, gt=0)
+    """How often a replica reconciles the database with the work queue: executions the database
+    says are QUEUED (or RUNNING with an expired lease) that have no queue entry are queued again
+    (after a Redis restart or loss, or a CreateExecution whose enqueue failed)."""
+    reconcile_grace_s: float = Field(default=5.0, gt=0)
+    """An execution is re-queued by the reconcile only once it was created or last queued this
+    long ago (a younger one may still be on its way into the queue)."""
+    reconcile_batch: int = Field(default=200, ge=1)
+    """Most executions one reconcile pass examines (the oldest first); the rest wait for the
+    next pass."""
+    redis_health_check_interval_s: float = Field(default=5.0, ge=0)
+    """A pooled Redis connection idle this long is checked with PING (and replaced when dead)
+    before it is used; 0 disables the check."""
+    redis_retries: int = Field(default=1, ge=0)
+    """Redis commands failing with a connection error (a connection broken by a Redis restart)
+    are retried this many times, each on a fresh connection."""
+    redis_connect_timeout_s: float = Field(default=2.0, gt=0)
+    """Longest wait for a new Redis connection."""
+    redis_socket_timeout_s: float = Field(default=10.0, gt=1.0)
+    """Longest wait for a Redis answer (must exceed the 1 s blocking reads of the worker)."""
     consumer_name: str = ""
     """This replica's name in the Redis consumer group; empty: host-pid-random."""
     webhook_timeout_s: float = Field(default=10.0, gt=0)

@@ -150,6 +150,11 @@ class ClaimedExecution:
 
 _PIPELINE_CACHE_SIZE = 256
 
+# The error text of a webhook attempt recorded before it is sent, and of one whose replica
+# stopped before the answer was recorded (the receiver may or may not have had it).
+ATTEMPT_SENDING = "sending"
+ATTEMPT_NO_OUTCOME = "no outcome recorded: the replica sending it stopped before the answer"
+
 
 class OrchestratorStore:
     def __init__(self, db: Database) -> None:
@@ -511,13 +516,15 @@ class OrchestratorStore:
         return [_execution(r, [], False) for r in rows]
 
     async def abandoned(self, now: float, enqueued_before: float, limit: int) -> list[str]:
-        """Non-terminal executions nobody holds a live lease on and that were not (re)queued
-        recently: never queued (crash between commit and enqueue) or lost by a dead replica."""
+        """Non-terminal executions nobody holds a live lease on and that were not (re)queued or
+        checked since ``enqueued_before``, the longest-waiting first: never queued (failure
+        between commit and enqueue), lost with Redis, or lost by a dead replica."""
         async with self.db.autocommit() as tx:
             rows = await tx.fetch(
                 "SELECT id FROM orch_executions WHERE state IN (?, ?) "
                 "AND (lease_until IS NULL OR lease_until < ?) "
-                "AND (enqueued_at IS NULL OR enqueued_at < ?) AND create_time < ? LIMIT ?",
+                "AND (enqueued_at IS NULL OR enqueued_at < ?) AND create_time < ? "
+                "ORDER BY COALESCE(enqueued_at, create_time), id LIMIT ?",
                 (
                     int(ExecutionState.QUEUED),
                     int(ExecutionState.RUNNING),
@@ -528,6 +535,18 @@ class OrchestratorStore:
                 ),
             )
         return [str(r[0]) for r in rows]
+
+    async def mark_checked(self, execution_ids: Sequence[str], now: float) -> None:
+        """Records that these executions were found in the queue (sets enqueued_at), so that the
+        next reconcile pass examines others first."""
+        if not execution_ids:
+            return
+        marks = ", ".join("?" * len(execution_ids))
+        async with self.db.autocommit() as tx:
+            await tx.execute(
+                f"UPDATE orch_executions SET enqueued_at = ? WHERE id IN ({marks})",
+                [now, *execution_ids],
+            )
 
     # webhook deliveries --------------------------------------------------------------------
 
@@ -551,13 +570,44 @@ class OrchestratorStore:
                     claimed.append(DueDelivery(r[0], r[1], tuple(json.loads(r[2])), r[3], int(r[4])))
         return claimed
 
+    async def begin_attempt(self, webhook_id: str, attempt: int, now: float) -> None:
+        """Records attempt ``attempt`` as in flight (HTTP status 0, error SENDING) and counts it,
+        before the request is sent: an attempt whose replica dies before the answer is recorded
+        still shows (and counts toward the most attempts). A previous attempt still in flight is
+        marked as having no recorded outcome."""
+        async with self.db.transaction() as tx:
+            await _close_stale_attempt(tx, webhook_id, attempt - 1)
+            await tx.execute(
+                "INSERT INTO orch_webhook_attempts (webhook_id, attempt, time, http_status, error, latency) "
+                "VALUES (?, ?, ?, 0, ?, 0) ON CONFLICT (webhook_id, attempt) DO NOTHING",
+                (webhook_id, attempt, now, ATTEMPT_SENDING),
+            )
+            await tx.execute(
+                "UPDATE orch_webhook_deliveries SET attempts = ? WHERE webhook_id = ?",
+                (attempt, webhook_id),
+            )
+
+    async def give_up_delivery(self, webhook_id: str, last_attempt: int) -> None:
+        """Marks a delivery FAILED without another attempt (its last allowed attempt was made
+        by a replica that stopped before recording the answer)."""
+        async with self.db.transaction() as tx:
+            await _close_stale_attempt(tx, webhook_id, last_attempt)
+            await tx.execute(
+                "UPDATE orch_webhook_deliveries SET state = ?, lease_until = NULL WHERE webhook_id = ?",
+                (int(DeliveryState.FAILED), webhook_id),
+            )
+
     async def record_attempt(
         self, webhook_id: str, attempt: WebhookAttempt, state: DeliveryState, next_attempt_at: float
     ) -> None:
+        """Records the outcome of an attempt (replacing its in-flight record) and the
+        delivery's new state."""
         async with self.db.transaction() as tx:
             await tx.execute(
                 "INSERT INTO orch_webhook_attempts (webhook_id, attempt, time, http_status, error, latency) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (webhook_id, attempt) DO NOTHING",
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (webhook_id, attempt) DO UPDATE SET "
+                "time = excluded.time, http_status = excluded.http_status, error = excluded.error, "
+                "latency = excluded.latency",
                 (
                     webhook_id,
                     attempt.attempt,
@@ -602,6 +652,14 @@ class OrchestratorStore:
         return out
 
 
+async def _close_stale_attempt(tx: Tx, webhook_id: str, attempt: int) -> None:
+    if attempt >= 1:
+        await tx.execute(
+            "UPDATE orch_webhook_attempts SET error = ? WHERE webhook_id = ? AND attempt = ? AND error = ?",
+            (ATTEMPT_NO_OUTCOME, webhook_id, attempt, ATTEMPT_SENDING),
+        )
+
+
 async def _insert_nodes(tx: Tx, execution_id: str, results: Sequence[Completed]) -> None:
     if not results:
         return
@@ -623,8 +681,23 @@ async def _insert_nodes(tx: Tx, execution_id: str, results: Sequence[Completed])
 
 
 def _execution(row: Sequence[Any], traces: list[str], with_outputs: bool) -> Execution:
-    (eid, pipeline, version, state, params, webhook, key, outputs, missing, error, attempts, ct, st, et) = row[:14]
-    tenant = row[14]
+    (
+        eid,
+        pipeline,
+        version,
+        state,
+        params,
+        webhook,
+        key,
+        outputs,
+        missing,
+        error,
+        attempts,
+        ct,
+        st,
+        et,
+        tenant,
+    ) = row
     trace: tuple[NodeTrace, ...] = tuple(trace_from_dict(json.loads(t)) for t in traces)
     return Execution(
         id=eid,

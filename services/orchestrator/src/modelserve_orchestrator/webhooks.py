@@ -1,6 +1,7 @@
 """Webhooks the Standard Webhooks way: ``webhook-id`` / ``webhook-timestamp`` / ``webhook-signature``
 (``v1,<base64 HMAC-SHA256 of id.timestamp.body>``, one per secret, space-separated), retried with
-exponential backoff and jitter on non-2xx or timeout, stopped by 410 Gone, every attempt recorded.
+exponential backoff and jitter on non-2xx or timeout, stopped by 410 Gone, every attempt recorded
+(before it is sent, as "sending", and again with its outcome).
 
 SSRF: destinations whose addresses are not global (private, loopback, link-local, metadata, CGNAT,
 ULA, multicast, reserved) are refused unless the allow-list names them; the check runs when the
@@ -239,7 +240,15 @@ class WebhookDispatcher:
 
     async def _attempt(self, d: DueDelivery) -> None:
         number = d.attempts + 1
+        if number > self._policy.max_attempts:
+            # the last allowed attempt was recorded, but its replica stopped before the answer
+            await self._store.give_up_delivery(d.webhook_id, d.attempts)
+            log.info("webhook.attempted", webhook_id=d.webhook_id, attempt=d.attempts, state="FAILED")
+            return
         start = time.time()
+        # Recorded (and counted) before the request leaves, so that an attempt is never
+        # unrecorded when this replica dies while sending it.
+        await self._store.begin_attempt(d.webhook_id, number, start)
         status, error, retry_after = await self._sender.send(d)
         latency = time.time() - start
         next_at = start

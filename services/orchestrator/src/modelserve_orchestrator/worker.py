@@ -1,7 +1,8 @@
 """Runs asynchronous executions on this replica: takes work from the queue, leases the execution in
 the database, runs the pipeline (skipping nodes already recorded), renews the lease while it runs,
-and finishes it once. A sweeper re-queues executions nobody holds a live lease on (crash between
-commit and enqueue, a dead replica, a lost Redis) and reclaims stale queue entries (XAUTOCLAIM)."""
+and finishes it once. A sweeper reclaims stale queue entries (XAUTOCLAIM) and reconciles the
+database with the queue: executions nobody holds a live lease on that have no queue entry (crash
+or Redis failure between commit and enqueue, a Redis restarted empty) are queued again."""
 
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ class WorkerConfig:
     visibility_timeout_s: float
     claim_interval_s: float
     node_record_delay_s: float = 0.0
+    reconcile_interval_s: float = 2.0
+    reconcile_grace_s: float = 5.0
+    reconcile_batch: int = 200
 
 
 class ExecutionWorker:
@@ -132,20 +136,46 @@ class ExecutionWorker:
         self._slots.release()
 
     async def _sweep_loop(self) -> None:
-        vis = self._config.visibility_timeout_s
+        """Reclaims stale queue entries every ``claim_interval_s`` and reconciles the database
+        with the queue every ``reconcile_interval_s``; a failure of one (Redis or the database
+        down) neither stops the loop nor skips the other."""
+        cfg = self._config
+        next_claim = time.monotonic() + cfg.claim_interval_s
+        next_reconcile = time.monotonic() + cfg.reconcile_interval_s
         while True:
-            await asyncio.sleep(self._config.claim_interval_s)
-            try:
-                for mid, eid in await self._queue.reclaim(vis, 32):
-                    await self._slots.acquire()
-                    self._start(mid, eid)
-                now = time.time()
-                for eid in await self._store.abandoned(now, now - vis, 100):
-                    await self._queue.enqueue(eid)
-                    await self._store.mark_enqueued(eid, now)
-                    log.info("execution.requeued", execution=eid)
-            except Exception as exc:
-                log.warning("worker.sweep_failed", error=str(exc))
+            await asyncio.sleep(max(0.0, min(next_claim, next_reconcile) - time.monotonic()))
+            if time.monotonic() >= next_claim:
+                next_claim = time.monotonic() + cfg.claim_interval_s
+                try:
+                    for mid, eid in await self._queue.reclaim(cfg.visibility_timeout_s, 32):
+                        await self._slots.acquire()
+                        self._start(mid, eid)
+                except Exception as exc:
+                    log.warning("worker.reclaim_failed", error=str(exc))
+            if time.monotonic() >= next_reconcile:
+                next_reconcile = time.monotonic() + cfg.reconcile_interval_s
+                try:
+                    await self.reconcile()
+                except Exception as exc:
+                    log.warning("worker.reconcile_failed", error=str(exc))
+
+    async def reconcile(self) -> int:
+        """Queues again the executions the database says are waiting (QUEUED, or RUNNING with
+        an expired lease) that were created or last queued more than ``reconcile_grace_s`` ago
+        and have no queue entry: lost with Redis (restarted empty), never queued (the enqueue
+        after the commit failed, or the process died in between). At most ``reconcile_batch``
+        per pass. Returns how many it queued."""
+        cfg = self._config
+        now = time.time()
+        candidates = await self._store.abandoned(now, now - cfg.reconcile_grace_s, cfg.reconcile_batch)
+        lost = await self._queue.missing(candidates)
+        queued = set(lost)
+        await self._store.mark_checked([e for e in candidates if e not in queued], now)
+        for eid in lost:
+            await self._queue.enqueue(eid)
+            await self._store.mark_enqueued(eid, time.time())
+            log.info("execution.requeued", execution=eid)
+        return len(lost)
 
     async def _handle(self, message_id: str, execution_id: str) -> None:
         if execution_id in self._active:
