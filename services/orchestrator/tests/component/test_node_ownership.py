@@ -332,3 +332,46 @@ async def test_registry_outage_fails_closed(with_registry: Any, models: Any, reg
     assert code == grpc.StatusCode.UNAVAILABLE
     listed = await with_registry.ListPipelines(pb.ListPipelinesRequest())
     assert list(listed.pipelines) == []
+
+
+async def test_execution_queued_before_a_transfer_never_runs_the_new_owners_model(
+    tmp_path: Path, models: Any, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """Created while A owned the model (on a replica without workers), started after the model
+    moved to B (by a replica with workers): FAILED at start, no model called for A. A transfer
+    while an execution runs is caught by the model server on the node's call (identity sent)."""
+    fake = models.servicer
+    fake.owners = {"double": "acme"}
+    fake.shared = {"add_one"}
+    shared = dict(database_url=postgres_url, redis_url=redis_url, redis_prefix=redis_prefix)
+    front = make_settings(tmp_path / "front", models.target, workers=0, **shared)
+    back = make_settings(tmp_path / "back", models.target, **shared)
+    req = pb.CreateExecutionRequest(pipeline="p", inputs=[tensor("x", X)])
+    async for s in _stub(front):
+        await s.CreatePipeline(
+            pb.CreatePipelineRequest(pipeline=sequence_pipeline("p", ["add_one", "double"])), metadata=A
+        )
+        queued = (await s.CreateExecution(req, metadata=A)).execution.execution
+        fake.owners = {"double": "globex"}  # transferred while the execution waits
+        called = len(fake.seen_by("acme"))
+        async for worker in _stub(back):
+            ex = await _wait_terminal(worker, queued)
+            assert ex.state == pb.EXECUTION_STATE_FAILED
+            assert ex.error == "node 'n1': model 'double' not found" and list(ex.trace) == []
+            assert len(fake.seen_by("acme")) == called
+
+            # moved during a run: the start check passed, the model server refuses the node's
+            # call made with A's identity, and B's model does not run for A
+            fake.owners = {"double": "acme"}
+            fake.delay_s["add_one"] = 0.5
+            running = (await worker.CreateExecution(req, metadata=A)).execution.execution
+            for _ in range(500):  # at most ~10 s
+                if "add_one" in fake.seen_by("acme")[called:]:
+                    break
+                await asyncio.sleep(0.02)
+            fake.owners = {"double": "globex"}
+            served = fake.calls["double"]
+            ex = await _wait_terminal(worker, running)
+            assert ex.state == pb.EXECUTION_STATE_FAILED and "not found" in ex.error
+            assert fake.seen_by("acme")[-1] == "double"  # asked with A's identity...
+            assert fake.calls["double"] == served  # ...and refused: B's model did not run
