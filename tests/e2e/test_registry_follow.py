@@ -64,6 +64,7 @@ def test_model_server_follows_registry_processes_through_a_registry_kill(tmp_pat
         "REGISTRY_DATA_DIR": str(tmp_path / "reg"),
         "REGISTRY_METRICS_PORT": "-1",
         "REGISTRY_WATCH_POLL_INTERVAL_S": "0.1",
+        "REGISTRY_ARTIFACT_ROOTS": str(tmp_path / "artifacts"),
     }
     ms_env = {
         "MODEL_SERVER_GRPC_PORT": str(ms_port),
@@ -73,6 +74,7 @@ def test_model_server_follows_registry_processes_through_a_registry_kill(tmp_pat
         "MODEL_SERVER_REGISTRY_URL": f"127.0.0.1:{reg_port}",
         "MODEL_SERVER_DATA_DIR": str(tmp_path / "ms"),
         "MODEL_SERVER_REGISTRY_BACKOFF_MAX_S": "0.5",
+        "MODEL_SERVER_ARTIFACT_ROOTS": str(tmp_path / "artifacts"),
     }
     registry = ServiceProcess("modelserve_registry", reg_env, reg_port, cwd=tmp_path).start(timeout=60)
     server = ServiceProcess("modelserve_model_server", ms_env, ms_port, cwd=tmp_path)

@@ -33,7 +33,10 @@ def registry(tmp_path: Path) -> Iterator[ServiceProcess]:
         "REGISTRY_DATA_DIR": str(tmp_path / "registry"),
         "REGISTRY_DATABASE_URL": f"sqlite:///{tmp_path / 'registry.db'}",
         "REGISTRY_ACCESS_LOG": "false",
+        "REGISTRY_ARTIFACT_ROOTS": str(tmp_path / "artifacts"),
     }
+    artifact = tmp_path / "artifacts" / "double"
+    artifact.mkdir(parents=True)
     proc = ServiceProcess("modelserve_registry", env, port)
     with proc:
         with grpc.insecure_channel(proc.target) as ch:
@@ -44,7 +47,7 @@ def registry(tmp_path: Path) -> Iterator[ServiceProcess]:
                     reg_pb.CreateModelVersionRequest(
                         model="double",
                         model_version=reg_pb.ModelVersion(
-                            artifact_uri="file:///models/double", artifact_sha256="0" * 64, backend="python"
+                            artifact_uri=artifact.as_uri(), artifact_sha256="0" * 64, backend="python"
                         ),
                     ),
                     timeout=5,
