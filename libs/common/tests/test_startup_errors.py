@@ -20,7 +20,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from modelserve_common.config import BaseServiceSettings, ConfigurationError, StartupError, load_settings
-from modelserve_common.server import grpc_server, run_until_signal
+from modelserve_common.server import check_port, grpc_server, run_until_signal
 
 
 class DemoSettings(BaseServiceSettings):
@@ -33,6 +33,10 @@ class DemoSettings(BaseServiceSettings):
     """Where the data lives."""
     redis_url: str | None = None
     """Redis."""
+    http_host: str = "127.0.0.1"
+    """Where a second listener binds."""
+    http_port: int = 0
+    """A second listener's port."""
 
 
 @pytest.fixture
@@ -80,6 +84,18 @@ async def test_grpc_server_missing_tls_file_is_configuration_error(tmp_path: Pat
     with pytest.raises(ConfigurationError) as exc:
         await _start(settings)
     assert "DEMO_TLS_CERT_FILE" in str(exc.value) and "No such file" in str(exc.value)
+
+
+def test_check_port_names_any_listener_and_its_variables(taken_port: int) -> None:
+    """check_port serves every listener a service has (the gateway's HTTP port, for one)."""
+    with pytest.raises(StartupError) as exc:
+        check_port(DemoSettings(), "HTTP", "http_port", "127.0.0.1", taken_port)
+    assert f"HTTP port {taken_port}" in str(exc.value) and "DEMO_HTTP_PORT (or --http-port)" in str(exc.value)
+    with pytest.raises(ConfigurationError) as bad_host:
+        check_port(DemoSettings(), "HTTP", "http_port", "no-such-host.invalid", 8080)
+    assert "DEMO_HTTP_HOST" in str(bad_host.value)
+    check_port(DemoSettings(), "HTTP", "http_port", "127.0.0.1", 0)  # any free port: fine
+    check_port(DemoSettings(), "metrics", "metrics_port", "0.0.0.0", -1)  # disabled: fine
 
 
 @pytest.mark.parametrize(

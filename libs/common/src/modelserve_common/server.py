@@ -140,7 +140,8 @@ def _listen_error(
     cls = type(settings)
     flag = "--" + field.replace("_", "-")
     if config and "host" in why:
-        host_field = "grpc_host" if field == "grpc_port" else field
+        host_field = field.removesuffix("_port") + "_host"
+        host_field = host_field if host_field in cls.model_fields else "grpc_host"
         fix = f"check {env_name(cls, host_field)} (or --{host_field.replace('_', '-')})"
     else:
         fix = f"set {env_name(cls, field)} (or {flag}) to a free port"
