@@ -159,3 +159,21 @@ async def test_rest_ownership_and_identity_forwarding(gw, inference) -> None:
     inference.last_metadata = {}
     r = await gw.http.post("/v2/models/identity/infer", json=body, headers={"x-api-key": ADMIN})
     assert r.status_code == 200 and "x-modelserve-tenant" not in inference.last_metadata
+
+
+async def test_stream_rate_limited_message_is_answered_and_stream_goes_on(make_gateway, registry) -> None:
+    registry.add_key(T1_KEY, "k1", "t1", ["infer"])
+    registry.deploy("add", "t1", {"1": 100}, rps=0.001, burst=1)  # one call, then limited
+    registry.deploy("nan", "t1", {"1": 100})
+
+    async def requests() -> AsyncIterator[inf_pb.ModelInferRequest]:
+        for model, rid in [("add", "a1"), ("add", "a2"), ("nan", "n1")]:
+            yield _req(model, rid)
+
+    async with make_gateway(auth_enabled=True, admin_api_key=ADMIN, watch_registry=False) as gw:
+        async with grpc.aio.insecure_channel(gw.grpc_target) as ch:
+            call = inf_grpc.GRPCInferenceServiceStub(ch).ModelStreamInfer(requests(), metadata=T1, timeout=10)
+            answers = {r.infer_response.id: r.error_message async for r in call}
+            assert await call.code() is grpc.StatusCode.OK
+    assert answers["a1"] == "" and answers["n1"] == ""
+    assert answers["a2"].startswith("rate limit of 1 requests per")
