@@ -34,12 +34,17 @@ async def cell(url: str, tmp: Path, rpc: str, clients: int, seconds: float) -> d
         access_log=False,
         log_level="WARNING",
     )
+    artifact = tmp / "artifacts" / "m.onnx"  # under the default artifact root, <data_dir>/artifacts
+    artifact.parent.mkdir(parents=True, exist_ok=True)
+    artifact.write_bytes(b"bench")
     async with running_server(settings) as running:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = registry_grpc.RegistryServiceStub(channel)
             name = f"bench-{rpc.lower()}-{clients}"
             await stub.CreateModel(pb.CreateModelRequest(model=pb.Model(name=name)))
-            version = pb.ModelVersion(artifact_uri="file:///m.onnx", artifact_sha256="c" * 64, backend="onnx")
+            version = pb.ModelVersion(
+                artifact_uri=artifact.as_uri(), artifact_sha256="c" * 64, backend="onnx"
+            )
             await stub.CreateModelVersion(pb.CreateModelVersionRequest(model=name, model_version=version))
             latencies: list[float] = []
             deadline = time.perf_counter() + seconds

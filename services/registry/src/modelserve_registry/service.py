@@ -390,10 +390,7 @@ class RegistryService:
     async def create_version(self, caller: Caller, model_name: str, v: ModelVersion) -> ModelVersion:
         _require(caller, "write")
         self._check_version_input(v)
-        async with self._store.transaction(write=False) as tx:
-            model = await self._model(tx, caller, model_name, write=True)
-            await self._check_code_permission(tx, caller, model, v.backend)
-        await self._check_artifact_uri(v.artifact_uri)
+        await self._check_artifact_uri(v.artifact_uri)  # outside the write lock: it stats files
         async with self._store.transaction(write=True) as tx:
             model = await self._model(tx, caller, model_name, write=True)
             await self._check_code_permission(tx, caller, model, v.backend)
