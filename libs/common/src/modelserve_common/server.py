@@ -217,7 +217,8 @@ async def grpc_server(
             env_name(type(settings), f) for f in ("tls_cert_file", "tls_key_file", "tls_ca_file")
         )
         raise ConfigurationError(f"{settings.service_name}: bad TLS settings ({names}): {exc}") from None
-    check_port(settings, "gRPC", "grpc_port", settings.grpc_host, settings.grpc_port)
+    if not getattr(settings, "reuse_port", False):  # workers sharing a port (SO_REUSEPORT) bind it together
+        check_port(settings, "gRPC", "grpc_port", settings.grpc_host, settings.grpc_port)
     check_port(settings, "metrics", "metrics_port", "0.0.0.0", settings.metrics_port)
     try:
         port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
