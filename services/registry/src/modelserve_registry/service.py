@@ -579,9 +579,11 @@ class RegistryService:
         """Changes above ``after_revision`` in revision order, then new ones as they commit; a
         Change with ``resource=None`` is a progress note carrying the current revision."""
         _require(caller, "read")
+        tenant = None if caller.is_admin else caller.tenant
         async with self._store.transaction(write=False) as tx:
             if model:
-                await self._model(tx, caller, model)
+                # a model the caller may read (its own, or shared): that model's tenant's changes
+                tenant = None if caller.is_admin else (await self._model(tx, caller, model)).tenant
             head, compacted = await tx.revisions()
         if after_revision < 0:
             after = head
@@ -592,7 +594,6 @@ class RegistryService:
             )
         else:
             after = after_revision
-        tenant = None if caller.is_admin else caller.tenant
         last_sent = time.monotonic()
         while True:
             wake = self._wake

@@ -215,6 +215,13 @@ async def test_shared_model_is_read_only_to_other_tenants_and_only_the_platform_
     events = await _events(s, head)
     deployments = [e.deployment for e in events if e.WhichOneof("resource") == "deployment"]
     assert deployments and deployments[0].shared and deployments[0].model == "mine"
+    # globex may follow the shared model's own changes
+    theirs = await _events(s, head, md=b)
+    assert theirs == []  # without a model filter: only globex's tenant
+    call = s.Watch(pb.WatchRequest(after_revision=head, model="mine"), metadata=b)
+    first = await asyncio.wait_for(call.read(), 10)
+    call.cancel()
+    assert first.model.name == "mine" and first.model.shared
     # and un-sharing: another deployment change, and globex loses sight of it
     await s.UpdateModel(
         pb.UpdateModelRequest(
