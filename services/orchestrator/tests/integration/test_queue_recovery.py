@@ -50,6 +50,11 @@ def replicas() -> Iterator[list[ServiceProcess]]:
         r.stop()
 
 
+def _log(p: ServiceProcess) -> str:
+    """The replica's whole log (ServiceProcess.output() keeps only the tail)."""
+    return p.log_path.read_text(errors="replace") if p.log_path is not None else ""
+
+
 def _restart(redis: ThrowawayRedis) -> None:
     """Like `redis-cli shutdown nosave` and a new empty redis-server on the same port."""
     redis.stop()
@@ -116,7 +121,7 @@ def test_redis_restart_under_two_replicas_loses_no_work(
     replicas += [a, b]
     a.start()
     b.start()
-    models.servicer.delay_s["neg"] = 1.5
+    models.servicer.delay_s["neg"] = 2.5
     with grpc.insecure_channel(a.target) as ch_a, grpc.insecure_channel(b.target) as ch_b:
         sa, sb = pb_grpc.OrchestratorServiceStub(ch_a), pb_grpc.OrchestratorServiceStub(ch_b)
         sa.CreatePipeline(
@@ -134,9 +139,9 @@ def test_redis_restart_under_two_replicas_loses_no_work(
                 break
             time.sleep(0.05)
         running = [ex.state for ex in _states(sa, before)]
-        assert (
-            running.count(pb.EXECUTION_STATE_RUNNING) == 1 and running.count(pb.EXECUTION_STATE_QUEUED) == 3
-        )
+        # one runs (a loaded machine may already have finished the first), the others wait
+        assert running.count(pb.EXECUTION_STATE_RUNNING) == 1
+        assert running.count(pb.EXECUTION_STATE_QUEUED) >= 2
 
         throwaway_redis.stop()  # the three waiting entries are lost with it
         _wait_health(a.target, NOT_SERVING, within=5)
@@ -155,11 +160,12 @@ def test_redis_restart_under_two_replicas_loses_no_work(
         assert array(ex.outputs[0]).tolist() == [-2.0 * i]
     # each waiting execution ran once (re-queued once, not duplicated into several runs)
     assert [ex.attempts for ex in exs[1:]] == [1] * 7
-    assert "execution.requeued" in b.output()
+    log_a, log_b = _log(a), _log(b)
+    assert log_b.count("execution.requeued") >= 2
     # the missing group was noticed and created again, not retried twice a second forever
     # (once at the first start, once after the restart)
-    assert (a.output() + b.output()).count("work_queue.group_created") >= 2
-    assert b.output().count("work_queue.group_missing") <= 3, b.output()[-4000:]
+    assert (log_a + log_b).count("work_queue.group_created") >= 2
+    assert log_b.count("work_queue.group_missing") <= 3, log_b[-4000:]
 
 
 async def test_create_execution_with_redis_stopped_succeeds_and_runs_when_redis_is_back(
