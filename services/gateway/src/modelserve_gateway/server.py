@@ -61,8 +61,12 @@ async def _drain(
     complete, those still running after ``grace_s`` are cancelled. The caller closes the upstream
     channels only after this returns, so no in-flight call loses its upstream."""
     await running.health.enter_graceful_shutdown()
-    for listener in http.servers:  # uvicorn notices should_exit on its next 0.1 s tick only
+    # uvicorn notices should_exit on its next 0.1 s tick only: refuse new REST work now. Idle
+    # keep-alive connections close, busy ones close after their response (uvicorn repeats this).
+    for listener in http.servers:
         listener.close()
+    for connection in list(http.server_state.connections):
+        connection.shutdown()
     http.should_exit = True
     log.info("gateway.draining", grace_s=grace_s)
 

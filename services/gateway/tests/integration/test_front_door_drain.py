@@ -136,6 +136,8 @@ async def test_sigterm_drains_both_doors_at_once(upstream, tmp_path: Path) -> No
                 ok = r.status_code == 200 and r.json()["outputs"][0]["data"] == [1.5]
                 return "OK" if ok else f"{r.status_code}: {r.text}"
 
+            idle = httpx.AsyncClient(base_url=base, timeout=2)  # a keep-alive connection, idle
+            assert (await idle.get("/healthz")).status_code == 200
             calls = [asyncio.create_task(via_grpc(i)) for i in range(CALLS_PER_DOOR)]
             calls += [asyncio.create_task(via_rest()) for _ in range(CALLS_PER_DOOR)]
             deadline = time.monotonic() + 10
@@ -155,6 +157,9 @@ async def test_sigterm_drains_both_doors_at_once(upstream, tmp_path: Path) -> No
             async with httpx.AsyncClient(base_url=base, timeout=2) as fresh_http:
                 with pytest.raises(httpx.ConnectError):
                     await fresh_http.post("/v2/models/slow/infer", json=REST_BODY)
+            with pytest.raises(httpx.TransportError):  # closed by the gateway, no new connection
+                await idle.post("/v2/models/slow/infer", json=REST_BODY)
+            await idle.aclose()
             assert time.monotonic() - sigterm_at < SLOW_S, "the refusals came only after the drain"
 
             results = await asyncio.wait_for(asyncio.gather(*calls), GRACE_S + 5)
