@@ -1,7 +1,13 @@
 """Registry artifacts: fetch a version's artifact, verify its sha256, and turn the version's record
 into a model config.
 
-An artifact URI (``file:///abs/path``, the only scheme the registry accepts now) names either
+An artifact URI (``file:///abs/path``, the only scheme the registry accepts now) must lie under one
+of the allowed artifact roots (``MODEL_SERVER_ARTIFACT_ROOTS``): it is checked again here, before
+anything is read, with :func:`modelserve_common.artifact_uri.resolve_artifact_uri` (no ``..``, no
+host, no query, no symlink out of the roots, only regular files and folders), and every file is
+opened with :func:`~modelserve_common.artifact_uri.open_artifact_file` (``O_NOFOLLOW``, regular
+files only). A refusal names the rule and states nothing about the refused file (not whether it
+exists, nor its size or digest). It names either
 
 - a **single file**: the model itself (``model.onnx`` for backend ``onnx``, ``model.py`` for
   ``python``). Its sha256 is the sha256 of its bytes (``sha256sum model.onnx``).
@@ -13,7 +19,8 @@ An artifact URI (``file:///abs/path``, the only scheme the registry accepts now)
 
 The artifact is **copied while it is hashed** into a private folder (``registry_artifact_dir``), and
 the copy is what is loaded: what was verified is exactly what runs, even if the source changes
-afterwards. A mismatch removes the copy and nothing is loaded.
+afterwards. A mismatch removes the copy and nothing is loaded; its message gives the digest the
+registry expects, never the digest the file has (that is logged for the operator only).
 
 The model config comes from the registry's record, never from a ``config.pbtxt`` in the artifact:
 backend, input and output tensor specs and batching (with the deployment's overrides). When
@@ -28,12 +35,18 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+
+import structlog
 
 from modelserve.inference.v2 import model_config_pb2 as config_pb
 from modelserve.registry.v1 import registry_service_pb2 as registry_pb
+from modelserve_common.artifact_uri import open_artifact_file, resolve_artifact_uri
+from modelserve_common.errors import InvalidArgument
+
+log = structlog.get_logger(__name__)
 
 # registry backend -> (model server backend, file name of a single-file artifact)
 BACKENDS = {"onnx": ("onnxruntime", "model.onnx"), "python": ("python", "model.py")}
@@ -52,20 +65,22 @@ class StagedArtifact:
     sha256: str
 
 
-def path_from_uri(uri: str) -> Path:
-    """The local path of a ``file:///abs/path`` URI."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "file" or parsed.netloc not in ("", "localhost"):
-        raise ArtifactError(f"artifact URI {uri!r} is not supported: expected file:///absolute/path")
-    path = Path(unquote(parsed.path))
-    if not path.is_absolute() or ".." in path.parts:
-        raise ArtifactError(f"artifact URI {uri!r} must name an absolute path without '..'")
-    return path
+def path_from_uri(uri: str, allowed_roots: Sequence[Path]) -> Path:
+    """The real local path of a ``file:///abs/path`` URI under ``allowed_roots``; ArtifactError
+    naming the refused rule otherwise (:func:`modelserve_common.artifact_uri.resolve_artifact_uri`)."""
+    try:
+        return resolve_artifact_uri(uri, allowed_roots)
+    except InvalidArgument as exc:
+        raise ArtifactError(exc.message) from None
 
 
-def _copy_file(src: Path, dst: Path) -> str:
+def _copy_file(src: Path, dst: Path, allowed_roots: Sequence[Path]) -> str:
     digest = hashlib.sha256()
-    with open(src, "rb") as fin, open(dst, "wb") as fout:
+    try:
+        fin = open_artifact_file(src, allowed_roots)
+    except InvalidArgument as exc:
+        raise ArtifactError(exc.message) from None
+    with fin, open(dst, "wb") as fout:
         while chunk := fin.read(_CHUNK):
             digest.update(chunk)
             fout.write(chunk)
@@ -83,19 +98,21 @@ def _files(root: Path) -> list[str]:
     return sorted(found, key=lambda s: s.encode())
 
 
-def copy_and_hash(src: Path, dst_dir: Path, single_file_name: str) -> str:
+def copy_and_hash(src: Path, dst_dir: Path, single_file_name: str, allowed_roots: Sequence[Path]) -> str:
     """Copies the artifact ``src`` into the new folder ``dst_dir`` (a file becomes
-    ``dst_dir/single_file_name``) and returns the sha256 of what was copied (module docstring)."""
+    ``dst_dir/single_file_name``) and returns the sha256 of what was copied (module docstring).
+    Every file is opened through :func:`open_artifact_file`: a file of a folder that links out of
+    ``allowed_roots`` is refused (ArtifactError naming the rule)."""
     dst_dir.mkdir(parents=True)
     if src.is_file():
-        return _copy_file(src, dst_dir / single_file_name)
+        return _copy_file(src, dst_dir / single_file_name, allowed_roots)
     if not src.is_dir():
-        raise ArtifactError(f"artifact {src} does not exist")
+        raise ArtifactError("the artifact is not a regular file or directory")
     listing = hashlib.sha256()
     for rel in _files(src):
         target = dst_dir / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        listing.update(f"{_copy_file(src / rel, target)}  {rel}\n".encode())
+        listing.update(f"{_copy_file(src / rel, target, allowed_roots)}  {rel}\n".encode())
     return listing.hexdigest()
 
 
@@ -114,10 +131,12 @@ def artifact_sha256(src: Path) -> str:
 
 
 class ArtifactStore:
-    """Verified copies of artifacts under ``root``: ``<root>/<model>/<version>/``."""
+    """Verified copies of artifacts under ``root``: ``<root>/<model>/<version>/``. Only artifacts
+    under ``allowed_roots`` are read (an empty list refuses every artifact)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, allowed_roots: Sequence[Path]) -> None:
         self.root = root
+        self.allowed_roots = tuple(allowed_roots)
 
     async def stage(self, model: str, version: int, record: registry_pb.ModelVersion) -> StagedArtifact:
         """Copies and verifies the artifact of ``record``; raises ArtifactError with the reason."""
@@ -128,24 +147,29 @@ class ArtifactStore:
             raise ArtifactError(
                 f"backend {record.backend!r} cannot be served by the model server's CPU backends"
             )
-        src = path_from_uri(record.artifact_uri)
+        src = path_from_uri(record.artifact_uri, self.allowed_roots)
         model_dir = self.root / model
         tmp = model_dir / f".staging-{version}-{uuid.uuid4().hex[:8]}"
         try:
-            digest = copy_and_hash(src, tmp, BACKENDS[record.backend][1])
+            digest = copy_and_hash(src, tmp, BACKENDS[record.backend][1], self.allowed_roots)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
-            raise ArtifactError(
-                f"cannot read artifact {record.artifact_uri}: {exc.strerror or exc}"
-            ) from None
+            log.warning("artifact.unreadable", uri=record.artifact_uri, error=str(exc))
+            raise ArtifactError(f"artifact URI {record.artifact_uri!r} cannot be read") from None
         except ArtifactError:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         if digest != record.artifact_sha256:
             shutil.rmtree(tmp, ignore_errors=True)
+            log.warning(
+                "artifact.sha256_mismatch",
+                uri=record.artifact_uri,
+                expected=record.artifact_sha256,
+                found=digest,
+            )
             raise ArtifactError(
-                f"sha256 mismatch for {record.artifact_uri}: the registry expects "
-                f"{record.artifact_sha256}, the artifact has {digest}"
+                f"sha256 mismatch for {record.artifact_uri}: the artifact does not have the sha256 "
+                f"the registry expects ({record.artifact_sha256})"
             )
         final = model_dir / str(version)
         if final.exists():  # a loaded model keeps its open files; the new copy replaces the folder

@@ -8,21 +8,34 @@ records why (RepositoryIndex shows the reason).
 
 Repository layout (Triton's): ``<repo>/<model>/config.pbtxt`` and ``<repo>/<model>/<version>/…``.
 Every numeric version folder is loaded; a request without a version gets the highest one.
+
+Failure isolation: a model (or version) that fails to load is only that model not ready; the
+failures are counted in the ``modelserve_model_server_failed_models`` gauge. Readiness is start-up
+(and the registry's first sync) done, unless ``strict_readiness`` keeps the old all-or-nothing
+rule (:attr:`ModelManager.ready`).
+
+Code confinement: with ``code_roots`` set, a version folder (and, for a backend that runs code,
+the file of code it would import) is loaded only from inside those roots; otherwise the load fails
+naming the rule, before the backend imports anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import os
 import random
+import stat
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
+from prometheus_client import Gauge
 
 from modelserve.inference.v2 import model_config_pb2 as config_pb
+from modelserve_common.artifact_uri import check_artifact_path
 from modelserve_common.errors import InvalidArgument, ServiceError
 from modelserve_model_server.backend import Backend, ForwardingModel, LoadedModel
 from modelserve_model_server.batcher import Scheduler
@@ -41,6 +54,16 @@ from modelserve_model_server.stats import ModelStats
 log = structlog.get_logger(__name__)
 
 READY, UNAVAILABLE, LOADING, UNLOADING = "READY", "UNAVAILABLE", "LOADING", "UNLOADING"
+
+CODE_BACKENDS = frozenset({"python"})
+"""Backends that import and run code found in the version folder."""
+REPOSITORY = "repository"
+"""The failure source of local repository loads (version 0 = the whole model)."""
+
+FAILED_MODELS = Gauge(
+    "modelserve_model_server_failed_models",
+    "Model versions that failed to load and serve nothing (a local repository model counts once).",
+)
 
 
 @dataclass
@@ -119,6 +142,8 @@ class ModelManager:
         default_max_queue_size: int = 0,
         tracer: Any = None,
         drain_timeout_s: float = 30.0,
+        strict_readiness: bool = False,
+        code_roots: Iterable[Path] | None = None,
     ) -> None:
         self.repository = repository
         self._backends = dict(backends)
@@ -138,6 +163,10 @@ class ModelManager:
         self.mirrors: dict[str, tuple[ModelVersion, ...]] = {}
         """Per model, the loaded mirror versions (read by the service for versionless requests)."""
         self._gates: dict[str, tuple[bool, frozenset[str]]] = {}
+        self._strict = strict_readiness
+        self._code_roots = tuple(code_roots) if code_roots is not None else None
+        # source ("repository", "registry") -> (model, version) -> reason
+        self._failures: dict[str, dict[tuple[str, int], str]] = {}
 
     # -- resolving (hot path) -------------------------------------------------------------------
 
@@ -151,6 +180,19 @@ class ModelManager:
             if split is not None:
                 return split.pick()
         return self._explain_miss(name, version)
+
+    def missing(self, name: str, version: str = "") -> ServiceError:
+        """The error a request for a model this server does not know gets (invalid name or version:
+        INVALID_ARGUMENT; otherwise NOT_FOUND). A model hidden from the caller gets exactly this."""
+        try:
+            check_name("model", name)
+        except InvalidModelConfig as exc:
+            return InvalidArgument(exc.message)
+        if version and not (version.isdigit() and int(version) > 0):
+            return InvalidArgument(
+                f"model version {version!r} is not valid: expected a positive integer or empty"
+            )
+        return ModelNotFound(f"model {name!r} not found in the repository")
 
     def _explain_miss(self, name: str, version: str) -> ModelVersion:
         try:
@@ -173,7 +215,7 @@ class ModelManager:
         if entry is None or (not entry.versions and entry.state != LOADING):
             if (self.repository / name / CONFIG_FILE).is_file():
                 raise ModelNotReady(f"model {name!r} is not loaded ({entry.reason if entry else 'unloaded'})")
-            raise ModelNotFound(f"model {name!r} not found in the repository")
+            raise self.missing(name, version)
         if entry.state != READY or not entry.versions:
             raise ModelNotReady(f"model {name!r} is not ready ({entry.state.lower()}: {entry.reason})")
         raise ModelNotFound(
@@ -193,10 +235,19 @@ class ModelManager:
 
     @property
     def ready(self) -> bool:
-        """Start-up loading is over, some model is ready and every required model is. With a
-        readiness gate (the registry follower), an empty server is ready once the gate opens: it
-        serves what is deployed, which may be nothing."""
-        if self._starting or not (self._routes or self._splits or self._gates):
+        """Default: start-up loading is over, no readiness gate holds (the registry's first sync is
+        done) and every model named in ``required_models`` is ready; a model that failed to load
+        does not make the server unready. ``strict_readiness``: start-up loading is over, some
+        model is ready and every required model is, the gates' models (every deployed registry
+        model) included. With a gate, an empty server is ready once the gate opens: it serves what
+        is deployed, which may be nothing."""
+        if self._starting:
+            return False
+        if not self._strict:
+            return self.gates_open and all(
+                (name, "") in self._routes or name in self._splits for name in self._required
+            )
+        if not (self._routes or self._splits or self._gates):
             return False
         required = set(self._required)
         for holding, names in self._gates.values():
@@ -218,6 +269,54 @@ class ModelManager:
             self._gates[source] = gate
             await self._changed()
 
+    # -- failures (per-model isolation) -------------------------------------------------------
+
+    def set_failures(self, source: str, failures: Mapping[tuple[str, int], str]) -> None:
+        """Replaces the failed (model, version) -> reason of ``source`` (the registry follower
+        reports its FAILED versions here); the gauge and RepositoryIndex follow."""
+        if failures:
+            self._failures[source] = dict(failures)
+        else:
+            self._failures.pop(source, None)
+        FAILED_MODELS.set(self.failed_count)
+
+    def _set_failure(self, name: str, reason: str | None) -> None:
+        failures = dict(self._failures.get(REPOSITORY, {}))
+        if reason is None:
+            failures.pop((name, 0), None)
+        else:
+            failures[(name, 0)] = reason
+        self.set_failures(REPOSITORY, failures)
+
+    @property
+    def failed_count(self) -> int:
+        """Model versions that failed to load and serve nothing."""
+        return sum(len(f) for f in self._failures.values())
+
+    def failures(self) -> dict[tuple[str, int], str]:
+        """Every failed (model, version) -> reason (version 0: a local model as a whole)."""
+        return {k: v for f in self._failures.values() for k, v in f.items()}
+
+    def _check_code(self, spec: ModelSpec, version_dir: Path) -> None:
+        """With ``code_roots``: the version folder, and for a code-running backend the file it
+        imports, must be inside them (real paths, symlinks followed) and that file must be a
+        regular file. Raised before the backend touches anything."""
+        if self._code_roots is None:
+            return
+        try:
+            check_artifact_path(version_dir, self._code_roots)
+            if spec.backend in CODE_BACKENDS:
+                code = version_dir / (spec.default_model_filename or "model.py")
+                real = check_artifact_path(code, self._code_roots)
+                try:
+                    regular = stat.S_ISREG(os.stat(real).st_mode)
+                except OSError:
+                    regular = True  # missing: the backend says so with its own message
+                if not regular:
+                    raise InvalidArgument(f"{code.name!r} is not a regular file")
+        except InvalidArgument as exc:
+            raise InvalidModelConfig(f"model code refused: {exc.message}") from None
+
     def on_change(self, listener: Callable[[], Awaitable[None]]) -> None:
         """Calls ``listener`` after every load or unload (health follows readiness)."""
         self._listeners.append(listener)
@@ -235,7 +334,8 @@ class ModelManager:
         return sorted(p.name for p in self.repository.iterdir() if (p / CONFIG_FILE).is_file())
 
     def index(self, ready_only: bool = False) -> list[IndexEntry]:
-        names = sorted(set(self.repository_models()) | set(self._entries))
+        failed = self.failures()
+        names = sorted(set(self.repository_models()) | set(self._entries) | {n for n, _ in failed})
         rows: list[IndexEntry] = []
         for name in names:
             entry = self._entries.get(name)
@@ -250,6 +350,12 @@ class ModelManager:
                 )
         if ready_only:
             rows = [r for r in rows if r.state == READY]
+        else:
+            for (name, version), reason in sorted(failed.items()):
+                entry = self._entries.get(name)
+                if version and (entry is None or version not in entry.versions):
+                    rows.append(IndexEntry(name, str(version), UNAVAILABLE, f"failed: {reason}"))
+            rows.sort(key=lambda r: (r.name, r.version))
         return rows
 
     async def start(self, load: str, required: str) -> None:
@@ -298,6 +404,8 @@ class ModelManager:
                 log.warning(
                     "model.load_failed", model=name, reason=reason, still_serving=sorted(entry.versions)
                 )
+                if not entry.versions:
+                    self._set_failure(name, reason)
                 if notify:
                     await self._changed()
                 raise ModelLoadFailed(
@@ -308,6 +416,7 @@ class ModelManager:
             entry.versions = loaded
             entry.state = READY
             entry.reason = ""
+            self._set_failure(name, None)
             self._rebuild_routes()
             for mv in loaded.values():
                 mv.stats.ready.set(1)
@@ -340,6 +449,8 @@ class ModelManager:
         dirs = version_dirs(model_dir)
         if not dirs:
             raise InvalidModelConfig(f"model {name!r} has no numeric version folder (e.g. {name}/1/)")
+        for path in dirs.values():
+            self._check_code(spec, path)
         loaded: dict[int, ModelVersion] = {}
         try:
             for version, path in sorted(dirs.items()):
@@ -376,6 +487,7 @@ class ModelManager:
         if entry is None or not entry.versions:
             if entry is None and not (self.repository / name).is_dir():
                 raise ModelNotFound(f"model {name!r} not found in the repository")
+            self._set_failure(name, None)
             return
         async with entry.lock:
             old = entry.versions
@@ -389,6 +501,7 @@ class ModelManager:
                 await self._retire(mv)
             entry.state = UNAVAILABLE
             entry.reason = "unloaded"
+            self._set_failure(name, None)
         log.info("model.unloaded", model=name)
 
     async def _retire(self, mv: ModelVersion, still_ready: bool = False) -> None:
@@ -471,6 +584,7 @@ class ModelManager:
                     raise InvalidModelConfig(
                         f"backend {spec.backend!r} is not available (have {sorted(self._backends)})"
                     )
+                self._check_code(spec, version_dir)
                 model = await backend.load(spec, version, version_dir)
             except Exception as exc:
                 reason = exc.message if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"

@@ -21,8 +21,17 @@ For each model with a deployment, reconciling means:
 - versionless requests are split by the deployment's weights among the loaded non-mirror targets;
   aliases route to their version.
 
-Readiness: the server is not ready until the first listing is loaded, and every deployed model
-(with a CPU-backend version) must serve at least one version for it to be ready. Versions of
+Failure isolation: a version that cannot be staged or loaded is FAILED in the registry (with the
+reason), counted in the manager's failures (``modelserve_model_server_failed_models``), and only
+that model is not ready. A later change of the model's deployment (e.g. re-deploying it once the
+cause is fixed) retries its failed versions.
+
+Ownership: every deployment seen records the model's owner (``Deployment.tenant``,
+``Deployment.shared``) in :class:`~modelserve_model_server.ownership.Ownership`; it is kept while
+versions of the model serve, and forgotten once nothing of it does.
+
+Readiness: the server is not ready until the first listing is loaded; with ``strict_readiness``
+every deployed model (with a CPU-backend version) must also serve at least one version. Versions of
 backend ``triton`` are not loaded here: with ``MODEL_SERVER_TRITON_URL`` set, requests for a model
 that is not local go to Triton by name (Triton serves it from its own repository).
 """
@@ -42,6 +51,7 @@ from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from modelserve_common.errors import ServiceError
 from modelserve_model_server.artifacts import ArtifactError, ArtifactStore, model_config
 from modelserve_model_server.manager import ModelManager, Routing
+from modelserve_model_server.ownership import Ownership
 
 log = structlog.get_logger(__name__)
 
@@ -68,8 +78,10 @@ class RegistryFollower:
         watch_timeout_s: float = 3600.0,
         backoff_min_s: float = 0.2,
         backoff_max_s: float = 10.0,
+        ownership: Ownership | None = None,
     ) -> None:
         self._manager = manager
+        self._ownership = ownership if ownership is not None else Ownership()
         self._stub = stub
         self._artifacts = artifacts
         self._call_timeout_s = call_timeout_s
@@ -173,6 +185,8 @@ class RegistryFollower:
             )
             aliases[model] = {a.alias: int(a.version) for a in found.aliases}
         self.connected = True
+        for dep in deployments.values():
+            self._own(dep)
         self._deployments = deployments
         self._aliases = aliases
         self._records.clear()  # statuses may have changed while we were away
@@ -220,6 +234,9 @@ class RegistryFollower:
         deleted = change.type == _DELETED
         if kind == "deployment":
             dep = change.deployment
+            self._own(dep)
+            for key in [k for k in self._failed if k[0] == dep.model]:
+                del self._failed[key]  # the deployment changed: try its failed versions again
             if deleted or not dep.targets:
                 self._deployments.pop(dep.model, None)
             else:
@@ -253,6 +270,8 @@ class RegistryFollower:
             self._aliases.pop(change.model.name, None)
             if change.model.name in self._managed:
                 await self._reconcile(change.model.name)
+            if change.model.name not in self._managed:
+                self._ownership.forget(change.model.name)
         else:
             return
         await self._update_gate()
@@ -316,6 +335,7 @@ class RegistryFollower:
             self._managed.discard(model)
             self._mine.pop(model, None)
             self._manager.set_routing(model, None)
+            self._ownership.forget(model)
             return
         self._route(model)
 
@@ -380,7 +400,13 @@ class RegistryFollower:
                 reason=exc.details(),
             )
 
+    def _own(self, dep: registry_pb.Deployment) -> None:
+        if dep.tenant and (dep.targets or dep.model in self._managed):
+            self._ownership.set_owner(dep.model, dep.tenant, dep.shared)
+
     async def _update_gate(self) -> None:
+        deployed = {(m, int(t.version_number)) for m, d in self._deployments.items() for t in d.targets}
+        self._manager.set_failures(GATE, {k: r for k, r in self._failed.items() if k in deployed})
         required = set()
         for model, dep in self._deployments.items():
             for t in dep.targets:

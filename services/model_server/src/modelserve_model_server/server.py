@@ -18,6 +18,7 @@ from modelserve_model_server.backend import Backend
 from modelserve_model_server.codec import Limits
 from modelserve_model_server.manager import ModelManager
 from modelserve_model_server.onnx_backend import OnnxBackend
+from modelserve_model_server.ownership import Ownership
 from modelserve_model_server.python_backend import PythonBackend
 from modelserve_model_server.registry_follower import RegistryFollower
 from modelserve_model_server.service import InferenceService
@@ -51,16 +52,25 @@ async def running_server(
 ) -> AsyncIterator[RunningServer]:
     """Starts the model server, then loads the start-up models; health and ServerReady turn
     SERVING/ready once they are loaded (see ModelManager.ready). ``backends`` adds to (or replaces)
-    the CPU backends by name. ``running.extra["manager"]`` is the ModelManager (load/unload seam)."""
+    the CPU backends by name. ``running.extra["manager"]`` is the ModelManager (load/unload seam),
+    ``running.extra["ownership"]`` the model -> tenant table every inference RPC checks."""
+    artifact_roots = settings.artifact_root_paths()
+    staging_dir = settings.staging_dir()
+    ownership = Ownership(settings.shared_model_names())
     manager = ModelManager(
         settings.model_repository,
         {**default_backends(settings), **(backends or {})},
-        limits=Limits(settings.max_inputs, settings.max_outputs, settings.max_elements),
+        limits=Limits(
+            settings.max_inputs, settings.max_outputs, settings.max_elements, settings.max_request_elements
+        ),
         default_max_queue_size=settings.default_max_queue_size,
         tracer=tracer_provider.get_tracer("modelserve.model_server") if tracer_provider is not None else None,
         drain_timeout_s=max(settings.shutdown_grace_s, 1.0),
+        strict_readiness=settings.strict_readiness,
+        # model code loads only from the artifact roots, the private copies and the repository
+        code_roots=[*artifact_roots, staging_dir.absolute(), settings.model_repository.absolute()],
     )
-    servicer = InferenceServicer(InferenceService(manager, settings.stream_max_in_flight))
+    servicer = InferenceServicer(InferenceService(manager, settings.stream_max_in_flight), ownership)
     services = [
         GrpcService(SERVICE_NAME, lambda s: svc_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, s))
     ]
@@ -86,11 +96,12 @@ async def running_server(
         follower = RegistryFollower(
             manager,
             registry_grpc.RegistryServiceStub(registry_channel),
-            ArtifactStore(settings.registry_artifact_dir or settings.data_dir / "registry-artifacts"),
+            ArtifactStore(staging_dir, artifact_roots),
             call_timeout_s=settings.client_timeout_s,
             watch_timeout_s=settings.registry_watch_timeout_s,
             backoff_min_s=settings.registry_backoff_min_s,
             backoff_max_s=settings.registry_backoff_max_s,
+            ownership=ownership,
         )
     try:
         async with grpc_server(
@@ -108,6 +119,7 @@ async def running_server(
 
             manager.on_change(follow_readiness)
             running.extra["manager"] = manager
+            running.extra["ownership"] = ownership
             if follower is not None:
                 await follower.prepare()  # not ready before the registry's deployments are loaded
             await manager.start(settings.load_models, settings.required_models)

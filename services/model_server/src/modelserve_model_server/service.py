@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 
@@ -152,17 +152,22 @@ class InferenceService:
         return response
 
     async def stream_infer(
-        self, requests: AsyncIterator[pb.ModelInferRequest]
+        self,
+        requests: AsyncIterator[pb.ModelInferRequest],
+        check: Callable[[pb.ModelInferRequest], None] | None = None,
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         """Answers each request of the stream in order; a failing request is reported in its
         response's ``error_message`` and the stream goes on. Up to ``stream_max_in_flight``
-        requests run at once."""
+        requests run at once. ``check`` (the caller's ownership check, ownership.py) runs first
+        for each request; what it raises is that request's error."""
         pending: asyncio.Queue[asyncio.Task[pb.ModelStreamInferResponse] | None] = asyncio.Queue(
             self._stream_max_in_flight
         )
 
         async def one(request: pb.ModelInferRequest) -> pb.ModelStreamInferResponse:
             try:
+                if check is not None:
+                    check(request)
                 return pb.ModelStreamInferResponse(infer_response=await self.infer(request))
             except Exception as exc:
                 if isinstance(exc, ServiceError):

@@ -56,6 +56,20 @@ class ModelServerSettings(TritonSettings, BaseServiceSettings):
     registry_artifact_dir: Path | None = None
     """Where verified copies of registry artifacts are kept (one folder per model version); unset =
     <data_dir>/registry-artifacts."""
+    artifact_roots: str = ""
+    """Comma-separated folders that registry artifacts (``file://`` URIs) may be read from and that
+    model code may be loaded from; a URI outside them (or a symlink out of them, ``..``, a host, a
+    FIFO...) marks the version FAILED naming the rule. Empty = ``<data_dir>/artifacts`` plus the
+    server's own ``model_repository`` (the platform models). The private copies
+    (``registry_artifact_dir``) are always allowed for loading."""
+    strict_readiness: bool = False
+    """True: the old all-or-nothing readiness (ServerReady/health SERVING only when at least one
+    model is ready and every deployed registry model serves). False: the server is ready once
+    start-up loading and the first registry sync are done; a model that fails to load is only
+    that model not ready (ModelReady false, version FAILED, ``modelserve_model_server_failed_models``)."""
+    shared_models: str = ""
+    """Comma-separated local repository models (no registry record) that every tenant may call.
+    Other local models are platform models: trusted callers (no ``x-modelserve-tenant``) only."""
     registry_backoff_min_s: float = Field(default=0.2, gt=0)
     """First wait before reconnecting to the registry after the Watch stream broke (doubles up to
     registry_backoff_max_s, with jitter)."""
@@ -63,3 +77,22 @@ class ModelServerSettings(TritonSettings, BaseServiceSettings):
     """Longest wait between two reconnection attempts to the registry."""
     registry_watch_timeout_s: float = Field(default=3600.0, gt=0)
     """Deadline of one Watch call; the follower then resumes from the last revision it saw."""
+    max_request_elements: int = Field(default=64 * 1024 * 1024, ge=1)
+    """Most elements in all input tensors of one request together (max_elements bounds each
+    tensor). Checked, with each tensor's count against the bytes actually present, before
+    anything is allocated."""
+
+    def artifact_root_paths(self) -> list[Path]:
+        """The allowed artifact roots (``artifact_roots``, or its default), made absolute."""
+        named = [Path(p.strip()) for p in self.artifact_roots.split(",") if p.strip()]
+        if not named:
+            named = [self.data_dir / "artifacts", self.model_repository]
+        return [p.absolute() for p in named]
+
+    def staging_dir(self) -> Path:
+        """Where verified copies of registry artifacts are kept."""
+        return self.registry_artifact_dir or self.data_dir / "registry-artifacts"
+
+    def shared_model_names(self) -> frozenset[str]:
+        """The local models every tenant may call (``shared_models``)."""
+        return frozenset(n.strip() for n in self.shared_models.split(",") if n.strip())

@@ -72,7 +72,7 @@ async def test_follower_relists_on_out_of_range_and_resumes_from_last_revision(t
     follower = RegistryFollower(
         manager,
         fake,
-        ArtifactStore(tmp_path / "staged"),
+        ArtifactStore(tmp_path / "staged", [tmp_path]),
         backoff_min_s=0.01,
         backoff_max_s=0.02,  # type: ignore[arg-type]
     )

@@ -100,8 +100,26 @@ async def test_aliases_route_and_explain_misses(manager: ModelManager, tmp_path:
     assert out["y"][0] == 1
 
 
-async def test_readiness_gate_holds_then_requires_models(manager: ModelManager, tmp_path: Path) -> None:
-    assert not manager.ready  # nothing loaded, no gate
+async def test_default_readiness_is_startup_and_first_sync_only(
+    manager: ModelManager, tmp_path: Path
+) -> None:
+    assert manager.ready  # start-up over, no gate: ready, serving nothing
+    await manager.set_readiness_gate("registry", holding=True)
+    assert not manager.ready  # the first registry sync is not done
+    await manager.set_readiness_gate("registry", holding=False, required={"m"})
+    assert manager.ready  # a deployed model that serves nothing is only that model not ready
+    manager.set_failures("registry", {("m", 1): "broken"})
+    assert manager.ready and manager.failed_count == 1
+    manager.set_failures("registry", {})
+    assert manager.failed_count == 0
+
+
+async def test_readiness_gate_holds_then_requires_models(tmp_path: Path) -> None:
+    manager = ModelManager(
+        tmp_path / "repo", {"python": FakeBackend()}, drain_timeout_s=0.1, strict_readiness=True
+    )
+    await manager.start("", "")
+    assert not manager.ready  # strict: nothing loaded, no gate
     await manager.set_readiness_gate("registry", holding=True)
     assert not manager.ready and not manager.gates_open
     await manager.set_readiness_gate("registry", holding=False)
