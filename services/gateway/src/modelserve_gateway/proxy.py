@@ -38,7 +38,6 @@ MODEL_METHODS = {
 }
 CANARY_METHODS = {_INF + "ModelInfer", _INF + "ModelStreamInfer"}
 STREAM_INFER = _INF + "ModelStreamInfer"
-_STREAM_BUFFER = 16  # answers held for a slow stream reader before the relay waits
 
 
 def stream_error(message: str, request: bytes) -> bytes:
@@ -164,9 +163,16 @@ class FrontDoor(grpc.GenericRpcHandler):
     to gRPC's UNIMPLEMENTED."""
 
     def __init__(
-        self, services: Sequence[ServiceDescriptor], upstreams: Upstreams, guard: Guard, route_key_header: str
+        self,
+        services: Sequence[ServiceDescriptor],
+        upstreams: Upstreams,
+        guard: Guard,
+        route_key_header: str,
+        *,
+        stream_buffer: int = 16,
     ) -> None:
         self._guard = guard
+        self._stream_buffer = stream_buffer
         self._route_key = route_key_header
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
         for svc in services:
@@ -348,7 +354,7 @@ class FrontDoor(grpc.GenericRpcHandler):
         ) -> AsyncIterator[bytes]:
             adm, md = await self._admit(method, context)
             up.breaker.before_call()
-            out: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_STREAM_BUFFER)
+            out: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=self._stream_buffer)
             upstream_md: list[Any] = []
             failure: list[Exception] = []
 

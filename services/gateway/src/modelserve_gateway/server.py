@@ -109,7 +109,13 @@ async def running_server(
     guard = Guard(settings, Authenticator(settings, cache), limiter, cache)
     routes = compile_routes(fronted)
     app = GatewayApp(settings, Router(routes), upstreams, guard, openapi_bytes(routes))
-    front_door = FrontDoor([svc for svc, _ in fronted], upstreams, guard, settings.route_key_header)
+    front_door = FrontDoor(
+        [svc for svc, _ in fronted],
+        upstreams,
+        guard,
+        settings.route_key_header,
+        stream_buffer=settings.stream_infer_buffer,
+    )
     services = [GrpcService(svc.full_name, lambda s: None) for svc, _ in fronted]
     sock = _bind(settings.http_host, settings.http_port)
     config = uvicorn.Config(

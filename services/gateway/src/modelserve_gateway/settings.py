@@ -121,3 +121,7 @@ class GatewaySettings(BaseServiceSettings):
     """A request header whose value makes canary routing sticky (same value, same version)."""
     canary_sticky_per_key: bool = True
     """Without a route key header, route the same API key to the same version."""
+    stream_infer_buffer: int = Field(default=16, ge=1, le=4096)
+    """ModelStreamInfer through the gRPC front door: answers (the upstream's and the gateway's own
+    per-message errors) held for a slow reader before the gateway stops reading the upstream,
+    whose gRPC flow control then holds it back."""

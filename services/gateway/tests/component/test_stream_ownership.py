@@ -177,3 +177,40 @@ async def test_stream_rate_limited_message_is_answered_and_stream_goes_on(make_g
             assert await call.code() is grpc.StatusCode.OK
     assert answers["a1"] == "" and answers["n1"] == ""
     assert answers["a2"].startswith("rate limit of 1 requests per")
+
+
+async def test_stream_with_a_one_answer_buffer_and_a_slow_reader(make_gateway, registry) -> None:
+    """GATEWAY_STREAM_INFER_BUFFER=1: answers wait one at a time for a reader that lags; none is
+    lost or reordered within its kind."""
+    registry.add_key(T1_KEY, "k1", "t1", ["infer"])
+    registry.deploy("add", "t1", {"1": 100})
+    registry.deploy("identity", "t2", {"1": 100})
+    plan = [("add" if i % 3 else "identity", f"m{i}") for i in range(30)]
+
+    async def requests() -> AsyncIterator[inf_pb.ModelInferRequest]:
+        for model, rid in plan:
+            yield _req(model, rid)
+
+    async with make_gateway(
+        auth_enabled=True, admin_api_key=ADMIN, watch_registry=False, stream_infer_buffer=1
+    ) as gw:
+        async with grpc.aio.insecure_channel(gw.grpc_target) as ch:
+            call = inf_grpc.GRPCInferenceServiceStub(ch).ModelStreamInfer(requests(), metadata=T1, timeout=20)
+            answers = []
+            async for r in call:
+                answers.append((r.infer_response.id, r.error_message))
+                await asyncio.sleep(0.005)
+            assert await call.code() is grpc.StatusCode.OK
+    assert sorted(answers) == sorted((rid, FOREIGN if m == "identity" else "") for m, rid in plan)
+    served = [rid for rid, err in answers if not err]
+    assert served == [rid for m, rid in plan if m == "add"]  # the upstream's answers keep their order
+
+
+def test_stream_infer_buffer_setting_is_bounded() -> None:
+    from pydantic import ValidationError
+
+    from modelserve_gateway.settings import GatewaySettings
+
+    assert GatewaySettings(stream_infer_buffer=1).stream_infer_buffer == 1
+    with pytest.raises(ValidationError):
+        GatewaySettings(stream_infer_buffer=0)
