@@ -214,3 +214,25 @@ def test_stream_infer_buffer_setting_is_bounded() -> None:
     assert GatewaySettings(stream_infer_buffer=1).stream_infer_buffer == 1
     with pytest.raises(ValidationError):
         GatewaySettings(stream_infer_buffer=0)
+
+
+async def test_malformed_request_bytes_are_invalid_argument_on_the_front_door(gw) -> None:
+    garbage = b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01"  # an 11-byte varint length
+    async with grpc.aio.insecure_channel(gw.grpc_target) as ch:
+        unary = ch.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        with pytest.raises(grpc.aio.AioRpcError) as exc:
+            await unary(garbage, metadata=ADMIN_MD, timeout=5)
+        assert exc.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "malformed protobuf message" in (exc.value.details() or "")
+        # In a stream the malformed message is answered and the stream goes on.
+        bidi = ch.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+
+        async def requests() -> AsyncIterator[bytes]:
+            yield garbage
+            yield _req("add", "ok").SerializeToString()
+
+        call = bidi(requests(), metadata=T1, timeout=5)
+        answers = [inf_pb.ModelStreamInferResponse.FromString(r) async for r in call]
+        assert await call.code() is grpc.StatusCode.OK
+    assert answers[0].error_message.startswith("malformed protobuf message")
+    assert answers[1].error_message == "" and answers[1].infer_response.id == "ok"
