@@ -571,3 +571,27 @@ async def test_migration_maps_tenant_admin_keys_to_tenant_admin(database_url: st
         assert tenant is not None and int(tenant[0]) == 0
     finally:
         await db.close()
+
+
+async def test_a_far_future_time_committed_before_the_fix_still_reads_back(reg: Reg) -> None:
+    """Rows written by the old RotateApiKey (a 10,000-year grace) must not make Get/ListApiKeys
+    answer INTERNAL: such a time is sent as 9999-12-31."""
+    s = reg.stub
+    await _tenants(s, "acme")
+    key = (
+        await s.CreateApiKey(pb.CreateApiKeyRequest(tenant="acme", api_key=pb.ApiKey(scopes=["read"])))
+    ).api_key
+    db = open_database(reg.url, reg.tmp, min_size=0, max_size=2, timeout_s=2.0)
+    await db.open()
+    try:
+        async with db.transaction(write=True) as tx:
+            await tx.execute(
+                "UPDATE api_keys SET previous_expire_time = ?, rotate_time = ? WHERE key = ?",
+                (TEN_THOUSAND_YEARS_S * 1_000_000 + 1_800_000_000_000_000, 1_800_000_000_000_000, key.key),
+            )
+    finally:
+        await db.close()
+    got = (await s.GetApiKey(pb.GetApiKeyRequest(tenant="acme", key=key.key))).api_key
+    assert got.previous_secret_expire_time.seconds == 253_402_300_799
+    listed = (await s.ListApiKeys(pb.ListApiKeysRequest(tenant="acme"))).api_keys
+    assert [k.key for k in listed] == [key.key]
