@@ -93,3 +93,21 @@ def all_error_classes() -> list[type[ServiceError]]:
         Unimplemented,
         Internal,
     ]
+
+
+ECHO_LIMIT = 128
+"""Most characters of a client-supplied value that an error message repeats (see :func:`clip`)."""
+
+
+def clip(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters (with the full length
+    noted) so that a huge name or value sent by a client is never echoed whole: a status message
+    over gRPC's metadata limit reaches the client as a transport RESOURCE_EXHAUSTED instead of the
+    real error."""
+    if isinstance(value, str | bytes) and len(value) > limit:
+        text = repr(value[:limit])
+        return f"{text}... ({len(value)} {'characters' if isinstance(value, str) else 'bytes'})"
+    text = repr(value)
+    if len(text) > limit:
+        return f"{text[:limit]}... ({len(text)} characters)"
+    return text

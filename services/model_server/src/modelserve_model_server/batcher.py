@@ -13,6 +13,14 @@ Rules (see README "Dynamic batching"):
 * ``max_queue_size`` bounds the queue (full -> RESOURCE_EXHAUSTED at once); a request whose timeout
   expires in the queue fails DEADLINE_EXCEEDED and never runs; a request whose caller went away
   (cancelled) is removed and never runs.
+* A request whose gRPC deadline has passed, or whose caller went away, is never started: it is
+  checked when it would start (also in the gap between being taken into a batch and the batch
+  running) and dropped (DEADLINE_EXCEEDED, or the caller's own cancellation), counted in
+  ``modelserve_model_server_dropped_total`` and in the statistics' fail count.
+* An instance stays busy until the model's work on it has stopped: a cancelled request whose
+  predict runs in a thread keeps its instance (and its batcher slot) until the thread returns.
+* An exception raised by the model's own code names the model: ValueError/TypeError (a rejected
+  input, e.g. UnicodeDecodeError) are INVALID_ARGUMENT, anything else INTERNAL (errors.model_error).
 * Without dynamic batching every request runs on its own (queueing, priorities and timeouts still
   apply).
 """
@@ -28,11 +36,17 @@ from typing import Any
 import numpy as np
 import structlog
 
-from modelserve_common.errors import Internal, InvalidArgument, ServiceError
+from modelserve_common.errors import InvalidArgument, ServiceError
 from modelserve_model_server.backend import LoadedModel, Tensors
 from modelserve_model_server.codec import Decoded
 from modelserve_model_server.config import ModelSpec
-from modelserve_model_server.errors import ModelNotReady, QueueFull, QueueTimeout
+from modelserve_model_server.errors import (
+    ModelNotReady,
+    QueueFull,
+    QueueTimeout,
+    RequestExpired,
+    model_error,
+)
 from modelserve_model_server.stats import ModelStats
 
 log = structlog.get_logger(__name__)
@@ -42,10 +56,12 @@ _now = time.perf_counter_ns
 
 
 class _Item:
-    __slots__ = ("decoded", "future", "state", "enqueued", "handle", "result", "error", "span")
+    __slots__ = ("decoded", "future", "state", "enqueued", "deadline", "handle", "result", "error", "span")
 
-    def __init__(self, decoded: Decoded, enqueued: int) -> None:
+    def __init__(self, decoded: Decoded, enqueued: int, deadline: int) -> None:
         self.decoded = decoded
+        self.deadline = deadline
+        """perf_counter_ns by which the caller stops waiting (its gRPC deadline); 0 = none."""
         self.future: asyncio.Future[Tensors] | None = None
         self.state = _QUEUED
         self.enqueued = enqueued
@@ -112,12 +128,27 @@ class Scheduler:
             return requested
         return self._default_timeout_us
 
-    async def submit(self, decoded: Decoded, priority: int = 0, timeout_us: int | None = None) -> Tensors:
-        """Runs ``decoded`` (alone or in a batch) and returns its own outputs."""
+    async def submit(
+        self,
+        decoded: Decoded,
+        priority: int = 0,
+        timeout_us: int | None = None,
+        deadline_s: float | None = None,
+    ) -> Tensors:
+        """Runs ``decoded`` (alone or in a batch) and returns its own outputs. ``deadline_s`` is
+        the caller's remaining time (its gRPC deadline): a request still queued when it passes is
+        dropped, never started."""
         if self._closed:
             raise ModelNotReady(f"model {self._name!r} version {self._version} is unloading")
         level = self._level(priority)
-        item = _Item(decoded, _now())
+        now = _now()
+        deadline = 0
+        if deadline_s is not None:
+            if deadline_s <= 0:
+                self._stats.dropped("deadline")
+                raise self._expired()
+            deadline = now + max(int(deadline_s * 1e9), 1)
+        item = _Item(decoded, now, deadline)
         self._in_flight += 1
         self._idle.clear()
         try:
@@ -158,6 +189,7 @@ class Scheduler:
         except asyncio.CancelledError:
             if item.state == _QUEUED:  # the caller went away while queued: never run it
                 self._remove(item)
+                self._stats.dropped("cancelled")
             raise
 
     def _remove(self, item: _Item) -> None:
@@ -169,10 +201,33 @@ class Scheduler:
         if item.span is not None:
             item.span.end()
 
+    def _expired(self) -> RequestExpired:
+        return RequestExpired(
+            f"the deadline of the request to model {self._name!r} passed before it started; it was not run"
+        )
+
+    def _dead(self, item: _Item, now: int) -> bool:
+        """Whether ``item`` must not start: its caller went away (its future was cancelled, which
+        happens at once when the caller's task is cancelled, before that task runs again) or its
+        deadline passed. A dead item is failed and counted here."""
+        fut = item.future
+        if fut is not None and fut.done():
+            self._stats.dropped("cancelled")
+            return True
+        if item.deadline and now >= item.deadline:
+            self._stats.dropped("deadline")
+            if fut is not None:
+                fut.set_exception(self._expired())
+            else:
+                item.error = self._expired()
+            return True
+        return False
+
     def _expire(self, item: _Item, timeout_us: int) -> None:
         if item.state != _QUEUED:
             return
         self._remove(item)
+        self._stats.dropped("queue_timeout")
         if item.future is not None and not item.future.done():
             item.future.set_exception(
                 QueueTimeout(
@@ -197,11 +252,15 @@ class Scheduler:
             task.add_done_callback(self._tasks.discard)
 
     def _head(self) -> _Item | None:
+        now = _now()
         for level in self._levels:
-            while level and level[0].state != _QUEUED:
+            while level:
+                item = level[0]
+                if item.state == _QUEUED:
+                    if not self._dead(item, now):
+                        return item
+                    self._remove(item)
                 level.popleft()
-            if level:
-                return level[0]
         return None
 
     def _should_wait(self) -> bool:
@@ -228,11 +287,16 @@ class Scheduler:
         batch: list[_Item] = []
         rows = 0
         signature: tuple[object, ...] = ()
+        now = _now()
         for level in self._levels:
             while level:
                 item = level[0]
                 if item.state != _QUEUED:
                     level.popleft()
+                    continue
+                if self._dead(item, now):
+                    level.popleft()
+                    self._remove(item)
                     continue
                 d = item.decoded
                 if batch and (d.signature != signature or rows + d.rows > self._max_rows):
@@ -252,6 +316,15 @@ class Scheduler:
         t0 = _now()
         span = None
         try:
+            if batch[0].future is not None:  # taken from the queue: the caller may have left since
+                live = [item for item in batch if not self._dead(item, t0)]
+                if len(live) != len(batch):
+                    for item in batch:
+                        if item not in live:
+                            item.state = _DONE
+                    if not live:
+                        return
+                    batch = live
             for item in batch:
                 waited = t0 - item.enqueued
                 stats.queue.add(waited)
@@ -290,10 +363,13 @@ class Scheduler:
             elif isinstance(exc, asyncio.CancelledError):
                 err = ModelNotReady(f"model {self._name!r}: the batch was cancelled")
             else:
-                log.error("model.execute_failed", model=self._name, version=self._version, exc_info=exc)
-                err = Internal(
-                    f"model {self._name!r} version {self._version} failed: {type(exc).__name__}: {exc}"
-                )
+                err = model_error(self._name, self._version, exc)
+                if isinstance(err, InvalidArgument):  # the caller's input: no stack (clients control it)
+                    log.info(
+                        "model.rejected_input", model=self._name, version=self._version, error=err.message
+                    )
+                else:
+                    log.error("model.execute_failed", model=self._name, version=self._version, exc_info=exc)
             for item in batch:
                 self._deliver(item, None, err)
             if isinstance(exc, asyncio.CancelledError):

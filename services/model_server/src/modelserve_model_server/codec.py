@@ -2,7 +2,14 @@
 
 A :class:`Codec` is built once per model version, so the per-request work is dictionary lookups,
 integer checks and ``numpy.frombuffer`` on the raw bytes (no copies). Every rejection says what was
-expected and what arrived.
+expected and what arrived; client-supplied names and shapes are echoed clipped
+(``modelserve_common.errors.clip``).
+
+Memory: nothing is allocated for a tensor before its declared element count is checked against
+the limits and against the bytes actually present: raw fixed-size contents must be exactly
+count x size bytes, raw BYTES need at least 4 bytes (the length prefix) per element, typed
+contents must hold exactly count values. So a request never costs more than a small multiple of
+its own size, whatever shape it declares.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from modelserve.inference.v2 import grpc_service_pb2 as pb
+from modelserve_common.errors import clip
 from modelserve_model_server.backend import Tensors
 from modelserve_model_server.config import ModelSpec, TensorSpec
 from modelserve_model_server.datatypes import BY_NAME, bytes_elements, deserialize_bytes, serialize_bytes
@@ -27,6 +35,9 @@ class Limits:
     max_inputs: int = 64
     max_outputs: int = 64
     max_elements: int = 64 * 1024 * 1024
+    """Most elements in one input tensor."""
+    max_request_elements: int = 64 * 1024 * 1024
+    """Most elements in all input tensors of one request together."""
 
 
 @dataclass
@@ -76,22 +87,28 @@ class Codec:
         inputs: Tensors = {}
         rows = -1
         sig: list[object] = []
+        total = 0
         for i, t in enumerate(tensors):
             name = t.name
             spec = self._inputs.get(name)
             if spec is None:
                 raise InvalidTensor(
-                    f"unexpected input {name!r} for model {self.spec.name!r}; "
+                    f"unexpected input {clip(name)} for model {self.spec.name!r}; "
                     f"expected inputs {self._expected_inputs}"
                 )
             if name in inputs:
                 raise InvalidTensor(f"input {name!r} appears more than once")
             if t.datatype != spec.datatype.name:
-                raise InvalidTensor(
-                    f"input {name!r}: expected datatype {spec.datatype.name}, got {t.datatype or '(empty)'}"
-                )
+                got = (t.datatype or "(empty)") if len(t.datatype) <= 16 else clip(t.datatype)
+                raise InvalidTensor(f"input {name!r}: expected datatype {spec.datatype.name}, got {got}")
             shape = list(t.shape)
             count = self._check_shape(spec, shape)
+            total += count
+            if total > self.limits.max_request_elements:
+                raise InvalidTensor(
+                    f"input {name!r}: the request's inputs hold {total} elements so far; at most "
+                    f"{self.limits.max_request_elements} are allowed in one request"
+                )
             if self._batching:
                 if rows == -1:
                     rows = shape[0]
@@ -111,7 +128,7 @@ class Codec:
             inputs[name] = array
             sig.append(name)
             sig.append(tuple(shape[1:]) if self._batching else tuple(shape))
-        if len(inputs) < len(self._required) or not self._required.issubset(inputs):
+        if len(inputs) < len(self._required) or not self._required.issubset(inputs):  # names are known
             missing = sorted(self._required - inputs.keys())
             raise InvalidTensor(
                 f"model {self.spec.name!r} is missing required inputs {missing}; got {sorted(inputs)}"
@@ -129,13 +146,14 @@ class Codec:
         want_ndim = len(dims) + (1 if self._batching else 0)
         if len(shape) != want_ndim:
             raise InvalidTensor(
-                f"input {spec.name!r}: expected {want_ndim} dims {self._shape_text(spec)}, got shape {shape}"
+                f"input {spec.name!r}: expected {want_ndim} dims {self._shape_text(spec)}, "
+                f"got shape {clip(shape)}"
             )
         count = 1
         for d in shape:
             if d <= 0:
                 raise InvalidTensor(
-                    f"input {spec.name!r}: every dim must be positive, got shape {shape} "
+                    f"input {spec.name!r}: every dim must be positive, got shape {clip(shape)} "
                     f"(expected {self._shape_text(spec)})"
                 )
             count *= d
@@ -150,7 +168,7 @@ class Codec:
         for got, want in zip(rest, dims, strict=True):
             if want != -1 and got != want:
                 raise InvalidTensor(
-                    f"input {spec.name!r}: expected shape {self._shape_text(spec)}, got {shape}"
+                    f"input {spec.name!r}: expected shape {self._shape_text(spec)}, got {clip(shape)}"
                 )
         if count > self.limits.max_elements:
             raise InvalidTensor(
@@ -165,6 +183,12 @@ class Codec:
     def _from_raw(spec: TensorSpec, data: bytes, shape: list[int], count: int) -> np.ndarray:
         dt = spec.datatype
         if dt.size == 0:
+            if count * 4 > len(data):  # before any allocation: each element has a 4-byte prefix
+                raise InvalidTensor(
+                    f"input {spec.name!r}: expected {count} BYTES elements for its shape {shape}, got "
+                    f"{len(data) // 4} at most: the raw contents hold {len(data)} bytes and each "
+                    "element starts with a 4-byte length prefix"
+                )
             return deserialize_bytes(data, count, spec.name).reshape(shape)
         expected = count * dt.size  # Python ints: no overflow
         if len(data) != expected:
@@ -210,7 +234,7 @@ class Codec:
         for o in requested:
             if o.name not in self._outputs:
                 raise InvalidTensor(
-                    f"unknown requested output {o.name!r}; model {self.spec.name!r} has outputs "
+                    f"unknown requested output {clip(o.name)}; model {self.spec.name!r} has outputs "
                     f"{sorted(self._outputs)}"
                 )
             if o.name in names:

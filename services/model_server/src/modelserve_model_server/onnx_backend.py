@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from modelserve_model_server.backend import LoadedModel, Tensors
+from modelserve_model_server.backend import LoadedModel, Tensors, hold_until_done
 from modelserve_model_server.config import ModelSpec
 
 _ORT_TYPES = {
@@ -59,7 +59,9 @@ class OnnxModel:
 
     async def execute(self, inputs: Tensors, outputs: Sequence[str]) -> Tensors:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._run, inputs, list(outputs) or self._all_outputs)
+        future = loop.run_in_executor(self._pool, self._run, inputs, list(outputs) or self._all_outputs)
+        # a cancelled request's run keeps its thread busy until it returns: so does this call
+        return await hold_until_done(future)
 
     async def unload(self) -> None:
         self._pool.shutdown(wait=False)

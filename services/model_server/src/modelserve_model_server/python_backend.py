@@ -20,8 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from modelserve_model_server.backend import LoadedModel, Tensors
+from modelserve_model_server.backend import LoadedModel, Tensors, hold_until_done
 from modelserve_model_server.config import ModelSpec
+from modelserve_model_server.errors import ModelOutputError
 
 _seq = itertools.count()
 
@@ -47,7 +48,13 @@ def _import(path: Path, class_name: str) -> type[Any]:
 
 
 class PythonModel:
-    """Instances of a user's model class, handed out one batch at a time."""
+    """Instances of a user's model class, handed out one batch at a time.
+
+    An instance is busy from the moment a batch takes it until its ``predict`` has returned. A
+    plain (thread) ``predict`` cannot be stopped: when the request is cancelled the instance goes
+    back to the free list only when the thread returns (never while it still runs), and
+    :meth:`execute` itself waits for it (:func:`hold_until_done`), so the batcher does not start
+    another batch in its place either."""
 
     def __init__(self, instances: list[Any], is_async: bool) -> None:
         self._free: asyncio.Queue[Any] = asyncio.Queue()
@@ -56,25 +63,23 @@ class PythonModel:
         self._instances = instances
         self._is_async = is_async
         self._pool = None if is_async else ThreadPoolExecutor(len(instances), thread_name_prefix="pymodel")
-        self._single = instances[0] if len(instances) == 1 else None
 
     async def execute(self, inputs: Tensors, outputs: Sequence[str]) -> Tensors:
-        if self._single is not None:  # the batcher never runs more than instance_count at once
-            return await self._call(self._single, inputs)
-        inst = await self._free.get()
-        try:
-            return await self._call(inst, inputs)
-        finally:
-            self._free.put_nowait(inst)
-
-    async def _call(self, inst: Any, inputs: Tensors) -> Tensors:
+        free = self._free
+        inst = free.get_nowait() if not free.empty() else await free.get()
         if self._is_async:
-            result = await inst.predict(inputs)
+            try:  # cancelling a coroutine stops it: the instance is free again at once
+                result = await inst.predict(inputs)
+            finally:
+                free.put_nowait(inst)
         else:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._pool, inst.predict, inputs)
+            future = asyncio.get_running_loop().run_in_executor(self._pool, inst.predict, inputs)
+            future.add_done_callback(lambda _f: free.put_nowait(inst))
+            result = await hold_until_done(future)
         if not isinstance(result, dict):
-            raise TypeError(f"predict returned {type(result).__name__}, expected dict[str, numpy.ndarray]")
+            raise ModelOutputError(
+                f"predict returned {type(result).__name__}, expected dict[str, numpy.ndarray]"
+            )
         return result
 
     async def unload(self) -> None:

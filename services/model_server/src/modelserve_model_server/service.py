@@ -19,6 +19,8 @@ SERVER_VERSION = "0.1.0"
 EXTENSIONS = ("model_repository", "model_configuration", "statistics", "schedule_policy")
 
 _now = time.perf_counter_ns
+_NO_DEADLINE_S = 1e7
+"""grpc reports a call without a deadline as a huge remaining time."""
 
 
 def _outcome(exc: BaseException) -> str:
@@ -106,7 +108,7 @@ class InferenceService:
             self._mirror(request)
         if mv.forward is not None:
             return await mv.forward.forward(request, timeout_s)
-        return await self._infer(mv, request)
+        return await self._infer(mv, request, timeout_s)
 
     def _mirror(self, request: pb.ModelInferRequest) -> None:
         """Fire-and-forget copies of a versionless request to the model's mirror versions (the
@@ -129,7 +131,9 @@ class InferenceService:
         except Exception:  # counted in the mirror's statistics; nobody waits for this answer
             pass
 
-    async def _infer(self, mv: ModelVersion, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def _infer(
+        self, mv: ModelVersion, request: pb.ModelInferRequest, timeout_s: float | None = None
+    ) -> pb.ModelInferResponse:
         stats = mv.stats
         start = _now()
         try:
@@ -139,7 +143,9 @@ class InferenceService:
                 timeout_us = _int_param(request, "timeout")
             else:
                 priority, timeout_us = 0, None
-            outputs = await mv.scheduler.submit(decoded, priority, timeout_us)
+            if timeout_s is not None and timeout_s > _NO_DEADLINE_S:
+                timeout_s = None
+            outputs = await mv.scheduler.submit(decoded, priority, timeout_us, timeout_s)
             response = mv.codec.encode(request, decoded, outputs)
         except BaseException as exc:
             stats.fail.add(_now() - start)

@@ -45,6 +45,13 @@ QUEUE_DEPTH = Gauge("modelserve_model_server_queue_depth", "Requests waiting in 
 IN_FLIGHT = Gauge(
     "modelserve_model_server_in_flight", "Requests of the model queued or executing right now.", _LABELS
 )
+DROPPED = Counter(
+    "modelserve_model_server_dropped_total",
+    "Requests dropped before they started, by reason: cancelled (the caller went away while "
+    "queued), deadline (the caller's gRPC deadline passed first), queue_timeout (the model's "
+    "queue policy timeout). Each is also a failed request in ModelStatistics.",
+    [*_LABELS, "reason"],
+)
 LOADED = Gauge("modelserve_model_server_model_ready", "1 while the model version is ready.", _LABELS)
 
 
@@ -90,6 +97,7 @@ class ModelStats:
         self.batches: dict[int, BatchStats] = {}
         self._outcomes = {o: REQUESTS.labels(model, version, o) for o in _OUTCOMES}
         self.success_counter = self._outcomes["success"]
+        self._dropped = {r: DROPPED.labels(model, version, r) for r in DROP_REASONS}
         self.queue_hist = QUEUE_SECONDS.labels(model, version)
         self.compute_hist = COMPUTE_SECONDS.labels(model, version)
         self.batch_hist = BATCH_SIZE.labels(model, version)
@@ -99,6 +107,10 @@ class ModelStats:
 
     def outcome(self, outcome: str) -> None:
         self._outcomes[outcome].inc()
+
+    def dropped(self, reason: str) -> None:
+        """A request dropped before it started (``reason`` in :data:`DROP_REASONS`)."""
+        self._dropped[reason].inc()
 
     def batch(self, size: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
         """One executed batch of ``size`` rows."""
@@ -144,3 +156,4 @@ class ModelStats:
 
 
 _OUTCOMES = ("success", "invalid", "rejected", "timeout", "cancelled", "error")
+DROP_REASONS = ("cancelled", "deadline", "queue_timeout")

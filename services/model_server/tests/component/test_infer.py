@@ -146,7 +146,7 @@ async def test_infer_version_selects_and_default_is_highest(server):
     assert (await server.stub.ModelInfer(addsub(model_version="1"))).model_version == "1"
 
 
-async def test_infer_model_error_is_internal_with_message(server):
+async def test_infer_model_value_error_is_invalid_argument_naming_the_model(server):
     req = pb.ModelInferRequest(
         model_name="failing",
         inputs=[Input(name="x", datatype="FP32", shape=[1])],
@@ -154,8 +154,8 @@ async def test_infer_model_error_is_internal_with_message(server):
     )
     with pytest.raises(grpc.aio.AioRpcError) as exc:
         await server.stub.ModelInfer(req)
-    assert exc.value.code() is grpc.StatusCode.INTERNAL
-    assert "boom from the model" in exc.value.details()
+    assert exc.value.code() is grpc.StatusCode.INVALID_ARGUMENT  # ValueError: the model rejected the input
+    assert exc.value.details() == "model 'failing' rejected the input: ValueError: boom from the model"
 
 
 def fp32_in(name: str, shape: list[int], nbytes: int | None = None, **kw) -> tuple[Input, bytes]:

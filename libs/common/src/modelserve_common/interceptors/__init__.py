@@ -12,6 +12,9 @@ Order (first is outermost):
    their ServiceErrors become statuses.
 4. Handler wrappers a service passes (``(full_method, handler) -> handler``, e.g. the model
    server's Triton router), innermost, around the registered handlers.
+5. The malformed-request guard (malformed.py), innermost of all: a request whose bytes do not
+   parse answers INVALID_ARGUMENT "malformed request message: ..." through the error mapping
+   (grpc's own answer would be UNKNOWN "Unexpected <class 'DecodeError'>").
 
 Request context, access log, metrics and error mapping are one wrapper rather than four, and it is
 applied to each method handler once, when services are registered, instead of by a grpc.aio
@@ -31,6 +34,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve_common.config import BaseServiceSettings
 from modelserve_common.interceptors.observability import AccessLog, ObservabilityInterceptor, wrap_handler
+from modelserve_common.malformed import guard_request_deserializer
 
 UNTRACED_PREFIXES = ("grpc.health.", "grpc.reflection.")
 
@@ -75,6 +79,7 @@ def server_chain(
         chain.extend(extra)
 
         def wrap_inner(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+            handler = guard_request_deserializer(method, handler)
             for w in inner:
                 handler = w(method, handler)
             return handler
@@ -82,6 +87,7 @@ def server_chain(
         return ServerChain(chain, wrap_inner)
 
     def wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        handler = guard_request_deserializer(method, handler)
         for w in inner:
             handler = w(method, handler)
         return wrap_handler(method, handler, access_log)
