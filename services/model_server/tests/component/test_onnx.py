@@ -67,7 +67,10 @@ async def test_onnx_config_not_matching_the_model_fails_load_with_reason(onnx_re
     async with running_server(make_settings(onnx_repo)) as running:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
             stub = svc_grpc.GRPCInferenceServiceStub(ch)
-            assert not (await stub.ServerReady(pb.ServerReadyRequest())).ready
+            # per-model failure isolation: the server is ready, only this model is not
+            assert (await stub.ServerReady(pb.ServerReadyRequest())).ready
+            assert not (await stub.ModelReady(pb.ModelReadyRequest(name="classifier"))).ready
+            assert running.extra["manager"].failed_count == 1
             idx = (await stub.RepositoryIndex(pb.RepositoryIndexRequest())).models
             assert len(idx) == 1 and idx[0].state == "UNAVAILABLE"
             assert "config input 'pixels' is not an input of model.onnx" in idx[0].reason
