@@ -16,6 +16,7 @@ from typing import Any
 
 import grpc
 import pytest
+import structlog
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -560,7 +561,10 @@ async def test_migration_maps_tenant_admin_keys_to_tenant_admin(database_url: st
                     "create_time, revision) VALUES (?, 'acme', '', ?, '{}', 'x$y', 1, 1)",
                     (key, json.dumps(scopes)),
                 )
-        assert await migrate(db) == MIGRATIONS[-1].number
+        with structlog.testing.capture_logs() as logs:
+            assert await migrate(db) == MIGRATIONS[-1].number
+        mapped = [e for e in logs if e["event"] == "registry.migration_key_admin_scope_mapped"]
+        assert [(e["key"], e["tenant"]) for e in mapped] == [("k000000000001", "acme")]
         async with db.transaction(write=False) as tx:
             rows = await tx.fetch("SELECT key, scopes FROM api_keys ORDER BY key")
             tenant = await tx.fetchone("SELECT code_execution_allowed FROM tenants WHERE name = 'acme'")
