@@ -10,6 +10,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from modelserve.inference.v2 import model_config_pb2 as config_pb
+from modelserve_common.errors import clip
 from modelserve_model_server.datatypes import BY_CONFIG_NAME, DataType
 from modelserve_model_server.errors import InvalidModelConfig
 
@@ -25,7 +26,7 @@ def check_name(kind: str, name: str) -> None:
     """Model and tensor names are plain names: no path separators, no '..', no control chars."""
     if not _NAME.match(name) or ".." in name:
         raise InvalidModelConfig(
-            f"{kind} name {name!r} is not valid: expected 1-128 of [A-Za-z0-9_.-], "
+            f"{kind} name {clip(name)} is not valid: expected 1-128 of [A-Za-z0-9_.-], "
             "not starting with '.' or '-', without '..' or '/'"
         )
 

@@ -36,7 +36,7 @@ from prometheus_client import Gauge
 
 from modelserve.inference.v2 import model_config_pb2 as config_pb
 from modelserve_common.artifact_uri import check_artifact_path
-from modelserve_common.errors import InvalidArgument, ServiceError
+from modelserve_common.errors import InvalidArgument, ServiceError, clip
 from modelserve_model_server.backend import Backend, ForwardingModel, LoadedModel
 from modelserve_model_server.batcher import Scheduler
 from modelserve_model_server.codec import Codec, Limits
@@ -190,7 +190,7 @@ class ModelManager:
             return InvalidArgument(exc.message)
         if version and not (version.isdigit() and int(version) > 0):
             return InvalidArgument(
-                f"model version {version!r} is not valid: expected a positive integer or empty"
+                f"model version {clip(version)} is not valid: expected a positive integer or empty"
             )
         return ModelNotFound(f"model {name!r} not found in the repository")
 
@@ -203,13 +203,15 @@ class ModelManager:
         if version and routing is not None and not version.isdigit():
             if version in routing.aliases:
                 raise ModelNotFound(
-                    f"alias {version!r} of model {name!r} points at version "
+                    f"alias {clip(version)} of model {name!r} points at version "
                     f"{routing.aliases[version]}, which is not loaded here"
                 )
-            raise ModelNotFound(f"model {name!r} has no alias {version!r}; aliases {sorted(routing.aliases)}")
+            raise ModelNotFound(
+                f"model {name!r} has no alias {clip(version)}; aliases {sorted(routing.aliases)}"
+            )
         if version and not (version.isdigit() and int(version) > 0):
             raise InvalidArgument(
-                f"model version {version!r} is not valid: expected a positive integer or empty"
+                f"model version {clip(version)} is not valid: expected a positive integer or empty"
             )
         entry = self._entries.get(name)
         if entry is None or (not entry.versions and entry.state != LOADING):
@@ -219,7 +221,8 @@ class ModelManager:
         if entry.state != READY or not entry.versions:
             raise ModelNotReady(f"model {name!r} is not ready ({entry.state.lower()}: {entry.reason})")
         raise ModelNotFound(
-            f"model {name!r} has no version {version}; available versions {sorted(entry.versions)}"
+            f"model {name!r} has no version {version if len(version) <= 20 else clip(version)}; "
+            f"available versions {sorted(entry.versions)}"
         )
 
     def versions(self, name: str) -> list[ModelVersion]:
