@@ -16,17 +16,38 @@ A model the caller may not see is answered exactly as a model that does not exis
 so nothing about other tenants' models is revealed. The owners come from the registry follower
 (:meth:`Ownership.set_owner`), which keeps the last known owner of a model for as long as versions
 of it serve.
+
+The servicer checks local models. With Triton configured, requests for Triton-served models are
+routed before the servicer; :class:`OwnershipGuard`, a handler wrapper outside the Triton router,
+applies the same rules to them (Triton repository models without a registry record are platform
+models, like local ones: only those in ``MODEL_SERVER_SHARED_MODELS`` are visible to tenants).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import collections
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 
+from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve_common.context import caller_identity
-from modelserve_common.errors import PermissionDenied
+from modelserve_common.errors import PermissionDenied, ServiceError
+from modelserve_model_server.triton import (
+    MODEL_CONFIG,
+    MODEL_INFER,
+    MODEL_METADATA,
+    MODEL_READY,
+    MODEL_STATISTICS,
+    MODEL_STREAM_INFER,
+    REPOSITORY_INDEX,
+    REPOSITORY_MODEL_LOAD,
+    REPOSITORY_MODEL_UNLOAD,
+    scan_string_fields,
+)
 
 
 @dataclass(frozen=True)
@@ -76,3 +97,203 @@ def refuse_tenant_callers(tenant: str | None, action: str) -> None:
     whatever the tenant's scopes are."""
     if tenant is not None:
         raise PermissionDenied(f"{action} is reserved to the platform: tenant callers may not do it")
+
+
+Missing = Callable[[str, str], ServiceError]
+"""(model, version) -> the error a missing model gets (ModelManager.missing)."""
+_NOT_READY = pb.ModelReadyResponse(ready=False).SerializeToString()
+
+
+class OwnershipGuard:
+    """A handler wrapper (``grpc_server(..., wrappers=[guard.wrap, router.wrap])``: outside the
+    Triton router) that applies :class:`Ownership` to undecoded requests, so models served through
+    Triton are confined like local ones. Trusted callers pass straight through; tenant calls cost a
+    scan of the name fields (and, for listings, a parse of the answer)."""
+
+    def __init__(self, ownership: Ownership, missing: Missing) -> None:
+        self._ownership = ownership
+        self._missing = missing
+        self._builders: dict[str, Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]] = {
+            MODEL_INFER: self._by_name(refuse_ready=False),
+            MODEL_READY: self._by_name(refuse_ready=True),
+            MODEL_METADATA: self._by_name(refuse_ready=False),
+            MODEL_CONFIG: self._by_name(refuse_ready=False),
+            MODEL_STATISTICS: self._statistics,
+            REPOSITORY_INDEX: self._index,
+            REPOSITORY_MODEL_LOAD: self._lifecycle("RepositoryModelLoad"),
+            REPOSITORY_MODEL_UNLOAD: self._lifecycle("RepositoryModelUnload"),
+            MODEL_STREAM_INFER: self._stream,
+        }
+
+    def wrap(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        build = self._builders.get(method)
+        if inner is None or build is None or inner.unary_unary is None and inner.stream_stream is None:
+            return inner
+        return build(inner)
+
+    def _check(self, request: bytes, tenant: str) -> None:
+        f = scan_string_fields(request, (1, 2))
+        name, version = f.get(1, ""), f.get(2, "")
+        if not self._ownership.visible(name, tenant):
+            raise self._missing(name, version)
+
+    def _by_name(self, *, refuse_ready: bool) -> Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]:
+        def build(inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+            handle: Any = inner.unary_unary
+
+            async def by_name(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+                tenant = tenant_of(context)
+                if tenant is not None:
+                    if refuse_ready:
+                        name = scan_string_fields(request, (1,)).get(1, "")
+                        if not self._ownership.visible(name, tenant):
+                            return _NOT_READY
+                    else:
+                        self._check(request, tenant)
+                reply: bytes = await handle(request, context)
+                return reply
+
+            return grpc.unary_unary_rpc_method_handler(by_name)
+
+        return build
+
+    def _statistics(self, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        handle: Any = inner.unary_unary
+
+        async def statistics(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            tenant = tenant_of(context)
+            if tenant is None:
+                reply: bytes = await handle(request, context)
+                return reply
+            if scan_string_fields(request, (1,)).get(1, ""):
+                self._check(request, tenant)
+                named: bytes = await handle(request, context)
+                return named
+            answer = pb.ModelStatisticsResponse.FromString(await handle(request, context))
+            visible = [m for m in answer.model_stats if self._ownership.visible(m.name, tenant)]
+            return pb.ModelStatisticsResponse(model_stats=visible).SerializeToString()
+
+        return grpc.unary_unary_rpc_method_handler(statistics)
+
+    def _index(self, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        handle: Any = inner.unary_unary
+
+        async def index(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            tenant = tenant_of(context)
+            reply: bytes = await handle(request, context)
+            if tenant is None:
+                return reply
+            answer = pb.RepositoryIndexResponse.FromString(reply)
+            visible = [m for m in answer.models if self._ownership.visible(m.name, tenant)]
+            return pb.RepositoryIndexResponse(models=visible).SerializeToString()
+
+        return grpc.unary_unary_rpc_method_handler(index)
+
+    def _lifecycle(self, action: str) -> Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]:
+        def build(inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+            handle: Any = inner.unary_unary
+
+            async def lifecycle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+                refuse_tenant_callers(tenant_of(context), action)
+                reply: bytes = await handle(request, context)
+                return reply
+
+            return grpc.unary_unary_rpc_method_handler(lifecycle)
+
+        return build
+
+    def _stream(self, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        handle: Any = inner.stream_stream
+
+        async def stream(
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[bytes]:
+            tenant = tenant_of(context)
+            if tenant is None:
+                async for reply in handle(requests, context):
+                    yield reply
+                return
+            async for reply in self._guarded_stream(handle, requests, context, tenant):
+                yield reply
+
+        return grpc.stream_stream_rpc_method_handler(stream)
+
+    async def _guarded_stream(
+        self, handle: Any, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext, tenant: str
+    ) -> AsyncIterator[bytes]:
+        """Visible messages go on to ``handle``; a hidden one is answered here with its own error
+        response, in its place among the answers (one answer per request, in order)."""
+        forward: asyncio.Queue[bytes | None] = asyncio.Queue()
+        events: asyncio.Queue[tuple[str, bytes | None]] = asyncio.Queue()
+        slots: collections.deque[bytes | None] = collections.deque()  # None = the next inner answer
+        failed: list[BaseException] = []
+
+        async def forwarded() -> AsyncIterator[bytes]:
+            while (item := await forward.get()) is not None:
+                yield item
+
+        async def read() -> None:
+            try:
+                async for raw in requests:
+                    f = scan_string_fields(raw, (1, 2, 3))
+                    name, version, rid = f.get(1, ""), f.get(2, ""), f.get(3, "")
+                    if self._ownership.visible(name, tenant):
+                        await events.put(("slot", None))
+                        await forward.put(raw)
+                    else:
+                        err = self._missing(name, version)
+                        refused = pb.ModelStreamInferResponse(
+                            error_message=f"[{err.code.name}] {err.message}",
+                            infer_response=pb.ModelInferResponse(
+                                model_name=name, model_version=version, id=rid
+                            ),
+                        )
+                        await events.put(("slot", refused.SerializeToString()))
+            except Exception as exc:  # the request stream broke: answer what arrived, then fail
+                failed.append(exc)
+            finally:
+                await forward.put(None)
+                await events.put(("read_done", None))
+
+        async def pump() -> None:
+            try:
+                async for reply in handle(forwarded(), context):
+                    await events.put(("reply", reply))
+            except Exception as exc:
+                failed.append(exc)
+            finally:
+                await events.put(("inner_done", None))
+
+        reader = asyncio.ensure_future(read())
+        pumper = asyncio.ensure_future(pump())
+        replies: collections.deque[bytes] = collections.deque()
+        read_done = inner_done = False
+        try:
+            while True:
+                kind, data = await events.get()
+                if kind == "slot":
+                    slots.append(data)
+                elif kind == "reply":
+                    assert data is not None
+                    replies.append(data)
+                elif kind == "read_done":
+                    read_done = True
+                else:
+                    inner_done = True
+                while slots and (slots[0] is not None or replies):
+                    slot = slots.popleft()
+                    yield slot if slot is not None else replies.popleft()
+                if inner_done:
+                    if failed:
+                        raise failed[0]
+                    while slots:  # nothing more will answer a forwarded request
+                        slot = slots.popleft()
+                        if slot is not None:
+                            yield slot
+                    if read_done:
+                        while replies:  # answers beyond one per request (decoupled models)
+                            yield replies.popleft()
+                        return
+        finally:
+            reader.cancel()
+            pumper.cancel()

@@ -18,7 +18,7 @@ from modelserve_model_server.backend import Backend
 from modelserve_model_server.codec import Limits
 from modelserve_model_server.manager import ModelManager
 from modelserve_model_server.onnx_backend import OnnxBackend
-from modelserve_model_server.ownership import Ownership
+from modelserve_model_server.ownership import Ownership, OwnershipGuard
 from modelserve_model_server.python_backend import PythonBackend
 from modelserve_model_server.registry_follower import RegistryFollower
 from modelserve_model_server.service import InferenceService
@@ -85,7 +85,12 @@ async def running_server(
         local_ok = manager.ready or (started and not settings.required_models.strip() and manager.gates_open)
         return local_ok and triton.ready
 
-    wrappers = [TritonRouter(triton, ready=is_ready).wrap] if triton is not None else []
+    # The ownership guard sits outside the Triton router: Triton-served models are confined too.
+    wrappers = (
+        [OwnershipGuard(ownership, manager.missing).wrap, TritonRouter(triton, ready=is_ready).wrap]
+        if triton is not None
+        else []
+    )
     # Registry follower (registry_follower.py): None unless MODEL_SERVER_REGISTRY_URL is set.
     registry_channel = None
     follower = None

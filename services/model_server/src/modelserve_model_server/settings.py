@@ -68,8 +68,9 @@ class ModelServerSettings(TritonSettings, BaseServiceSettings):
     start-up loading and the first registry sync are done; a model that fails to load is only
     that model not ready (ModelReady false, version FAILED, ``modelserve_model_server_failed_models``)."""
     shared_models: str = ""
-    """Comma-separated local repository models (no registry record) that every tenant may call.
-    Other local models are platform models: trusted callers (no ``x-modelserve-tenant``) only."""
+    """Comma-separated local (or Triton) repository models without a registry deployment that
+    every tenant may call. Other such models are platform models: trusted callers (no
+    ``x-modelserve-tenant``) only."""
     registry_backoff_min_s: float = Field(default=0.2, gt=0)
     """First wait before reconnecting to the registry after the Watch stream broke (doubles up to
     registry_backoff_max_s, with jitter)."""

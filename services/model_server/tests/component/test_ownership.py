@@ -149,3 +149,63 @@ async def test_load_and_unload_are_platform_only(stub: svc_grpc.GRPCInferenceSer
     assert (await stub.ModelReady(pb.ModelReadyRequest(name="public"))).ready
     await stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name="public"))
     assert not (await stub.ModelReady(pb.ModelReadyRequest(name="public"))).ready
+
+
+async def test_triton_served_models_are_confined_too(tmp_path: Path) -> None:
+    """A second model server plays Triton (same KServe v2 API): models the front server forwards
+    to it get the same isolation as local ones (the ownership guard sits outside the router)."""
+    back_repo, front_repo = tmp_path / "back", tmp_path / "front"
+    for name in ("remote_public", "remote_private"):
+        write_model(back_repo, name, CONFIG, IDENTITY_PY)
+    write_model(front_repo, "local", CONFIG, IDENTITY_PY)
+    async with running_server(make_settings(back_repo)) as back:
+        front_settings = make_settings(
+            front_repo,
+            shared_models="remote_public",
+            triton_url=f"127.0.0.1:{back.port}",
+            triton_models="remote_public,remote_private",
+        )
+        async with running_server(front_settings) as front:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{front.port}") as channel:
+                stub = svc_grpc.GRPCInferenceServiceStub(channel)
+                assert (await stub.ModelInfer(request("remote_private"))).model_name == "remote_private"
+                assert (await stub.ModelInfer(request("remote_public"), metadata=TENANT)).id == ""
+                hidden = await _error(stub.ModelInfer(request("remote_private"), metadata=TENANT))
+                assert hidden.code() is grpc.StatusCode.NOT_FOUND
+                assert hidden.details() == "model 'remote_private' not found in the repository"
+                ready = await stub.ModelReady(pb.ModelReadyRequest(name="remote_private"), metadata=TENANT)
+                assert not ready.ready
+                for call, req in (
+                    (stub.ModelMetadata, pb.ModelMetadataRequest),
+                    (stub.ModelConfig, pb.ModelConfigRequest),
+                    (stub.ModelStatistics, pb.ModelStatisticsRequest),
+                ):
+                    err = await _error(call(req(name="remote_private"), metadata=TENANT))
+                    assert err.details() == "model 'remote_private' not found in the repository"
+                stats = await stub.ModelStatistics(pb.ModelStatisticsRequest(), metadata=TENANT)
+                assert {s.name for s in stats.model_stats} == {"remote_public"}
+                index = await stub.RepositoryIndex(pb.RepositoryIndexRequest(), metadata=TENANT)
+                assert {m.name for m in index.models} == {"remote_public"}
+                trusted = await stub.RepositoryIndex(pb.RepositoryIndexRequest())
+                assert {"local", "remote_public", "remote_private"} <= {m.name for m in trusted.models}
+                err = await _error(
+                    stub.RepositoryModelUnload(
+                        pb.RepositoryModelUnloadRequest(model_name="remote_public"), metadata=TENANT
+                    )
+                )
+                assert err.code() is grpc.StatusCode.PERMISSION_DENIED
+
+                async def requests() -> AsyncIterator[pb.ModelInferRequest]:
+                    yield request("remote_private", rid="a")  # refused first: the rest still flows
+                    yield request("remote_public", rid="b")
+                    yield request("remote_private", rid="c")
+                    yield request("remote_public", rid="d")
+
+                refused = "[NOT_FOUND] model 'remote_private' not found in the repository"
+                answers = [r async for r in stub.ModelStreamInfer(requests(), metadata=TENANT)]
+                assert [a.infer_response.id for a in answers] == ["a", "b", "c", "d"]
+                assert [a.error_message for a in answers] == [refused, "", refused, ""]
+                assert answers[1].infer_response.model_name == "remote_public"
+                # nothing refused reached the back server
+                back_stats = back.extra["manager"].get("remote_private").stats.to_pb()
+                assert back_stats.inference_stats.success.count == 1  # the trusted call only
