@@ -43,7 +43,11 @@ import structlog
 
 from modelserve.inference.v2 import model_config_pb2 as config_pb
 from modelserve.registry.v1 import registry_service_pb2 as registry_pb
-from modelserve_common.artifact_uri import open_artifact_file, resolve_artifact_uri
+from modelserve_common.artifact_uri import (
+    MAX_ARTIFACT_URI_LENGTH,
+    open_artifact_file,
+    resolve_artifact_uri,
+)
 from modelserve_common.errors import InvalidArgument
 
 log = structlog.get_logger(__name__)
@@ -65,11 +69,11 @@ class StagedArtifact:
     sha256: str
 
 
-def path_from_uri(uri: str, allowed_roots: Sequence[Path]) -> Path:
+def path_from_uri(uri: str, allowed_roots: Sequence[Path], max_length: int = MAX_ARTIFACT_URI_LENGTH) -> Path:
     """The real local path of a ``file:///abs/path`` URI under ``allowed_roots``; ArtifactError
     naming the refused rule otherwise (:func:`modelserve_common.artifact_uri.resolve_artifact_uri`)."""
     try:
-        return resolve_artifact_uri(uri, allowed_roots)
+        return resolve_artifact_uri(uri, allowed_roots, max_length=max_length)
     except InvalidArgument as exc:
         raise ArtifactError(exc.message) from None
 
@@ -134,9 +138,12 @@ class ArtifactStore:
     """Verified copies of artifacts under ``root``: ``<root>/<model>/<version>/``. Only artifacts
     under ``allowed_roots`` are read (an empty list refuses every artifact)."""
 
-    def __init__(self, root: Path, allowed_roots: Sequence[Path]) -> None:
+    def __init__(
+        self, root: Path, allowed_roots: Sequence[Path], max_uri_length: int = MAX_ARTIFACT_URI_LENGTH
+    ) -> None:
         self.root = root
         self.allowed_roots = tuple(allowed_roots)
+        self.max_uri_length = max_uri_length
 
     async def stage(self, model: str, version: int, record: registry_pb.ModelVersion) -> StagedArtifact:
         """Copies and verifies the artifact of ``record``; raises ArtifactError with the reason."""
@@ -147,7 +154,7 @@ class ArtifactStore:
             raise ArtifactError(
                 f"backend {record.backend!r} cannot be served by the model server's CPU backends"
             )
-        src = path_from_uri(record.artifact_uri, self.allowed_roots)
+        src = path_from_uri(record.artifact_uri, self.allowed_roots, self.max_uri_length)
         model_dir = self.root / model
         tmp = model_dir / f".staging-{version}-{uuid.uuid4().hex[:8]}"
         try:

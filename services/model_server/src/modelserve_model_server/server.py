@@ -101,7 +101,7 @@ async def running_server(
         follower = RegistryFollower(
             manager,
             registry_grpc.RegistryServiceStub(registry_channel),
-            ArtifactStore(staging_dir, artifact_roots),
+            ArtifactStore(staging_dir, artifact_roots, settings.artifact_uri_max_length),
             call_timeout_s=settings.client_timeout_s,
             watch_timeout_s=settings.registry_watch_timeout_s,
             backoff_min_s=settings.registry_backoff_min_s,

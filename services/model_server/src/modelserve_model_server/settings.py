@@ -62,6 +62,8 @@ class ModelServerSettings(TritonSettings, BaseServiceSettings):
     FIFO...) marks the version FAILED naming the rule. Empty = ``<data_dir>/artifacts`` plus the
     server's own ``model_repository`` (the platform models). The private copies
     (``registry_artifact_dir``) are always allowed for loading."""
+    artifact_uri_max_length: int = Field(default=4096, ge=16, le=65536)
+    """Longest artifact URI accepted, in characters; a longer one marks the version FAILED."""
     strict_readiness: bool = False
     """True: the old all-or-nothing readiness (ServerReady/health SERVING only when at least one
     model is ready and every deployed registry model serves). False: the server is ready once

@@ -301,6 +301,15 @@ async def test_registry_ownership_confines_tenants(tmp_path: Path) -> None:
         assert {m.name for m in index.models} == {"common"}
         stats = await s.infer.ModelStatistics(pb.ModelStatisticsRequest(), metadata=t2)
         assert {m.name for m in stats.model_stats} == {"common"}
+        # the platform administrator shares "mine": the follower learns it from the deployment
+        await s.registry.UpdateModel(
+            reg_pb.UpdateModelRequest(
+                model=reg_pb.Model(name="mine", shared=True),
+                update_mask=field_mask_pb2.FieldMask(paths=["shared"]),
+            )
+        )
+        await s.synced()
+        assert await s.answer("mine", t2) == 1.0
 
 
 async def test_local_code_linking_out_of_the_roots_is_never_imported(tmp_path: Path) -> None:

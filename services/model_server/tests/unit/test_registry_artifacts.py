@@ -125,3 +125,28 @@ def test_model_config_rejects_triton_and_missing_batch_dim() -> None:
     rec = _record("file:///x", "0" * 64, inputs=[tensor_pb.TensorSpec(name="x", datatype="FP32")])
     with pytest.raises(ArtifactError, match="must start with the batch dimension"):
         model_config("m", rec)
+
+
+async def test_stage_refuses_uri_longer_than_the_setting(tmp_path: Path) -> None:
+    f = tmp_path / "m.py"
+    f.write_text("x = 1\n")
+    store = ArtifactStore(tmp_path / "staged", [tmp_path], max_uri_length=len(f"file://{f}") - 1)
+    with pytest.raises(ArtifactError, match="too long"):
+        await store.stage("m", 1, _record(f"file://{f}", artifact_sha256(f)))
+    roomy = ArtifactStore(tmp_path / "staged", [tmp_path], max_uri_length=len(f"file://{f}"))
+    assert (await roomy.stage("m", 1, _record(f"file://{f}", artifact_sha256(f)))).sha256 == artifact_sha256(
+        f
+    )
+
+
+async def test_stage_refuses_folder_file_linking_out_of_the_roots(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    art = _tree(root / "art")
+    outside.mkdir()
+    (outside / "secret").write_bytes(b"s" * 777)
+    (art / "leak").symlink_to(outside / "secret")
+    store = ArtifactStore(tmp_path / "staged", [root])
+    with pytest.raises(ArtifactError, match="symbolic link") as err:
+        await store.stage("m", 1, _record(f"file://{art}", "0" * 64))
+    assert "777" not in str(err.value) and "secret" not in str(err.value)
+    assert list((tmp_path / "staged" / "m").iterdir()) == []
