@@ -60,8 +60,8 @@ _INF = "/inference.GRPCInferenceService/"
 
 def parse_grpc_timeout(value: str) -> float:
     m = _TIMEOUT_RE.match(value.strip())
-    if m is None:
-        raise InvalidArgument(f"Grpc-Timeout must look like '10S' or '250m', got {value!r}")
+    if m is None or int(m.group(1)) == 0:
+        raise InvalidArgument(f"Grpc-Timeout must look like '10S' or '250m' (positive), got {value[:40]!r}")
     return int(m.group(1)) * _TIMEOUT_UNIT[m.group(2)]
 
 
@@ -158,10 +158,21 @@ class GatewayApp:
         if scope["type"] != "http":
             return
         req = Request.of(scope, receive)
-        rid = req.headers.get(REQUEST_ID_HEADER) or uuid.uuid4().hex
-        rid = rid[:128]
+        given_rid = req.headers.get(REQUEST_ID_HEADER)
+        bad_rid = given_rid is not None and _PRINTABLE.fullmatch(given_rid) is None
+        rid = uuid.uuid4().hex if bad_rid or not given_rid else given_rid[:128]
         request_id_var.set(rid)
         base = [(REQUEST_ID_HEADER, rid)]
+        if bad_rid:  # it travels on as gRPC metadata and log field: printable ASCII only
+            await self._error(
+                send,
+                GatewayError(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"{REQUEST_ID_HEADER} must be printable ASCII"
+                ),
+                base,
+                req.path == "/v2" or req.path.startswith("/v2/"),
+            )
+            return
         origin = req.headers.get("origin")
         if origin and self._cors and ("*" in self._cors or origin in self._cors):
             base += [
@@ -288,11 +299,17 @@ class GatewayApp:
         for name in _FORWARDED:
             v = req.headers.get(name)
             if v:
+                _check_md_value(name, v)
                 md.append((name, v))
         for k, v in req.headers.items():
             if k.startswith("grpc-metadata-"):
                 key = k[len("grpc-metadata-") :]
                 if key and not key.startswith(_RESERVED_MD) and not key.endswith("-bin"):
+                    if _MD_KEY.fullmatch(key) is None:
+                        raise InvalidArgument(
+                            f"header {k[:60]!r}: a gRPC metadata key has only 0-9 a-z _ . - characters"
+                        )
+                    _check_md_value(k, v)
                     md.append((key, v))
         return md
 
@@ -454,6 +471,16 @@ def _audit(admission: Admission, route: Route, path_vars: dict[str, str], outcom
     p = admission.principal
     resource = ",".join(f"{k}={v}" for k, v in path_vars.items())
     audit(who=p.id, tenant=p.tenant, action=route.method, resource=resource, outcome=outcome)
+
+
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")
+_MD_KEY = re.compile(r"[0-9a-z_.-]+")
+
+
+def _check_md_value(header: str, value: str) -> None:
+    """Headers forwarded as gRPC metadata must be printable ASCII (gRPC refuses anything else)."""
+    if _PRINTABLE.fullmatch(value) is None:
+        raise InvalidArgument(f"header {header[:60]!r} must be printable ASCII to travel as gRPC metadata")
 
 
 def _metadata_headers(md: Any) -> list[tuple[str, str]]:

@@ -416,3 +416,43 @@ async def test_access_log_names_the_tenant(make_gateway, registry) -> None:
         assert r.status_code == 200, r.text
         (line,) = [e for e in logs if e["event"] == "http.handled"]
         assert line["tenant"] == "t1" and line["status"] == 200
+
+
+# Headers that travel on as gRPC metadata ----------------------------------------------------------
+
+
+async def test_headers_forwarded_as_metadata_must_be_printable_ascii(gateway) -> None:
+    cases: list[tuple[str, dict[str, bytes], str]] = [
+        ("/v1/echo/a", {"x-request-id": "café".encode()}, "x-request-id"),
+        ("/v1/echo/a", {"x-request-id": b"a\tb"}, "x-request-id"),
+        ("/v1/echo/a", {"grpc-metadata-foo": "café".encode()}, "printable ASCII"),
+        ("/v1/echo/a", {"grpc-metadata-fo!o": b"x"}, "metadata key"),
+        ("/v1/echo/a", {"traceparent": b"\xff\xfe"}, "printable ASCII"),
+        ("/v1/echo/a", {"grpc-timeout": b"0S"}, "positive"),
+        ("/v1/echo/a", {"grpc-timeout": b"99999999999S"}, "Grpc-Timeout"),
+    ]
+    for path, headers, words in cases:
+        r = await gateway.http.get(path, headers=headers)
+        _assert_status_json(r, 400, words)
+        assert re.fullmatch(r"[0-9a-f]{32}", r.headers["x-request-id"])  # a fresh one, never the bad one
+    r = await gateway.http.post(INFER, content=_infer_body(), headers={"x-request-id": "café".encode()})
+    _assert_kserve_error(r, 400, "x-request-id")
+    r = await gateway.http.get("/v1/echo/a", headers={"x-request-id": "ok-1", "grpc-metadata-foo": "bar"})
+    assert r.status_code == 200 and r.headers["x-request-id"] == "ok-1"
+    assert "foo=bar" in r.json()["metadata"]
+
+
+async def test_hostile_credentials_answer_401_not_500(make_gateway, registry) -> None:
+    async with make_gateway(auth_enabled=True, admin_api_key="admin-secret") as gw:
+        for headers in [
+            {"x-api-key": "café".encode()},
+            {"x-api-key": b"\xff" * 5000},
+            {"authorization": "Bearer café".encode()},
+            {"authorization": b"Bearer " + b"a" * 5000},
+            {"authorization": b"Basic abc"},
+            {"authorization": b"Bearer a.b.c"},
+            {"authorization": b"Bearer"},
+        ]:
+            r = await gw.http.get("/v1/models", headers=headers)
+            assert 400 <= r.status_code < 500, (headers, r.status_code, r.text)
+            _assert_status_json(r, r.status_code)
