@@ -99,9 +99,10 @@ class Guard:
         return decision
 
     async def owned_model(self, model: str, tenant: str) -> None:
-        """Raises NotFound unless ``tenant`` owns a deployed ``model`` or its deployment is shared
-        (for lists the gateway filters: it vouches only for what the registry knows)."""
-        await self._cache.owned_deployment(model, tenant)
+        """Raises NotFound when the registry says ``model`` is another tenant's and not shared
+        (Unavailable when the registry cannot be asked). A name the registry has no deployment
+        for passes: the model server, which gets the tenant identity, decides about it."""
+        await self._cache.usable_deployment(model, tenant)
 
     async def route_model(
         self, admission: Admission, model: str, version: str, route_key: str | None

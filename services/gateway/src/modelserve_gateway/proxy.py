@@ -7,6 +7,7 @@ field 2, which protobuf's last-one-wins rule makes the request's model_version."
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -38,6 +39,7 @@ MODEL_METHODS = {
 }
 CANARY_METHODS = {_INF + "ModelInfer", _INF + "ModelStreamInfer"}
 STREAM_INFER = _INF + "ModelStreamInfer"
+STATISTICS = _INF + "ModelStatistics"
 
 
 def stream_error(message: str, request: bytes) -> bytes:
@@ -202,6 +204,8 @@ class FrontDoor(grpc.GenericRpcHandler):
         if method not in MODEL_METHODS:
             return request
         model, version = model_fields(request)
+        if not model and method == STATISTICS:
+            return request  # every model's statistics: a tenant's answer is filtered (_own_stats)
         if not model and adm.principal.tenant:
             raise InvalidArgument(
                 f"{method.rsplit('/', 1)[-1]} needs a model name for a tenant's credentials"
@@ -254,6 +258,8 @@ class FrontDoor(grpc.GenericRpcHandler):
                     await fail(exc, context, adm)
                     raise
                 up.breaker.record(grpc.StatusCode.OK)
+                if method == STATISTICS and adm.principal.tenant:
+                    resp = await self._own_stats(resp, adm.principal.tenant)
                 initial = _clean(await call.initial_metadata())
                 if initial or adm.headers:
                     await context.send_initial_metadata(initial + adm.headers)
@@ -342,29 +348,54 @@ class FrontDoor(grpc.GenericRpcHandler):
 
         return grpc.stream_stream_rpc_method_handler(self._bounded_stream(stream_stream))
 
+    async def _own_stats(self, resp: bytes, tenant: str) -> bytes:
+        """A tenant's ModelStatistics answer without another tenant's unshared registry models
+        (as REST's /v2/models/stats); the model server, which got the tenant identity, has left
+        out what else the tenant may not see. A registry that cannot be asked leaves a model
+        out."""
+        stats = inference_pb.ModelStatisticsResponse.FromString(resp)
+        own = []
+        for st in stats.model_stats:
+            try:
+                await self._guard.owned_model(st.name, tenant)
+            except ServiceError:
+                continue
+            own.append(st)
+        if len(own) == len(stats.model_stats):
+            return resp
+        return inference_pb.ModelStatisticsResponse(model_stats=own).SerializeToString()
+
     def _stream_infer(self, method: str, up: Upstream, timeout: Any, fail: Any) -> Any:
-        """ModelStreamInfer: every message is answered. One the guard refuses (another tenant's
-        model, a per-model limit, a malformed message) gets an error response of its own
-        (``error_message``, with the request's model name, version and id in ``infer_response``
-        for correlation) and the stream goes on; the others go upstream, and every upstream
-        answer is relayed. The two kinds of answers are merged as they come (match them by id)."""
+        """ModelStreamInfer: every message is answered, in order. One the guard refuses (another
+        tenant's model, a per-model limit, a malformed message) gets an error response of its own
+        (``error_message``, with the request's model name, version and id in ``infer_response``)
+        and the stream goes on; the others go upstream and every upstream answer is relayed as it
+        comes. A refusal is held until the upstream has answered as many messages as were sent
+        before it (one answer per request, as KServe streams without decoupled models do), so
+        answers keep the order of the requests; more than ``stream_buffer`` refusals held, or the
+        upstream's end, releases them at once (a decoupled model may answer a request more or less
+        than once: nothing waits forever, nothing is lost)."""
 
         async def stream_infer(
             request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext
         ) -> AsyncIterator[bytes]:
             adm, md = await self._admit(method, context)
             up.breaker.before_call()
-            out: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=self._stream_buffer)
+            # (None, answer) from the upstream, or (messages sent upstream before it, refusal).
+            out: asyncio.Queue[tuple[int | None, bytes] | None] = asyncio.Queue(maxsize=self._stream_buffer)
             upstream_md: list[Any] = []
             failure: list[Exception] = []
+            sent = 0
 
             async def admitted() -> AsyncIterator[bytes]:
+                nonlocal sent
                 async for item in request_iter:
                     try:
                         routed = await self._route(method, adm, item, context)
                     except ServiceError as exc:
-                        await out.put(stream_error(exc.message, item))
+                        await out.put((sent, stream_error(exc.message, item)))
                         continue
+                    sent += 1
                     yield routed
 
             call = up.stream_stream(method)(admitted(), metadata=md, timeout=timeout(context))
@@ -373,19 +404,38 @@ class FrontDoor(grpc.GenericRpcHandler):
                 try:
                     upstream_md.extend(_clean(await call.initial_metadata()))
                     async for item in call:
-                        await out.put(item)
+                        await out.put((None, item))
                 except Exception as exc:  # handed to the handler below; cancellation is not
                     failure.append(exc)
                 await out.put(None)
 
             relay_task = asyncio.create_task(relay(), name="front-door-stream-relay")
+            held: collections.deque[tuple[int, bytes]] = collections.deque()
+            answered = 0
+            sent_md = False
             try:
-                sent_md = False
-                while (item := await out.get()) is not None:
-                    if not sent_md:
-                        await context.send_initial_metadata(upstream_md + adm.headers)
-                        sent_md = True
-                    yield item
+                while True:
+                    entry = await out.get()
+                    ready: list[bytes] = []
+                    if entry is None:
+                        ready.extend(answer for _, answer in held)
+                        held.clear()
+                    else:
+                        after, answer = entry
+                        if after is None:
+                            answered += 1
+                            ready.append(answer)
+                        else:
+                            held.append((after, answer))
+                        while held and (held[0][0] <= answered or len(held) > self._stream_buffer):
+                            ready.append(held.popleft()[1])
+                    for answer in ready:
+                        if not sent_md:
+                            await context.send_initial_metadata(upstream_md + adm.headers)
+                            sent_md = True
+                        yield answer
+                    if entry is None:
+                        break
                 if failure:
                     if isinstance(failure[0], grpc.aio.AioRpcError):
                         await fail(failure[0], context, adm)

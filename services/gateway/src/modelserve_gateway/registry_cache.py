@@ -167,15 +167,6 @@ class RegistryCache:
             raise NotFound(model_not_found(model))
         return dep
 
-    async def owned_deployment(self, model: str, tenant: str) -> registry_pb.Deployment:
-        """The model's deployment when the registry says ``tenant`` owns it or it is shared;
-        NotFound otherwise, including when the registry has no deployment (for lists the gateway
-        filters itself, where it can only vouch for what the registry knows)."""
-        dep = await self.usable_deployment(model, tenant)
-        if dep is None:
-            raise NotFound(model_not_found(model))
-        return dep
-
     # Watch ------------------------------------------------------------------------------------
 
     def start(self) -> None:

@@ -72,9 +72,11 @@ async def test_stream_all_at_once_keeps_earlier_answers(gw) -> None:
 
     async with grpc.aio.insecure_channel(gw.grpc_target) as ch:
         call = inf_grpc.GRPCInferenceServiceStub(ch).ModelStreamInfer(requests(), metadata=T1, timeout=10)
-        answers = {r.infer_response.id: r async for r in call}
+        ordered = [r async for r in call]
         assert await call.code() is grpc.StatusCode.OK
-    assert sorted(answers) == ["a1", "a2", "f1", "f2", "s1"]
+    # In the order of the requests: a refusal waits for the upstream's answers to earlier ones.
+    assert [r.infer_response.id for r in ordered] == [rid for _, rid in plan]
+    answers = {r.infer_response.id: r for r in ordered}
     assert answers["f1"].error_message == answers["f2"].error_message == FOREIGN
     for rid in ("a1", "a2", "s1"):
         assert answers[rid].error_message == "" and answers[rid].infer_response.outputs
@@ -116,6 +118,14 @@ async def test_grpc_ownership_and_identity_forwarding(gw, inference) -> None:
         inference.last_metadata = {}
         await stub.ModelStatistics(inf_pb.ModelStatisticsRequest(name="add"), metadata=T1, timeout=5)
         assert inference.last_metadata["x-modelserve-tenant"] == "t1"
+        # Every model's statistics: forwarded with the identity; another tenant's unshared model
+        # left out, shared ones and names without a deployment (the model server's call) kept.
+        inference.last_metadata = {}
+        every = await stub.ModelStatistics(inf_pb.ModelStatisticsRequest(), metadata=T1, timeout=5)
+        assert inference.last_metadata["x-modelserve-tenant"] == "t1"
+        assert [s.name for s in every.model_stats] == ["add"]  # the fake answers add and identity
+        every = await stub.ModelStatistics(inf_pb.ModelStatisticsRequest(), metadata=ADMIN_MD, timeout=5)
+        assert [s.name for s in every.model_stats] == ["add", "identity"]
         # No registry deployment: forwarded with the identity, the model server answers.
         inference.last_metadata = {}
         meta = await stub.ModelMetadata(inf_pb.ModelMetadataRequest(name="bytes"), metadata=T1, timeout=5)
