@@ -387,10 +387,20 @@ def main() -> int:
     try:
         ports, children = plan(env)
         check_ports(ports)
-        timeout = float(env.get("MODELSERVE_RUN_START_TIMEOUT_S", "120"))
-        data.mkdir(parents=True, exist_ok=True)
-        key_line = admin_key(env, data)
+        try:
+            timeout = float(env.get("MODELSERVE_RUN_START_TIMEOUT_S", "120"))
+        except ValueError:
+            raise RunError("run: MODELSERVE_RUN_START_TIMEOUT_S must be a number of seconds", 2) from None
+        try:
+            data.mkdir(parents=True, exist_ok=True)
+            key_line = admin_key(env, data)
+        except OSError as exc:
+            raise RunError(
+                f"run: cannot use the data folder {data} (MODELSERVE_DATA_DIR): {exc}", 2
+            ) from None
         for child in children:
+            if runner.stopping.is_set():
+                break
             child.env[child.name.upper() + "_LOG_FORMAT"] = env["MODELSERVE_LOG_FORMAT"]
             runner.start(child)
             if not runner.wait_serving(child, timeout):
