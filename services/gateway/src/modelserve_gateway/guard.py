@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 import structlog
 
 from modelserve.registry.v1 import registry_service_pb2 as registry_pb
-from modelserve_common.errors import PermissionDenied, ResourceExhausted, ServiceError, Unavailable
+from modelserve_common.errors import NotFound, PermissionDenied, ResourceExhausted, ServiceError, Unavailable
 from modelserve_gateway.audit import audit
 from modelserve_gateway.auth import Authenticator, Credentials, Principal
 from modelserve_gateway.protection import InFlightLimiter
 from modelserve_gateway.ratelimit import LIMITED, Decision, Limit, LimiterUnavailable, RateLimiter
-from modelserve_gateway.registry_cache import RegistryCache
+from modelserve_gateway.registry_cache import RegistryCache, model_not_found
 from modelserve_gateway.scopes import PUBLIC_METHODS, has_scope, required_scope
 from modelserve_gateway.settings import GatewaySettings
 
@@ -99,10 +99,13 @@ class Guard:
         return decision
 
     async def owned_model(self, model: str, tenant: str) -> None:
-        """Raises NotFound when the registry says ``model`` is another tenant's and not shared
-        (Unavailable when the registry cannot be asked). A name the registry has no deployment
-        for passes: the model server, which gets the tenant identity, decides about it."""
-        await self._cache.usable_deployment(model, tenant)
+        """For the lists the gateway filters (statistics of every model): raises NotFound unless
+        the registry has a deployment of ``model`` that is ``tenant``'s own or shared (Unavailable
+        when the registry cannot be asked). Stricter than a call naming the model, which goes on
+        to the model server when the registry has no deployment: in a list the gateway keeps only
+        what it can vouch for, whatever the model server left in."""
+        if await self._cache.usable_deployment(model, tenant) is None:
+            raise NotFound(model_not_found(model))
 
     async def route_model(
         self, admission: Admission, model: str, version: str, route_key: str | None

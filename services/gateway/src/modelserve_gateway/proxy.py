@@ -349,10 +349,8 @@ class FrontDoor(grpc.GenericRpcHandler):
         return grpc.stream_stream_rpc_method_handler(self._bounded_stream(stream_stream))
 
     async def _own_stats(self, resp: bytes, tenant: str) -> bytes:
-        """A tenant's ModelStatistics answer without another tenant's unshared registry models
-        (as REST's /v2/models/stats); the model server, which got the tenant identity, has left
-        out what else the tenant may not see. A registry that cannot be asked leaves a model
-        out."""
+        """A tenant's ModelStatistics answer keeps the models whose registry deployment is the
+        tenant's own or shared (Guard.owned_model, as REST's /v2/models/stats does)."""
         stats = inference_pb.ModelStatisticsResponse.FromString(resp)
         own = []
         for st in stats.model_stats:

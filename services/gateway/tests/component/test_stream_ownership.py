@@ -246,3 +246,16 @@ async def test_malformed_request_bytes_are_invalid_argument_on_the_front_door(gw
         assert await call.code() is grpc.StatusCode.OK
     assert answers[0].error_message.startswith("malformed protobuf message")
     assert answers[1].error_message == "" and answers[1].infer_response.id == "ok"
+
+
+async def test_lists_keep_only_what_the_registry_vouches_for(gw) -> None:
+    """Statistics of every model, filtered for a tenant: own and shared deployments kept; another
+    tenant's and names without a deployment (a call naming them goes to the model server) left out."""
+    from modelserve_common.errors import NotFound
+
+    guard = gw.running.extra["guard"]
+    await guard.owned_model("add", "t1")
+    await guard.owned_model("nan", "t1")  # shared
+    for name in ("identity", "bytes"):
+        with pytest.raises(NotFound):
+            await guard.owned_model(name, "t1")
