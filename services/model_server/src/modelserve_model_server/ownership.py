@@ -13,9 +13,11 @@ before. A caller *with* a tenant header sees a model only when
 
 A model the caller may not see is answered exactly as a model that does not exist
 (:meth:`~modelserve_model_server.manager.ModelManager.missing`): NOT_FOUND with the same message,
-so nothing about other tenants' models is revealed. The owners come from the registry follower
-(:meth:`Ownership.set_owner`), which keeps the last known owner of a model for as long as versions
-of it serve.
+so nothing about other tenants' models is revealed. For a tenant caller ModelReady of a model it
+cannot see (hidden or unknown alike) is that NOT_FOUND too; a visible model that is not ready
+answers ``ready: false``. Trusted callers get ``ready: false`` for unknown models, as before.
+The owners come from the registry follower (:meth:`Ownership.set_owner`), which keeps the last
+known owner of a model for as long as versions of it serve.
 
 The servicer checks local models. With Triton configured, requests for Triton-served models are
 routed before the servicer; :class:`OwnershipGuard`, a handler wrapper outside the Triton router,
@@ -101,7 +103,6 @@ def refuse_tenant_callers(tenant: str | None, action: str) -> None:
 
 Missing = Callable[[str, str], ServiceError]
 """(model, version) -> the error a missing model gets (ModelManager.missing)."""
-_NOT_READY = pb.ModelReadyResponse(ready=False).SerializeToString()
 
 
 class OwnershipGuard:
@@ -114,10 +115,10 @@ class OwnershipGuard:
         self._ownership = ownership
         self._missing = missing
         self._builders: dict[str, Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]] = {
-            MODEL_INFER: self._by_name(refuse_ready=False),
-            MODEL_READY: self._by_name(refuse_ready=True),
-            MODEL_METADATA: self._by_name(refuse_ready=False),
-            MODEL_CONFIG: self._by_name(refuse_ready=False),
+            MODEL_INFER: self._by_name,
+            MODEL_READY: self._by_name,
+            MODEL_METADATA: self._by_name,
+            MODEL_CONFIG: self._by_name,
             MODEL_STATISTICS: self._statistics,
             REPOSITORY_INDEX: self._index,
             REPOSITORY_MODEL_LOAD: self._lifecycle("RepositoryModelLoad"),
@@ -137,25 +138,17 @@ class OwnershipGuard:
         if not self._ownership.visible(name, tenant):
             raise self._missing(name, version)
 
-    def _by_name(self, *, refuse_ready: bool) -> Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]:
-        def build(inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-            handle: Any = inner.unary_unary
+    def _by_name(self, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        handle: Any = inner.unary_unary
 
-            async def by_name(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-                tenant = tenant_of(context)
-                if tenant is not None:
-                    if refuse_ready:
-                        name = scan_string_fields(request, (1,)).get(1, "")
-                        if not self._ownership.visible(name, tenant):
-                            return _NOT_READY
-                    else:
-                        self._check(request, tenant)
-                reply: bytes = await handle(request, context)
-                return reply
+        async def by_name(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            tenant = tenant_of(context)
+            if tenant is not None:
+                self._check(request, tenant)
+            reply: bytes = await handle(request, context)
+            return reply
 
-            return grpc.unary_unary_rpc_method_handler(by_name)
-
-        return build
+        return grpc.unary_unary_rpc_method_handler(by_name)
 
     def _statistics(self, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         handle: Any = inner.unary_unary

@@ -52,8 +52,7 @@ class InferenceServicer(svc_grpc.GRPCInferenceServiceServicer):
     async def ModelReady(
         self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelReadyResponse:
-        if not self._ownership.visible(request.name, tenant_of(context)):
-            return pb.ModelReadyResponse(ready=False)
+        self._check(context, request.name, request.version)
         return pb.ModelReadyResponse(ready=self._service.model_ready(request.name, request.version))
 
     async def ServerMetadata(

@@ -102,10 +102,11 @@ async def test_stream_refuses_per_message_and_goes_on(stub: svc_grpc.GRPCInferen
 
 async def test_ready_metadata_config_hide_platform_models(stub: svc_grpc.GRPCInferenceServiceStub) -> None:
     ready = stub.ModelReady
-    assert not (await ready(pb.ModelReadyRequest(name="platform"), metadata=TENANT)).ready
     assert (await ready(pb.ModelReadyRequest(name="public"), metadata=TENANT)).ready
     assert (await ready(pb.ModelReadyRequest(name="platform"))).ready
+    assert not (await ready(pb.ModelReadyRequest(name="ghost"))).ready  # trusted: unchanged
     for call, req in (
+        (stub.ModelReady, pb.ModelReadyRequest),
         (stub.ModelMetadata, pb.ModelMetadataRequest),
         (stub.ModelConfig, pb.ModelConfigRequest),
     ):
@@ -173,9 +174,8 @@ async def test_triton_served_models_are_confined_too(tmp_path: Path) -> None:
                 hidden = await _error(stub.ModelInfer(request("remote_private"), metadata=TENANT))
                 assert hidden.code() is grpc.StatusCode.NOT_FOUND
                 assert hidden.details() == "model 'remote_private' not found in the repository"
-                ready = await stub.ModelReady(pb.ModelReadyRequest(name="remote_private"), metadata=TENANT)
-                assert not ready.ready
                 for call, req in (
+                    (stub.ModelReady, pb.ModelReadyRequest),
                     (stub.ModelMetadata, pb.ModelMetadataRequest),
                     (stub.ModelConfig, pb.ModelConfigRequest),
                     (stub.ModelStatistics, pb.ModelStatisticsRequest),
