@@ -234,7 +234,11 @@ async def test_one_broken_deployment_of_three_is_isolated_and_recovers(tmp_path:
             )
         )
         await s.synced()
-        await eventually(lambda: s.infer.ModelReady(pb.ModelReadyRequest(name="gamma")))
+
+        async def gamma_ready() -> bool:
+            return bool((await s.infer.ModelReady(pb.ModelReadyRequest(name="gamma"))).ready)
+
+        await eventually(gamma_ready)
         assert await s.answer("gamma") == 1.0
         assert (await s.status("gamma", broken)).status == READY
         assert failed_gauge() == 0
