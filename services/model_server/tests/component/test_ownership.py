@@ -5,6 +5,7 @@ header) see everything, as before. Load/unload are PERMISSION_DENIED to tenant c
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -206,6 +207,17 @@ async def test_triton_served_models_are_confined_too(tmp_path: Path) -> None:
                 assert [a.infer_response.id for a in answers] == ["a", "b", "c", "d"]
                 assert [a.error_message for a in answers] == [refused, "", refused, ""]
                 assert answers[1].infer_response.model_name == "remote_public"
+                # ping-pong: each answer comes before the next request is sent (no waiting for more)
+                call = stub.ModelStreamInfer(metadata=TENANT)
+                for rid, model, error in (
+                    ("p1", "remote_private", refused),
+                    ("p2", "remote_public", ""),
+                    ("p3", "remote_private", refused),
+                ):
+                    await call.write(request(model, rid=rid))
+                    reply = await asyncio.wait_for(call.read(), 10)
+                    assert (reply.infer_response.id, reply.error_message) == (rid, error)
+                await call.done_writing()
                 # nothing refused reached the back server
                 back_stats = back.extra["manager"].get("remote_private").stats.to_pb()
                 assert back_stats.inference_stats.success.count == 1  # the trusted call only
