@@ -199,3 +199,26 @@ def test_bytes_tensor_prefix_claiming_more_than_sent_is_400() -> None:
         assert "past the end" in exc.message
     else:
         raise AssertionError("accepted a truncated BYTES element")
+
+
+tricky_text = st.text(alphabet=st.sampled_from(list('[]{}"\\ab\n')), max_size=6)
+nested = st.recursive(
+    st.one_of(st.integers(), tricky_text),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky_text, inner, max_size=3),
+    max_leaves=40,
+)
+
+
+@FUZZ
+@given(value=nested, limit=st.integers(min_value=1, max_value=8))
+def test_depth_prescan_agrees_with_the_parsed_depth(value: Any, limit: int) -> None:
+    from modelserve_gateway.transcoding.codec import json_depth
+
+    raw = json.dumps(value).encode()
+    real = json_depth(value, 1_000)
+    try:
+        check_json_depth(raw, limit)
+    except InvalidArgument:
+        assert real > limit
+    else:
+        assert real <= limit
