@@ -34,6 +34,9 @@ _HEALTH = ("/inference.GRPCInferenceService/ServerLive", "/inference.GRPCInferen
 _ALIVE = b"\x08\x01"  # ServerLiveResponse(live=true) / ServerReadyResponse(ready=true): field 1 = 1
 
 
+CALLED: list[str] = []  # methods the upstream was asked for (written from the gateway's thread)
+
+
 class EmptyReplies(grpc.GenericRpcHandler):
     """Answers every unary RPC of the fronted services with an empty message (b"" parses as any
     message; the two health RPCs say live/ready) and every server-streaming RPC with an empty
@@ -48,6 +51,7 @@ class EmptyReplies(grpc.GenericRpcHandler):
         streaming = self.streaming.get(details.method)
         if streaming is None:
             return None
+        CALLED.append(details.method)
         if streaming:
 
             async def stream(request: bytes, context: Any) -> AsyncIterator[bytes]:
@@ -200,3 +204,24 @@ def _body(kwargs: dict[str, Any]) -> bytes | None:
     if isinstance(data, str):
         return data.encode()
     return data  # type: ignore[no-any-return]
+
+
+def test_verb_routes_reach_their_rpc(base_url: str) -> None:
+    """GET /v1/executions/e1:watch is WatchExecution (an empty stream: 200 NDJSON), never
+    GetExecution of an execution named 'e1:watch'."""
+    cases = [
+        ("GET", "/v1/executions/e1:watch", "WatchExecution"),
+        ("POST", "/v1/executions/e1:cancel", "CancelExecution"),
+        ("POST", "/v1/pipelines/p1:run", "RunPipeline"),
+        ("POST", "/v1/pipelines/p1:stream", "StreamPipelineRun"),
+        ("POST", "/v1/tenants/t1/apiKeys/k1:rotate", "RotateApiKey"),
+        ("GET", "/v1/registry:watch", "Watch"),
+        ("POST", "/v1/apiKeys:verify", "VerifyApiKey"),
+        ("GET", "/v1/executions/e1:other", "GetExecution"),  # not a verb: part of the name
+    ]
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        for verb, path, method in cases:
+            CALLED.clear()
+            r = client.request(verb, path, content=b"{}" if verb == "POST" else None)
+            assert r.status_code == 200, (path, r.status_code, r.text)
+            assert [m.rsplit("/", 1)[1] for m in CALLED] == [method], (path, CALLED)
