@@ -44,6 +44,7 @@ from modelserve_common.errors import (
     Unavailable,
     all_error_classes,
 )
+from modelserve_common.malformed import MalformedRequest
 from modelserve_common.tls import channel_credentials
 from modelserve_model_server.settings import ModelServerSettings
 
@@ -506,12 +507,22 @@ def _name_of(request: bytes, number: int = 1) -> str:
     return scan_string_fields(request, (number,)).get(number, "")
 
 
+def _decode(deserialize: Callable[[bytes], Any], raw: bytes) -> Any:
+    """The local handler's request; bytes that do not parse are INVALID_ARGUMENT (the common
+    chain's guard already makes ``deserialize`` return a marker its handler refuses; this covers a
+    router installed without it)."""
+    try:
+        return deserialize(raw)
+    except Exception as exc:
+        raise MalformedRequest(f"malformed request message: {str(exc)[:200]}") from None
+
+
 async def _local_unary(
     inner: grpc.RpcMethodHandler, request: bytes, context: grpc.aio.ServicerContext
 ) -> Any:
     deserialize = inner.request_deserializer
     handle: Any = inner.unary_unary
-    result = handle(deserialize(request) if deserialize else request, context)
+    result = handle(_decode(deserialize, request) if deserialize else request, context)
     if inspect.isawaitable(result):
         result = await result
     serialize = inner.response_serializer
@@ -613,7 +624,7 @@ class TritonRouter(grpc.aio.ServerInterceptor):
 
             async def decoded() -> AsyncIterator[Any]:
                 async for raw in _prepend(first, it):
-                    yield deserialize(raw)
+                    yield _decode(deserialize, raw)
 
             handle: Any = inner.stream_stream
             async for item in handle(decoded(), context):
