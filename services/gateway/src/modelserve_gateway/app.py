@@ -164,6 +164,7 @@ class GatewayApp:
         request_id_var.set(rid)
         base = [(REQUEST_ID_HEADER, rid)]
         if bad_rid:  # it travels on as gRPC metadata and log field: printable ASCII only
+            self._access(req, 400, 0.0, rid)
             await self._error(
                 send,
                 GatewayError(
@@ -211,7 +212,9 @@ class GatewayApp:
         try:
             self.in_flight.acquire()
         except ServiceError as exc:
-            await self._error(send, GatewayError.from_service_error(exc), base, kserve_route)
+            err = GatewayError.from_service_error(exc)
+            self._access(req, err.http, 0.0, rid)
+            await self._error(send, err, base, kserve_route)
             return
         task = asyncio.current_task()
         watcher: asyncio.Task[None] | None = None
@@ -267,16 +270,20 @@ class GatewayApp:
                 watcher.cancel()
             elapsed = time.perf_counter() - started
             HTTP_SECONDS.labels(req.route_label, str(status[0])).observe(elapsed)
-            if self.settings.access_log:
-                log.info(
-                    "http.handled",
-                    method=req.method,
-                    route=req.template,
-                    status=status[0],
-                    duration_ms=round(elapsed * 1000, 3),
-                    tenant=req.tenant,
-                    request_id=rid,
-                )
+            self._access(req, status[0], elapsed, rid)
+
+    def _access(self, req: Request, status: int, elapsed: float, rid: str) -> None:
+        """The REST access log: one line per request (GATEWAY_ACCESS_LOG)."""
+        if self.settings.access_log:
+            log.info(
+                "http.handled",
+                method=req.method,
+                route=req.template,
+                status=status,
+                duration_ms=round(elapsed * 1000, 3),
+                tenant=req.tenant,
+                request_id=rid,
+            )
 
     # Helpers --------------------------------------------------------------------------------
 

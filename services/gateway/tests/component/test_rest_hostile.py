@@ -381,9 +381,10 @@ async def test_access_log_one_line_per_request(make_gateway) -> None:
             r1 = await gw.http.get("/v1/echo/abc", headers={"x-request-id": "rid-1"})
             r2 = await gw.http.post(INFER, content=b"[", headers={"x-request-id": "rid-2"})
             r3 = await gw.http.get("/v1/nowhere", headers={"x-request-id": "rid-3"})
-        assert (r1.status_code, r2.status_code, r3.status_code) == (200, 400, 404)
+            r4 = await gw.http.get("/v1/echo/abc", headers={"x-request-id": "café".encode()})
+        assert (r1.status_code, r2.status_code, r3.status_code, r4.status_code) == (200, 400, 404, 400)
         lines = [e for e in logs if e["event"] == "http.handled"]
-        assert len(lines) == 3, logs
+        assert len(lines) == 4, logs
         by_rid = {e["request_id"]: e for e in lines}
         assert by_rid["rid-1"] | {"duration_ms": 0} == {
             "event": "http.handled",
@@ -399,6 +400,7 @@ async def test_access_log_one_line_per_request(make_gateway) -> None:
         assert by_rid["rid-2"]["route"] == "POST /v2/models/{model}[/versions/{version}]/infer"
         assert by_rid["rid-2"]["status"] == 400
         assert by_rid["rid-3"]["route"] == "unmatched" and by_rid["rid-3"]["status"] == 404
+        assert by_rid[r4.headers["x-request-id"]]["status"] == 400  # the fresh id, not the bad one
     async with make_gateway(access_log=False) as gw:
         with capture_logs() as logs:
             await gw.http.get("/v1/echo/abc")
