@@ -169,3 +169,14 @@ def test_open_refuses_directory_and_outside(tree: dict[str, Path]) -> None:
         open_artifact_file(tree["secret"], [root])
     with pytest.raises(InvalidArgument, match="outside"):
         check_artifact_path(root / "dir-out" / "secret.bin", [root])
+
+
+def test_check_path_names_the_rule(tree: dict[str, Path]) -> None:
+    root = tree["root"]
+    assert check_artifact_path(root / "v1" / "model.py", [root]) == (root / "v1" / "model.py").resolve()
+    with pytest.raises(InvalidArgument, match="artifact path .* not under an allowed artifact root"):
+        check_artifact_path(tree["secret"], [root])
+    with pytest.raises(InvalidArgument, match="artifact path .* not under an allowed artifact root"):
+        check_artifact_path(root / ".." / "outside" / "secret.bin", [root])
+    with pytest.raises(InvalidArgument, match="symbolic link"):
+        check_artifact_path(root / "link-out", [root])

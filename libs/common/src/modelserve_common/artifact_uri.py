@@ -53,12 +53,13 @@ MAX_ARTIFACT_URI_LENGTH = 4096
 PSEUDO_FILESYSTEMS = (Path("/proc"), Path("/sys"), Path("/dev"))
 """Never an artifact, whatever the allowed roots are."""
 
+_PATH = "artifact path"
 _ENCODED_DOT_OR_SLASH = re.compile(r"%(2e|2f|5c|25)", re.IGNORECASE)
 
 
-def _refuse(uri: str, rule: str) -> InvalidArgument:
+def _refuse(uri: str, rule: str, what: str = "artifact URI") -> InvalidArgument:
     shown = uri if len(uri) <= 200 else uri[:200] + "..."
-    return InvalidArgument(f"artifact URI {shown!r} refused: {rule}")
+    return InvalidArgument(f"{what} {shown!r} refused: {rule}")
 
 
 def _under(path: Path, root: Path) -> bool:
@@ -76,11 +77,11 @@ def _real_roots(allowed_roots: Iterable[str | os.PathLike[str]]) -> tuple[list[P
     return lexical, real
 
 
-def _check_real(uri: str, real: Path, real_roots: list[Path]) -> None:
+def _check_real(uri: str, real: Path, real_roots: list[Path], what: str = "artifact URI") -> None:
     if not any(_under(real, r) for r in real_roots):
-        raise _refuse(uri, "it resolves (through a symbolic link) outside the allowed roots")
+        raise _refuse(uri, "it resolves (through a symbolic link) outside the allowed roots", what)
     if any(_under(real, p) for p in PSEUDO_FILESYSTEMS):
-        raise _refuse(uri, "it is on a pseudo file system (/proc, /sys, /dev)")
+        raise _refuse(uri, "it is on a pseudo file system (/proc, /sys, /dev)", what)
 
 
 def resolve_artifact_uri(
@@ -138,9 +139,12 @@ def check_artifact_path(
     """The real path of ``path`` (a file found inside an artifact folder, say) after the same root,
     symlink and pseudo-file-system rules as :func:`resolve_artifact_uri`."""
     shown = os.fspath(path)
+    lexical = Path(os.path.normpath(os.path.abspath(path)))
+    lexical_roots, real_roots = _real_roots(allowed_roots)
+    if not any(_under(lexical, r) for r in lexical_roots + real_roots):
+        raise _refuse(shown, "it is not under an allowed artifact root", _PATH)
     real = Path(os.path.realpath(path))
-    _lexical, real_roots = _real_roots(allowed_roots)
-    _check_real(shown, real, real_roots)
+    _check_real(shown, real, real_roots, _PATH)
     return real
 
 
@@ -159,14 +163,14 @@ def open_artifact_file(
     try:
         fd = os.open(real, flags)
     except OSError:
-        raise _refuse(shown, "it does not name a readable regular file") from None
+        raise _refuse(shown, "it does not name a readable regular file", _PATH) from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise _refuse(shown, "it does not name a readable regular file")
+            raise _refuse(shown, "it does not name a readable regular file", _PATH)
         proc_link = f"/proc/self/fd/{fd}"
         if os.path.exists(proc_link):
             _lexical, real_roots = _real_roots(roots)
-            _check_real(shown, Path(os.readlink(proc_link)), real_roots)
+            _check_real(shown, Path(os.readlink(proc_link)), real_roots, _PATH)
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")

@@ -300,17 +300,29 @@ class ModelManager:
         """Every failed (model, version) -> reason (version 0: a local model as a whole)."""
         return {k: v for f in self._failures.values() for k, v in f.items()}
 
-    def _check_code(self, spec: ModelSpec, version_dir: Path) -> None:
+    def _check_code(self, spec: ModelSpec, version_dir: Path, *, in_repository: bool = False) -> None:
         """With ``code_roots``: the version folder, and for a code-running backend the file it
         imports, must be inside them (real paths, symlinks followed) and that file must be a
-        regular file. Raised before the backend touches anything."""
+        regular file. A model of the local repository is the operator's: its symlinks are followed
+        wherever they lead, but the code file must lie (as written) inside the repository
+        (``default_model_filename`` cannot climb out with ``..``). Raised before the backend
+        touches anything."""
         if self._code_roots is None:
             return
         try:
-            check_artifact_path(version_dir, self._code_roots)
-            if spec.backend in CODE_BACKENDS:
-                code = version_dir / (spec.default_model_filename or "model.py")
+            code = version_dir / (spec.default_model_filename or "model.py")
+            if in_repository:
+                repo = Path(os.path.abspath(self.repository))
+                written = Path(os.path.normpath(os.path.abspath(code)))
+                if repo not in written.parents:
+                    raise InvalidArgument(
+                        f"{spec.default_model_filename!r} is not inside the model repository"
+                    )
+                real = Path(os.path.realpath(code))
+            else:
+                check_artifact_path(version_dir, self._code_roots)
                 real = check_artifact_path(code, self._code_roots)
+            if spec.backend in CODE_BACKENDS:
                 try:
                     regular = stat.S_ISREG(os.stat(real).st_mode)
                 except OSError:
@@ -453,7 +465,7 @@ class ModelManager:
         if not dirs:
             raise InvalidModelConfig(f"model {name!r} has no numeric version folder (e.g. {name}/1/)")
         for path in dirs.values():
-            self._check_code(spec, path)
+            self._check_code(spec, path, in_repository=True)
         loaded: dict[int, ModelVersion] = {}
         try:
             for version, path in sorted(dirs.items()):

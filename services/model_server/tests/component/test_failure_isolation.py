@@ -33,10 +33,12 @@ from prometheus_client import REGISTRY
 from modelserve.common.v1 import tensor_pb2 as tensor_pb
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve.inference.v2 import grpc_service_pb2_grpc as svc_grpc
+from modelserve.inference.v2 import model_config_pb2 as config_pb
 from modelserve.registry.v1 import registry_service_pb2 as reg_pb
 from modelserve.registry.v1 import registry_service_pb2_grpc as reg_grpc
 from modelserve_common.context import TENANT_HEADER
 from modelserve_common.server import RunningServer
+from modelserve_model_server.errors import ModelLoadFailed
 from modelserve_model_server.registry_follower import RegistryFollower
 from modelserve_model_server.server import running_server
 from modelserve_registry.server import running_server as registry_server
@@ -316,30 +318,43 @@ async def test_registry_ownership_confines_tenants(tmp_path: Path) -> None:
         assert await s.answer("mine", t2) == 1.0
 
 
-async def test_local_code_linking_out_of_the_roots_is_never_imported(tmp_path: Path) -> None:
+async def test_code_outside_the_roots_is_never_imported(tmp_path: Path) -> None:
+    """A local model whose code file climbs out of the repository (default_model_filename with
+    '..'), and a registry version folder outside the roots, are refused before any import; a
+    model folder the operator symlinked into the repository is the operator's and loads."""
     repo, outside = tmp_path / "repo", tmp_path / "outside"
     marker = tmp_path / "imported"
-    code = f"open({str(marker)!r}, 'w').close()\n" + PLAIN_PY
+    outside.mkdir()
+    (outside / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n" + PLAIN_PY)
     config = """
     backend: "python"
     input [ { name: "x", data_type: TYPE_FP32, dims: [ 1 ] } ]
     output [ { name: "y", data_type: TYPE_FP32, dims: [ 1 ] } ]
     """
-    write_model(
-        repo, "fine", config, "class Model:\n    async def predict(self, inputs):\n        return {}\n"
-    )
-    d = write_model(repo, "escapee", config, versions=())
-    (outside / "1").mkdir(parents=True)
-    (outside / "1" / "model.py").write_text(code)
-    (d / "1").symlink_to(outside / "1")
+    write_model(repo, "fine", config, PLAIN_PY)
+    write_model(repo, "climber", config + 'default_model_filename: "../../../outside/evil.py"\n')
+    linked = write_model(tmp_path / "elsewhere", "linked", config, PLAIN_PY)
+    (repo / "linked").symlink_to(linked)
     async with running_server(make_settings(repo, data_dir=tmp_path / "data")) as running:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = svc_grpc.GRPCInferenceServiceStub(channel)
             assert (await stub.ServerReady(pb.ServerReadyRequest())).ready  # isolation: still ready
             assert (await stub.ModelReady(pb.ModelReadyRequest(name="fine"))).ready
-            assert not (await stub.ModelReady(pb.ModelReadyRequest(name="escapee"))).ready
+            assert (await stub.ModelReady(pb.ModelReadyRequest(name="linked"))).ready
+            assert not (await stub.ModelReady(pb.ModelReadyRequest(name="climber"))).ready
             index = (await stub.RepositoryIndex(pb.RepositoryIndexRequest())).models
-            reason = next(m.reason for m in index if m.name == "escapee")
-            assert "model code refused" in reason and "symbolic link" in reason
-            assert not marker.exists()  # nothing of it was imported
-            assert running.extra["manager"].failed_count == 1
+            reason = next(m.reason for m in index if m.name == "climber")
+            assert "model code refused" in reason and "not inside the model repository" in reason
+            manager = running.extra["manager"]
+            assert manager.failed_count == 1
+            # a version folder outside the roots (the registry path loads private copies only)
+            cfg = config_pb.ModelConfig(name="stray", backend="python")
+            cfg.input.add(name="x", data_type=config_pb.TYPE_FP32, dims=[1])
+            cfg.output.add(name="y", data_type=config_pb.TYPE_FP32, dims=[1])
+            (outside / "1").mkdir()
+            (outside / "1" / "model.py").write_text((outside / "evil.py").read_text())
+            with pytest.raises(
+                ModelLoadFailed, match="model code refused: .*not under an allowed artifact root"
+            ):
+                await manager.load_version("stray", 1, outside / "1", cfg)
+            assert not marker.exists()  # nothing of either was imported
