@@ -63,6 +63,8 @@ class PythonModel:
         self._instances = instances
         self._is_async = is_async
         self._pool = None if is_async else ThreadPoolExecutor(len(instances), thread_name_prefix="pymodel")
+        spec = getattr(instances[0], "config", None) if instances else None
+        self._label = f"model {spec.name!r} version {instances[0].version}" if spec is not None else "model"
 
     async def execute(self, inputs: Tensors, outputs: Sequence[str]) -> Tensors:
         free = self._free
@@ -78,7 +80,7 @@ class PythonModel:
             result = await hold_until_done(future)
         if not isinstance(result, dict):
             raise ModelOutputError(
-                f"predict returned {type(result).__name__}, expected dict[str, numpy.ndarray]"
+                f"{self._label}: predict returned {type(result).__name__}, expected dict[str, numpy.ndarray]"
             )
         return result
 
