@@ -4,12 +4,16 @@ and headers) larger than ``max_header_bytes`` answers 431, a request httptools c
 ``/v2``, the JSON of google.rpc.Status otherwise) instead of uvicorn's text/plain, and the
 connection is closed.
 
+A request head not complete within ``head_timeout_s`` answers 408 (a connection that sent
+nothing is closed without an answer).
+
 Counting: a head still incomplete is counted as the bytes received since the previous head ended
 (so a 10 MB header is refused while it arrives, not buffered); a head that completes is measured
 exactly (request target + every header name and value + their separators)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -19,7 +23,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
 LINGER_S = 2.0
 """How long a refused connection keeps draining the client's bytes before it is closed."""
-_GRPC_CODE = {400: 3, 431: 3}  # INVALID_ARGUMENT
+_GRPC_CODE = {400: 3, 431: 3, 408: 4}  # INVALID_ARGUMENT; DEADLINE_EXCEEDED
 
 
 class _Refused(Exception):
@@ -41,6 +45,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     """Set ``max_header_bytes`` with :func:`protocol_class`."""
 
     max_header_bytes = 32 * 1024
+    head_timeout_s = 10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -48,6 +53,37 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self._in_body = False
         self._refusal: tuple[int, str] | None = None
         self._lingering = False
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    # The head timeout: from the connection (or the first byte of a request) to the end of its
+    # headers. uvicorn has none: a client that connects and sends nothing, or half a head, would
+    # hold the connection forever (slowloris).
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or self._in_body:
+            return
+        if self._head_bytes == 0 and (self.cycle is None or self.cycle.response_complete):
+            self.transport.close()  # nothing asked: nothing to answer
+            return
+        self._refuse(408, f"request line and headers not received within {self.head_timeout_s:g} s")
 
     def data_received(self, data: bytes) -> None:
         if self._lingering:  # refused: what the client still sends is read and dropped
@@ -76,8 +112,10 @@ class GatewayHttpProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_body = False
+        self._arm_head_timer()
 
     def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
         size = len(self.url) + 16 + sum(len(k) + len(v) + 4 for k, v in self.headers)
         self._in_body = True
         self._head_bytes = 0
@@ -122,7 +160,11 @@ def _reason(exc: Exception) -> str:
     return text[:200]
 
 
-def protocol_class(max_header_bytes: int) -> type[GatewayHttpProtocol]:
-    """A protocol class bound to ``max_header_bytes`` (uvicorn builds one protocol per connection
-    from ``Config(http=...)``)."""
-    return type("BoundGatewayHttpProtocol", (GatewayHttpProtocol,), {"max_header_bytes": max_header_bytes})
+def protocol_class(max_header_bytes: int, head_timeout_s: float = 10.0) -> type[GatewayHttpProtocol]:
+    """A protocol class bound to the limits (uvicorn builds one protocol per connection from
+    ``Config(http=...)``)."""
+    return type(
+        "BoundGatewayHttpProtocol",
+        (GatewayHttpProtocol,),
+        {"max_header_bytes": max_header_bytes, "head_timeout_s": head_timeout_s},
+    )

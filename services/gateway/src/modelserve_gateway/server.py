@@ -125,7 +125,7 @@ async def running_server(
         access_log=False,
         # 431/400 as JSON, the head-size limit (modelserve_gateway.http_protocol); no WebSocket
         # upgrades (an Upgrade header is an ordinary request to the gateway).
-        http=protocol_class(settings.max_header_bytes),
+        http=protocol_class(settings.max_header_bytes, settings.head_read_timeout_s),
         ws="none",
         # uvicorn hands this to asyncio.wait_for, which takes fractions: the REST drain gets the
         # same grace as the gRPC one, not a rounded one.

@@ -47,6 +47,11 @@ class GatewaySettings(BaseServiceSettings):
     max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=16 * 1024 * 1024)
     """Largest REST request head (request line + all headers, bytes); a larger one answers 431
     (JSON) and the connection is closed."""
+    head_read_timeout_s: float = Field(default=10.0, gt=0)
+    """Longest time from a new connection (or the first byte of a request) to the end of the
+    request's headers; past it the gateway answers 408 (JSON) and closes the connection (one that
+    sent nothing is closed without an answer). Idle keep-alive connections are closed by
+    uvicorn's keep-alive timeout (5 s) instead."""
     body_read_timeout_s: float = Field(default=30.0, gt=0)
     """Longest time to receive a whole REST request body (e.g. a client that sends less than
     its Content-Length and keeps the connection open); past it the gateway answers 408 (JSON) and

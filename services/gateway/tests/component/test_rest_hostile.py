@@ -458,3 +458,33 @@ async def test_hostile_credentials_answer_401_not_500(make_gateway, registry) ->
             r = await gw.http.get("/v1/models", headers=headers)
             assert 400 <= r.status_code < 500, (headers, r.status_code, r.text)
             _assert_status_json(r, r.status_code)
+
+
+async def test_slow_or_silent_head_times_out(make_gateway) -> None:
+    async with make_gateway(head_read_timeout_s=0.3) as gw:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        # Half a head, then nothing (slowloris): 408 in the JSON shape of the route family.
+        status, headers, body = _parse(
+            await _exchange(gw.http_port, b"GET /v2/models/m HTTP/1.1\r\nhost: x\r\nx-a: 1", limit_s=5)
+        )
+        assert status == 408 and headers["connection"] == "close"
+        assert "not received within 0.3 s" in json.loads(body)["error"]
+        status, _, body = _parse(await _exchange(gw.http_port, b"GET /v1/models HT", limit_s=5))
+        assert status == 408 and json.loads(body)["code"] == 4
+        # Connected, sent nothing: closed without an answer.
+        assert await _exchange(gw.http_port, b"", limit_s=5) == b""
+        assert loop.time() - started < 4
+        # A complete head is not cut off later, even when its body takes longer than the head timeout.
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.http_port)
+        try:
+            writer.write(b"POST /v1/echo:post HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{")
+            await writer.drain()
+            await asyncio.sleep(0.5)
+            writer.write(b"}")
+            await writer.drain()
+            async with asyncio.timeout(5):
+                head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200")
+        finally:
+            writer.close()
