@@ -16,7 +16,7 @@ import uvicorn
 from google.protobuf.descriptor import ServiceDescriptor
 from opentelemetry.sdk.trace import TracerProvider
 
-from modelserve_common.server import GrpcService, RunningServer, grpc_server
+from modelserve_common.server import GrpcService, RunningServer, check_port, grpc_server
 from modelserve_gateway.app import GatewayApp
 from modelserve_gateway.auth import Authenticator
 from modelserve_gateway.clients import FRONTED, REGISTRY, Upstreams
@@ -117,6 +117,7 @@ async def running_server(
         stream_buffer=settings.stream_infer_buffer,
     )
     services = [GrpcService(svc.full_name, lambda s: None) for svc, _ in fronted]
+    check_port(settings, "HTTP", "http_port", settings.http_host, settings.http_port)
     sock = _bind(settings.http_host, settings.http_port)
     config = uvicorn.Config(
         app,
