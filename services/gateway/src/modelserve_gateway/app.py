@@ -730,19 +730,16 @@ class KServeHandler:
         else:
             routed_version = routed.version
         if name == "model_ready":
-            try:
-                r = await self._unary(
-                    req,
-                    adm,
-                    method,
-                    inference_pb.ModelReadyRequest(name=model, version=version),
-                    inference_pb.ModelReadyResponse.FromString,
-                )
-                ok = r.ready
-            except GatewayError as err:
-                if err.code != grpc.StatusCode.NOT_FOUND:
-                    raise
-                ok = False
+            # A model that is missing (or not the caller's) is 404 like on every other model
+            # route, so the two cannot be told apart; a known model that is not ready is 400.
+            r = await self._unary(
+                req,
+                adm,
+                method,
+                inference_pb.ModelReadyRequest(name=model, version=version),
+                inference_pb.ModelReadyResponse.FromString,
+            )
+            ok = r.ready
             await app._send(send, 200 if ok else 400, base + json_h, dumps({"name": model, "ready": ok}))
             return
         if name == "model_metadata":
