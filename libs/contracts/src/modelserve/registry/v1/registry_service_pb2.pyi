@@ -75,7 +75,7 @@ class Lineage(_message.Message):
     def __init__(self, source_run: _Optional[str] = ..., source_uri: _Optional[str] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("model", "version", "description", "tags", "artifact_uri", "artifact_sha256", "backend", "inputs", "outputs", "batching", "metadata", "lineage", "status", "status_message", "aliases", "etag", "create_time", "update_time")
+    __slots__ = ("model", "version", "description", "tags", "artifact_uri", "artifact_sha256", "backend", "inputs", "outputs", "batching", "metadata", "lineage", "status", "status_message", "aliases", "etag", "create_time", "update_time", "artifact_size_bytes", "artifact_format")
     class Status(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATUS_UNSPECIFIED: _ClassVar[ModelVersion.Status]
@@ -118,6 +118,8 @@ class ModelVersion(_message.Message):
     ETAG_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     model: str
     version: int
     description: str
@@ -136,7 +138,9 @@ class ModelVersion(_message.Message):
     etag: str
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., backend: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[_tensor_pb2.TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[_tensor_pb2.TensorSpec, _Mapping]]] = ..., batching: _Optional[_Union[BatchingConfig, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., status: _Optional[_Union[ModelVersion.Status, str]] = ..., status_message: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    artifact_size_bytes: int
+    artifact_format: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., artifact_uri: _Optional[str] = ..., artifact_sha256: _Optional[str] = ..., backend: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[_tensor_pb2.TensorSpec, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[_tensor_pb2.TensorSpec, _Mapping]]] = ..., batching: _Optional[_Union[BatchingConfig, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., lineage: _Optional[_Union[Lineage, _Mapping]] = ..., status: _Optional[_Union[ModelVersion.Status, str]] = ..., status_message: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., artifact_size_bytes: _Optional[int] = ..., artifact_format: _Optional[str] = ...) -> None: ...
 
 class Alias(_message.Message):
     __slots__ = ("model", "alias", "version", "etag", "update_time")
@@ -193,7 +197,7 @@ class Deployment(_message.Message):
     def __init__(self, model: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[DeploymentTarget, _Mapping]]] = ..., batching_overrides: _Optional[_Union[BatchingConfig, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., tenant: _Optional[str] = ..., etag: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., shared: bool = ...) -> None: ...
 
 class Tenant(_message.Message):
-    __slots__ = ("name", "display_name", "rate_limit", "max_models", "etag", "create_time", "code_execution_allowed")
+    __slots__ = ("name", "display_name", "rate_limit", "max_models", "etag", "create_time", "code_execution_allowed", "storage_quota_bytes", "storage_used_bytes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     RATE_LIMIT_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +205,8 @@ class Tenant(_message.Message):
     ETAG_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     CODE_EXECUTION_ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_QUOTA_BYTES_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_USED_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     rate_limit: RateLimit
@@ -208,7 +214,9 @@ class Tenant(_message.Message):
     etag: str
     create_time: _timestamp_pb2.Timestamp
     code_execution_allowed: bool
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., max_models: _Optional[int] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., code_execution_allowed: bool = ...) -> None: ...
+    storage_quota_bytes: int
+    storage_used_bytes: int
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., max_models: _Optional[int] = ..., etag: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., code_execution_allowed: bool = ..., storage_quota_bytes: _Optional[int] = ..., storage_used_bytes: _Optional[int] = ...) -> None: ...
 
 class ApiKey(_message.Message):
     __slots__ = ("key", "tenant", "display_name", "scopes", "rate_limit", "expire_time", "create_time", "rotate_time", "previous_secret_expire_time", "revoke_time", "etag")
@@ -545,6 +553,58 @@ class ListTenantsResponse(_message.Message):
     tenants: _containers.RepeatedCompositeFieldContainer[Tenant]
     next_page_token: str
     def __init__(self, tenants: _Optional[_Iterable[_Union[Tenant, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class UploadModelVersionRequest(_message.Message):
+    __slots__ = ("metadata", "chunk")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    metadata: UploadMetadata
+    chunk: bytes
+    def __init__(self, metadata: _Optional[_Union[UploadMetadata, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class UploadMetadata(_message.Message):
+    __slots__ = ("model", "model_version", "size_bytes")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    model_version: ModelVersion
+    size_bytes: int
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[_Union[ModelVersion, _Mapping]] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+
+class UploadModelVersionResponse(_message.Message):
+    __slots__ = ("model_version",)
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_version: ModelVersion
+    def __init__(self, model_version: _Optional[_Union[ModelVersion, _Mapping]] = ...) -> None: ...
+
+class DownloadModelVersionRequest(_message.Message):
+    __slots__ = ("model", "version")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class DownloadModelVersionResponse(_message.Message):
+    __slots__ = ("metadata", "chunk")
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    metadata: DownloadMetadata
+    chunk: bytes
+    def __init__(self, metadata: _Optional[_Union[DownloadMetadata, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class DownloadMetadata(_message.Message):
+    __slots__ = ("sha256", "size_bytes", "artifact_format", "file_name")
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ARTIFACT_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    FILE_NAME_FIELD_NUMBER: _ClassVar[int]
+    sha256: str
+    size_bytes: int
+    artifact_format: str
+    file_name: str
+    def __init__(self, sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., artifact_format: _Optional[str] = ..., file_name: _Optional[str] = ...) -> None: ...
 
 class UpdateTenantRequest(_message.Message):
     __slots__ = ("tenant", "update_mask")

@@ -65,6 +65,16 @@ class RegistryServiceStub(object):
                 request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateModelVersionRequest.SerializeToString,
                 response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateModelVersionResponse.FromString,
                 _registered_method=True)
+        self.UploadModelVersion = channel.stream_unary(
+                '/modelserve.registry.v1.RegistryService/UploadModelVersion',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UploadModelVersionRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UploadModelVersionResponse.FromString,
+                _registered_method=True)
+        self.DownloadModelVersion = channel.unary_stream(
+                '/modelserve.registry.v1.RegistryService/DownloadModelVersion',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DownloadModelVersionRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DownloadModelVersionResponse.FromString,
+                _registered_method=True)
         self.GetModelVersion = channel.unary_unary(
                 '/modelserve.registry.v1.RegistryService/GetModelVersion',
                 request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetModelVersionRequest.SerializeToString,
@@ -220,6 +230,24 @@ class RegistryServiceServicer(object):
     def CreateModelVersion(self, request, context):
         """CreateModelVersion creates the next version of a model (1, 2, 3… gap-free), status PENDING
         unless given.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadModelVersion(self, request_iterator, context):
+        """UploadModelVersion creates the next version of a model from uploaded bytes. The first
+        message carries the version's metadata, the following ones the artifact's bytes in order. The
+        registry hashes while it stores; the version exists only once its blob is durable, and a
+        digest mismatch stores nothing (INVALID_ARGUMENT). The gateway offers a streaming REST upload.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadModelVersion(self, request, context):
+        """DownloadModelVersion streams a version's artifact: first its metadata (sha256, size), then
+        the bytes in order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -418,6 +446,16 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.CreateModelVersion,
                     request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateModelVersionRequest.FromString,
                     response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateModelVersionResponse.SerializeToString,
+            ),
+            'UploadModelVersion': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadModelVersion,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UploadModelVersionRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UploadModelVersionResponse.SerializeToString,
+            ),
+            'DownloadModelVersion': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadModelVersion,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DownloadModelVersionRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DownloadModelVersionResponse.SerializeToString,
             ),
             'GetModelVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelVersion,
@@ -693,6 +731,60 @@ class RegistryService(object):
             '/modelserve.registry.v1.RegistryService/CreateModelVersion',
             modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateModelVersionRequest.SerializeToString,
             modelserve_dot_registry_dot_v1_dot_registry__service__pb2.CreateModelVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadModelVersion(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/modelserve.registry.v1.RegistryService/UploadModelVersion',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UploadModelVersionRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UploadModelVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/DownloadModelVersion',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DownloadModelVersionRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.DownloadModelVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,
