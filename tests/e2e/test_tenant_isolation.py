@@ -203,10 +203,12 @@ def tenants(suite: Suite) -> dict[str, dict[str, str]]:
     _register_onnx(s, a, "a-clf")
     for who, model in ((a, "a-clf"), (b, "b-clf")):
         _wait(
-            lambda who=who, model=model: s.http.post(  # type: ignore[misc]
-                f"/v2/models/{model}/infer", json=_infer_body(), headers=who
-            ).status_code
-            == 200,
+            lambda who=who, model=model: (
+                s.http.post(  # type: ignore[misc]
+                    f"/v2/models/{model}/infer", json=_infer_body(), headers=who
+                ).status_code
+                == 200
+            ),
             60,
             f"{model} to serve\n{s.logs()}",
         )
@@ -237,7 +239,9 @@ def test_rest_inference_paths_to_a_foreign_model_are_not_found(
     # the same answer as a model that does not exist at all
     missing = h.post("/v2/models/no-such-model/infer", json=_infer_body(), headers=a)
     foreign = h.post(f"/v2/models/{model}/infer", json=_infer_body(), headers=a)
-    assert foreign.json()["error"].replace(model, "X") == missing.json()["error"].replace("no-such-model", "X")
+    assert foreign.json()["error"].replace(model, "X") == missing.json()["error"].replace(
+        "no-such-model", "X"
+    )
     assert _inference_count(suite, "b-clf") == before
 
 
