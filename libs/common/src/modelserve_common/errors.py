@@ -75,6 +75,14 @@ class Internal(ServiceError):
     code = grpc.StatusCode.INTERNAL
 
 
+class Unknown(ServiceError):
+    code = grpc.StatusCode.UNKNOWN
+
+
+class DataLoss(ServiceError):
+    code = grpc.StatusCode.DATA_LOSS
+
+
 def all_error_classes() -> list[type[ServiceError]]:
     """Every ServiceError subclass defined here (used by the error -> status table test)."""
     return [
@@ -92,7 +100,24 @@ def all_error_classes() -> list[type[ServiceError]]:
         Cancelled,
         Unimplemented,
         Internal,
+        Unknown,
+        DataLoss,
     ]
+
+
+_BY_CODE: dict[grpc.StatusCode, type[ServiceError]] = {cls.code: cls for cls in all_error_classes()}
+
+
+def error_class(code: grpc.StatusCode) -> type[ServiceError]:
+    """The ServiceError class of a non-OK status; ``OK`` (not an error) maps to Internal."""
+    return _BY_CODE.get(code, Internal)
+
+
+def from_status(code: grpc.StatusCode, message: str) -> ServiceError:
+    """The ServiceError that carries ``code`` and ``message`` (a status received from another
+    service passed on with its own code). Every non-OK grpc.StatusCode has its class; ``OK`` is
+    not an error, so an error reported with it becomes Internal."""
+    return error_class(code)(message)
 
 
 ECHO_LIMIT = 128

@@ -33,12 +33,9 @@ from modelserve_orchestrator.settings import OrchestratorSettings
 
 log = structlog.get_logger(__name__)
 
-_BY_CODE: dict[grpc.StatusCode, type[errors.ServiceError]] = {c.code: c for c in errors.all_error_classes()}
-
 
 def map_rpc_error(exc: grpc.aio.AioRpcError, what: str) -> errors.ServiceError:
-    cls = _BY_CODE.get(exc.code(), errors.Internal)
-    return cls(f"{what}: {exc.code().name}: {exc.details() or ''}".rstrip(": "))
+    return errors.from_status(exc.code(), f"{what}: {exc.code().name}: {exc.details() or ''}".rstrip(": "))
 
 
 Metadata = tuple[tuple[str, str], ...]
