@@ -1,8 +1,9 @@
 """The gRPC front door: every method of every fronted service, proxied as raw bytes (identity
 serializers, so messages are never decoded), with deadlines, metadata both ways, and the same
 guard as REST. Inference calls that name a model are read just far enough (two top-level string
-fields) to check the tenant and apply canary routing; a chosen version is appended as one more
-field 2, which protobuf's last-one-wins rule makes the request's model_version."""
+fields, with ``modelserve_common.wire``) to check the tenant and apply canary routing; a chosen
+version is appended as one more field 2, which protobuf's last-one-wins rule makes the request's
+model_version."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from modelserve.inference.v2 import grpc_service_pb2 as inference_pb
 from modelserve_common.context import REQUEST_ID_HEADER, current_request_id
 from modelserve_common.errors import InvalidArgument, ServiceError
+from modelserve_common.wire import infer_routing, scan_strings
 from modelserve_gateway.audit import audit
 from modelserve_gateway.auth import Credentials
 from modelserve_gateway.clients import Upstream, Upstreams
@@ -55,72 +57,6 @@ def stream_error(message: str, request: bytes) -> bytes:
             model_name=fields.get(1, ""), model_version=fields.get(2, ""), id=fields.get(3, "")
         ),
     ).SerializeToString()
-
-
-MAX_VARINT_BYTES = 10
-"""A varint of a 64-bit value takes at most 10 bytes; a longer one is malformed."""
-
-
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    """The varint at ``buf[i:]`` and the offset after it; InvalidArgument when it is truncated or
-    longer than MAX_VARINT_BYTES."""
-    result = 0
-    n = len(buf)
-    for shift in range(0, 7 * MAX_VARINT_BYTES, 7):
-        if i >= n:
-            raise InvalidArgument("malformed protobuf message: truncated varint")
-        b = buf[i]
-        i += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, i
-    raise InvalidArgument(f"malformed protobuf message: varint longer than {MAX_VARINT_BYTES} bytes")
-
-
-def scan_strings(buf: bytes, numbers: tuple[int, ...]) -> dict[int, str]:
-    """Top-level string fields ``numbers`` of a serialized message (last one wins, as protobuf
-    reads them), skipping every other field by its length: tensor bytes are never copied and
-    nested messages are not parsed (the upstream parses them). Bounds-checked: a truncated
-    varint or field, a length past the end, a varint over 10 bytes, field number 0, a group or an
-    unknown wire type, or a wanted field that is not UTF-8 raise InvalidArgument, never anything
-    else."""
-    found: dict[int, str] = {}
-    i = 0
-    n = len(buf)
-    while i < n:
-        key, i = _varint(buf, i)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise InvalidArgument("malformed protobuf message: field number 0")
-        if wire == 0:
-            _, i = _varint(buf, i)
-        elif wire == 1 or wire == 5:
-            i += 8 if wire == 1 else 4
-            if i > n:
-                raise InvalidArgument("malformed protobuf message: truncated fixed-width field")
-        elif wire == 2:
-            length, i = _varint(buf, i)
-            if length > n - i:
-                raise InvalidArgument(
-                    f"malformed protobuf message: field {number} is {length} bytes long, only {n - i} remain"
-                )
-            if number in numbers:
-                try:
-                    found[number] = buf[i : i + length].decode("utf-8")
-                except UnicodeDecodeError:
-                    raise InvalidArgument(
-                        f"malformed protobuf message: string field {number} is not UTF-8"
-                    ) from None
-            i += length
-        else:
-            raise InvalidArgument(f"malformed protobuf message: unsupported wire type {wire}")
-    return found
-
-
-def model_fields(buf: bytes) -> tuple[str, str]:
-    """Top-level string fields 1 and 2 (model name and version) of a serialized message."""
-    found = scan_strings(buf, (1, 2))
-    return found.get(1, ""), found.get(2, "")
 
 
 def with_version(buf: bytes, version: str) -> bytes:
@@ -203,7 +139,8 @@ class FrontDoor(grpc.GenericRpcHandler):
     ) -> bytes:
         if method not in MODEL_METHODS:
             return request
-        model, version = model_fields(request)
+        routing = infer_routing(request)
+        model, version = routing.model_name, routing.model_version
         if not model and method == STATISTICS:
             return request  # every model's statistics: a tenant's answer is filtered (_own_stats)
         if not model and adm.principal.tenant:

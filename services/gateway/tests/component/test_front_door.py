@@ -15,7 +15,8 @@ from gwtest.v1 import template_service_pb2_grpc as tpl_grpc
 
 from modelserve.inference.v2 import grpc_service_pb2 as inf_pb
 from modelserve.inference.v2 import grpc_service_pb2_grpc as inf_grpc
-from modelserve_gateway.proxy import model_fields, with_version
+from modelserve_common.wire import infer_routing
+from modelserve_gateway.proxy import with_version
 
 CLIENTS = Path(__file__).parent.parent / "clients"
 
@@ -29,10 +30,11 @@ def _add_request(version: str = "") -> inf_pb.ModelInferRequest:
     return req
 
 
-def test_model_fields_and_with_version_edit_bytes_without_decoding() -> None:
+def test_infer_routing_and_with_version_edit_bytes_without_decoding() -> None:
     req = _add_request("1")
     raw = req.SerializeToString()
-    assert model_fields(raw) == ("add", "1")
+    routing = infer_routing(raw)
+    assert (routing.model_name, routing.model_version) == ("add", "1")
     edited = inf_pb.ModelInferRequest.FromString(with_version(raw, "2" * 200))
     assert edited.model_version == "2" * 200 and edited.raw_input_contents == req.raw_input_contents
 

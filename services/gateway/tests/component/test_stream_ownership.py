@@ -233,7 +233,7 @@ async def test_malformed_request_bytes_are_invalid_argument_on_the_front_door(gw
         with pytest.raises(grpc.aio.AioRpcError) as exc:
             await unary(garbage, metadata=ADMIN_MD, timeout=5)
         assert exc.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-        assert "malformed protobuf message" in (exc.value.details() or "")
+        assert "malformed request message" in (exc.value.details() or "")
         # In a stream the malformed message is answered and the stream goes on.
         bidi = ch.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
 
@@ -244,7 +244,7 @@ async def test_malformed_request_bytes_are_invalid_argument_on_the_front_door(gw
         call = bidi(requests(), metadata=T1, timeout=5)
         answers = [inf_pb.ModelStreamInferResponse.FromString(r) async for r in call]
         assert await call.code() is grpc.StatusCode.OK
-    assert answers[0].error_message.startswith("malformed protobuf message")
+    assert answers[0].error_message.startswith("malformed request message")
     assert answers[1].error_message == "" and answers[1].infer_response.id == "ok"
 
 
