@@ -38,7 +38,8 @@ import grpc
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve_common.context import caller_identity
 from modelserve_common.errors import PermissionDenied, ServiceError
-from modelserve_model_server.triton import (
+from modelserve_common.wire import scan_strings
+from modelserve_model_server.methods import (
     MODEL_CONFIG,
     MODEL_INFER,
     MODEL_METADATA,
@@ -48,7 +49,6 @@ from modelserve_model_server.triton import (
     REPOSITORY_INDEX,
     REPOSITORY_MODEL_LOAD,
     REPOSITORY_MODEL_UNLOAD,
-    scan_string_fields,
 )
 
 
@@ -133,7 +133,7 @@ class OwnershipGuard:
         return build(inner)
 
     def _check(self, request: bytes, tenant: str) -> None:
-        f = scan_string_fields(request, (1, 2))
+        f = scan_strings(request, (1, 2))
         name, version = f.get(1, ""), f.get(2, "")
         if not self._ownership.visible(name, tenant):
             raise self._missing(name, version)
@@ -158,7 +158,7 @@ class OwnershipGuard:
             if tenant is None:
                 reply: bytes = await handle(request, context)
                 return reply
-            if scan_string_fields(request, (1,)).get(1, ""):
+            if scan_strings(request, (1,)).get(1, ""):
                 self._check(request, tenant)
                 named: bytes = await handle(request, context)
                 return named
@@ -228,7 +228,7 @@ class OwnershipGuard:
         async def read() -> None:
             try:
                 async for raw in requests:
-                    f = scan_string_fields(raw, (1, 2, 3))
+                    f = scan_strings(raw, (1, 2, 3))
                     name, version, rid = f.get(1, ""), f.get(2, ""), f.get(3, "")
                     if self._ownership.visible(name, tenant):
                         await events.put(("slot", None))

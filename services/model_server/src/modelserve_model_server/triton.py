@@ -1,8 +1,8 @@
 """The Triton router: which inference-service RPC goes to Triton and which to the local servicer.
 
 Hot path: a Triton-served model's ModelInfer request is never decoded. The router reads only the
-routing fields of the serialized ModelInferRequest (model_name=1, model_version=2, id=3) with a
-tiny wire-format scan and hands the bytes to the replica pool (triton_pool.py); Triton's reply
+routing fields of the serialized ModelInferRequest (model_name=1, model_version=2, id=3) with
+``modelserve_common.wire`` and hands the bytes to the replica pool (triton_pool.py); Triton's reply
 comes back as bytes the same way. ModelStreamInfer is forwarded as a stream (routed by its first
 request). Our own stubs' wire protocol is Triton's.
 
@@ -14,8 +14,7 @@ upload files or override configs, are refused).
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -23,6 +22,7 @@ import grpc
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve_common.errors import InvalidArgument
 from modelserve_common.malformed import MalformedRequest
+from modelserve_common.wire import scan_fields, string_field
 from modelserve_model_server.methods import (
     MODEL_CONFIG,
     MODEL_INFER,
@@ -37,89 +37,7 @@ from modelserve_model_server.methods import (
 )
 from modelserve_model_server.triton_pool import TritonPool
 
-# --------------------------------------------------------------------------- wire-format routing
-
-
-def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if pos >= end:
-            raise ValueError("truncated varint")
-        b = data[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise ValueError("varint too long")
-
-
-def scan_fields(data: bytes, numbers: Collection[int]) -> dict[int, bytes]:
-    """The top-level length-delimited fields ``numbers`` of a serialized message, without decoding
-    the rest: other length-delimited fields (tensors, raw contents) are skipped by their length,
-    never copied. The last occurrence wins, as in protobuf. Raises InvalidArgument on malformed
-    bytes."""
-    found: dict[int, bytes] = {}
-    pos, end = 0, len(data)
-    try:
-        while pos < end:
-            key, pos = _varint(data, pos, end)
-            number, wire = key >> 3, key & 7
-            if number == 0:
-                raise ValueError("field number 0")
-            if wire == 2:
-                length, pos = _varint(data, pos, end)
-                stop = pos + length
-                if stop > end:
-                    raise ValueError("truncated length-delimited field")
-                if number in numbers:
-                    found[number] = data[pos:stop]
-                pos = stop
-            elif wire == 0:
-                _, pos = _varint(data, pos, end)
-            elif wire == 1:
-                pos += 8
-            elif wire == 5:
-                pos += 4
-            else:
-                raise ValueError(f"unsupported wire type {wire}")
-        if pos != end:
-            raise ValueError("truncated fixed-width field")
-    except ValueError as exc:
-        raise InvalidArgument(f"malformed request message: {exc}") from None
-    return found
-
-
-def scan_string_fields(data: bytes, numbers: Collection[int]) -> dict[int, str]:
-    """Like :func:`scan_fields`, decoded as UTF-8 strings."""
-    try:
-        return {k: v.decode("utf-8") for k, v in scan_fields(data, numbers).items()}
-    except UnicodeDecodeError as exc:
-        raise InvalidArgument(f"malformed request message: {exc}") from None
-
-
-@dataclass(frozen=True)
-class Routing:
-    """The routing fields of a ModelInferRequest."""
-
-    model_name: str
-    model_version: str
-    id: str
-
-
-def infer_routing(data: bytes) -> Routing:
-    """model_name=1, model_version=2, id=3 of a serialized ModelInferRequest."""
-    f = scan_string_fields(data, (1, 2, 3))
-    return Routing(f.get(1, ""), f.get(2, ""), f.get(3, ""))
-
-
 # --------------------------------------------------------------------------- the router
-
-
-def _name_of(request: bytes, number: int = 1) -> str:
-    return scan_string_fields(request, (number,)).get(number, "")
 
 
 def _decode(deserialize: Callable[[bytes], Any], raw: bytes) -> Any:
@@ -212,7 +130,7 @@ class TritonRouter(grpc.aio.ServerInterceptor):
         backend = self._backend
 
         async def model_infer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            if backend.serves(_name_of(request)):
+            if backend.serves(string_field(request, 1)):
                 return await backend.call(MODEL_INFER, request, context)
             reply: bytes = await _local_unary(inner, request, context)
             return reply
@@ -230,7 +148,7 @@ class TritonRouter(grpc.aio.ServerInterceptor):
                 first = await it.__anext__()
             except StopAsyncIteration:
                 return
-            if backend.serves(_name_of(first)):
+            if backend.serves(string_field(first, 1)):
                 async for reply in backend.stream(MODEL_STREAM_INFER, _prepend(first, it), context):
                     yield reply
                 return
@@ -252,7 +170,7 @@ class TritonRouter(grpc.aio.ServerInterceptor):
 
         def build(method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
             async def by_name(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-                if backend.serves(_name_of(request, number)):
+                if backend.serves(string_field(request, number)):
                     return await backend.call(method, request, context)
                 reply: bytes = await _local_unary(inner, request, context)
                 return reply
@@ -280,7 +198,7 @@ class TritonRouter(grpc.aio.ServerInterceptor):
         by_name = self._by_name(1)(method, inner)
 
         async def statistics(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            if _name_of(request):
+            if string_field(request, 1):
                 handle: Any = by_name.unary_unary
                 reply: bytes = await handle(request, context)
                 return reply
@@ -316,7 +234,7 @@ class TritonRouter(grpc.aio.ServerInterceptor):
         backend = self._backend
 
         async def lifecycle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            name = _name_of(request, 2)  # RepositoryModelLoad/UnloadRequest.model_name
+            name = string_field(request, 2)  # RepositoryModelLoad/UnloadRequest.model_name
             if not backend.serves(name):
                 reply: bytes = await _local_unary(inner, request, context)
                 return reply

@@ -1,12 +1,10 @@
-"""Property-based fuzzing (hypothesis, bounded) of the two places that read client bytes:
+"""Property-based fuzzing (hypothesis, bounded) of the tensor decoder (the wire scanner the Triton
+router uses is fuzzed with modelserve_common.wire in libs/common/tests/test_wire.py):
 
 * the tensor decoder (codec.Codec.decode): for any request (names, datatypes, shapes up to 2^62,
   raw or typed contents, valid and broken BYTES framing) it either returns tensors that match the
   declared shapes or raises InvalidTensor, and never allocates more than a small multiple of the
-  request's own size (tracemalloc peak; numpy reports its buffers to tracemalloc);
-* the Triton router's wire scanner (triton.scan_fields / infer_routing): for any bytes it returns
-  fields or raises InvalidArgument, the fields it returns are slices of the input, and for a valid
-  ModelInferRequest it reads the same routing fields protobuf does.
+  request's own size (tracemalloc peak; numpy reports its buffers to tracemalloc).
 """
 
 from __future__ import annotations
@@ -14,18 +12,15 @@ from __future__ import annotations
 import tracemalloc
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve.inference.v2 import model_config_pb2 as config_pb
-from modelserve_common.errors import InvalidArgument
 from modelserve_model_server.codec import Codec, Limits
 from modelserve_model_server.config import spec_from_config
 from modelserve_model_server.datatypes import BY_NAME, serialize_bytes
 from modelserve_model_server.errors import InvalidTensor
-from modelserve_model_server.triton import infer_routing, scan_fields
 
 Input = pb.ModelInferRequest.InferInputTensor
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -168,50 +163,3 @@ def test_decoder_raises_only_invalid_tensor_and_allocates_in_proportion(
         assert list(array.shape) == list(by_name[name].shape)
         assert array.dtype == BY_NAME[by_name[name].datatype].dtype
     assert 1 <= decoded.rows <= 4
-
-
-@FUZZ
-@given(data=st.binary(max_size=200), numbers=st.sets(st.integers(1, 20), max_size=4))
-def test_scanner_raises_only_invalid_argument_and_returns_slices(data: bytes, numbers: set[int]) -> None:
-    try:
-        found = scan_fields(data, numbers)
-    except InvalidArgument as exc:
-        assert exc.message.startswith("malformed request message: ")
-        return
-    assert set(found) <= numbers
-    assert sum(len(v) for v in found.values()) <= len(data)
-    for value in found.values():
-        assert value in data
-
-
-@FUZZ
-@given(
-    name=st.text(max_size=20),
-    version=st.text(max_size=5),
-    rid=st.text(max_size=10),
-    raw=st.lists(st.binary(max_size=30), max_size=3),
-    tail=st.binary(max_size=8),
-)
-def test_scanner_reads_what_protobuf_reads(
-    name: str, version: str, rid: str, raw: list[bytes], tail: bytes
-) -> None:
-    request = pb.ModelInferRequest(model_name=name, model_version=version, id=rid, raw_input_contents=raw)
-    request.inputs.add(name="x", datatype="FP32", shape=[1, 2])
-    data = request.SerializeToString()
-    routing = infer_routing(data)
-    assert (routing.model_name, routing.model_version, routing.id) == (name, version, rid)
-    # whatever follows a valid message, the scanner either reads it or refuses it as malformed
-    try:
-        infer_routing(data + tail)
-    except InvalidArgument:
-        pass
-
-
-@pytest.mark.parametrize(
-    "data",
-    [b"\x0a\x05ab", b"\xff" * 10 + b"\x01", b"\x0a\x02\xff\xfe", b"\x0b", b"\x09\0\0", b"\x00\x00"],
-    ids=["truncated", "varint_11", "invalid_utf8", "group", "fixed64_short", "field_0"],
-)
-def test_scanner_known_malformed_frames(data: bytes) -> None:
-    with pytest.raises(InvalidArgument, match="^malformed request message: "):
-        infer_routing(data)
