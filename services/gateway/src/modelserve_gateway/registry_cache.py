@@ -1,5 +1,8 @@
 """What the gateway keeps from the registry: verified API keys (short TTL) and deployments
-(owner, canary weights, per-model limit), both corrected at once by the registry's Watch stream."""
+(owner, canary weights, per-model limit), both corrected at once by the registry's Watch stream
+(followed by :class:`modelserve_common.watch.WatchFollower`: resume after the last revision,
+OUT_OF_RANGE -> follow from the head again, backoff with jitter; both caches are cleared whenever
+a stream opens and keys whenever one breaks)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import structlog
 
 from modelserve.registry.v1 import registry_service_pb2 as registry_pb
 from modelserve_common.errors import NotFound, Unauthenticated, Unavailable
+from modelserve_common.watch import WatchFollower
 from modelserve_gateway.clients import Upstream
 
 log = structlog.get_logger(__name__)
@@ -50,8 +54,9 @@ class RegistryCache:
         key_ttl_s: float,
         deployment_ttl_s: float,
         watch_timeout_s: float = 86400.0,
+        watch_backoff_min_s: float = 0.2,
+        watch_backoff_max_s: float = 5.0,
     ) -> None:
-        self._watch_timeout = watch_timeout_s
         self._registry = registry
         self._key_ttl = key_ttl_s
         self._dep_ttl = deployment_ttl_s
@@ -63,12 +68,20 @@ class RegistryCache:
         self._get_dep = registry.typed_unary(
             _SVC + "GetDeployment", registry_pb.GetDeploymentResponse.FromString
         )
-        self._watch = registry.typed_stream(_SVC + "Watch", registry_pb.WatchResponse.FromString)
-        self._task: asyncio.Task[None] | None = None
+        self._follower = WatchFollower(
+            registry.typed_stream(_SVC + "Watch", registry_pb.WatchResponse.FromString),
+            name="gateway",
+            relist=self._relist,
+            apply=self._apply,
+            on_open=self._opened,
+            on_lost=self._lost,
+            watch_timeout_s=watch_timeout_s,
+            backoff_min_s=watch_backoff_min_s,
+            backoff_max_s=watch_backoff_max_s,
+        )
         self._inflight: dict[str, asyncio.Task[tuple[object, float]]] = {}
         self.retry_down_s = 1.0
         self.watching = asyncio.Event()
-        self.revision = -1
 
     # API keys ------------------------------------------------------------------------------
 
@@ -170,15 +183,16 @@ class RegistryCache:
     # Watch ------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._follow(), name="registry-watch")
+        self._follower.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._follower.stop()
+
+    @property
+    def revision(self) -> int:
+        """The last registry revision applied (-1: none yet, follow from the registry's head)."""
+        rev = self._follower.revision
+        return -1 if rev is None else rev
 
     def apply(self, change: registry_pb.WatchResponse) -> None:
         kind = change.WhichOneof("resource")
@@ -192,32 +206,19 @@ class RegistryCache:
         elif kind == "tenant_resource":
             self._keys.clear()
 
-    async def _follow(self) -> None:
-        backoff = 0.2
-        while True:
-            try:
-                call = self._watch(
-                    registry_pb.WatchRequest(after_revision=self.revision), timeout=self._watch_timeout
-                )
-                # Anything cached before the stream was up may be stale.
-                self._keys.clear()
-                self._deployments.clear()
-                self.watching.set()
-                log.info("registry.watch_started", after_revision=self.revision)
-                async for change in call:
-                    backoff = 0.2
-                    if change.revision > self.revision:
-                        self.revision = change.revision
-                    self.apply(change)
-            except asyncio.CancelledError:
-                raise
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.OUT_OF_RANGE:
-                    self.revision = -1
-                log.info("registry.watch_lost", code=exc.code().name, retry_s=backoff)
-            except Exception as exc:  # keep following whatever happens
-                log.warning("registry.watch_error", error=type(exc).__name__)
-            self.watching.clear()
-            self._keys.clear()
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+    async def _apply(self, change: registry_pb.WatchResponse) -> None:
+        self.apply(change)
+
+    async def _relist(self) -> int:
+        """No listing to load: the caches refill on demand; follow from the registry's head."""
+        return -1
+
+    def _opened(self) -> None:
+        # Anything cached before the stream was up may be stale.
+        self._keys.clear()
+        self._deployments.clear()
+        self.watching.set()
+
+    def _lost(self, exc: BaseException | None) -> None:
+        self.watching.clear()
+        self._keys.clear()

@@ -6,7 +6,8 @@ it reflects) and the aliases of the deployed models, then follows ``Watch`` from
 change is applied in commit order and the revision remembered only once it is applied; a broken
 stream is re-opened from the last revision seen, after a backoff (``registry_backoff_min_s``
 doubling up to ``registry_backoff_max_s``, with jitter), so no change is lost across registry
-restarts or network cuts.
+restarts or network cuts. The loop is :class:`modelserve_common.watch.WatchFollower` (shared with
+the gateway); this module is what the model server does with what it lists and what changes.
 
 For each model with a deployment, reconciling means:
 
@@ -38,9 +39,6 @@ that is not local go to Triton by name (Triton serves it from its own repository
 
 from __future__ import annotations
 
-import asyncio
-import random
-
 import grpc
 import structlog
 from google.protobuf import field_mask_pb2
@@ -49,9 +47,11 @@ from modelserve.inference.v2 import model_config_pb2 as config_pb
 from modelserve.registry.v1 import registry_service_pb2 as registry_pb
 from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from modelserve_common.errors import ServiceError
+from modelserve_common.watch import WatchFollower
 from modelserve_model_server.artifacts import ArtifactError, ArtifactStore, model_config
-from modelserve_model_server.manager import ModelManager, Routing
+from modelserve_model_server.manager import ModelManager
 from modelserve_model_server.ownership import Ownership
+from modelserve_model_server.routing_table import Routing
 
 log = structlog.get_logger(__name__)
 
@@ -59,10 +59,6 @@ GATE = "registry"
 _DELETED = registry_pb.CHANGE_TYPE_DELETED
 _FAILED = registry_pb.ModelVersion.STATUS_FAILED
 _READY = registry_pb.ModelVersion.STATUS_READY
-
-
-class _Resync(Exception):
-    """The registry no longer holds the revision to resume from: list again."""
 
 
 class RegistryFollower:
@@ -85,10 +81,6 @@ class RegistryFollower:
         self._stub = stub
         self._artifacts = artifacts
         self._call_timeout_s = call_timeout_s
-        self._watch_timeout_s = watch_timeout_s
-        self._backoff_min_s = backoff_min_s
-        self._backoff_max_s = backoff_max_s
-        self._revision: int | None = None  # last revision applied; None = list first
         self._synced = False
         self._deployments: dict[str, registry_pb.Deployment] = {}
         self._aliases: dict[str, dict[str, int]] = {}
@@ -97,9 +89,17 @@ class RegistryFollower:
         # versions this follower loaded, with the config they were loaded with
         self._mine: dict[str, dict[int, config_pb.ModelConfig]] = {}
         self._managed: set[str] = set()  # models the registry decides (had a deployment)
-        self._task: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
         self.connected = False
+        self._watch = WatchFollower(
+            stub.Watch,
+            name="model_server",
+            relist=self._list,
+            apply=self._apply,
+            on_lost=self._lost,
+            watch_timeout_s=watch_timeout_s,
+            backoff_min_s=backoff_min_s,
+            backoff_max_s=backoff_max_s,
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -108,20 +108,15 @@ class RegistryFollower:
         await self._manager.set_readiness_gate(GATE, holding=True)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="registry-follower")
+        self._watch.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._watch.stop()
 
     @property
     def revision(self) -> int | None:
         """The last registry revision applied (None before the first listing)."""
-        return self._revision
+        return self._watch.revision
 
     @property
     def synced(self) -> bool:
@@ -130,50 +125,14 @@ class RegistryFollower:
 
     async def wait_for_revision(self, revision: int, timeout_s: float = 10.0) -> None:
         """Waits until every change up to ``revision`` is applied (tests, tools)."""
+        await self._watch.wait_for_revision(revision, timeout_s)
 
-        async def reached() -> None:
-            while self._revision is None or self._revision < revision:
-                self._changed.clear()
-                await self._changed.wait()
+    # -- listing --------------------------------------------------------------------------------
 
-        await asyncio.wait_for(reached(), timeout_s)
+    def _lost(self, exc: BaseException | None) -> None:
+        self.connected = False
 
-    # -- the loop -------------------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        backoff = self._backoff_min_s
-        while True:
-            try:
-                if self._revision is None:
-                    await self._list()
-                if await self._follow():
-                    backoff = self._backoff_min_s
-                    continue  # the stream ended after working (its deadline): resume at once
-                log.warning("registry.watch_ended", revision=self._revision, retry_in_s=round(backoff, 2))
-            except _Resync:
-                log.warning("registry.resync", after_revision=self._revision)
-                self._revision = None
-                continue
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() is grpc.StatusCode.OUT_OF_RANGE:
-                    log.warning("registry.resync", after_revision=self._revision, reason=exc.details())
-                    self._revision = None
-                    continue
-                self.connected = False
-                log.warning(
-                    "registry.disconnected",
-                    code=exc.code().name,
-                    reason=exc.details(),
-                    retry_in_s=round(backoff, 2),
-                    revision=self._revision,
-                )
-            except Exception as exc:  # a bug must not stop following: log, back off, go on
-                self.connected = False
-                log.error("registry.follow_failed", exc_info=exc, retry_in_s=round(backoff, 2))
-            await asyncio.sleep(backoff * (0.5 + random.random()))
-            backoff = min(backoff * 2, self._backoff_max_s)
-
-    async def _list(self) -> None:
+    async def _list(self) -> int:
         listed = await self._stub.ListDeployments(
             registry_pb.ListDeploymentsRequest(), timeout=self._call_timeout_s
         )
@@ -194,42 +153,14 @@ class RegistryFollower:
         log.info("registry.listed", revision=listed.revision, deployments=sorted(deployments))
         for model in sorted(set(deployments) | self._managed):
             await self._reconcile(model)
-        self._set_revision(int(listed.revision))
-        if not self._synced:
-            self._synced = True
+        self._synced = True
         await self._update_gate()
-
-    async def _follow(self) -> bool:
-        """Applies the changes after the current revision until the stream ends; True when it
-        delivered anything (the connection works)."""
-        assert self._revision is not None
-        progressed = False
-        call = self._stub.Watch(
-            registry_pb.WatchRequest(after_revision=self._revision), timeout=self._watch_timeout_s
-        )
-        try:
-            async for change in call:
-                if not progressed:
-                    progressed = True
-                    self.connected = True
-                await self._apply(change)
-                self._set_revision(int(change.revision))
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
-                return progressed
-            raise
-        finally:
-            call.cancel()
-        return progressed
-
-    def _set_revision(self, revision: int) -> None:
-        if self._revision is None or revision > self._revision:
-            self._revision = revision
-        self._changed.set()
+        return int(listed.revision)
 
     # -- applying changes -----------------------------------------------------------------------
 
     async def _apply(self, change: registry_pb.WatchResponse) -> None:
+        self.connected = True
         kind = change.WhichOneof("resource")
         deleted = change.type == _DELETED
         if kind == "deployment":
