@@ -39,7 +39,7 @@ CLK = os.sysconf("SC_CLK_TCK")
 
 from modelserve.inference.v2 import grpc_service_pb2 as pb  # noqa: E402
 from modelserve_common.testing import free_port, wait_for_health  # noqa: E402
-from modelserve_model_server.triton_launch import TritonProcess  # noqa: E402
+from modelserve_common.testing.triton import TritonProcess  # noqa: E402
 
 
 def cpu_seconds(pid: int) -> float:

@@ -5,9 +5,8 @@ validates requests, batches them (:mod:`batcher`) and calls :meth:`LoadedModel.e
 batches (the leading dimension is the batch when ``max_batch_size > 0``), up to
 ``spec.instance_count`` calls at once.
 
-A backend whose models live elsewhere (the next step: NVIDIA Triton) may instead return a model that
-also implements :class:`ForwardingModel`: the server then skips decoding, validation and batching
-and hands the protobuf request over as it came (tensors untouched), returning the response as-is.
+Models served by NVIDIA Triton do not go through a backend: the Triton router (triton.py) forwards
+their requests undecoded to the replica pool (triton_pool.py).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve_model_server.config import ModelSpec
 
 Tensors = dict[str, np.ndarray]
@@ -41,15 +39,6 @@ class LoadedModel(Protocol):
 
     async def unload(self) -> None:
         """Releases what load acquired (sessions, threads)."""
-        ...
-
-
-@runtime_checkable
-class ForwardingModel(Protocol):
-    """The raw fast path: a model that answers the serialized request itself (no decoding)."""
-
-    async def forward(self, request: pb.ModelInferRequest, timeout_s: float | None) -> pb.ModelInferResponse:
-        """Answers ``request`` (already routed to this model and version) within ``timeout_s``."""
         ...
 
 

@@ -22,9 +22,7 @@ naming the rule, before the backend imports anything.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import os
-import random
 import stat
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -37,7 +35,7 @@ from prometheus_client import Gauge
 from modelserve.inference.v2 import model_config_pb2 as config_pb
 from modelserve_common.artifact_uri import check_artifact_path
 from modelserve_common.errors import InvalidArgument, ServiceError, clip
-from modelserve_model_server.backend import Backend, ForwardingModel, LoadedModel
+from modelserve_model_server.backend import Backend, LoadedModel
 from modelserve_model_server.batcher import Scheduler
 from modelserve_model_server.codec import Codec, Limits
 from modelserve_model_server.config import (
@@ -49,6 +47,7 @@ from modelserve_model_server.config import (
     version_dirs,
 )
 from modelserve_model_server.errors import InvalidModelConfig, ModelLoadFailed, ModelNotFound, ModelNotReady
+from modelserve_model_server.routing_table import ModelVersion, Routing, RoutingTable
 from modelserve_model_server.stats import ModelStats
 
 log = structlog.get_logger(__name__)
@@ -67,57 +66,12 @@ FAILED_MODELS = Gauge(
 
 
 @dataclass
-class ModelVersion:
-    """One loaded, servable model version."""
-
-    name: str
-    version: int
-    version_str: str
-    spec: ModelSpec
-    model: LoadedModel
-    stats: ModelStats
-    codec: Codec
-    scheduler: Scheduler
-    forward: ForwardingModel | None = None
-
-
-@dataclass
 class _Entry:
     name: str
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     state: str = UNAVAILABLE
     reason: str = "unloaded"
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-@dataclass(frozen=True)
-class Routing:
-    """How a model's requests are routed beyond plain version numbers (set by the registry
-    follower): versionless requests are split by ``weights`` (version -> weight, among the loaded
-    versions; none loaded or empty = the highest version) and ``aliases`` name versions."""
-
-    weights: Mapping[int, int] = field(default_factory=dict)
-    aliases: Mapping[str, int] = field(default_factory=dict)
-    mirrors: tuple[int, ...] = ()
-    """Versions that get a fire-and-forget copy of every versionless request (answers dropped)."""
-
-
-class _Split:
-    """A weighted random choice among loaded versions (versionless requests of a split model)."""
-
-    __slots__ = ("_cumulative", "_total", "_versions")
-
-    def __init__(self, weighted: list[tuple[ModelVersion, int]]) -> None:
-        self._versions = [mv for mv, _ in weighted]
-        self._cumulative: list[int] = []
-        total = 0
-        for _, w in weighted:
-            total += w
-            self._cumulative.append(total)
-        self._total = total
-
-    def pick(self) -> ModelVersion:
-        return self._versions[bisect.bisect_right(self._cumulative, random.random() * self._total)]
 
 
 @dataclass(frozen=True)
@@ -152,16 +106,12 @@ class ModelManager:
         self._tracer = tracer
         self._drain_timeout_s = drain_timeout_s
         self._entries: dict[str, _Entry] = {}
-        self._routes: dict[tuple[str, str], ModelVersion] = {}
+        self._table = RoutingTable()
         self._listeners: list[Callable[[], Awaitable[None]]] = []
         self._starting = True
         self._required: frozenset[str] = frozenset()
         self._retiring: set[asyncio.Task[None]] = set()
-        # Registry follower (registry_follower.py): routing, split models and readiness gates.
-        self._routing: dict[str, Routing] = {}
-        self._splits: dict[str, _Split] = {}
-        self.mirrors: dict[str, tuple[ModelVersion, ...]] = {}
-        """Per model, the loaded mirror versions (read by the service for versionless requests)."""
+        # Registry follower (registry_follower.py): readiness gates.
         self._gates: dict[str, tuple[bool, frozenset[str]]] = {}
         self._strict = strict_readiness
         self._code_roots = tuple(code_roots) if code_roots is not None else None
@@ -172,14 +122,15 @@ class ModelManager:
 
     def get(self, name: str, version: str = "") -> ModelVersion:
         """The ready version ``version`` ("" = highest) of model ``name``."""
-        found = self._routes.get((name, version))
+        found = self._table.resolve(name, version)
         if found is not None:
             return found
-        if not version:
-            split = self._splits.get(name)
-            if split is not None:
-                return split.pick()
         return self._explain_miss(name, version)
+
+    @property
+    def mirrors(self) -> dict[str, tuple[ModelVersion, ...]]:
+        """Per model, the loaded mirror versions (read by the service for versionless requests)."""
+        return self._table.mirrors
 
     def missing(self, name: str, version: str = "") -> ServiceError:
         """The error a request for a model this server does not know gets (invalid name or version:
@@ -199,7 +150,7 @@ class ModelManager:
             check_name("model", name)
         except InvalidModelConfig as exc:
             raise InvalidArgument(exc.message) from None
-        routing = self._routing.get(name)
+        routing = self._table.routing(name)
         if version and routing is not None and not version.isdigit():
             if version in routing.aliases:
                 raise ModelNotFound(
@@ -247,17 +198,15 @@ class ModelManager:
         if self._starting:
             return False
         if not self._strict:
-            return self.gates_open and all(
-                (name, "") in self._routes or name in self._splits for name in self._required
-            )
-        if not (self._routes or self._splits or self._gates):
+            return self.gates_open and all(self._table.serves(name) for name in self._required)
+        if self._table.empty and not self._gates:
             return False
         required = set(self._required)
         for holding, names in self._gates.values():
             if holding:
                 return False
             required |= names
-        return all((name, "") in self._routes or name in self._splits for name in required)
+        return all(self._table.serves(name) for name in required)
 
     @property
     def gates_open(self) -> bool:
@@ -489,7 +438,6 @@ class ModelManager:
             stats=stats,
             codec=Codec(spec, vs, self._limits),
             scheduler=Scheduler(spec, vs, model, stats, self._tracer),
-            forward=model if isinstance(model, ForwardingModel) else None,
         )
 
     async def unload(self, name: str, *, notify: bool = True) -> None:
@@ -529,37 +477,7 @@ class ModelManager:
             log.warning("model.unload_failed", model=mv.name, version=mv.version, error=str(exc))
 
     def _rebuild_routes(self) -> None:
-        routes: dict[tuple[str, str], ModelVersion] = {}
-        splits: dict[str, _Split] = {}
-        mirrors: dict[str, tuple[ModelVersion, ...]] = {}
-        for name, entry in self._entries.items():
-            if not entry.versions:
-                continue
-            routing = self._routing.get(name)
-            weighted: list[tuple[ModelVersion, int]] = []
-            if routing is not None:
-                for alias, v in routing.aliases.items():  # numbers below win over an alias "2"
-                    if v in entry.versions:
-                        routes[(name, alias)] = entry.versions[v]
-                weighted = [
-                    (entry.versions[v], w)
-                    for v, w in sorted(routing.weights.items())
-                    if w > 0 and v in entry.versions
-                ]
-                mirrored = tuple(entry.versions[v] for v in routing.mirrors if v in entry.versions)
-                if mirrored:
-                    mirrors[name] = mirrored
-            for v, mv in entry.versions.items():
-                routes[(name, str(v))] = mv
-            if len(weighted) > 1:
-                splits[name] = _Split(weighted)
-            elif weighted:
-                routes[(name, "")] = weighted[0][0]
-            else:
-                routes[(name, "")] = entry.versions[max(entry.versions)]
-        self._routes = routes
-        self._splits = splits
-        self.mirrors = mirrors
+        self._table.rebuild({name: entry.versions for name, entry in self._entries.items()})
 
     # -- per-version control (the registry follower) --------------------------------------------
 
@@ -570,10 +488,7 @@ class ModelManager:
 
     def set_routing(self, name: str, routing: Routing | None) -> None:
         """Weights and aliases of ``name`` (None: plain routing, versionless = highest version)."""
-        if routing is None:
-            self._routing.pop(name, None)
-        else:
-            self._routing[name] = routing
+        self._table.set_routing(name, routing)
         self._rebuild_routes()
 
     async def load_version(

@@ -24,7 +24,8 @@ from modelserve_model_server.registry_follower import RegistryFollower
 from modelserve_model_server.service import InferenceService
 from modelserve_model_server.servicer import InferenceServicer
 from modelserve_model_server.settings import ModelServerSettings
-from modelserve_model_server.triton import TritonRouter, triton_backend
+from modelserve_model_server.triton import TritonRouter
+from modelserve_model_server.triton_pool import triton_pool
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 # Registry reads the follower may retry on UNAVAILABLE (idempotent).
@@ -77,7 +78,7 @@ async def running_server(
     # Triton path (README-triton.md): None unless MODEL_SERVER_TRITON_URL is set. Local models win.
     local_names: set[str] = set()
     started = False
-    triton = triton_backend(settings, local_models=lambda: local_names)
+    triton = triton_pool(settings, local_models=lambda: local_names)
 
     def is_ready() -> bool:
         if triton is None:

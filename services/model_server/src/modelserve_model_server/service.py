@@ -10,7 +10,8 @@ import structlog
 
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve_common.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, ServiceError
-from modelserve_model_server.manager import ModelManager, ModelVersion
+from modelserve_model_server.manager import ModelManager
+from modelserve_model_server.routing_table import ModelVersion
 
 log = structlog.get_logger(__name__)
 
@@ -106,8 +107,6 @@ class InferenceService:
         mv = self.manager.get(request.model_name, request.model_version)
         if self.manager.mirrors and not request.model_version:
             self._mirror(request)
-        if mv.forward is not None:
-            return await mv.forward.forward(request, timeout_s)
         return await self._infer(mv, request, timeout_s)
 
     def _mirror(self, request: pb.ModelInferRequest) -> None:
@@ -124,10 +123,7 @@ class InferenceService:
 
     async def _shadow(self, mv: ModelVersion, request: pb.ModelInferRequest) -> None:
         try:
-            if mv.forward is not None:
-                await mv.forward.forward(request, None)
-            else:
-                await self._infer(mv, request)
+            await self._infer(mv, request)
         except Exception:  # counted in the mirror's statistics; nobody waits for this answer
             pass
 

@@ -13,9 +13,9 @@ import grpc
 import pytest
 
 from modelserve.inference.v2 import grpc_service_pb2_grpc as svc_grpc
+from modelserve_common.testing.triton import TritonProcess, pytriton_dist
 from modelserve_model_server.server import running_server
 from modelserve_model_server.settings import ModelServerSettings
-from modelserve_model_server.triton_launch import TritonProcess, pytriton_dist
 
 TRITON_REPO = Path(__file__).parent / "triton_repo"
 ALL_MODELS = ("linear", "identity_int", "identity_fp", "identity_bool", "identity_bytes", "slow")

@@ -14,7 +14,8 @@ from modelserve.inference.v2 import model_config_pb2 as config_pb
 from modelserve_model_server.backend import LoadedModel, Tensors
 from modelserve_model_server.config import ModelSpec
 from modelserve_model_server.errors import ModelLoadFailed, ModelNotFound
-from modelserve_model_server.manager import ModelManager, Routing
+from modelserve_model_server.manager import ModelManager
+from modelserve_model_server.routing_table import Routing
 
 
 class FakeModel:

@@ -12,7 +12,8 @@ import pytest
 
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve_common.malformed import MalformedRequest, guard_request_deserializer
-from modelserve_model_server.triton import MODEL_INFER, TritonRouter
+from modelserve_model_server.methods import MODEL_INFER
+from modelserve_model_server.triton import TritonRouter
 
 # model_name "m" (scans fine), then field 4 (inputs) holding two bytes that are not a message
 GARBLED_TENSOR = pb.ModelInferRequest(model_name="m").SerializeToString() + b"\x22\x02\xff\xff"

@@ -13,7 +13,6 @@ import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -23,13 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from modelserve_common.testing.launcher import free_port
+
 _LEFTOVER_GLOBS = ("/dev/shm/triton_python_backend*", "/dev/shm/psm_*")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pytriton_dist() -> Path | None:
@@ -91,9 +86,9 @@ class TritonProcess:
     ) -> None:
         self.repository = Path(repository)
         self.models = list(models)
-        self.grpc_port = grpc_port or _free_port()
-        self.http_port = _free_port()
-        self.metrics_port = _free_port()
+        self.grpc_port = grpc_port or free_port()
+        self.http_port = free_port()
+        self.metrics_port = free_port()
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="ms-triton-"))
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[bytes] | None = None

@@ -1,0 +1,391 @@
+"""The Triton replica pool: the only module that talks to NVIDIA Triton.
+
+Every replica named in ``triton_url`` gets ``triton_channels_per_endpoint`` HTTP/2 connections;
+calls go to the replica with the fewest outstanding requests; a replica whose health probe fails,
+or that answers UNAVAILABLE and then fails a probe, is ejected (circuit breaker, with exponential
+backoff) and probed back in. With no replica left a call fails UNAVAILABLE at once, never hangs.
+Deadlines are the incoming call's remaining time, clamped; a cancelled client call cancels the
+Triton call (grpc.aio cancels an awaited call when its task is cancelled). Requests and replies
+travel as bytes (bytes-in/bytes-out multicallables): ``tritonclient.grpc`` is never imported (its
+protos clash with ours in protobuf's default pool).
+
+Every model in Triton's repository index is served under its own name (unless ``triton_models``
+narrows it); a local model of the same name wins. Which RPC goes where is the router's business
+(triton.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import structlog
+
+from modelserve.inference.v2 import grpc_service_pb2 as pb
+from modelserve_common.context import REQUEST_ID_HEADER, request_id_var
+from modelserve_common.errors import DeadlineExceeded, ServiceError, Unavailable, from_status
+from modelserve_common.tls import channel_credentials
+from modelserve_model_server.methods import REPOSITORY_INDEX, SERVER_READY
+from modelserve_model_server.settings import ModelServerSettings
+
+log = structlog.get_logger(__name__)
+
+_SERVER_READY_TRUE = pb.ServerReadyResponse(ready=True).SerializeToString()
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def triton_error(exc: grpc.aio.AioRpcError) -> ServiceError:
+    """Triton's status passed through: same code, Triton's own message."""
+    code = exc.code()
+    return from_status(code, exc.details() or code.name)
+
+
+# --------------------------------------------------------------------------- replicas
+
+
+def _channel_options(settings: ModelServerSettings, index: int) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # Our own retry/ejection logic applies; the channel's would buffer every request for replay.
+        ("grpc.enable_retries", 0),
+        # Reconnect quickly after Triton restarts (defaults back off up to 120 s).
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+        # One TCP connection per channel: channels with equal args otherwise share a subchannel.
+        ("grpc.use_local_subchannel_pool", 1),
+        ("modelserve.triton_channel", index),
+    ]
+
+
+@dataclass(eq=False)
+class Replica:
+    """One Triton endpoint: its channels, load and circuit-breaker state."""
+
+    target: str
+    channels: list[grpc.aio.Channel]
+    outstanding: int = 0
+    ejected: bool = False
+    ejected_until: float = 0.0
+    failures: int = 0
+    ready: bool = False
+    models: dict[str, str] = field(default_factory=dict)
+    _rr: itertools.count[int] = field(default_factory=itertools.count)
+    _unary: dict[str, list[grpc.aio.UnaryUnaryMultiCallable]] = field(default_factory=dict)
+    _probe: asyncio.Task[bool] | None = None
+
+    def unary(self, method: str) -> grpc.aio.UnaryUnaryMultiCallable:
+        calls = self._unary.get(method)
+        if calls is None:
+            calls = [
+                ch.unary_unary(method, request_serializer=None, response_deserializer=None)
+                for ch in self.channels
+            ]
+            self._unary[method] = calls
+        return calls[next(self._rr) % len(calls)]
+
+    def stream(self, method: str) -> grpc.aio.StreamStreamMultiCallable:
+        channel = self.channels[next(self._rr) % len(self.channels)]
+        return channel.stream_stream(method, request_serializer=None, response_deserializer=None)
+
+
+ReadinessCallback = Callable[[bool], Awaitable[None]]
+
+
+class TritonPool:
+    """The Triton replicas: balancing, ejection, probes and the repository index; forwards the
+    bytes of KServe v2 calls for Triton-served models to them."""
+
+    def __init__(
+        self,
+        settings: ModelServerSettings,
+        *,
+        local_models: Callable[[], Collection[str]] = frozenset,
+        on_readiness: ReadinessCallback | None = None,
+    ) -> None:
+        targets = [t.strip() for t in settings.triton_url.split(",") if t.strip()]
+        if not targets:
+            raise ValueError("triton_url names no endpoint")
+        self._settings = settings
+        self._local_models = local_models
+        self.on_readiness = on_readiness
+        self._configured = frozenset(m.strip() for m in settings.triton_models.split(",") if m.strip())
+        creds = channel_credentials(settings)
+        self.replicas: list[Replica] = []
+        for target in targets:
+            channels = []
+            for i in range(settings.triton_channels_per_endpoint):
+                opts = _channel_options(settings, i)
+                channels.append(
+                    grpc.aio.secure_channel(target, creds, options=opts)
+                    if creds is not None
+                    else grpc.aio.insecure_channel(target, options=opts)
+                )
+            self.replicas.append(Replica(target=target, channels=channels))
+        self._names: frozenset[str] = frozenset()
+        self._shadowed_logged: set[str] = set()
+        self._ready = False
+        self._rotate = itertools.count()
+        self._monitor: asyncio.Task[None] | None = None
+        self._next_index = 0.0
+        self.ejections = 0
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        """Final status of forwarded unary calls and streams by code name (CANCELLED = by our caller)."""
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        """Probes every replica once, reads the index, then keeps probing in the background."""
+        await self._tick()
+        self._monitor = asyncio.create_task(self._monitor_loop(), name="triton-monitor")
+
+    async def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.cancel()
+            try:
+                await self._monitor
+            except asyncio.CancelledError:
+                pass
+        for replica in self.replicas:
+            for channel in replica.channels:
+                await channel.close(None)
+
+    @property
+    def ready(self) -> bool:
+        """A replica is ready and so is every model the settings require."""
+        return self._ready
+
+    def serves(self, name: str) -> bool:
+        """Whether ``name`` is served through Triton (a local model of the same name wins)."""
+        if self._configured:
+            if name not in self._configured:
+                return False
+        elif name not in self._names:
+            return False
+        return name not in self._local_models()
+
+    def index_names(self) -> frozenset[str]:
+        """Models in Triton's repository index (every replica's, last refresh)."""
+        return self._names | self._configured
+
+    async def _monitor_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.triton_probe_interval_s)
+            try:
+                await self._tick()
+            except Exception:  # never let the monitor die
+                log.exception("triton.monitor_failed")
+
+    async def _tick(self) -> None:
+        await asyncio.gather(*(self._probe(r) for r in self.replicas))
+        if time.monotonic() >= self._next_index:
+            await self.refresh_index()
+        await self._update_readiness()
+
+    async def _probe(self, replica: Replica) -> None:
+        ok = await self._check(replica)
+        now = time.monotonic()
+        if ok:
+            replica.ready = True
+            if replica.ejected and now >= replica.ejected_until:
+                replica.ejected = False
+                replica.failures = 0
+                log.info("triton.replica_readmitted", replica=replica.target)
+        elif not replica.ejected or now >= replica.ejected_until:
+            self._eject(replica, "health probe failed")
+
+    async def _check(self, replica: Replica) -> bool:
+        """ServerReady on ``replica``; concurrent checks of one replica share one probe."""
+        if replica._probe is None or replica._probe.done():
+            replica._probe = asyncio.create_task(self._server_ready(replica))
+        return await asyncio.shield(replica._probe)
+
+    async def _server_ready(self, replica: Replica) -> bool:
+        try:
+            reply = await replica.unary(SERVER_READY)(b"", timeout=self._settings.triton_probe_timeout_s)
+        except grpc.aio.AioRpcError:
+            replica.ready = False
+            return False
+        replica.ready = reply == _SERVER_READY_TRUE
+        return replica.ready
+
+    def _eject(self, replica: Replica, why: str) -> None:
+        replica.failures += 1
+        replica.ready = False
+        s = self._settings
+        period = min(
+            s.triton_eject_s * 2 ** (replica.failures - 1), max(s.triton_eject_max_s, s.triton_eject_s)
+        )
+        replica.ejected_until = time.monotonic() + period
+        if not replica.ejected:
+            self.ejections += 1
+            log.warning("triton.replica_ejected", replica=replica.target, reason=why, eject_s=period)
+        replica.ejected = True
+
+    async def refresh_index(self) -> None:
+        """Reads every ready replica's RepositoryIndex; the union is what Triton serves."""
+        self._next_index = time.monotonic() + self._settings.triton_index_refresh_s
+        request = pb.RepositoryIndexRequest().SerializeToString()
+        names: set[str] = set()
+        answered = False
+        for replica in self.replicas:
+            if replica.ejected:
+                continue
+            try:
+                raw = await replica.unary(REPOSITORY_INDEX)(
+                    request, timeout=self._settings.triton_probe_timeout_s
+                )
+            except grpc.aio.AioRpcError:
+                continue
+            answered = True
+            index = pb.RepositoryIndexResponse.FromString(raw)
+            replica.models = {m.name: m.state for m in index.models}
+            names.update(replica.models)
+        if not answered:
+            return  # keep what we knew: Triton's models then fail UNAVAILABLE, not NOT_FOUND
+        local = set(self._local_models())
+        for name in sorted(names & local - self._shadowed_logged):
+            log.warning("triton.model_shadowed_by_local", model=name)
+            self._shadowed_logged.add(name)
+        self._names = frozenset(names)
+
+    async def _update_readiness(self) -> None:
+        live = [r for r in self.replicas if r.ready and not r.ejected]
+        ready = bool(live) and all(any(r.models.get(m) == "READY" for r in live) for m in self._configured)
+        if ready != self._ready:
+            self._ready = ready
+            log.info("triton.readiness_changed", ready=ready)
+            if self.on_readiness is not None:
+                await self.on_readiness(ready)
+
+    # ----------------------------------------------------------------- calls
+
+    def _timeout(self, context: grpc.aio.ServicerContext, default: float) -> float:
+        remaining = context.time_remaining()
+        if remaining is None or remaining > 1e7:  # no deadline on the incoming call
+            return min(default, self._settings.triton_max_timeout_s)
+        remaining -= self._settings.triton_deadline_margin_s
+        if remaining <= 0:
+            raise DeadlineExceeded("deadline exceeded before the call was forwarded to Triton")
+        return min(remaining, self._settings.triton_max_timeout_s)
+
+    def _pick(self, exclude: Replica | None = None) -> Replica:
+        best: Replica | None = None
+        n = len(self.replicas)
+        start = next(self._rotate) % n
+        for i in range(n):
+            r = self.replicas[(start + i) % n]
+            if r.ejected or r is exclude:
+                continue
+            if best is None or r.outstanding < best.outstanding:
+                best = r
+        if best is None:
+            raise Unavailable(
+                f"no Triton replica available ({n} configured, all ejected after failing health checks)"
+            )
+        return best
+
+    @staticmethod
+    def _metadata() -> tuple[tuple[str, str], ...] | None:
+        rid = request_id_var.get()
+        return ((REQUEST_ID_HEADER, rid),) if rid else None
+
+    async def _down(self, replica: Replica, exc: grpc.aio.AioRpcError) -> bool:
+        """After UNAVAILABLE: is the replica itself down (then eject it) or was it Triton's answer?"""
+        if await self._check(replica):
+            return False
+        self._eject(replica, exc.details() or "UNAVAILABLE")
+        return True
+
+    async def call(self, method: str, payload: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        """Forwards one unary call's bytes; on a replica found down, retries once on another."""
+        timeout = self._timeout(context, self._settings.triton_timeout_s)
+        deadline = time.monotonic() + timeout
+        metadata = self._metadata()
+        failed: Replica | None = None
+        while True:
+            replica = self._pick(exclude=failed)
+            replica.outstanding += 1
+            try:
+                reply: bytes = await replica.unary(method)(payload, timeout=timeout, metadata=metadata)
+                self.outcomes["OK"] += 1
+                return reply
+            except grpc.aio.AioRpcError as exc:
+                self.outcomes[exc.code().name] += 1
+                if exc.code() is not grpc.StatusCode.UNAVAILABLE or not await self._down(replica, exc):
+                    raise triton_error(exc) from None
+                if failed is not None:
+                    raise Unavailable(f"Triton replicas unavailable: {exc.details()}") from None
+                failed = replica
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    raise DeadlineExceeded("deadline exceeded while Triton was unavailable") from None
+            except asyncio.CancelledError:
+                self.outcomes["CANCELLED"] += 1  # the client went away; grpc.aio cancelled the call
+                raise
+            finally:
+                replica.outstanding -= 1
+
+    async def stream(
+        self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        """Forwards a bidirectional stream of bytes to one replica."""
+        timeout = self._timeout(context, self._settings.triton_max_timeout_s)
+        replica = self._pick()
+        replica.outstanding += 1
+        call = replica.stream(method)(requests, timeout=timeout, metadata=self._metadata())
+        try:
+            async for item in call:
+                yield item
+            self.outcomes["OK"] += 1
+        except grpc.aio.AioRpcError as exc:
+            self.outcomes[exc.code().name] += 1
+            if exc.code() is grpc.StatusCode.UNAVAILABLE:
+                await self._down(replica, exc)
+            raise triton_error(exc) from None
+        finally:
+            replica.outstanding -= 1
+            if not call.done():
+                self.outcomes["CANCELLED"] += 1
+                call.cancel()
+
+    async def broadcast(self, method: str, payload: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        """Sends a lifecycle call (load/unload) to every available replica; fails if any fails."""
+        targets = [r for r in self.replicas if not r.ejected]
+        if not targets:
+            self._pick()  # raises Unavailable
+        timeout = self._timeout(context, self._settings.triton_max_timeout_s)
+        results = await asyncio.gather(
+            *(r.unary(method)(payload, timeout=timeout, metadata=self._metadata()) for r in targets),
+            return_exceptions=True,
+        )
+        await self.refresh_index()
+        await self._update_readiness()
+        for result in results:
+            if isinstance(result, grpc.aio.AioRpcError):
+                raise triton_error(result)
+            if isinstance(result, BaseException):
+                raise result
+        reply: bytes = results[0]  # type: ignore[assignment]
+        return reply
+
+
+def triton_pool(
+    settings: ModelServerSettings, *, local_models: Callable[[], Collection[str]] = frozenset
+) -> TritonPool | None:
+    """The (not yet started) pool, or None when ``triton_url`` is empty (Triton path off)."""
+    if not settings.triton_url.strip():
+        return None
+    return TritonPool(settings, local_models=local_models)
