@@ -54,13 +54,13 @@ if [[ ! -x .venv/bin/python ]]; then
   "$PYTHON" -m venv .venv
 fi
 STAMP=.venv/.modelserve-setup
-WANT=$(cat requirements.lock libs/*/pyproject.toml services/*/pyproject.toml | sha256sum | cut -d' ' -f1)
+WANT=$(cat requirements.lock libs/*/pyproject.toml services/*/pyproject.toml clients/*/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [[ ! -f $STAMP || $(cat $STAMP) != "$WANT" ]]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check uv==0.13.9
   .venv/bin/uv pip install -q -p .venv/bin/python -r requirements.lock
   .venv/bin/uv pip install -q -p .venv/bin/python --no-deps \
     -e libs/contracts -e libs/common \
-    -e services/registry -e services/model_server -e services/orchestrator -e services/gateway
+    -e services/registry -e services/model_server -e services/orchestrator -e services/gateway -e clients/python
   echo "$WANT" > $STAMP
 fi
 
