@@ -20,10 +20,9 @@ import numpy as np
 
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve_common.errors import clip
+from modelserve_common.tensors import BY_NAME, InvalidTensor, bytes_elements, decode_bytes, encode_bytes
 from modelserve_model_server.backend import Tensors
 from modelserve_model_server.config import ModelSpec, TensorSpec
-from modelserve_model_server.datatypes import BY_NAME, bytes_elements, deserialize_bytes, serialize_bytes
-from modelserve_model_server.errors import InvalidTensor
 
 _InferOutput = pb.ModelInferResponse.InferOutputTensor
 
@@ -182,14 +181,8 @@ class Codec:
     @staticmethod
     def _from_raw(spec: TensorSpec, data: bytes, shape: list[int], count: int) -> np.ndarray:
         dt = spec.datatype
-        if dt.size == 0:
-            if count * 4 > len(data):  # before any allocation: each element has a 4-byte prefix
-                raise InvalidTensor(
-                    f"input {spec.name!r}: expected {count} BYTES elements for its shape {shape}, got "
-                    f"{len(data) // 4} at most: the raw contents hold {len(data)} bytes and each "
-                    "element starts with a 4-byte length prefix"
-                )
-            return deserialize_bytes(data, count, spec.name).reshape(shape)
+        if dt.size == 0:  # the count is checked against the bytes before any allocation
+            return decode_bytes(data, count, f"input {spec.name!r}").reshape(shape)
         expected = count * dt.size  # Python ints: no overflow
         if len(data) != expected:
             raise InvalidTensor(
@@ -269,7 +262,7 @@ class Codec:
             raw_out = response.raw_output_contents
             for name, dt, array in arrays:
                 add(name=name, datatype=dt.name, shape=array.shape)
-                raw_out.append(serialize_bytes(array) if dt.size == 0 else array.tobytes())
+                raw_out.append(encode_bytes(array) if dt.size == 0 else array.tobytes())
         else:
             for name, dt, array in arrays:
                 out = add(name=name, datatype=dt.name, shape=array.shape)

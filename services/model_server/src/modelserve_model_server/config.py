@@ -11,7 +11,7 @@ from google.protobuf import text_format
 
 from modelserve.inference.v2 import model_config_pb2 as config_pb
 from modelserve_common.errors import clip
-from modelserve_model_server.datatypes import BY_CONFIG_NAME, DataType
+from modelserve_common.tensors import BY_CONFIG_NAME, DataType
 from modelserve_model_server.errors import InvalidModelConfig
 
 CONFIG_FILE = "config.pbtxt"

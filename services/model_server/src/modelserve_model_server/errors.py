@@ -17,10 +17,6 @@ MODEL_MESSAGE_LIMIT = 512
 """Most characters of a model's own exception message repeated in the status message."""
 
 
-class InvalidTensor(InvalidArgument):
-    """A request's tensors do not match the model (name, datatype, shape, contents)."""
-
-
 class ModelNotFound(NotFound):
     """No such model or version in the repository."""
 

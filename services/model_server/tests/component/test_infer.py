@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from modelserve.inference.v2 import grpc_service_pb2 as pb
-from modelserve_model_server.datatypes import serialize_bytes
+from modelserve_common.tensors import encode_bytes
 
 Input = pb.ModelInferRequest.InferInputTensor
 Output = pb.ModelInferRequest.InferRequestedOutputTensor
@@ -46,7 +46,7 @@ TYPED_FIELD = {
 
 
 def raw_of(dt: str, a: np.ndarray) -> bytes:
-    return serialize_bytes(a) if dt == "BYTES" else a.tobytes()
+    return encode_bytes(a) if dt == "BYTES" else a.tobytes()
 
 
 def decode_raw(dt: str, data: bytes, shape: list[int]) -> np.ndarray:
@@ -256,7 +256,7 @@ INVALID_CASES = {
         lambda: pb.ModelInferRequest(
             model_name="identity_bytes",
             inputs=[Input(name="INPUT0", datatype="BYTES", shape=[1, 3])],
-            raw_input_contents=[serialize_bytes(np.array([b"a", b"b"], dtype=object))],
+            raw_input_contents=[encode_bytes(np.array([b"a", b"b"], dtype=object))],
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
         ["expected 3 BYTES elements", "got 2"],

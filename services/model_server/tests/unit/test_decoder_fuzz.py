@@ -17,10 +17,9 @@ from hypothesis import strategies as st
 
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve.inference.v2 import model_config_pb2 as config_pb
+from modelserve_common.tensors import BY_NAME, InvalidTensor, encode_bytes
 from modelserve_model_server.codec import Codec, Limits
 from modelserve_model_server.config import spec_from_config
-from modelserve_model_server.datatypes import BY_NAME, serialize_bytes
-from modelserve_model_server.errors import InvalidTensor
 
 Input = pb.ModelInferRequest.InferInputTensor
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -62,7 +61,7 @@ def tensors(draw: st.DrawFn, raw: bool) -> tuple[Input, bytes | None]:
         kind = draw(st.sampled_from(["bytes_frames", "random", "sized"]))
         if kind == "bytes_frames":
             elements = draw(st.lists(st.binary(max_size=6), max_size=12))
-            payload = serialize_bytes(np.array(elements, dtype=object))
+            payload = encode_bytes(np.array(elements, dtype=object))
             if draw(st.booleans()):
                 payload = payload[: draw(st.integers(0, len(payload)))]
         elif kind == "random":
@@ -120,7 +119,7 @@ def near_valid_requests(draw: st.DrawFn) -> pb.ModelInferRequest:
     raw = draw(st.booleans())
     request = pb.ModelInferRequest(model_name="fuzz", inputs=[b, f])
     if raw:
-        request.raw_input_contents.extend([serialize_bytes(np.array(texts, dtype=object)), floats.tobytes()])
+        request.raw_input_contents.extend([encode_bytes(np.array(texts, dtype=object)), floats.tobytes()])
     else:
         request.inputs[0].contents.bytes_contents.extend(texts)
         request.inputs[1].contents.fp32_contents.extend(floats.tolist())
