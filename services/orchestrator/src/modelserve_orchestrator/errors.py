@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modelserve_common.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from modelserve_common.errors import AlreadyExists, InvalidArgument, NotFound
 
 
 class PipelineNotFound(NotFound):
@@ -31,7 +31,3 @@ class IdempotencyKeyReused(AlreadyExists):
 
 class WebhookRefused(InvalidArgument):
     """The webhook destination is not allowed (SSRF protection) or malformed."""
-
-
-class SchemaTooNew(FailedPrecondition):
-    """The database was migrated by a newer orchestrator than this one."""

@@ -16,11 +16,12 @@ import structlog
 from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
+from modelserve_common.db import SchemaTooNew, migrate
 from modelserve_common.health import HealthReporter
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
 from modelserve_orchestrator.clients import AliasResolvingCaller, InferenceClient, RegistryClient
 from modelserve_orchestrator.db import Database, open_database
-from modelserve_orchestrator.errors import SchemaTooNew
+from modelserve_orchestrator.migrations import SCHEMA
 from modelserve_orchestrator.pipeline import Defaults, ModelCaller, PipelineRunner
 from modelserve_orchestrator.queue import MemoryWorkQueue, RedisOptions, RedisWorkQueue, WorkQueue
 from modelserve_orchestrator.service import Limits, OrchestratorService
@@ -43,7 +44,7 @@ async def _wait_ready(store: OrchestratorStore, queue: WorkQueue, timeout_s: flo
     while True:
         try:
             async with asyncio.timeout(timeout_s):
-                await store.migrate()
+                await migrate(store.db, SCHEMA)
                 await queue.ping()
             return
         except SchemaTooNew:
@@ -132,7 +133,7 @@ async def migrate_only(settings: OrchestratorSettings) -> int:
     db = database_for(settings)
     await db.open()
     try:
-        return await OrchestratorStore(db).migrate()
+        return await migrate(db, SCHEMA)
     finally:
         await db.close()
 

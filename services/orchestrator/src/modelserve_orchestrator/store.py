@@ -4,15 +4,13 @@ deliveries, in PostgreSQL or SQLite. All SQL lives here."""
 from __future__ import annotations
 
 import json
-import sqlite3
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 import structlog
 
+from modelserve_common.db import ConstraintViolation
 from modelserve_common.errors import Aborted
 from modelserve_orchestrator import tensors
 from modelserve_orchestrator.db import Database, Tx
@@ -36,52 +34,8 @@ from modelserve_orchestrator.errors import (
     IdempotencyKeyReused,
     PipelineAlreadyExists,
     PipelineNotFound,
-    SchemaTooNew,
 )
 
-# Numbered migrations, applied in order under the migration lock; the applied versions are
-# recorded in orch_schema_migrations (its own table: the registry may share the database).
-SCHEMA_V1 = [
-    """CREATE TABLE IF NOT EXISTS orch_pipelines (
-        name TEXT NOT NULL, version BIGINT NOT NULL, spec TEXT NOT NULL,
-        create_time DOUBLE PRECISION NOT NULL, PRIMARY KEY (name, version))""",
-    """CREATE TABLE IF NOT EXISTS orch_executions (
-        id TEXT PRIMARY KEY, pipeline TEXT NOT NULL, pipeline_version BIGINT NOT NULL,
-        state INTEGER NOT NULL, inputs TEXT NOT NULL, parameters TEXT NOT NULL, webhook TEXT,
-        idempotency_key TEXT UNIQUE, request_hash TEXT NOT NULL, outputs TEXT, missing TEXT,
-        error TEXT NOT NULL DEFAULT '', attempts INTEGER NOT NULL DEFAULT 0, lease_owner TEXT,
-        lease_until DOUBLE PRECISION, enqueued_at DOUBLE PRECISION,
-        create_time DOUBLE PRECISION NOT NULL, start_time DOUBLE PRECISION, end_time DOUBLE PRECISION)""",
-    "CREATE INDEX IF NOT EXISTS orch_executions_list ON orch_executions (create_time, id)",
-    "CREATE INDEX IF NOT EXISTS orch_executions_state ON orch_executions (state)",
-    """CREATE TABLE IF NOT EXISTS orch_node_results (
-        execution_id TEXT NOT NULL, node TEXT NOT NULL, trace TEXT NOT NULL, outputs TEXT NOT NULL,
-        completed_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (execution_id, node))""",
-    """CREATE TABLE IF NOT EXISTS orch_webhook_deliveries (
-        webhook_id TEXT PRIMARY KEY, execution_id TEXT NOT NULL, url TEXT NOT NULL,
-        secrets TEXT NOT NULL, event INTEGER NOT NULL, payload TEXT NOT NULL, state INTEGER NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at DOUBLE PRECISION NOT NULL,
-        lease_until DOUBLE PRECISION, create_time DOUBLE PRECISION NOT NULL)""",
-    "CREATE INDEX IF NOT EXISTS orch_deliveries_due ON orch_webhook_deliveries (state, next_attempt_at)",
-    "CREATE INDEX IF NOT EXISTS orch_deliveries_exec ON orch_webhook_deliveries (execution_id)",
-    """CREATE TABLE IF NOT EXISTS orch_webhook_attempts (
-        webhook_id TEXT NOT NULL, attempt INTEGER NOT NULL, time DOUBLE PRECISION NOT NULL,
-        http_status INTEGER NOT NULL, error TEXT NOT NULL, latency DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (webhook_id, attempt))""",
-]
-
-# Tenancy: pipelines and executions belong to the tenant that created them; rows from before
-# this migration (and everything a trusted in-cluster caller creates) belong to 'default'.
-SCHEMA_V2 = [
-    "ALTER TABLE orch_pipelines ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default'",
-    "ALTER TABLE orch_executions ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default'",
-    "CREATE INDEX IF NOT EXISTS orch_executions_tenant ON orch_executions (tenant, create_time, id)",
-]
-
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
-    (1, "pipelines, executions, node results, webhook deliveries and attempts", SCHEMA_V1),
-    (2, "tenant of pipelines and executions", SCHEMA_V2),
-]
 DEFAULT_TENANT = "default"
 # Idempotency keys are unique per tenant: a tenant other than 'default' stores its keys behind
 # its name and this separator (a key itself must be printable, so it cannot contain it).
@@ -97,13 +51,9 @@ def _tenant_filter(tenant: str | None, column: str = "tenant") -> tuple[str, lis
     return ("", []) if tenant is None else (f" AND {column} = ?", [tenant])
 
 
-LATEST_SCHEMA = MIGRATIONS[-1][0]
-_MIGRATION_LOCK = 80080  # pg_advisory_xact_lock key of the orchestrator's migrations
-
 log = structlog.get_logger(__name__)
 
 TERMINAL = (int(ExecutionState.SUCCEEDED), int(ExecutionState.FAILED), int(ExecutionState.CANCELLED))
-_INTEGRITY = (sqlite3.IntegrityError, psycopg.IntegrityError)
 
 _EXEC_COLS = (
     "id, pipeline, pipeline_version, state, parameters, webhook, idempotency_key, outputs, missing, "
@@ -172,36 +122,6 @@ class OrchestratorStore:
             found = self._parsed[key] = pipeline_from_dict(json.loads(spec), version, create_time)
         return found
 
-    async def migrate(self) -> int:
-        """Applies the pending migrations in one transaction under the migration lock (concurrent
-        replicas and the migration Job wait for each other) and returns the schema version. A
-        database migrated by a newer orchestrator raises SchemaTooNew."""
-        async with self.db.transaction() as tx:
-            if self.db.dialect == "postgresql":
-                await tx.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
-            await tx.execute(
-                "CREATE TABLE IF NOT EXISTS orch_schema_migrations (version INTEGER PRIMARY KEY, "
-                "description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
-            )
-            row = await tx.fetchone("SELECT MAX(version) FROM orch_schema_migrations")
-            current = int(row[0]) if row and row[0] is not None else 0
-            if current > LATEST_SCHEMA:
-                raise SchemaTooNew(
-                    f"database schema version {current} is newer than this orchestrator knows "
-                    f"({LATEST_SCHEMA}); run a newer orchestrator"
-                )
-            for version, description, statements in MIGRATIONS:
-                if version <= current:
-                    continue
-                for stmt in statements:
-                    await tx.execute(stmt)
-                await tx.execute(
-                    "INSERT INTO orch_schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
-                    (version, description, time.time()),
-                )
-                log.info("orchestrator.migration_applied", version=version, description=description)
-        return LATEST_SCHEMA
-
     async def ping(self) -> None:
         async with self.db.autocommit() as tx:
             await tx.fetchone("SELECT 1")
@@ -236,7 +156,7 @@ class OrchestratorStore:
                     "VALUES (?, ?, ?, ?, ?)",
                     (p.name, latest + 1, spec, now, tenant),
                 )
-        except _INTEGRITY:
+        except ConstraintViolation:
             raise Aborted(f"pipeline {p.name!r} changed concurrently; retry") from None
         return pipeline_from_dict(json.loads(spec), latest + 1, now)
 

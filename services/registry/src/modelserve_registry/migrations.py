@@ -1,7 +1,6 @@
-"""Numbered schema migrations, one set for PostgreSQL and SQLite, applied at start in one
-transaction under a lock (a PostgreSQL advisory lock; SQLite's write lock), so concurrent starters
-apply each migration once and a migration that fails leaves the schema version unchanged. A server
-refuses to run on a schema newer than it knows.
+"""The registry's numbered schema migrations, one set for PostgreSQL and SQLite, recorded in
+``schema_migrations``; modelserve_common.db.migrate applies them (one transaction under the
+registry's advisory lock; a schema newer than this list raises SchemaTooNew).
 
 Portable types only: TEXT, BIGINT, INTEGER. Times are BIGINT microseconds since the epoch.
 JSON documents are TEXT. Never edit a released migration; append a new one."""
@@ -9,31 +8,14 @@ JSON documents are TEXT. Never edit a released migration; append a new one."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import structlog
 
-from modelserve_common.errors import FailedPrecondition
-from modelserve_registry.db import Database, Tx
+from modelserve_common.db import Migration, MigrationSet, Tx
 
 log = structlog.get_logger(__name__)
 
 ADVISORY_LOCK_KEY = 0x6D737265  # "msre"
-
-
-class SchemaTooNew(FailedPrecondition):
-    """The database was migrated by a newer registry than this one."""
-
-
-@dataclass(frozen=True)
-class Migration:
-    number: int
-    name: str
-    statements: tuple[str, ...]
-    run: Callable[[Tx], Awaitable[None]] | None = None
-    """A data step run after the statements, in the same transaction (portable SQL only)."""
 
 
 async def _admin_keys_to_tenant_admin(tx: Tx) -> None:
@@ -159,38 +141,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
         _admin_keys_to_tenant_admin,
     ),
+    Migration(
+        3,
+        "uploaded artifacts: content-addressed blobs (issue 15)",
+        (
+            """CREATE TABLE blobs (
+                sha256 TEXT PRIMARY KEY,
+                size_bytes BIGINT NOT NULL,
+                touch_time BIGINT NOT NULL
+            )""",
+            "CREATE INDEX blobs_touch_time ON blobs (touch_time)",
+            "CREATE INDEX model_versions_artifact_uri ON model_versions (artifact_uri)",
+        ),
+    ),
 )
 
-LATEST = MIGRATIONS[-1].number
-
-
-async def migrate(db: Database, migrations: tuple[Migration, ...] = MIGRATIONS) -> int:
-    """Applies the pending migrations; returns the schema version. Raises SchemaTooNew."""
-    known = migrations[-1].number
-    async with db.transaction(write=True) as tx:
-        if db.dialect == "postgresql":
-            await tx.execute("SELECT pg_advisory_xact_lock(?)", (ADVISORY_LOCK_KEY,))
-        await tx.execute(
-            """CREATE TABLE IF NOT EXISTS schema_migrations (
-                version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)"""
-        )
-        row = await tx.fetchone("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-        current = int(row[0]) if row else 0
-        if current > known:
-            raise SchemaTooNew(
-                f"database schema version {current} is newer than this registry knows ({known}): "
-                "upgrade the registry"
-            )
-        for m in migrations:
-            if m.number <= current:
-                continue
-            for stmt in m.statements:
-                await tx.execute(stmt)
-            if m.run is not None:
-                await m.run(tx)
-            await tx.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (m.number, m.name, int(time.time() * 1e6)),
-            )
-            log.info("registry.migration_applied", version=m.number, migration=m.name)
-        return max(current, known)
+SCHEMA = MigrationSet(
+    service="registry", migrations=MIGRATIONS, table="schema_migrations", lock_key=ADVISORY_LOCK_KEY
+)
+LATEST = SCHEMA.latest

@@ -11,10 +11,11 @@ import structlog
 from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve.registry.v1 import registry_service_pb2_grpc as svc_grpc
+from modelserve_common.db import migrate
 from modelserve_common.health import HealthReporter
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
 from modelserve_registry.db import Database, DatabaseUnavailable, open_database
-from modelserve_registry.migrations import migrate
+from modelserve_registry.migrations import SCHEMA
 from modelserve_registry.service import Limits, RegistryService
 from modelserve_registry.servicer import RegistryServicer
 from modelserve_registry.settings import RegistrySettings
@@ -40,7 +41,7 @@ async def _check(store: RegistryStore, migrated: bool, timeout_s: float) -> bool
     try:
         async with asyncio.timeout(timeout_s):
             if not migrated:
-                await migrate(store.db)
+                await migrate(store.db, SCHEMA)
             await store.ping()
         return True
     except (DatabaseUnavailable, TimeoutError) as exc:
@@ -132,6 +133,6 @@ async def migrate_only(settings: RegistrySettings) -> int:
     db = database_for(settings)
     await db.open()
     try:
-        return await migrate(db)
+        return await migrate(db, SCHEMA)
     finally:
         await db.close()

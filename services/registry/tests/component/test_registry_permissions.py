@@ -6,6 +6,7 @@ an entry it cannot decode or encode, migration 2 (tenant keys' "admin" -> "tenan
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable
@@ -23,8 +24,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelserve.registry.v1 import registry_service_pb2 as pb
 from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
+from modelserve_common.db import migrate
 from modelserve_registry.db import Database, open_database
-from modelserve_registry.migrations import MIGRATIONS, migrate
+from modelserve_registry.migrations import MIGRATIONS, SCHEMA
 from modelserve_registry.server import running_server
 from modelserve_registry.settings import RegistrySettings
 
@@ -552,7 +554,7 @@ async def test_migration_maps_tenant_admin_keys_to_tenant_admin(database_url: st
     db = open_database(database_url, tmp_path, min_size=0, max_size=2, timeout_s=2.0)
     await db.open()
     try:
-        await migrate(db, MIGRATIONS[:1])
+        await migrate(db, dataclasses.replace(SCHEMA, migrations=MIGRATIONS[:1]))
         async with db.transaction(write=True) as tx:
             await tx.execute("INSERT INTO tenants VALUES ('acme', '', '{}', 0, 0, 0)")
             for key, scopes in (("k000000000001", ["read", "admin"]), ("k000000000002", ["infer"])):
@@ -562,7 +564,7 @@ async def test_migration_maps_tenant_admin_keys_to_tenant_admin(database_url: st
                     (key, json.dumps(scopes)),
                 )
         with structlog.testing.capture_logs() as logs:
-            assert await migrate(db) == MIGRATIONS[-1].number
+            assert await migrate(db, SCHEMA) == MIGRATIONS[-1].number
         mapped = [e for e in logs if e["event"] == "registry.migration_key_admin_scope_mapped"]
         assert [(e["key"], e["tenant"]) for e in mapped] == [("k000000000001", "acme")]
         async with db.transaction(write=False) as tx:

@@ -5,6 +5,7 @@ and UNAVAILABLE during an outage, recovery without a restart."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -15,10 +16,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelserve.registry.v1 import registry_service_pb2 as pb
 from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
+from modelserve_common.db import Migration, SchemaTooNew, migrate
 from modelserve_common.testing.databases import ThrowawayPostgres
 from modelserve_registry.db import Database, DatabaseUnavailable, open_database
 from modelserve_registry.domain import Model, ModelVersion
-from modelserve_registry.migrations import LATEST, MIGRATIONS, Migration, SchemaTooNew, migrate
+from modelserve_registry.migrations import LATEST, MIGRATIONS, SCHEMA
 from modelserve_registry.server import running_server
 from modelserve_registry.settings import RegistrySettings
 from modelserve_registry.store import RegistryStore, now_us
@@ -59,7 +61,7 @@ async def test_migrate_concurrent_starters_apply_each_migration_once(
     for db in dbs:
         await db.open()
     try:
-        versions = await asyncio.gather(*(migrate(db) for db in dbs))
+        versions = await asyncio.gather(*(migrate(db, SCHEMA) for db in dbs))
         assert versions == [LATEST] * 3
         async with dbs[0].transaction(write=False) as tx:
             rows = await tx.fetch("SELECT version FROM schema_migrations ORDER BY version")
@@ -75,13 +77,13 @@ async def test_failed_migration_leaves_schema_version_unchanged(database_url: st
     db = _db(database_url, tmp_path)
     await db.open()
     try:
-        await migrate(db)
+        await migrate(db, SCHEMA)
         broken = (
             *MIGRATIONS,
             Migration(LATEST + 1, "broken", ("CREATE TABLE half_done (x INTEGER)", "NOT SQL")),
         )
         with pytest.raises((psycopg.Error, sqlite3.Error)):
-            await migrate(db, broken)
+            await migrate(db, dataclasses.replace(SCHEMA, migrations=broken))
         assert await _schema_version(db) == LATEST
         async with db.transaction(write=False) as tx:  # the first statement was rolled back too
             with pytest.raises((psycopg.Error, sqlite3.Error)):
@@ -93,7 +95,7 @@ async def test_failed_migration_leaves_schema_version_unchanged(database_url: st
 async def test_server_refuses_newer_schema(database_url: str, tmp_path: Path) -> None:
     db = _db(database_url, tmp_path)
     await db.open()
-    await migrate(db)
+    await migrate(db, SCHEMA)
     async with db.transaction(write=True) as tx:
         await tx.execute(
             "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, 'future', 0)", (LATEST + 1,)
@@ -107,7 +109,7 @@ async def test_server_refuses_newer_schema(database_url: str, tmp_path: Path) ->
 async def test_error_mid_transaction_leaves_no_partial_rows(database_url: str, tmp_path: Path) -> None:
     db = _db(database_url, tmp_path)
     await db.open()
-    await migrate(db)
+    await migrate(db, SCHEMA)
     store = RegistryStore(db)
     try:
         with pytest.raises(RuntimeError):
@@ -130,7 +132,7 @@ async def test_database_killed_mid_transaction_no_partial_rows_then_recovers(
 ) -> None:
     db = _db(throwaway_postgres.url, tmp_path)
     await db.open()
-    await migrate(db)
+    await migrate(db, SCHEMA)
     store = RegistryStore(db)
     try:
         with pytest.raises(DatabaseUnavailable):

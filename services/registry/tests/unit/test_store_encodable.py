@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from modelserve_common.db import migrate
 from modelserve_registry.db import open_database
 from modelserve_registry.domain import ApiKey, Tenant
-from modelserve_registry.migrations import migrate
+from modelserve_registry.migrations import SCHEMA
 from modelserve_registry.store import MAX_TIME_US, RegistryStore, UnencodableResource, check_encodable
 
 
@@ -37,7 +38,7 @@ async def test_record_refuses_before_any_write(tmp_path: Path) -> None:
     db = open_database(f"sqlite:///{tmp_path}/r.db", tmp_path, min_size=0, max_size=1, timeout_s=2.0)
     await db.open()
     try:
-        await migrate(db)
+        await migrate(db, SCHEMA)
         store = RegistryStore(db)
         with pytest.raises(UnencodableResource):
             async with store.transaction(write=True) as tx:
