@@ -11,12 +11,16 @@ import structlog
 from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve.registry.v1 import registry_service_pb2_grpc as svc_grpc
+from modelserve_common.artifact_store import ArtifactStore, artifact_store
 from modelserve_common.db import migrate
+from modelserve_common.errors import ServiceError
 from modelserve_common.health import HealthReporter
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
+from modelserve_registry.artifacts import ArtifactLimits
+from modelserve_registry.core import Limits
 from modelserve_registry.db import Database, DatabaseUnavailable, open_database
 from modelserve_registry.migrations import SCHEMA
-from modelserve_registry.service import Limits, RegistryService
+from modelserve_registry.service import RegistryService
 from modelserve_registry.servicer import RegistryServicer
 from modelserve_registry.settings import RegistrySettings
 from modelserve_registry.store import RegistryStore
@@ -71,6 +75,20 @@ async def _follow_database(
             await health.set_not_serving()
 
 
+async def _sweep_blobs(
+    service: RegistryService, artifacts: ArtifactStore, settings: RegistrySettings
+) -> None:
+    """Every blob_sweep_interval_s: unreferenced blobs past their grace, then stale temporary
+    uploads. A failure (database or store down) is logged and retried at the next round."""
+    while True:
+        await asyncio.sleep(settings.blob_sweep_interval_s)
+        try:
+            await service.sweep_blobs()
+            await artifacts.sweep_temporary(settings.artifacts.temporary_timeout_s)
+        except (ServiceError, DatabaseUnavailable) as exc:
+            log.warning("blobs.sweep_failed", error=str(exc))
+
+
 @asynccontextmanager
 async def running_server(
     settings: RegistrySettings,
@@ -103,6 +121,17 @@ async def running_server(
         watch_progress_interval_s=settings.watch_progress_interval_s,
     )
     service = RegistryService(store, limits)
+    artifacts = artifact_store(settings.artifacts, settings.data_dir)
+    service.use_artifact_store(
+        artifacts,
+        ArtifactLimits(
+            max_artifact_bytes=settings.max_artifact_bytes,
+            tenant_storage_quota_bytes=settings.tenant_storage_quota_bytes,
+            upload_idle_timeout_s=settings.upload_idle_timeout_s,
+            blob_grace_s=settings.blob_grace_s,
+            max_signature_bytes=settings.max_signature_bytes,
+        ),
+    )
     servicer = RegistryServicer(service)
     services = [
         GrpcService(SERVICE_NAME, lambda s: svc_grpc.add_RegistryServiceServicer_to_server(servicer, s))
@@ -116,13 +145,17 @@ async def running_server(
             if ready:
                 await running.health.set_serving()
             follower = asyncio.create_task(_follow_database(store, running.health, settings, ready))
+            sweeper = asyncio.create_task(_sweep_blobs(service, artifacts, settings))
             running.extra["service"] = service
             try:
                 yield running
             finally:
                 follower.cancel()
+                sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await follower
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
     finally:
         await db.close()
 
