@@ -1,13 +1,13 @@
-"""THE chain's two ways of running: applied to handlers at registration (the default, with handler
-wrappers innermost) and as a grpc.aio interceptor when a service passes interceptors of its own;
-and the access log's two writers (direct JSON lines, structlog for other formats)."""
+"""THE chain, applied to handlers at registration with handler wrappers innermost (inside the error
+mapping and access log), and the access log's two writers (direct JSON lines, structlog for other
+formats)."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import grpc
 import pytest
@@ -51,16 +51,6 @@ def refusing_wrapper(seen: list[str]) -> Callable[[str, grpc.RpcMethodHandler], 
     return wrap
 
 
-class RefusingInterceptor(grpc.aio.ServerInterceptor):
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        return refusing_wrapper([])(details.method, handler)
-
-
 async def _calls(port: int) -> list[tuple[grpc.StatusCode, str, str]]:
     """ok, deny, deny-with-id: (code, details, echoed request id)."""
     out = []
@@ -78,19 +68,13 @@ async def _calls(port: int) -> list[tuple[grpc.StatusCode, str, str]]:
     return out
 
 
-@pytest.mark.parametrize("how", ["wrapper", "interceptor"])
-async def test_chain_extras_run_inside_error_mapping_and_access_log(how: str) -> None:
+async def test_chain_wrappers_run_inside_error_mapping_and_access_log() -> None:
     out = io.StringIO()
     s = settings()
     configure_logging(s, stream=out)
     seen: list[str] = []
-    extra: dict[str, object] = (
-        {"wrappers": [refusing_wrapper(seen)]}
-        if how == "wrapper"
-        else {"interceptors": [RefusingInterceptor()]}
-    )
     try:
-        async with grpc_server(s, [probe_service(ProbeServicer())], **extra) as srv:  # type: ignore[arg-type]
+        async with grpc_server(s, [probe_service(ProbeServicer())], wrappers=[refusing_wrapper(seen)]) as srv:
             results = await _calls(srv.port)
             await asyncio.sleep(0.05)  # the access-log lines are written on a later loop turn
     finally:
@@ -99,8 +83,8 @@ async def test_chain_extras_run_inside_error_mapping_and_access_log(how: str) ->
         (grpc.StatusCode.OK, "", "rid-ok"),
         (grpc.StatusCode.PERMISSION_DENIED, "wrapper says no", "rid-deny"),
     ]
-    if how == "wrapper":  # applied once per registered method, with full method names
-        assert READY in seen and len(seen) == len(set(seen))
+    # applied once per registered method, with full method names
+    assert READY in seen and len(seen) == len(set(seen))
     lines = [json.loads(ln) for ln in out.getvalue().splitlines() if ln.startswith("{")]
     handled = [(ln["request_id"], ln["grpc_code"]) for ln in lines if ln["event"] == "rpc.handled"]
     assert handled == [("rid-ok", "OK"), ("rid-deny", "PERMISSION_DENIED")]

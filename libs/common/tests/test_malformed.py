@@ -1,12 +1,12 @@
 """Malformed request bytes (sent raw through a generic channel with identity serializers) answer
 INVALID_ARGUMENT "malformed request message: ..." through the common chain, for every service
 served by modelserve_common.server.grpc_server: unary, unary-stream (health Watch) and
-bidirectional streams, with and without extra grpc.aio interceptors; the access log and metrics
+bidirectional streams, with and without handler wrappers of the service; the access log and metrics
 see the mapped code; well-formed calls are untouched."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -15,6 +15,7 @@ from helpers import SERVICE, ProbeServicer, probe_service
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve_common import metrics
 from modelserve_common.config import BaseServiceSettings
+from modelserve_common.handlers import behaviour, replace_behaviour
 from modelserve_common.malformed import guard_request_deserializer
 from modelserve_common.server import grpc_server
 
@@ -25,22 +26,16 @@ MALFORMED = {
 }
 
 
-class PassThrough(grpc.aio.ServerInterceptor):
-    """An extra grpc-level interceptor: observability then runs as an interceptor too."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        return await continuation(handler_call_details)
+def pass_through(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """A service's handler wrapper (outside the guard) that rebuilds every handler it is given."""
+    return replace_behaviour(handler, behaviour(handler))
 
 
-@pytest.fixture(params=["wrapped", "with_interceptor"])
+@pytest.fixture(params=["chain", "with_wrapper"])
 async def channel(request: pytest.FixtureRequest) -> AsyncIterator[grpc.aio.Channel]:
     settings = BaseServiceSettings(grpc_host="127.0.0.1", grpc_port=0, shutdown_grace_s=1.0)
-    extra = [PassThrough()] if request.param == "with_interceptor" else []
-    async with grpc_server(settings, [probe_service(ProbeServicer())], interceptors=extra) as srv:
+    wrappers = [pass_through] if request.param == "with_wrapper" else []
+    async with grpc_server(settings, [probe_service(ProbeServicer())], wrappers=wrappers) as srv:
         await srv.health.set_serving()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
             yield ch

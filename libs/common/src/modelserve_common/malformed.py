@@ -16,13 +16,13 @@ see :func:`modelserve_common.interceptors.server_chain`.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 
 from modelserve_common.errors import InvalidArgument
+from modelserve_common.handlers import behaviour, replace_behaviour, replies_of, reply_of
 
 MESSAGE_LIMIT = 200
 """Most characters of the parser's own explanation repeated in the status message."""
@@ -74,14 +74,6 @@ async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield item
 
 
-async def _results(result: Any) -> AsyncIterator[Any]:
-    if inspect.isasyncgen(result) or hasattr(result, "__aiter__"):
-        async for item in result:
-            yield item
-    elif inspect.isawaitable(result):
-        await result
-
-
 def guard_request_deserializer(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     """``handler`` whose malformed requests raise :class:`MalformedRequest` (INVALID_ARGUMENT)
     inside the handler instead of failing in grpc's deserializer; handlers without a request
@@ -89,46 +81,18 @@ def guard_request_deserializer(method: str, handler: grpc.RpcMethodHandler) -> g
     if handler is None or handler.request_deserializer is None:
         return handler
     deserialize = safe_deserializer(handler.request_deserializer)
-    serialize = handler.response_serializer
+    inner: Any = behaviour(handler)
+    checked: Callable[[Any], Any] = _checked if handler.request_streaming else check
 
-    if not handler.request_streaming and not handler.response_streaming:
-        inner_uu: Any = handler.unary_unary
+    if handler.response_streaming:
 
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if type(request) is _Malformed:
-                raise request.error
-            result = inner_uu(request, context)
-            return await result if inspect.isawaitable(result) else result
-
-        return grpc.unary_unary_rpc_method_handler(unary_unary, deserialize, serialize)
-
-    if not handler.request_streaming:
-        inner_us: Any = handler.unary_stream
-
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            if type(request) is _Malformed:
-                raise request.error
-            async for item in _results(inner_us(request, context)):
+        async def streamed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async for item in replies_of(inner(checked(request), context)):
                 yield item
 
-        return grpc.unary_stream_rpc_method_handler(unary_stream, deserialize, serialize)
+        return replace_behaviour(handler, streamed, request_deserializer=deserialize)
 
-    if not handler.response_streaming:
-        inner_su: Any = handler.stream_unary
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await reply_of(inner(checked(request), context))
 
-        async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-            result = inner_su(_checked(requests), context)
-            return await result if inspect.isawaitable(result) else result
-
-        return grpc.stream_unary_rpc_method_handler(stream_unary, deserialize, serialize)
-
-    inner_ss: Any = handler.stream_stream
-
-    async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        async for item in _results(inner_ss(_checked(requests), context)):
-            yield item
-
-    return grpc.stream_stream_rpc_method_handler(stream_stream, deserialize, serialize)
-
-
-__all__ = ["MalformedRequest", "MESSAGE_LIMIT", "check", "guard_request_deserializer", "safe_deserializer"]
+    return replace_behaviour(handler, unary, request_deserializer=deserialize)

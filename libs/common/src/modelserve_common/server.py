@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve_common.config import BaseServiceSettings, ConfigurationError, StartupError, env_name
 from modelserve_common.errors import ServiceError
+from modelserve_common.handlers import HandlerCache
 from modelserve_common.health import HealthReporter
 from modelserve_common.interceptors import HandlerWrapper, server_chain
 from modelserve_common.metrics import MetricsEndpoint, start_metrics_endpoint
@@ -62,20 +63,13 @@ class _WrappedGenericHandler(grpc.GenericRpcHandler):
 
     def __init__(self, inner: grpc.GenericRpcHandler, wrap: HandlerWrapper) -> None:
         self._inner = inner
-        self._wrap = wrap
-        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._cache = HandlerCache(wrap)
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         handler = self._inner.service(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = self._wrap(method, handler)
-        self._cache[method] = (handler, wrapped)
-        return wrapped
+        return self._cache.get(handler_call_details.method, handler)
 
 
 class _Registrar:
@@ -181,16 +175,15 @@ async def grpc_server(
     services: Sequence[GrpcService],
     *,
     tracer_provider: TracerProvider | None = None,
-    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     handlers: Sequence[grpc.GenericRpcHandler] = (),
     wrappers: Sequence[HandlerWrapper] = (),
 ) -> AsyncIterator[RunningServer]:
     """Starts a gRPC server for ``services``; health stays NOT_SERVING until the caller calls
     ``running.health.set_serving()``. On exit: NOT_SERVING, drain for ``shutdown_grace_s``, stop.
-    ``interceptors`` (grpc.aio) and ``wrappers`` (applied once per method handler, cheaper) join
-    THE chain in the places modelserve_common.interceptors describes."""
+    ``handlers`` are generic handlers served beside ``services``; ``wrappers`` (applied once per
+    method handler) join THE chain where modelserve_common.interceptors describes."""
     health = HealthReporter([s.name for s in services])
-    chain = server_chain(settings, tracer_provider, interceptors, wrappers)
+    chain = server_chain(settings, tracer_provider, wrappers)
     server = grpc.aio.server(
         interceptors=chain.interceptors,
         options=server_options(settings),

@@ -8,20 +8,19 @@ Order (first is outermost):
    to log context, echoed in trailing metadata), one access-log line per RPC with the final code
    and duration, the standard ``grpc_server_*`` metrics, and error mapping (ServiceError -> its
    status; anything else -> logged once with its stack, INTERNAL "internal error").
-3. Extra grpc.aio interceptors a service passes (e.g. authentication), inside the error mapping so
-   their ServiceErrors become statuses.
-4. Handler wrappers a service passes (``(full_method, handler) -> handler``, e.g. the model
-   server's Triton router), innermost, around the registered handlers.
-5. The malformed-request guard (malformed.py), innermost of all: a request whose bytes do not
+3. Handler wrappers a service passes (``(full_method, handler) -> handler``, e.g. the model
+   server's ownership guard and Triton router, or authentication), inside the error mapping so
+   their ServiceErrors become statuses, around the registered handlers.
+4. The malformed-request guard (malformed.py), innermost of all: a request whose bytes do not
    parse answers INVALID_ARGUMENT "malformed request message: ..." through the error mapping
    (grpc's own answer would be UNKNOWN "Unexpected <class 'DecodeError'>").
 
-Request context, access log, metrics and error mapping are one wrapper rather than four, and it is
-applied to each method handler once, when services are registered, instead of by a grpc.aio
-interceptor: every interceptor costs grpc.aio a coroutine chain and a handler lookup per RPC, and
-the model server's throughput target leaves no room for that. Only when a service passes grpc-level
-interceptors (3) does observability run as an interceptor, so that it stays outside them. Handler
-wrappers (4) cost nothing per RPC beyond their own work.
+Everything but the OpenTelemetry interceptor is a handler wrapper, applied to each method handler
+once, when services are registered, rather than a grpc.aio interceptor: every interceptor costs
+grpc.aio a coroutine chain and a handler lookup per RPC, and the model server's throughput target
+leaves no room for that. Request context, access log, metrics and error mapping are one wrapper
+rather than four. Wrappers build their handlers with :mod:`modelserve_common.handlers` (arity,
+behaviour, cache).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ import grpc
 from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve_common.config import BaseServiceSettings
-from modelserve_common.interceptors.observability import AccessLog, ObservabilityInterceptor, wrap_handler
+from modelserve_common.interceptors.observability import AccessLog, wrap_handler
 from modelserve_common.malformed import guard_request_deserializer
 
 UNTRACED_PREFIXES = ("grpc.health.", "grpc.reflection.")
@@ -48,7 +47,7 @@ class ServerChain:
     """The chain, split into what grpc.aio runs per RPC and what is applied at registration."""
 
     interceptors: list[grpc.aio.ServerInterceptor]
-    """For ``grpc.aio.server(interceptors=...)``; empty unless tracing is on or extras are given."""
+    """For ``grpc.aio.server(interceptors=...)``; empty unless tracing is on."""
     wrap: HandlerWrapper
     """Applied once to every method handler when it is registered."""
 
@@ -56,7 +55,6 @@ class ServerChain:
 def server_chain(
     settings: BaseServiceSettings,
     tracer_provider: TracerProvider | None = None,
-    extra: Sequence[grpc.aio.ServerInterceptor] = (),
     wrappers: Sequence[HandlerWrapper] = (),
 ) -> ServerChain:
     """The ordered server chain (see module docstring)."""
@@ -74,17 +72,6 @@ def server_chain(
             )
         )
     inner = tuple(reversed(wrappers))
-    if extra:
-        chain.append(ObservabilityInterceptor(access_log))
-        chain.extend(extra)
-
-        def wrap_inner(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-            handler = guard_request_deserializer(method, handler)
-            for w in inner:
-                handler = w(method, handler)
-            return handler
-
-        return ServerChain(chain, wrap_inner)
 
     def wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         handler = guard_request_deserializer(method, handler)
@@ -95,16 +82,4 @@ def server_chain(
     return ServerChain(chain, wrap)
 
 
-def server_interceptors(
-    settings: BaseServiceSettings,
-    tracer_provider: TracerProvider | None = None,
-    extra: Sequence[grpc.aio.ServerInterceptor] = (),
-) -> list[grpc.aio.ServerInterceptor]:
-    """The whole chain as grpc.aio interceptors, for a server whose handlers are not registered
-    through :func:`modelserve_common.server.grpc_server` (which uses :func:`server_chain`)."""
-    access_log = AccessLog(structured_only=tracer_provider is not None) if settings.access_log else None
-    chain = server_chain(settings, tracer_provider, ()).interceptors
-    return [*chain, ObservabilityInterceptor(access_log), *extra]
-
-
-__all__ = ["HandlerWrapper", "ServerChain", "server_chain", "server_interceptors", "UNTRACED_PREFIXES"]
+__all__ = ["HandlerWrapper", "ServerChain", "UNTRACED_PREFIXES", "server_chain"]

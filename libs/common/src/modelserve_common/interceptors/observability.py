@@ -2,8 +2,7 @@
 
 :func:`wrap_handler` builds the wrapped handler once per method. The server applies it when
 services are registered (no grpc-level interceptor, so no extra coroutine and handler lookup per
-RPC); :class:`ObservabilityInterceptor` applies the same wrapper from a grpc.aio interceptor, for
-chains that carry grpc-level interceptors of their own (see the package docstring).
+RPC; see the package docstring).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +26,7 @@ from modelserve_common import logging as mslogging
 from modelserve_common import metrics
 from modelserve_common.context import REQUEST_ID_HEADER, request_id_var
 from modelserve_common.errors import ServiceError
+from modelserve_common.handlers import behaviour, replace_behaviour, replies_of, reply_of
 
 errlog = structlog.get_logger("modelserve.errors")
 
@@ -214,109 +214,35 @@ def wrap_handler(
 ) -> grpc.RpcMethodHandler:
     """``handler`` with request context, access log, metrics and error mapping around it."""
     m = _MethodMetrics(full_method, _grpc_type(handler))
+    inner: Any = behaviour(handler)
 
-    if not handler.request_streaming and not handler.response_streaming:
-        inner_uu: Any = handler.unary_unary
-        is_coro = inspect.iscoroutinefunction(inner_uu)
+    if handler.response_streaming:
 
-        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def streamed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             call = _Call(m, context)
             try:
-                if is_coro:
-                    return await inner_uu(request, context)
-                result = inner_uu(request, context)
-                return await result if inspect.isawaitable(result) else result
+                async for item in replies_of(inner(request, context)):
+                    yield item
             except BaseException as exc:
                 await call.handle(exc)
                 raise
             finally:
                 call.finish(access_log)
 
-        return grpc.unary_unary_rpc_method_handler(
-            unary_unary, handler.request_deserializer, handler.response_serializer
-        )
+        return replace_behaviour(handler, streamed)
 
-    if not handler.request_streaming:
-        inner_us: Any = handler.unary_stream
+    is_coro = inspect.iscoroutinefunction(inner)
 
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async for item in _stream(m, access_log, inner_us, request, context):
-                yield item
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        call = _Call(m, context)
+        try:
+            if is_coro:
+                return await inner(request, context)
+            return await reply_of(inner(request, context))
+        except BaseException as exc:
+            await call.handle(exc)
+            raise
+        finally:
+            call.finish(access_log)
 
-        return grpc.unary_stream_rpc_method_handler(
-            unary_stream, handler.request_deserializer, handler.response_serializer
-        )
-
-    if not handler.response_streaming:
-        inner_su: Any = handler.stream_unary
-
-        async def stream_unary(request_iter: Any, context: grpc.aio.ServicerContext) -> Any:
-            call = _Call(m, context)
-            try:
-                result = inner_su(request_iter, context)
-                return await result if inspect.isawaitable(result) else result
-            except BaseException as exc:
-                await call.handle(exc)
-                raise
-            finally:
-                call.finish(access_log)
-
-        return grpc.stream_unary_rpc_method_handler(
-            stream_unary, handler.request_deserializer, handler.response_serializer
-        )
-
-    inner_ss: Any = handler.stream_stream
-
-    async def stream_stream(request_iter: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        async for item in _stream(m, access_log, inner_ss, request_iter, context):
-            yield item
-
-    return grpc.stream_stream_rpc_method_handler(
-        stream_stream, handler.request_deserializer, handler.response_serializer
-    )
-
-
-class ObservabilityInterceptor(grpc.aio.ServerInterceptor):
-    """:func:`wrap_handler` as a grpc.aio interceptor; wrapped handlers are cached per method."""
-
-    def __init__(self, access_log: AccessLog | None) -> None:
-        self._access_log = access_log
-        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        method = handler_call_details.method
-        cached = self._cache.get(method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = wrap_handler(method, handler, self._access_log)
-        self._cache[method] = (handler, wrapped)
-        return wrapped
-
-
-async def _stream(
-    m: _MethodMetrics,
-    access_log: AccessLog | None,
-    inner: Callable[..., Any],
-    request: Any,
-    context: grpc.aio.ServicerContext,
-) -> AsyncIterator[Any]:
-    call = _Call(m, context)
-    try:
-        result = inner(request, context)
-        if inspect.isasyncgen(result) or hasattr(result, "__aiter__"):
-            async for item in result:
-                yield item
-        elif inspect.isawaitable(result):
-            await result
-    except BaseException as exc:
-        await call.handle(exc)
-        raise
-    finally:
-        call.finish(access_log)
+    return replace_behaviour(handler, unary)
