@@ -14,7 +14,7 @@ upload files or override configs, are refused).
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -81,7 +81,7 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
         yield item
 
 
-class TritonRouter(grpc.aio.ServerInterceptor):
+class TritonRouter:
     """Sends each inference-service RPC about a Triton-served model to Triton, undecoded, and
     everything else to the local servicer (which it wraps, so the local servicer knows nothing
     of Triton). Installed through ``grpc_server(..., wrappers=[router.wrap])``: inside the error
@@ -90,7 +90,6 @@ class TritonRouter(grpc.aio.ServerInterceptor):
     def __init__(self, backend: TritonPool, ready: Callable[[], bool] | None = None) -> None:
         self._backend = backend
         self._ready = ready
-        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
         self._builders: dict[str, Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]] = {
             MODEL_INFER: self._infer,
             MODEL_STREAM_INFER: self._stream_infer,
@@ -107,24 +106,12 @@ class TritonRouter(grpc.aio.ServerInterceptor):
     def wrap(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """The routing handler for ``method`` around the local one. Installed as a handler
         wrapper, ``grpc_server(..., wrappers=[router.wrap])``: applied once when the inference
-        service is registered, so routing costs no interceptor hop per RPC."""
+        service is registered (the server caches what it returns), so routing costs no
+        interceptor hop per RPC."""
         build = self._builders.get(method)
         if inner is None or build is None:
             return inner
-        cached = self._cache.get(method)
-        if cached is not None and cached[0] is inner:
-            return cached[1]
-        wrapped = build(method, inner)
-        self._cache[method] = (inner, wrapped)
-        return wrapped
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        """The same routing as a grpc.aio interceptor (``grpc_server(..., interceptors=[router])``)."""
-        return self.wrap(handler_call_details.method, await continuation(handler_call_details))
+        return build(method, inner)
 
     def _infer(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         backend = self._backend
