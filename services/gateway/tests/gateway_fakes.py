@@ -82,6 +82,10 @@ class FakeInference(inf_grpc.GRPCInferenceServiceServicer):
             r.models.add(name=name, version="1", state="READY")
         return r
 
+    async def RepositoryModelLoad(self, request: Any, context: Any) -> inf_pb.RepositoryModelLoadResponse:
+        self.loaded = request.model_name
+        return inf_pb.RepositoryModelLoadResponse()
+
     async def RepositoryModelUnload(self, request: Any, context: Any) -> inf_pb.RepositoryModelUnloadResponse:
         self.unloaded = request.model_name
         return inf_pb.RepositoryModelUnloadResponse()

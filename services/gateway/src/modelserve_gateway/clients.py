@@ -1,8 +1,9 @@
-"""Channels to the fronted services, one per upstream, built with modelserve_common.channels."""
+"""Channels to the fronted services, one per upstream, built with modelserve_common.channels, and
+the one way both doors call them (:class:`Upstream`: deadline, metadata, circuit breaker)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,51 @@ def _identity(x: bytes) -> bytes:
     return x
 
 
+@dataclass(frozen=True)
+class Reply:
+    """A unary answer: the message bytes and the upstream's initial and trailing metadata."""
+
+    message: bytes
+    initial_metadata: Any
+    trailing_metadata: Any
+
+
+class UpstreamStream:
+    """A streaming call in flight. Iterating it relays the upstream's messages; the breaker
+    records success at the first message (or a clean end) and every gRPC failure; an
+    ``AioRpcError`` is re-raised for the door to render."""
+
+    def __init__(self, call: Any, breaker: CircuitBreaker) -> None:
+        self.call = call
+        self._breaker = breaker
+        self._recorded = False
+
+    def _ok(self) -> None:
+        if not self._recorded:
+            self._recorded = True
+            self._breaker.record(grpc.StatusCode.OK)
+
+    async def initial_metadata(self) -> Any:
+        return await self.call.initial_metadata()
+
+    async def trailing_metadata(self) -> Any:
+        return await self.call.trailing_metadata()
+
+    def cancel(self) -> None:
+        self.call.cancel()
+
+    async def __aiter__(self) -> AsyncGenerator[bytes, None]:
+        try:
+            async for item in self.call:
+                self._ok()
+                yield item
+        except grpc.aio.AioRpcError as exc:
+            self._recorded = True
+            self._breaker.record(exc.code())
+            raise
+        self._ok()
+
+
 @dataclass
 class Upstream:
     """One fronted service: its channel, default deadline and circuit breaker; multicallables are
@@ -61,6 +107,43 @@ class Upstream:
     _stream: dict[str, Any] = field(default_factory=dict)
     _bidi: dict[str, Any] = field(default_factory=dict)
     _typed: dict[str, Any] = field(default_factory=dict)
+
+    async def call_unary(self, method: str, request: bytes, metadata: Any, deadline_s: float | None) -> Reply:
+        """One unary call through the breaker (fails fast while it is open)."""
+        self.breaker.before_call()
+        call = self.unary(method)(request, metadata=metadata, timeout=deadline_s)
+        try:
+            message: bytes = await call
+        except grpc.aio.AioRpcError as exc:
+            self.breaker.record(exc.code())
+            raise
+        self.breaker.record(grpc.StatusCode.OK)
+        return Reply(message, await call.initial_metadata(), await call.trailing_metadata())
+
+    async def call_stream_unary(
+        self, method: str, requests: AsyncIterator[bytes], metadata: Any, deadline_s: float | None
+    ) -> bytes:
+        """One client-streaming call through the breaker."""
+        self.breaker.before_call()
+        try:
+            message: bytes = await self.stream_unary(method)(requests, metadata=metadata, timeout=deadline_s)
+        except grpc.aio.AioRpcError as exc:
+            self.breaker.record(exc.code())
+            raise
+        self.breaker.record(grpc.StatusCode.OK)
+        return message
+
+    def open_stream(
+        self, method: str, request: bytes | AsyncIterator[bytes], metadata: Any, deadline_s: float | None
+    ) -> UpstreamStream:
+        """A server-streaming call (``request`` bytes) or a bidirectional one (an iterator of
+        requests), through the breaker."""
+        self.breaker.before_call()
+        if isinstance(request, bytes):
+            call = self.unary_stream(method)(request, metadata=metadata, timeout=deadline_s)
+        else:
+            call = self.stream_stream(method)(request, metadata=metadata, timeout=deadline_s)
+        return UpstreamStream(call, self.breaker)
 
     def unary(self, method: str) -> Any:
         mc = self._unary.get(method)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
 
-from modelserve_gateway.scopes import required_scope
+from modelserve_gateway.rest.kserve_routes import KSERVE_ROUTES
+from modelserve_gateway.scopes import PUBLIC_METHODS, required_scope
 from modelserve_gateway.transcoding.routes import Route
 
 Descriptor = Any  # google.protobuf.descriptor.Descriptor or its upb twin
@@ -240,119 +242,39 @@ _V2_ERROR = {
         },
     }
 }
-_TENSOR = {
-    "type": "object",
-    "required": ["name", "shape", "datatype"],
-    "properties": {
-        "name": {"type": "string"},
-        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-        "datatype": {
-            "type": "string",
-            "enum": [
-                "BOOL",
-                "UINT8",
-                "UINT16",
-                "UINT32",
-                "UINT64",
-                "INT8",
-                "INT16",
-                "INT32",
-                "INT64",
-                "FP16",
-                "FP32",
-                "FP64",
-                "BYTES",
-                "BF16",
-            ],
-        },
-        "parameters": {"type": "object"},
-        "data": {},
-    },
-}
 
 
 def _kserve_paths(paths: dict[str, Any]) -> None:
-    ok = {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}}
-    model = {
-        "name": "model",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^[^/]+$"},
-    }
-    version = {
-        "name": "version",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^[^/]+$"},
-    }
-    infer_body = {
-        "required": True,
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "required": ["inputs"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "parameters": {"type": "object"},
-                        "inputs": {"type": "array", "items": _TENSOR},
-                        "outputs": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "required": ["name"],
-                                "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
-                            },
-                        },
-                    },
+    """The KServe v2 routes, from the one route table the REST router reads."""
+    for route in KSERVE_ROUTES:
+        for path in route.openapi_paths():
+            names = re.findall(r"\{(\w+)\}", path)
+            params = [
+                {
+                    "name": n,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[^/]+$"},
                 }
-            }
-        },
-    }
-    for p, tag in (("/v2/health/live", "live"), ("/v2/health/ready", "ready")):
-        paths[p] = {
-            "get": {
-                "operationId": f"kserve.{tag}",
-                "tags": ["KServe v2"],
-                "security": [],
-                "responses": {"200": {"description": tag}, "503": {"description": f"not {tag}"}},
-            }
-        }
-    paths["/v2"] = {
-        "get": {
-            "operationId": "kserve.server_metadata",
-            "tags": ["KServe v2"],
-            "responses": {**ok, **_V2_ERROR},
-        }
-    }
-    for suffix, params in (("", [model]), ("/versions/{version}", [model, version])):
-        base = "/v2/models/{model}" + suffix
-        key = suffix.replace("/versions/{version}", ".versioned")
-        paths[base] = {
-            "get": {
-                "operationId": f"kserve.model_metadata{key}",
+                for n in names
+            ]
+            ok = {"description": "OK", "content": {"application/json": {"schema": route.response_schema}}}
+            extra = {code: {"description": text} for code, text in route.responses.items()}
+            op: dict[str, Any] = {
+                "operationId": f"kserve.{route.name}" + (".versioned" if "version" in names else ""),
+                "summary": route.method,
                 "tags": ["KServe v2"],
                 "parameters": params,
-                "responses": {**ok, **_V2_ERROR},
+                "responses": {"200": ok, **extra, **_V2_ERROR},
+                "x-scope": required_scope(route.method),
             }
-        }
-        paths[base + "/ready"] = {
-            "get": {
-                "operationId": f"kserve.model_ready{key}",
-                "tags": ["KServe v2"],
-                "parameters": params,
-                "responses": {**ok, "400": {"description": "not ready"}, **_V2_ERROR},
-            }
-        }
-        paths[base + "/infer"] = {
-            "post": {
-                "operationId": f"kserve.infer{key}",
-                "tags": ["KServe v2"],
-                "parameters": params,
-                "requestBody": infer_body,
-                "responses": {**ok, **_V2_ERROR},
-            }
-        }
+            if route.method in PUBLIC_METHODS:
+                op["security"] = []
+            if route.request_schema is not None:
+                required = route.name == "infer"
+                content = {"application/json": {"schema": route.request_schema}}
+                op["requestBody"] = {"required": required, "content": content}
+            paths.setdefault(path, {})[route.verb.lower()] = op
 
 
 def openapi_bytes(routes: list[Route]) -> bytes:

@@ -20,13 +20,13 @@ from modelserve.inference.v2 import grpc_service_pb2 as inference_pb
 from modelserve_common.context import REQUEST_ID_HEADER, current_request_id
 from modelserve_common.errors import InvalidArgument, ServiceError
 from modelserve_common.wire import infer_routing, scan_strings
-from modelserve_gateway.audit import audit
+from modelserve_gateway import metadata
+from modelserve_gateway.audit import audited
 from modelserve_gateway.auth import Credentials
-from modelserve_gateway.clients import Upstream, Upstreams
+from modelserve_gateway.clients import Upstream, Upstreams, UpstreamStream
 from modelserve_gateway.guard import Admission, Guard
 from modelserve_gateway.scopes import is_write
 
-_RESERVED = ("x-modelserve-", "authorization", "x-api-key", "grpc-", ":", "user-agent", REQUEST_ID_HEADER)
 _INF = "/inference.GRPCInferenceService/"
 MODEL_METHODS = {
     _INF + m
@@ -82,20 +82,6 @@ def _creds(md: Sequence[tuple[str, Any]]) -> Credentials:
     return Credentials(auth, key)
 
 
-def _forward(md: Sequence[tuple[str, Any]], adm: Admission) -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = list(adm.metadata)
-    for k, v in md:
-        if not k.startswith(_RESERVED):
-            out.append((k, v))
-    return out
-
-
-def _clean(md: Any) -> list[tuple[str, Any]]:
-    return [
-        (k, v) for k, v in (md or ()) if not k.startswith(("grpc-", ":", "content-type", REQUEST_ID_HEADER))
-    ]
-
-
 class FrontDoor(grpc.GenericRpcHandler):
     """A generic handler answering every method of ``services``; unknown methods fall through
     to gRPC's UNIMPLEMENTED."""
@@ -132,7 +118,7 @@ class FrontDoor(grpc.GenericRpcHandler):
         except ServiceError as exc:
             _trailing(context, getattr(exc, "headers", ()))
             raise
-        return adm, _forward(md, adm)
+        return adm, metadata.from_grpc(md, adm)
 
     async def _route(
         self, method: str, adm: Admission, request: bytes, context: grpc.aio.ServicerContext
@@ -169,46 +155,45 @@ class FrontDoor(grpc.GenericRpcHandler):
             left = context.time_remaining()
             return up.timeout_s if left is None else min(left, up.timeout_s if not server_streaming else left)
 
-        async def fail(exc: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext, adm: Admission) -> None:
-            up.breaker.record(exc.code())
-            if guard_write:
-                audit(
-                    who=adm.principal.id,
-                    tenant=adm.principal.tenant,
-                    action=method,
-                    resource="",
-                    outcome=exc.code().name,
-                )
-            _trailing(context, _clean(exc.trailing_metadata()))
+        async def fail(exc: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext) -> None:
+            """Relays an upstream failure: its status, details and trailing metadata."""
+            _trailing(context, metadata.to_grpc(exc.trailing_metadata()))
             await context.abort(exc.code(), exc.details() or "")
+
+        async def relay(
+            call: UpstreamStream, adm: Admission, context: grpc.aio.ServicerContext
+        ) -> AsyncIterator[bytes]:
+            """A streaming upstream call's initial metadata and messages, audited (writes)."""
+            try:
+                with audited(adm.principal, method, enabled=guard_write):
+                    initial = metadata.to_grpc(await call.initial_metadata())
+                    await context.send_initial_metadata(initial + adm.headers)
+                    async for item in call:
+                        yield item
+            except grpc.aio.AioRpcError as exc:
+                await fail(exc, context)
+                raise
+            finally:
+                call.cancel()
 
         if not client_streaming and not server_streaming:
 
             async def unary_unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
                 adm, md = await self._admit(method, context)
                 request = await self._route(method, adm, request, context)
-                up.breaker.before_call()
-                call = up.unary(method)(request, metadata=md, timeout=timeout(context))
                 try:
-                    resp: bytes = await call
+                    with audited(adm.principal, method, enabled=guard_write):
+                        reply = await up.call_unary(method, request, md, timeout(context))
                 except grpc.aio.AioRpcError as exc:
-                    await fail(exc, context, adm)
+                    await fail(exc, context)
                     raise
-                up.breaker.record(grpc.StatusCode.OK)
+                resp = reply.message
                 if method == STATISTICS and adm.principal.tenant:
                     resp = await self._own_stats(resp, adm.principal.tenant)
-                initial = _clean(await call.initial_metadata())
+                initial = metadata.to_grpc(reply.initial_metadata)
                 if initial or adm.headers:
                     await context.send_initial_metadata(initial + adm.headers)
-                _trailing(context, _clean(await call.trailing_metadata()))
-                if guard_write:
-                    audit(
-                        who=adm.principal.id,
-                        tenant=adm.principal.tenant,
-                        action=method,
-                        resource="",
-                        outcome="OK",
-                    )
+                _trailing(context, metadata.to_grpc(reply.trailing_metadata))
                 return resp
 
             return grpc.unary_unary_rpc_method_handler(self._bounded(unary_unary))
@@ -217,19 +202,10 @@ class FrontDoor(grpc.GenericRpcHandler):
 
             async def unary_stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
                 adm, md = await self._admit(method, context)
-                up.breaker.before_call()
-                call = up.unary_stream(method)(request, metadata=md, timeout=timeout(context))
-                try:
-                    await context.send_initial_metadata(_clean(await call.initial_metadata()) + adm.headers)
-                    async for item in call:
-                        yield item
-                except grpc.aio.AioRpcError as exc:
-                    await fail(exc, context, adm)
-                    raise
-                finally:
-                    call.cancel()
-                up.breaker.record(grpc.StatusCode.OK)
-                _trailing(context, _clean(await call.trailing_metadata()))
+                call = up.open_stream(method, request, md, timeout(context))
+                async for item in relay(call, adm, context):
+                    yield item
+                _trailing(context, metadata.to_grpc(await call.trailing_metadata()))
 
             return grpc.unary_stream_rpc_method_handler(self._bounded_stream(unary_stream))
 
@@ -245,17 +221,14 @@ class FrontDoor(grpc.GenericRpcHandler):
                 request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext
             ) -> bytes:
                 adm, md = await self._admit(method, context)
-                up.breaker.before_call()
-                call = up.stream_unary(method)(
-                    requests(request_iter, adm, context), metadata=md, timeout=timeout(context)
-                )
                 try:
-                    resp: bytes = await call
+                    with audited(adm.principal, method, enabled=guard_write):
+                        return await up.call_stream_unary(
+                            method, requests(request_iter, adm, context), md, timeout(context)
+                        )
                 except grpc.aio.AioRpcError as exc:
-                    await fail(exc, context, adm)
+                    await fail(exc, context)
                     raise
-                up.breaker.record(grpc.StatusCode.OK)
-                return resp
 
             return grpc.stream_unary_rpc_method_handler(self._bounded(stream_unary))
 
@@ -268,20 +241,9 @@ class FrontDoor(grpc.GenericRpcHandler):
             request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext
         ) -> AsyncIterator[bytes]:
             adm, md = await self._admit(method, context)
-            up.breaker.before_call()
-            call = up.stream_stream(method)(
-                requests(request_iter, adm, context), metadata=md, timeout=timeout(context)
-            )
-            try:
-                await context.send_initial_metadata(_clean(await call.initial_metadata()) + adm.headers)
-                async for item in call:
-                    yield item
-            except grpc.aio.AioRpcError as exc:
-                await fail(exc, context, adm)
-                raise
-            finally:
-                call.cancel()
-            up.breaker.record(grpc.StatusCode.OK)
+            call = up.open_stream(method, requests(request_iter, adm, context), md, timeout(context))
+            async for item in relay(call, adm, context):
+                yield item
 
         return grpc.stream_stream_rpc_method_handler(self._bounded_stream(stream_stream))
 
@@ -315,7 +277,6 @@ class FrontDoor(grpc.GenericRpcHandler):
             request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext
         ) -> AsyncIterator[bytes]:
             adm, md = await self._admit(method, context)
-            up.breaker.before_call()
             # (None, answer) from the upstream, or (messages sent upstream before it, refusal).
             out: asyncio.Queue[tuple[int | None, bytes] | None] = asyncio.Queue(maxsize=self._stream_buffer)
             upstream_md: list[Any] = []
@@ -333,11 +294,11 @@ class FrontDoor(grpc.GenericRpcHandler):
                     sent += 1
                     yield routed
 
-            call = up.stream_stream(method)(admitted(), metadata=md, timeout=timeout(context))
+            call = up.open_stream(method, admitted(), md, timeout(context))
 
             async def relay() -> None:
                 try:
-                    upstream_md.extend(_clean(await call.initial_metadata()))
+                    upstream_md.extend(metadata.to_grpc(await call.initial_metadata()))
                     async for item in call:
                         await out.put((None, item))
                 except Exception as exc:  # handed to the handler below; cancellation is not
@@ -373,7 +334,7 @@ class FrontDoor(grpc.GenericRpcHandler):
                         break
                 if failure:
                     if isinstance(failure[0], grpc.aio.AioRpcError):
-                        await fail(failure[0], context, adm)
+                        await fail(failure[0], context)
                     raise failure[0]
                 if not sent_md:
                     await context.send_initial_metadata(upstream_md + adm.headers)
@@ -382,8 +343,7 @@ class FrontDoor(grpc.GenericRpcHandler):
                 relay_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await relay_task
-            up.breaker.record(grpc.StatusCode.OK)
-            _trailing(context, _clean(await call.trailing_metadata()))
+            _trailing(context, metadata.to_grpc(await call.trailing_metadata()))
 
         return stream_infer
 

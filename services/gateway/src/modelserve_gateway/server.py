@@ -17,7 +17,6 @@ from google.protobuf.descriptor import ServiceDescriptor
 from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve_common.server import GrpcService, RunningServer, check_port, grpc_server
-from modelserve_gateway.app import GatewayApp
 from modelserve_gateway.auth import Authenticator
 from modelserve_gateway.clients import FRONTED, REGISTRY, Upstreams
 from modelserve_gateway.guard import Guard
@@ -26,6 +25,7 @@ from modelserve_gateway.openapi import openapi_bytes
 from modelserve_gateway.proxy import FrontDoor
 from modelserve_gateway.ratelimit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from modelserve_gateway.registry_cache import RegistryCache
+from modelserve_gateway.rest.asgi import GatewayApp
 from modelserve_gateway.settings import GatewaySettings
 from modelserve_gateway.transcoding.routes import Router, compile_routes
 
