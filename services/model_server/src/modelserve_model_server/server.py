@@ -71,14 +71,15 @@ async def running_server(
         # model code loads only from the artifact roots, the private copies and the repository
         code_roots=[*artifact_roots, staging_dir.absolute(), settings.model_repository.absolute()],
     )
-    servicer = InferenceServicer(InferenceService(manager, settings.stream_max_in_flight), ownership)
-    services = [
-        GrpcService(SERVICE_NAME, lambda s: svc_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, s))
-    ]
     # Triton path (README-triton.md): None unless MODEL_SERVER_TRITON_URL is set. Local models win.
     local_names: set[str] = set()
     started = False
     triton = triton_pool(settings, local_models=lambda: local_names)
+    service = InferenceService(manager, settings.stream_max_in_flight, remote=triton)
+    servicer = InferenceServicer(service, ownership)
+    services = [
+        GrpcService(SERVICE_NAME, lambda s: svc_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, s))
+    ]
 
     def is_ready() -> bool:
         if triton is None:

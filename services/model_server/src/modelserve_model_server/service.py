@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Protocol
 
 import structlog
 
@@ -47,13 +48,36 @@ def _int_param(request: pb.ModelInferRequest, key: str) -> int | None:
     raise InvalidArgument(f"parameter {key!r} must be an integer (int64_param or uint64_param), got {kind}")
 
 
+class RemoteModels(Protocol):
+    """Models served elsewhere, listed beside the local ones: the Triton replica pool
+    (triton_pool.py). RPCs naming one of its models never reach this service (the Triton router
+    sends them to Triton); the listings without a name do, and include its models."""
+
+    async def statistics(self, remaining: float | None) -> list[pb.ModelStatistics]:
+        """Statistics of every remote model (``remaining``: the caller's time left)."""
+        ...
+
+    async def repository_index(
+        self, ready_only: bool, remaining: float | None
+    ) -> list[pb.RepositoryIndexResponse.ModelIndex]:
+        """RepositoryIndex rows of every remote model."""
+        ...
+
+
 class InferenceService:
-    """Inference, metadata, statistics and repository control over one :class:`ModelManager`."""
+    """Inference, metadata, statistics and repository control over one :class:`ModelManager`
+    (and, in the listings, the :class:`RemoteModels` served through Triton)."""
 
     def __init__(
-        self, manager: ModelManager, stream_max_in_flight: int = 64, mirror_max_in_flight: int = 64
+        self,
+        manager: ModelManager,
+        stream_max_in_flight: int = 64,
+        mirror_max_in_flight: int = 64,
+        *,
+        remote: RemoteModels | None = None,
     ) -> None:
         self.manager = manager
+        self._remote = remote
         self._stream_max_in_flight = stream_max_in_flight
         self._mirror_max_in_flight = mirror_max_in_flight
         self._mirroring: set[asyncio.Task[None]] = set()
@@ -90,14 +114,22 @@ class InferenceService:
     def model_config(self, name: str, version: str) -> pb.ModelConfigResponse:
         return pb.ModelConfigResponse(config=self.manager.get(name, version).spec.config)
 
-    def model_statistics(self, name: str, version: str) -> pb.ModelStatisticsResponse:
+    async def model_statistics(
+        self, name: str, version: str, remaining: float | None = None
+    ) -> pb.ModelStatisticsResponse:
+        """Statistics of ``name`` (every version, or ``version``); without a name, of every local
+        model and then every remote one."""
         if name:
             found = [self.manager.get(name, version)] if version else self.manager.versions(name)
-        else:
-            if version:
-                raise InvalidArgument("a version needs a model name")
-            found = self.manager.all_versions()
-        return pb.ModelStatisticsResponse(model_stats=[mv.stats.to_pb() for mv in found])
+            return pb.ModelStatisticsResponse(model_stats=[mv.stats.to_pb() for mv in found])
+        if version:
+            raise InvalidArgument("a version needs a model name")
+        answer = pb.ModelStatisticsResponse(
+            model_stats=[mv.stats.to_pb() for mv in self.manager.all_versions()]
+        )
+        if self._remote is not None:
+            answer.model_stats.extend(await self._remote.statistics(remaining))
+        return answer
 
     # -- inference -----------------------------------------------------------------------------
 
@@ -212,14 +244,20 @@ class InferenceService:
 
     # -- repository ----------------------------------------------------------------------------
 
-    def repository_index(self, ready_only: bool) -> pb.RepositoryIndexResponse:
+    async def repository_index(
+        self, ready_only: bool, remaining: float | None = None
+    ) -> pb.RepositoryIndexResponse:
+        """The local repository's rows, then the remote models' rows."""
         mi = pb.RepositoryIndexResponse.ModelIndex
-        return pb.RepositoryIndexResponse(
+        answer = pb.RepositoryIndexResponse(
             models=[
                 mi(name=r.name, version=r.version, state=r.state, reason=r.reason)
                 for r in self.manager.index(ready_only)
             ]
         )
+        if self._remote is not None:
+            answer.models.extend(await self._remote.repository_index(ready_only, remaining))
+        return answer
 
     async def load(self, name: str) -> None:
         await self.manager.load(name)

@@ -99,7 +99,7 @@ class InferenceServicer(svc_grpc.GRPCInferenceServiceServicer):
         self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ModelStatisticsResponse:
         tenant = self._check(context, request.name, request.version) if request.name else tenant_of(context)
-        answer = self._service.model_statistics(request.name, request.version)
+        answer = await self._service.model_statistics(request.name, request.version, context.time_remaining())
         if tenant is not None and not request.name:
             visible = [s for s in answer.model_stats if self._ownership.visible(s.name, tenant)]
             del answer.model_stats[:]
@@ -110,7 +110,7 @@ class InferenceServicer(svc_grpc.GRPCInferenceServiceServicer):
         self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext
     ) -> pb.RepositoryIndexResponse:
         tenant = tenant_of(context)
-        answer = self._service.repository_index(request.ready)
+        answer = await self._service.repository_index(request.ready, context.time_remaining())
         if tenant is not None:
             visible = [m for m in answer.models if self._ownership.visible(m.name, tenant)]
             del answer.models[:]

@@ -97,8 +97,9 @@ class TritonRouter:
             MODEL_READY: self._by_name(1),
             MODEL_METADATA: self._by_name(1),
             MODEL_CONFIG: self._by_name(1),
-            MODEL_STATISTICS: self._statistics,
-            REPOSITORY_INDEX: self._repository_index,
+            # without a name: the local servicer, whose service lists Triton's models too
+            MODEL_STATISTICS: self._by_name(1),
+            REPOSITORY_INDEX: self._local,
             REPOSITORY_MODEL_LOAD: self._lifecycle,
             REPOSITORY_MODEL_UNLOAD: self._lifecycle,
         }
@@ -166,6 +167,16 @@ class TritonRouter:
 
         return build
 
+    def _local(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """Always the local servicer (its service lists Triton's models too), bytes in and out
+        like every routed RPC, so the handler wrappers outside the router see bytes."""
+
+        async def local(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            reply: bytes = await _local_unary(inner, request, context)
+            return reply
+
+        return grpc.unary_unary_rpc_method_handler(local)
+
     def _server_ready(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         backend = self._backend
 
@@ -179,43 +190,6 @@ class TritonRouter:
             return pb.ServerReadyResponse(ready=local_ready and backend.ready).SerializeToString()
 
         return grpc.unary_unary_rpc_method_handler(server_ready)
-
-    def _statistics(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        backend = self._backend
-        by_name = self._by_name(1)(method, inner)
-
-        async def statistics(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            if string_field(request, 1):
-                handle: Any = by_name.unary_unary
-                reply: bytes = await handle(request, context)
-                return reply
-            merged = pb.ModelStatisticsResponse()
-            local = await _local_unary_optional(inner, request, context)
-            if local is not None:
-                merged.MergeFromString(local)
-            triton = pb.ModelStatisticsResponse.FromString(
-                await backend.call(MODEL_STATISTICS, request, context)
-            )
-            merged.model_stats.extend(s for s in triton.model_stats if backend.serves(s.name))
-            return merged.SerializeToString()
-
-        return grpc.unary_unary_rpc_method_handler(statistics)
-
-    def _repository_index(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        backend = self._backend
-
-        async def repository_index(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            merged = pb.RepositoryIndexResponse()
-            local = await _local_unary_optional(inner, request, context)
-            if local is not None:
-                merged.MergeFromString(local)
-            triton = pb.RepositoryIndexResponse.FromString(
-                await backend.call(REPOSITORY_INDEX, request, context)
-            )
-            merged.models.extend(m for m in triton.models if backend.serves(m.name))
-            return merged.SerializeToString()
-
-        return grpc.unary_unary_rpc_method_handler(repository_index)
 
     def _lifecycle(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         backend = self._backend

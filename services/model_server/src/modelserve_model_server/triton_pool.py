@@ -31,12 +31,13 @@ from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve_common.context import REQUEST_ID_HEADER, request_id_var
 from modelserve_common.errors import DeadlineExceeded, ServiceError, Unavailable, from_status
 from modelserve_common.tls import channel_credentials
-from modelserve_model_server.methods import REPOSITORY_INDEX, SERVER_READY
+from modelserve_model_server.methods import MODEL_STATISTICS, REPOSITORY_INDEX, SERVER_READY
 from modelserve_model_server.settings import ModelServerSettings
 
 log = structlog.get_logger(__name__)
 
 _SERVER_READY_TRUE = pb.ServerReadyResponse(ready=True).SerializeToString()
+_ALL_STATISTICS = pb.ModelStatisticsRequest().SerializeToString()
 
 
 # --------------------------------------------------------------------------- errors
@@ -273,7 +274,9 @@ class TritonPool:
     # ----------------------------------------------------------------- calls
 
     def _timeout(self, context: grpc.aio.ServicerContext, default: float) -> float:
-        remaining = context.time_remaining()
+        return self._timeout_within(context.time_remaining(), default)
+
+    def _timeout_within(self, remaining: float | None, default: float) -> float:
         if remaining is None or remaining > 1e7:  # no deadline on the incoming call
             return min(default, self._settings.triton_max_timeout_s)
         remaining -= self._settings.triton_deadline_margin_s
@@ -310,8 +313,13 @@ class TritonPool:
         return True
 
     async def call(self, method: str, payload: bytes, context: grpc.aio.ServicerContext) -> bytes:
-        """Forwards one unary call's bytes; on a replica found down, retries once on another."""
-        timeout = self._timeout(context, self._settings.triton_timeout_s)
+        """Forwards one unary call's bytes within the incoming call's deadline."""
+        return await self.call_within(method, payload, context.time_remaining())
+
+    async def call_within(self, method: str, payload: bytes, remaining: float | None) -> bytes:
+        """Sends one unary call's bytes (``remaining``: the caller's time left, None = no deadline);
+        on a replica found down, retries once on another."""
+        timeout = self._timeout_within(remaining, self._settings.triton_timeout_s)
         deadline = time.monotonic() + timeout
         metadata = self._metadata()
         failed: Replica | None = None
@@ -337,6 +345,22 @@ class TritonPool:
                 raise
             finally:
                 replica.outstanding -= 1
+
+    async def statistics(self, remaining: float | None) -> list[pb.ModelStatistics]:
+        """ModelStatistics of every model served through Triton (one replica's answer)."""
+        raw = await self.call_within(MODEL_STATISTICS, _ALL_STATISTICS, remaining)
+        answer = pb.ModelStatisticsResponse.FromString(raw)
+        return [s for s in answer.model_stats if self.serves(s.name)]
+
+    async def repository_index(
+        self, ready_only: bool, remaining: float | None
+    ) -> list[pb.RepositoryIndexResponse.ModelIndex]:
+        """RepositoryIndex rows of the models served through Triton (one replica's answer)."""
+        request = pb.RepositoryIndexRequest(ready=ready_only).SerializeToString()
+        answer = pb.RepositoryIndexResponse.FromString(
+            await self.call_within(REPOSITORY_INDEX, request, remaining)
+        )
+        return [m for m in answer.models if self.serves(m.name)]
 
     async def stream(
         self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
