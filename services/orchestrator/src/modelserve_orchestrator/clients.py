@@ -26,8 +26,8 @@ from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from modelserve_common import errors
 from modelserve_common.channels import create_channel
 from modelserve_common.context import SCOPES_HEADER, TENANT_HEADER
-from modelserve_orchestrator import tensors
-from modelserve_orchestrator.domain import INTERNAL, Caller
+from modelserve_common.identity import TRUSTED, Caller
+from modelserve_common.tensors import BY_NAME, encode_bytes, from_raw, to_raw
 from modelserve_orchestrator.pipeline import ModelCaller
 from modelserve_orchestrator.settings import OrchestratorSettings
 
@@ -80,11 +80,11 @@ class InferenceClient:
         inputs: Mapping[str, np.ndarray],
         outputs: tuple[str, ...],
         timeout_s: float,
-        caller: Caller = INTERNAL,
+        caller: Caller,
     ) -> tuple[dict[str, np.ndarray], str]:
         request = infer_pb.ModelInferRequest(model_name=model, model_version=version)
         for name, array in inputs.items():
-            datatype, shape, raw = tensors.to_raw(array)
+            datatype, shape, raw = to_raw(array)
             request.inputs.add(name=name, datatype=datatype, shape=shape)
             request.raw_input_contents.append(raw)
         for o in outputs:
@@ -101,14 +101,14 @@ class InferenceClient:
                 raw = response.raw_output_contents[i]
             else:
                 raw = _contents_to_raw(out)
-            result[out.name] = tensors.from_raw(out.name, out.datatype, list(out.shape), raw)
+            result[out.name] = from_raw(raw, out.datatype, list(out.shape), f"model output {out.name!r}")
         return result, response.model_version
 
     async def may_use(self, model: str, caller: Caller, timeout_s: float) -> bool:
         """Asks the model server (ModelMetadata with the caller's identity): it answers NOT_FOUND
         for a model the tenant may not call (another tenant's, a platform model not in its shared
         list) exactly as for a missing one."""
-        if caller.trusted:
+        if caller.is_trusted:
             return True
         try:
             await self._stub.ModelMetadata(
@@ -198,7 +198,7 @@ class AliasResolvingCaller:
         inputs: Mapping[str, np.ndarray],
         outputs: tuple[str, ...],
         timeout_s: float,
-        caller: Caller = INTERNAL,
+        caller: Caller,
     ) -> tuple[dict[str, np.ndarray], str]:
         if version and not version.isdigit():
             version = await self._resolve(model, version, timeout_s)
@@ -210,12 +210,12 @@ class AliasResolvingCaller:
         named). One it hides but knows (asked as a trusted caller) belongs to another tenant: no.
         A name the registry does not know is a local repository model of the model server, which
         decides (platform models only for the names in its shared list)."""
-        if caller.trusted:
+        if caller.is_trusted:
             return True
         seen = await self._registry.model(model, caller, timeout_s)
         if seen is not None:
             return seen.shared or seen.tenant in ("", caller.tenant)
-        if await self._registry.model(model, INTERNAL, timeout_s) is not None:
+        if await self._registry.model(model, TRUSTED, timeout_s) is not None:
             return False
         return await self._caller.may_use(model, caller, timeout_s)
 
@@ -250,25 +250,10 @@ class AliasResolvingCaller:
 
 def _contents_to_raw(out: infer_pb.ModelInferResponse.InferOutputTensor) -> bytes:
     """Typed contents (a server that does not send raw) to the raw layout."""
-    c = out.contents
-    dt = out.datatype
-    if dt == "BYTES":
-        return tensors.to_raw(np.array(list(c.bytes_contents), dtype=object))[2]
-    values: list[float] | list[int] | list[bool]
-    if dt == "BOOL":
-        values = list(c.bool_contents)
-    elif dt in ("FP32",):
-        values = list(c.fp32_contents)
-    elif dt == "FP64":
-        values = list(c.fp64_contents)
-    elif dt in ("INT8", "INT16", "INT32"):
-        values = list(c.int_contents)
-    elif dt == "INT64":
-        values = list(c.int64_contents)
-    elif dt in ("UINT8", "UINT16", "UINT32"):
-        values = list(c.uint_contents)
-    elif dt == "UINT64":
-        values = list(c.uint64_contents)
-    else:
-        raise errors.Internal(f"model output {out.name!r}: datatype {dt} without raw contents")
-    return np.array(values, dtype=np.dtype(tensors.DTYPES[dt])).tobytes()
+    dt = BY_NAME.get(out.datatype)
+    if dt is None or dt.contents_field is None:
+        raise errors.Internal(f"model output {out.name!r}: datatype {out.datatype} without raw contents")
+    values = getattr(out.contents, dt.contents_field)
+    if dt.size == 0:
+        return encode_bytes(values)
+    return np.array(values, dtype=dt.dtype).tobytes()

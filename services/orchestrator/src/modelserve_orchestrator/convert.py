@@ -10,8 +10,8 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from modelserve.common.v1 import tensor_pb2
 from modelserve.orchestrator.v1 import orchestrator_service_pb2 as pb
 from modelserve_common.errors import InvalidArgument
+from modelserve_common.tensors import from_raw, to_raw
 from modelserve_orchestrator import domain as d
-from modelserve_orchestrator import tensors
 
 
 def _secs(x: duration_pb2.Duration) -> float:
@@ -39,14 +39,14 @@ def tensors_from_pb(items: Iterable[tensor_pb2.Tensor]) -> dict[str, np.ndarray]
             raise InvalidArgument("every input tensor needs a name")
         if t.name in out:
             raise InvalidArgument(f"input tensor {t.name!r} given twice")
-        out[t.name] = tensors.from_raw(t.name, t.datatype, list(t.shape), t.raw_contents)
+        out[t.name] = from_raw(t.raw_contents, t.datatype, list(t.shape), f"tensor {t.name!r}")
     return out
 
 
 def tensors_to_pb(items: Mapping[str, np.ndarray]) -> list[tensor_pb2.Tensor]:
     out = []
     for name, array in items.items():
-        datatype, shape, raw = tensors.to_raw(array)
+        datatype, shape, raw = to_raw(array)
         out.append(tensor_pb2.Tensor(name=name, datatype=datatype, shape=shape, raw_contents=raw))
     return out
 
