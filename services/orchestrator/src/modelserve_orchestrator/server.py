@@ -28,8 +28,14 @@ from modelserve_orchestrator.service import Limits, OrchestratorService
 from modelserve_orchestrator.servicer import OrchestratorServicer
 from modelserve_orchestrator.settings import OrchestratorSettings
 from modelserve_orchestrator.store import OrchestratorStore
-from modelserve_orchestrator.webhooks import AllowList, WebhookDispatcher, WebhookPolicy, WebhookSender
-from modelserve_orchestrator.worker import DeliveryBuilder, ExecutionWorker, Finisher, WorkerConfig
+from modelserve_orchestrator.webhooks import (
+    AllowList,
+    DeliveryBuilder,
+    WebhookDispatcher,
+    WebhookPolicy,
+    WebhookSender,
+)
+from modelserve_orchestrator.worker import ExecutionWorker, Finisher, WorkerConfig
 
 SERVICE_NAME = "modelserve.orchestrator.v1.OrchestratorService"
 log = structlog.get_logger(__name__)

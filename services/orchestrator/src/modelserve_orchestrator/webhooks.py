@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import json
 import random
 import socket
 import time
@@ -25,9 +26,16 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import structlog
 
-from modelserve_orchestrator.domain import DeliveryState, WebhookAttempt
+from modelserve_orchestrator.domain import (
+    DeliveryState,
+    Execution,
+    ExecutionState,
+    Pipeline,
+    WebhookAttempt,
+    WebhookEvent,
+)
 from modelserve_orchestrator.errors import WebhookRefused
-from modelserve_orchestrator.store import DueDelivery, OrchestratorStore
+from modelserve_orchestrator.store import DueDelivery, NewDelivery, OrchestratorStore
 
 log = structlog.get_logger(__name__)
 
@@ -271,3 +279,57 @@ class WebhookDispatcher:
         log.info(
             "webhook.attempted", webhook_id=d.webhook_id, attempt=number, status=status, state=state.name
         )
+
+
+def delivery_payload(eid: str, ex: Execution, event: WebhookEvent, state: ExecutionState, error: str) -> str:
+    """The JSON body every webhook of execution ``eid``'s outcome receives."""
+    return json.dumps(
+        {
+            "type": f"execution.{event.name.lower()}",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "data": {
+                "execution": eid,
+                "pipeline": ex.pipeline,
+                "pipeline_version": ex.pipeline_version,
+                "state": state.name,
+                "error": error,
+            },
+        },
+        separators=(",", ":"),
+    )
+
+
+class DeliveryBuilder:
+    """The webhook deliveries of an execution's outcome: its own webhook and its pipeline's."""
+
+    def __init__(self, store: OrchestratorStore) -> None:
+        self._store = store
+
+    async def build(
+        self,
+        eid: str,
+        state: ExecutionState,
+        error: str,
+        ex: Execution | None = None,
+        pipeline: Pipeline | None = None,
+    ) -> list[NewDelivery]:
+        if ex is None:
+            ex = await self._store.get_execution(eid, with_outputs=False)
+            if ex is None:
+                return []
+        event = {
+            ExecutionState.SUCCEEDED: WebhookEvent.SUCCEEDED,
+            ExecutionState.FAILED: WebhookEvent.FAILED,
+            ExecutionState.CANCELLED: WebhookEvent.CANCELLED,
+        }[state]
+        if pipeline is None:
+            pipeline = await self._store.get_pipeline(ex.pipeline, ex.pipeline_version)
+        hooks = [ex.webhook, pipeline.webhook if pipeline else None]
+        if not any(w is not None and w.wants(event) for w in hooks):
+            return []
+        payload = delivery_payload(eid, ex, event, state, error)
+        return [
+            NewDelivery(f"msg_{eid}_{i}", w.url, w.secrets, event, payload)
+            for i, w in enumerate(hooks)
+            if w is not None and w.wants(event)
+        ]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,18 +16,18 @@ from typing import Any
 import structlog
 
 from modelserve_orchestrator.domain import (
-    Caller,
     EventType,
     Execution,
     ExecutionState,
     NodeResult,
     Pipeline,
-    WebhookEvent,
+    execution_caller,
     trace_to_dict,
 )
 from modelserve_orchestrator.pipeline import NodeFailed, PipelineRunner
 from modelserve_orchestrator.queue import WorkQueue
-from modelserve_orchestrator.store import ClaimedExecution, Completed, NewDelivery, OrchestratorStore
+from modelserve_orchestrator.store import ClaimedExecution, Completed, OrchestratorStore
+from modelserve_orchestrator.webhooks import DeliveryBuilder
 
 log = structlog.get_logger(__name__)
 
@@ -221,7 +220,7 @@ class ExecutionWorker:
                 ex.parameters,
                 on_node=recorder.add,
                 done=claimed.done,
-                caller=Caller.of_owner(ex.tenant),  # runs as its stored tenant (ownership checked)
+                caller=execution_caller(ex.tenant),  # runs as its stored tenant (ownership checked)
             )
         )
         self._running[eid] = run  # type: ignore[assignment]
@@ -408,52 +407,3 @@ def _event(kind: EventType, state: ExecutionState, result: NodeResult | None = N
     if result is not None:
         event["node"] = trace_to_dict(result.trace)
     return event
-
-
-class DeliveryBuilder:
-    """The webhook deliveries of an execution's outcome: its own webhook and its pipeline's."""
-
-    def __init__(self, store: OrchestratorStore) -> None:
-        self._store = store
-
-    async def build(
-        self,
-        eid: str,
-        state: ExecutionState,
-        error: str,
-        ex: Execution | None = None,
-        pipeline: Pipeline | None = None,
-    ) -> list[NewDelivery]:
-        if ex is None:
-            ex = await self._store.get_execution(eid, with_outputs=False)
-            if ex is None:
-                return []
-        event = {
-            ExecutionState.SUCCEEDED: WebhookEvent.SUCCEEDED,
-            ExecutionState.FAILED: WebhookEvent.FAILED,
-            ExecutionState.CANCELLED: WebhookEvent.CANCELLED,
-        }[state]
-        if pipeline is None:
-            pipeline = await self._store.get_pipeline(ex.pipeline, ex.pipeline_version)
-        hooks = [ex.webhook, pipeline.webhook if pipeline else None]
-        if not any(w is not None and w.wants(event) for w in hooks):
-            return []
-        payload = json.dumps(
-            {
-                "type": f"execution.{event.name.lower()}",
-                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "data": {
-                    "execution": eid,
-                    "pipeline": ex.pipeline,
-                    "pipeline_version": ex.pipeline_version,
-                    "state": state.name,
-                    "error": error,
-                },
-            },
-            separators=(",", ":"),
-        )
-        return [
-            NewDelivery(f"msg_{eid}_{i}", w.url, w.secrets, event, payload)
-            for i, w in enumerate(hooks)
-            if w is not None and w.wants(event)
-        ]
