@@ -19,6 +19,7 @@ from google.protobuf.descriptor import ServiceDescriptor
 from modelserve.inference.v2 import grpc_service_pb2 as inference_pb
 from modelserve_common.context import REQUEST_ID_HEADER, current_request_id
 from modelserve_common.errors import InvalidArgument, ServiceError
+from modelserve_common.handlers import Arity, method_handler
 from modelserve_common.wire import infer_routing, scan_strings
 from modelserve_gateway import metadata
 from modelserve_gateway.audit import audited
@@ -196,7 +197,7 @@ class FrontDoor(grpc.GenericRpcHandler):
                 _trailing(context, metadata.to_grpc(reply.trailing_metadata))
                 return resp
 
-            return grpc.unary_unary_rpc_method_handler(self._bounded(unary_unary))
+            return self._serve((False, False), unary_unary)
 
         if not client_streaming:
 
@@ -207,7 +208,7 @@ class FrontDoor(grpc.GenericRpcHandler):
                     yield item
                 _trailing(context, metadata.to_grpc(await call.trailing_metadata()))
 
-            return grpc.unary_stream_rpc_method_handler(self._bounded_stream(unary_stream))
+            return self._serve((False, True), unary_stream)
 
         async def requests(
             it: AsyncIterator[bytes], adm: Admission, context: grpc.aio.ServicerContext
@@ -230,12 +231,10 @@ class FrontDoor(grpc.GenericRpcHandler):
                     await fail(exc, context)
                     raise
 
-            return grpc.stream_unary_rpc_method_handler(self._bounded(stream_unary))
+            return self._serve((True, False), stream_unary)
 
         if method == STREAM_INFER:
-            return grpc.stream_stream_rpc_method_handler(
-                self._bounded_stream(self._stream_infer(method, up, timeout, fail))
-            )
+            return self._serve((True, True), self._stream_infer(method, up, timeout, fail))
 
         async def stream_stream(
             request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext
@@ -245,7 +244,7 @@ class FrontDoor(grpc.GenericRpcHandler):
             async for item in relay(call, adm, context):
                 yield item
 
-        return grpc.stream_stream_rpc_method_handler(self._bounded_stream(stream_stream))
+        return self._serve((True, True), stream_stream)
 
     async def _own_stats(self, resp: bytes, tenant: str) -> bytes:
         """A tenant's ModelStatistics answer keeps the models whose registry deployment is the
@@ -347,30 +346,30 @@ class FrontDoor(grpc.GenericRpcHandler):
 
         return stream_infer
 
-    def _bounded(self, fn: Any) -> Any:
+    def _serve(self, kind: Arity, fn: Any) -> grpc.RpcMethodHandler:
+        """``fn`` as a bytes-in, bytes-out handler of arity ``kind``, counted in the in-flight
+        limit while it runs."""
         limiter = self._guard.in_flight
+        if kind[1]:
 
-        async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def streamed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                limiter.acquire()
+                try:
+                    async for item in fn(request, context):
+                        yield item
+                finally:
+                    limiter.release()
+
+            return method_handler(kind, streamed)
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             limiter.acquire()
             try:
                 return await fn(request, context)
             finally:
                 limiter.release()
 
-        return run
-
-    def _bounded_stream(self, fn: Any) -> Any:
-        limiter = self._guard.in_flight
-
-        async def run(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            limiter.acquire()
-            try:
-                async for item in fn(request, context):
-                    yield item
-            finally:
-                limiter.release()
-
-        return run
+        return method_handler(kind, unary)
 
 
 def _trailing(context: grpc.aio.ServicerContext, extra: Any) -> None:
