@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 import structlog
 from google.protobuf.duration_pb2 import Duration
@@ -10,12 +10,13 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelserve.common.v1 import tensor_pb2 as tensor_pb
 from modelserve.registry.v1 import registry_service_pb2 as registry_pb
-from modelserve_common.context import caller_identity
+from modelserve_common.identity import TRUSTED, Caller
+from modelserve_registry import errors
+from modelserve_registry.artifacts import Download
 from modelserve_registry.domain import (
     Alias,
     ApiKey,
     Batching,
-    Caller,
     Change,
     Deployment,
     Model,
@@ -45,10 +46,8 @@ _CHANGE_TO_PB = {
 def caller_from_metadata(metadata: Iterable[tuple[str, str | bytes]] | None) -> Caller:
     """``x-modelserve-tenant`` absent: a trusted in-cluster caller (admin). Present: that tenant
     with the scopes in ``x-modelserve-scopes``."""
-    tenant, scopes = caller_identity(metadata)
-    if tenant is None:
-        return Caller(tenant=None, scopes=frozenset({"infer", "read", "write", "tenant-admin", "admin"}))
-    return Caller(tenant=tenant, scopes=scopes)
+    caller = Caller.from_metadata(metadata)
+    return TRUSTED if caller.is_trusted else caller
 
 
 def _ts(us: int | None) -> Timestamp | None:
@@ -133,6 +132,8 @@ def model_version_to_pb(v: ModelVersion) -> registry_pb.ModelVersion:
         tags=v.tags,
         artifact_uri=v.artifact_uri,
         artifact_sha256=v.artifact_sha256,
+        artifact_size_bytes=v.artifact_size_bytes,
+        artifact_format=v.artifact_format,
         backend=v.backend,
         inputs=[tensor_spec_to_pb(t) for t in v.inputs],
         outputs=[tensor_spec_to_pb(t) for t in v.outputs],
@@ -157,6 +158,8 @@ def model_version_from_pb(v: registry_pb.ModelVersion) -> ModelVersion:
         tags=dict(v.tags),
         artifact_uri=v.artifact_uri,
         artifact_sha256=v.artifact_sha256,
+        artifact_size_bytes=v.artifact_size_bytes,
+        artifact_format=v.artifact_format,
         backend=v.backend,
         inputs=[tensor_spec_from_pb(t) for t in v.inputs],
         outputs=[tensor_spec_from_pb(t) for t in v.outputs],
@@ -319,4 +322,33 @@ def verify_to_pb(k: ApiKey, limit: RateLimit, expires: int | None) -> registry_p
         scopes=k.scopes,
         rate_limit=rate_limit_to_pb(limit),
         expire_time=_ts(expires),
+    )
+
+
+async def upload_from_pb(
+    requests: AsyncIterator[registry_pb.UploadModelVersionRequest],
+) -> tuple[registry_pb.UploadMetadata, AsyncIterator[bytes]]:
+    """An upload stream as (its first message's metadata, the bytes of the following chunks)."""
+    first = await anext(requests, None)
+    if first is None or first.WhichOneof("content") != "metadata":
+        raise errors.InvalidField("the first message of an upload must carry its metadata")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        async for message in requests:
+            if message.WhichOneof("content") != "chunk":
+                raise errors.InvalidField("after the first message an upload carries only chunks")
+            yield message.chunk
+
+    return first.metadata, chunks()
+
+
+def download_metadata_to_pb(d: Download) -> registry_pb.DownloadModelVersionResponse:
+    v = d.version
+    return registry_pb.DownloadModelVersionResponse(
+        metadata=registry_pb.DownloadMetadata(
+            sha256=v.artifact_sha256,
+            size_bytes=v.artifact_size_bytes,
+            artifact_format=v.artifact_format,
+            file_name=d.file_name,
+        )
     )

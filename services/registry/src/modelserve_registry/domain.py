@@ -9,13 +9,6 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-SCOPES = ("infer", "read", "write", "tenant-admin")
-"""Scopes an API key may hold. "tenant-admin" manages the tenant's own keys, models, deployments
-and pipelines and implies read, write and infer inside the tenant. The platform-wide "admin" is
-never held by a tenant key (PLATFORM_SCOPE)."""
-PLATFORM_SCOPE = "admin"
-TENANT_ADMIN = "tenant-admin"
-IMPLIED_BY_TENANT_ADMIN = frozenset({"infer", "read", "write"})
 BACKENDS = ("onnx", "python", "triton")
 CODE_BACKENDS = frozenset({"python"})
 """Backends that run user-supplied code: registering or deploying a version with one needs the
@@ -80,6 +73,8 @@ class ModelVersion:
     metadata: dict[str, str] = field(default_factory=dict)
     source_run: str = ""
     source_uri: str = ""
+    artifact_size_bytes: int = 0
+    artifact_format: str = ""
     status: str = "PENDING"
     status_message: str = ""
     aliases: list[str] = field(default_factory=list)
@@ -179,33 +174,6 @@ class Change:
     commit_time: int
     tenant: str
     resource: Resource | None
-
-
-@dataclass
-class Caller:
-    """Who is calling: a tenant with scopes, or a trusted caller (tenant None: the platform
-    administrator or an in-cluster service). A tenant caller is confined to its tenant whatever
-    its scopes: "admin" in a tenant caller's scopes grants nothing."""
-
-    tenant: str | None
-    scopes: frozenset[str]
-
-    @property
-    def is_admin(self) -> bool:
-        """The platform administrator (a trusted caller); never a tenant caller."""
-        return self.tenant is None
-
-    def has(self, scope: str) -> bool:
-        """Whether the caller holds ``scope`` ("tenant-admin" implies read, write and infer)."""
-        if self.tenant is None or scope in self.scopes:
-            return True
-        return scope in IMPLIED_BY_TENANT_ADMIN and TENANT_ADMIN in self.scopes
-
-    def can_see(self, tenant: str) -> bool:
-        return self.is_admin or self.tenant == tenant
-
-
-INTERNAL = Caller(tenant=None, scopes=frozenset(SCOPES))
 
 
 def to_plain(obj: Any) -> Any:

@@ -8,8 +8,8 @@ import grpc
 
 from modelserve.registry.v1 import registry_service_pb2 as pb
 from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
+from modelserve_common.identity import Caller
 from modelserve_registry import convert as c
-from modelserve_registry.domain import Caller
 from modelserve_registry.service import RegistryService
 
 Ctx = grpc.aio.ServicerContext
@@ -60,6 +60,23 @@ class RegistryServicer(registry_grpc.RegistryServiceServicer):
             _caller(context), request.model, c.model_version_from_pb(request.model_version)
         )
         return pb.CreateModelVersionResponse(model_version=c.model_version_to_pb(version))
+
+    async def UploadModelVersion(
+        self, request_iterator: AsyncIterator[pb.UploadModelVersionRequest], context: Ctx
+    ) -> pb.UploadModelVersionResponse:
+        meta, chunks = await c.upload_from_pb(request_iterator)
+        version = await self._s.upload_version(
+            _caller(context), meta.model, c.model_version_from_pb(meta.model_version), meta.size_bytes, chunks
+        )
+        return pb.UploadModelVersionResponse(model_version=c.model_version_to_pb(version))
+
+    async def DownloadModelVersion(
+        self, request: pb.DownloadModelVersionRequest, context: Ctx
+    ) -> AsyncIterator[pb.DownloadModelVersionResponse]:
+        download = await self._s.download_version(_caller(context), request.model, request.version)
+        yield c.download_metadata_to_pb(download)
+        async for chunk in download.chunks:
+            yield pb.DownloadModelVersionResponse(chunk=chunk)
 
     async def GetModelVersion(
         self, request: pb.GetModelVersionRequest, context: Ctx

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from modelserve_common.artifact_store import ArtifactStoreSettings
 from modelserve_common.config import BaseServiceSettings, suite_fallback
 
 
@@ -55,6 +56,25 @@ class RegistrySettings(BaseServiceSettings):
     """Most tags (and metadata entries) on one model or version."""
     max_text_bytes: int = Field(default=4096, ge=64)
     """Longest description, tag value, status message or URI (bytes of UTF-8)."""
+
+    artifacts: ArtifactStoreSettings = Field(default_factory=ArtifactStoreSettings)
+    """Where uploaded artifacts live: REGISTRY_ARTIFACTS__KIND=local (default, under
+    <data_dir>/blobs or REGISTRY_ARTIFACTS__LOCAL_DIR) or s3 (REGISTRY_ARTIFACTS__S3__BUCKET,
+    __PREFIX, __ENDPOINT_URL, __REGION, __ACCESS_KEY_ID, __SECRET_ACCESS_KEY; empty credentials use
+    the standard AWS chain), and __TEMPORARY_TIMEOUT_S (unfinished uploads swept after it)."""
+    max_artifact_bytes: int = Field(default=10 * 1024**3, ge=1)
+    """Largest artifact an upload may store (larger: RESOURCE_EXHAUSTED)."""
+    tenant_storage_quota_bytes: int = Field(default=0, ge=0)
+    """Artifact bytes one tenant's versions may reference (distinct blobs); 0 = no quota.
+    Exceeded: RESOURCE_EXHAUSTED naming the use and the quota."""
+    upload_idle_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    """An upload that sends nothing for this long fails (DEADLINE_EXCEEDED) and stores nothing."""
+    blob_grace_s: float = Field(default=3600.0, ge=0)
+    """A blob no version references is deleted once untouched (uploaded) for this long."""
+    blob_sweep_interval_s: float = Field(default=300.0, gt=0)
+    """How often the sweeper deletes unreferenced blobs and stale temporary uploads."""
+    max_signature_bytes: int = Field(default=512 * 1024**2, ge=0)
+    """Largest uploaded ONNX file whose signature is read to fill/check tensor specs."""
 
     @model_validator(mode="after")
     def _grace_within_max(self) -> RegistrySettings:

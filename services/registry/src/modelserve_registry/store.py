@@ -368,6 +368,45 @@ class StoreTx:
             ),
         )
 
+    # -- blobs (uploaded artifacts; see artifacts.py) ----------------------------------------
+    async def touch_blob(self, sha256: str, size: int, now: int) -> None:
+        """Records a stored blob, or marks a known one as just used (the sweeper spares it)."""
+        await self._tx.execute(
+            "INSERT INTO blobs (sha256, size_bytes, touch_time) VALUES (?, ?, ?) "
+            "ON CONFLICT (sha256) DO UPDATE SET touch_time = excluded.touch_time",
+            (sha256, size, now),
+        )
+
+    async def tenant_storage_used(self, tenant: str) -> int:
+        """Bytes of the distinct blobs the tenant's versions reference."""
+        row = await self._tx.fetchone(
+            "SELECT COALESCE(SUM(size_bytes), 0) FROM blobs WHERE sha256 IN ("
+            "SELECT substr(v.artifact_uri, 13) FROM model_versions v JOIN models m ON m.name = v.model "
+            "WHERE m.tenant = ? AND v.artifact_uri LIKE ?)",
+            (tenant, "blob:sha256:%"),
+        )
+        return int(row[0]) if row else 0
+
+    async def tenant_references_blob(self, tenant: str, sha256: str) -> bool:
+        row = await self._tx.fetchone(
+            "SELECT 1 FROM model_versions v JOIN models m ON m.name = v.model "
+            "WHERE m.tenant = ? AND v.artifact_uri = ? LIMIT 1",
+            (tenant, "blob:sha256:" + sha256),
+        )
+        return row is not None
+
+    async def unreferenced_blobs(self, touched_before: int, limit: int) -> list[str]:
+        rows = await self._tx.fetch(
+            "SELECT b.sha256 FROM blobs b WHERE b.touch_time < ? AND NOT EXISTS ("
+            "SELECT 1 FROM model_versions v WHERE v.artifact_uri = 'blob:sha256:' || b.sha256) "
+            "ORDER BY b.touch_time LIMIT ?",
+            (touched_before, limit),
+        )
+        return [str(r[0]) for r in rows]
+
+    async def delete_blob(self, sha256: str) -> None:
+        await self._tx.execute("DELETE FROM blobs WHERE sha256 = ?", (sha256,))
+
     async def delete_version(self, model: str, version: int) -> None:
         await self._tx.execute("DELETE FROM model_versions WHERE model = ? AND version = ?", (model, version))
 
@@ -562,6 +601,8 @@ def _version_spec(v: ModelVersion) -> dict[str, Any]:
         "metadata": v.metadata,
         "source_run": v.source_run,
         "source_uri": v.source_uri,
+        "artifact_size_bytes": v.artifact_size_bytes,
+        "artifact_format": v.artifact_format,
     }
 
 
@@ -584,6 +625,8 @@ def _version(row: Row) -> ModelVersion:
         metadata=s["metadata"],
         source_run=s["source_run"],
         source_uri=s["source_uri"],
+        artifact_size_bytes=int(s.get("artifact_size_bytes", 0)),
+        artifact_format=s.get("artifact_format", ""),
         status=status,
         status_message=message,
         revision=int(revision),

@@ -1,0 +1,217 @@
+"""Uploaded artifacts: UploadModelVersion (stream -> content-addressed blob -> version),
+DownloadModelVersion, and the sweeper of blobs no version references.
+
+An upload is checked before a byte is stored (the model is the caller's, the caller may write,
+a code backend needs the tenant's code_execution_allowed, the version's fields are valid), then
+streamed into the artifact store while it is hashed (modelserve_common.artifact_store): a digest or
+size that does not match the client's, more than ``max_artifact_bytes`` or more than the tenant's
+remaining quota stores nothing. The version is created, in one write transaction, only after the
+blob is durable; that transaction also records the blob (``blobs``: one row per distinct sha256,
+whatever the number of versions using it) with a fresh touch time, so the sweeper, which deletes
+blobs that no version references and that were not touched for ``blob_grace_s``, cannot remove
+bytes an upload is about to reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import structlog
+
+from modelserve_common.artifact_store import ArtifactStore, StoredBlob, parse_blob_uri
+from modelserve_common.errors import Aborted, DeadlineExceeded, FailedPrecondition, ResourceExhausted
+from modelserve_common.identity import Caller
+from modelserve_registry import errors
+from modelserve_registry.core import ServiceCore
+from modelserve_registry.domain import ModelVersion
+from modelserve_registry.signatures import fill_onnx_signature
+from modelserve_registry.store import now_us
+from modelserve_registry.validation import check_version_input, require
+
+log = structlog.get_logger(__name__)
+
+ARTIFACT_FORMATS = ("", "tar", "zip")
+_SHA_PLACEHOLDER = "0" * 64
+
+
+@dataclass(frozen=True)
+class ArtifactLimits:
+    max_artifact_bytes: int = 10 * 1024**3
+    tenant_storage_quota_bytes: int = 0
+    """0: no quota."""
+    upload_idle_timeout_s: float = 60.0
+    blob_grace_s: float = 3600.0
+    max_signature_bytes: int = 512 * 1024**2
+    """Largest ONNX file whose signature is read at upload (larger: specs are left as given)."""
+
+
+@dataclass(frozen=True)
+class Download:
+    version: ModelVersion
+    chunks: AsyncIterator[bytes]
+
+    @property
+    def file_name(self) -> str:
+        ext = {"tar": ".tar", "zip": ".zip"}.get(self.version.artifact_format, "")
+        base = "model.onnx" if self.version.backend == "onnx" and not ext else "model"
+        return base + ext
+
+
+async def _idle_bounded(chunks: AsyncIterator[bytes], idle_s: float) -> AsyncIterator[bytes]:
+    """The chunks, but DEADLINE_EXCEEDED when the client sends nothing for ``idle_s``."""
+    while True:
+        try:
+            async with asyncio.timeout(idle_s):
+                chunk = await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"upload idle for more than {idle_s:g} s (REGISTRY_UPLOAD_IDLE_TIMEOUT_S)"
+            ) from None
+        yield chunk
+
+
+class ArtifactOps(ServiceCore):
+    _artifacts: ArtifactStore | None = None
+    _artifact_limits: ArtifactLimits = ArtifactLimits()
+
+    def use_artifact_store(self, store: ArtifactStore, limits: ArtifactLimits) -> None:
+        self._artifacts = store
+        self._artifact_limits = limits
+
+    def _artifact_store(self) -> ArtifactStore:
+        if self._artifacts is None:
+            raise FailedPrecondition("this registry has no artifact store configured")
+        return self._artifacts
+
+    async def upload_version(
+        self,
+        caller: Caller,
+        model_name: str,
+        v: ModelVersion,
+        size_bytes: int,
+        chunks: AsyncIterator[bytes],
+    ) -> ModelVersion:
+        require(caller, "write")
+        store = self._artifact_store()
+        limits = self._artifact_limits
+        expected_sha = v.artifact_sha256
+        if v.artifact_format not in ARTIFACT_FORMATS:
+            raise errors.InvalidField(
+                f"artifact_format must be one of {list(ARTIFACT_FORMATS)}, got {v.artifact_format!r}"
+            )
+        if size_bytes < 0:
+            raise errors.InvalidField(f"size_bytes must be >= 0 (0: unknown), got {size_bytes}")
+        if size_bytes > limits.max_artifact_bytes:
+            raise ResourceExhausted(
+                f"artifact of {size_bytes} bytes exceeds the limit of {limits.max_artifact_bytes} "
+                "bytes (REGISTRY_MAX_ARTIFACT_BYTES)"
+            )
+        v.artifact_sha256 = expected_sha or _SHA_PLACEHOLDER  # the digest is checked by the store
+        check_version_input(v, self._limits.max_tags, self._limits.max_text_bytes)
+        async with self._store.transaction(write=False) as tx:
+            model = await self._model(tx, caller, model_name, write=True)
+            await self._check_code_permission(tx, caller, model, v.backend)
+            used = await tx.tenant_storage_used(model.tenant)
+        quota = limits.tenant_storage_quota_bytes
+        room = limits.max_artifact_bytes
+        if quota:
+            self._check_quota(model.tenant, used, 0, quota)
+            room = min(room, quota - used)
+        try:
+            blob = await store.put(
+                _idle_bounded(chunks, limits.upload_idle_timeout_s),
+                max_bytes=room,
+                expected_sha256=expected_sha,
+                expected_size=size_bytes or -1,
+            )
+        except ResourceExhausted:
+            if quota and room < limits.max_artifact_bytes:
+                self._check_quota(model.tenant, used, room + 1, quota, at_least=True)
+            raise
+        async with self._store.transaction(write=True) as tx:  # from now on the sweeper knows it
+            await tx.touch_blob(blob.sha256, blob.size, now_us())
+        await self._fill_signature(store, v, blob)
+        return await self._create_uploaded(caller, model_name, v, blob)
+
+    @staticmethod
+    def _check_quota(tenant: str, used: int, adding: int, quota: int, at_least: bool = False) -> None:
+        if used + adding > quota or (adding == 0 and used >= quota):
+            more = "at least " if at_least else ""
+            raise ResourceExhausted(
+                f"tenant {tenant!r} storage quota exceeded: {used} bytes used of {quota}, "
+                f"upload needs {more}{adding} more"
+            )
+
+    async def _fill_signature(self, store: ArtifactStore, v: ModelVersion, blob: StoredBlob) -> None:
+        if v.backend != "onnx" or v.artifact_format or blob.size > self._artifact_limits.max_signature_bytes:
+            return
+        data = b"".join([chunk async for chunk in store.read(blob.sha256)])
+        await asyncio.to_thread(fill_onnx_signature, v, data)
+
+    async def _create_uploaded(
+        self, caller: Caller, model_name: str, v: ModelVersion, blob: StoredBlob
+    ) -> ModelVersion:
+        store = self._artifact_store()
+        quota = self._artifact_limits.tenant_storage_quota_bytes
+        async with self._store.transaction(write=True) as tx:
+            model = await self._model(tx, caller, model_name, write=True)
+            await self._check_code_permission(tx, caller, model, v.backend)
+            if quota and not await tx.tenant_references_blob(model.tenant, blob.sha256):
+                self._check_quota(model.tenant, await tx.tenant_storage_used(model.tenant), blob.size, quota)
+            now = now_us()
+            await tx.touch_blob(blob.sha256, blob.size, now)
+            if await store.stat(blob.sha256) != blob.size:  # swept between put and this lock
+                raise Aborted("the uploaded artifact was removed concurrently; upload it again")
+            number = await tx.next_version_number(model.name)
+            v = dataclasses.replace(
+                v,
+                model=model.name,
+                version=number,
+                create_time=now,
+                update_time=now,
+                aliases=[],
+                artifact_uri=blob.uri,
+                artifact_sha256=blob.sha256,
+                artifact_size_bytes=blob.size,
+            )
+            await tx.record("CREATED", model.tenant, model.name, v)
+            await tx.insert_version(v)
+        self._notify()
+        log.info("model_version.uploaded", model=v.model, version=v.version, size=blob.size)
+        return v
+
+    async def download_version(self, caller: Caller, model_name: str, ref: str) -> Download:
+        require(caller, "read")
+        store = self._artifact_store()
+        async with self._store.transaction(write=False) as tx:
+            model = await self._model(tx, caller, model_name)
+            version = await self._version(tx, model, ref)
+        digest = parse_blob_uri(version.artifact_uri)
+        if digest is None:
+            raise FailedPrecondition(
+                f"version {version.version} of model {model.name!r} references "
+                f"{version.artifact_uri.split(':', 1)[0]}: artifacts, not an uploaded blob"
+            )
+        if not version.artifact_size_bytes:
+            version.artifact_size_bytes = await store.stat(digest) or 0
+        return Download(version=version, chunks=store.read(digest))
+
+    async def sweep_blobs(self, limit: int = 1000) -> int:
+        """Deletes blobs no version references and untouched for blob_grace_s (store bytes first,
+        inside the write transaction, so an upload that touches the blob waits for it)."""
+        store = self._artifact_store()
+        before = now_us() - int(self._artifact_limits.blob_grace_s * 1_000_000)
+        removed = 0
+        async with self._store.transaction(write=True) as tx:
+            for sha in await tx.unreferenced_blobs(before, limit):
+                await store.delete(sha)
+                await tx.delete_blob(sha)
+                removed += 1
+        if removed:
+            log.info("blobs.swept", count=removed)
+        return removed
