@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 
 from modelserve.inference.v2 import grpc_service_pb2 as inference_pb
 from modelserve_common.errors import InvalidArgument, ServiceError
+from modelserve_common.tensors import NAMES
 from modelserve_gateway.guard import Admission, Guard
 from modelserve_gateway.rest.http import JSON, Headers, Request
 from modelserve_gateway.settings import GatewaySettings
@@ -222,15 +223,13 @@ def kserve_json(body: bytes, max_depth: int) -> dict[str, Any]:
     return doc
 
 
-_DATATYPES = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64"]
-_DATATYPES += ["FP16", "FP32", "FP64", "BYTES", "BF16"]
 _TENSOR = {
     "type": "object",
     "required": ["name", "shape", "datatype"],
     "properties": {
         "name": {"type": "string"},
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-        "datatype": {"type": "string", "enum": _DATATYPES},
+        "datatype": {"type": "string", "enum": list(NAMES)},
         "parameters": {"type": "object"},
         "data": {},
     },

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,41 +16,12 @@ import numpy as np
 
 from modelserve.inference.v2 import grpc_service_pb2 as inference_pb
 from modelserve_common.errors import InvalidArgument
+from modelserve_common.tensors import BY_NAME, check_raw_size, encode_bytes, split_bytes
+from modelserve_common.tensors import datatype as v2_datatype
 from modelserve_gateway.transcoding.codec import parse_json
 
 HEADER_LENGTH = "inference-header-content-length"
 MAX_DIM = 2**63 - 1
-
-NP_DTYPES: dict[str, Any] = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8,
-    "UINT16": np.uint16,
-    "UINT32": np.uint32,
-    "UINT64": np.uint64,
-    "INT8": np.int8,
-    "INT16": np.int16,
-    "INT32": np.int32,
-    "INT64": np.int64,
-    "FP16": np.float16,
-    "FP32": np.float32,
-    "FP64": np.float64,
-}
-ELEMENT_BYTES = {k: np.dtype(v).itemsize for k, v in NP_DTYPES.items()} | {"BF16": 2}
-
-_CONTENTS_FIELD = {
-    "BOOL": "bool_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
 
 
 class TensorTooLarge(InvalidArgument):
@@ -104,30 +74,6 @@ def _params(src: Any, dst: Any, skip: tuple[str, ...], where: str) -> None:
             _param_to_pb(k, v, dst[k])
 
 
-def serialize_bytes_tensor(items: list[Any]) -> bytes:
-    parts = []
-    for item in items:
-        b = item.encode() if isinstance(item, str) else bytes(item)
-        parts.append(struct.pack("<I", len(b)))
-        parts.append(b)
-    return b"".join(parts)
-
-
-def deserialize_bytes_tensor(raw: bytes) -> list[bytes]:
-    out = []
-    i = 0
-    while i < len(raw):
-        if i + 4 > len(raw):
-            raise InvalidArgument("malformed BYTES tensor: truncated length prefix")
-        (n,) = struct.unpack_from("<I", raw, i)
-        i += 4
-        if i + n > len(raw):
-            raise InvalidArgument("malformed BYTES tensor: element runs past the end")
-        out.append(raw[i : i + n])
-        i += n
-    return out
-
-
 def _flatten(data: Any) -> list[Any]:
     if not isinstance(data, list):
         return [data]
@@ -152,10 +98,10 @@ def _json_tensor_bytes(name: str, datatype: str, shape: list[int], data: Any) ->
     if datatype == "BYTES":
         if not all(isinstance(x, str) for x in flat):
             raise InvalidArgument(f"input {name!r}: BYTES data must be strings")
-        return serialize_bytes_tensor(flat)
-    dt = NP_DTYPES.get(datatype)
-    if dt is None:
+        return encode_bytes(flat)
+    if datatype not in BY_NAME or datatype == "BF16":
         raise InvalidArgument(f"input {name!r}: datatype {datatype!r} cannot be sent as JSON")
+    dt = BY_NAME[datatype].dtype
     if datatype == "BOOL":
         if not all(isinstance(x, bool) for x in flat):
             raise InvalidArgument(f"input {name!r}: BOOL data must be true/false")
@@ -220,7 +166,7 @@ def parse_infer_request(
         name, datatype, shape = tin.get("name"), tin.get("datatype"), tin.get("shape")
         if not isinstance(name, str) or not name:
             raise InvalidArgument(f"inputs[{i}] needs a 'name'")
-        if not isinstance(datatype, str) or (datatype not in ELEMENT_BYTES and datatype != "BYTES"):
+        if not isinstance(datatype, str) or datatype not in BY_NAME:
             raise InvalidArgument(f"input {name!r}: unknown datatype {datatype!r}")
         if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape
@@ -251,11 +197,7 @@ def parse_infer_request(
             raw = bytes(binary[offset : offset + size])
             offset += size
             if datatype != "BYTES":
-                expected = math.prod(shape) * ELEMENT_BYTES[datatype]
-                if expected != size:
-                    raise InvalidArgument(
-                        f"input {name!r}: shape {shape} of {datatype} needs {expected} bytes, got {size}"
-                    )
+                check_raw_size(BY_NAME[datatype], shape, size, f"input {name!r}")
         else:
             if "data" not in tin:
                 raise InvalidArgument(f"input {name!r} has neither 'data' nor binary_data_size")
@@ -292,9 +234,10 @@ def raw_infer_request(
     tin = meta.inputs[0]
     shape = list(tin.shape)
     if tin.datatype != "BYTES":
-        size = ELEMENT_BYTES.get(tin.datatype)
-        if size is None:
+        found = BY_NAME.get(tin.datatype)
+        if found is None:
             raise InvalidArgument(f"raw binary: unsupported datatype {tin.datatype}")
+        size = found.size
         known = math.prod(d for d in shape if d >= 0) * size
         unknown = [i for i, d in enumerate(shape) if d < 0]
         if (
@@ -306,7 +249,7 @@ def raw_infer_request(
         if unknown:
             shape[unknown[0]] = len(body) // known
     else:
-        n = len(deserialize_bytes_tensor(body))
+        n = len(split_bytes(body, "raw binary"))
         shape = [n if d < 0 else d for d in shape] or [n]
     req = inference_pb.ModelInferRequest(model_name=model, model_version=version)
     req.inputs.add(name=tin.name, datatype=tin.datatype, shape=shape)
@@ -327,19 +270,20 @@ def _output_array(t: Any, raw: bytes | None) -> tuple[list[Any], bytes]:
     dt = t.datatype
     if raw is not None:
         if dt == "BYTES":
-            items = deserialize_bytes_tensor(raw)
+            items = split_bytes(raw, f"output {t.name!r}")
             return [_bytes_json(b) for b in items], raw
         if dt == "BF16":
             return [], raw
-        arr = np.frombuffer(raw, dtype=NP_DTYPES[dt])
+        arr = np.frombuffer(raw, dtype=v2_datatype(dt, f"output {t.name!r}").dtype)
     else:
-        fld = _CONTENTS_FIELD.get(dt)
-        if fld is None:
+        found = BY_NAME.get(dt)
+        fld = found.contents_field if found is not None else None
+        if found is None or fld is None:
             raise InvalidArgument(f"output {t.name!r}: datatype {dt} arrived without raw contents")
         values = list(getattr(t.contents, fld))
         if dt == "BYTES":
-            return [_bytes_json(b) for b in values], serialize_bytes_tensor(values)
-        arr = np.array(values, dtype=NP_DTYPES[dt])
+            return [_bytes_json(b) for b in values], encode_bytes(values)
+        arr = np.array(values, dtype=found.dtype)
     data = arr.tolist()
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         data = [_json_number(x) for x in data]
