@@ -11,10 +11,10 @@ import structlog
 
 from modelserve_common.context import SCOPES_HEADER, TENANT_HEADER
 from modelserve_common.errors import Unauthenticated
+from modelserve_common.identity import ADMIN, ALL_SCOPES, TENANT_ADMIN
 from modelserve_gateway.audit import audit
 from modelserve_gateway.ratelimit import Limit
 from modelserve_gateway.registry_cache import RegistryCache
-from modelserve_gateway.scopes import ADMIN, ALL_SCOPES, TENANT_ADMIN
 from modelserve_gateway.settings import GatewaySettings
 
 log = structlog.get_logger(__name__)

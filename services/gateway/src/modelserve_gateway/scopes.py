@@ -11,9 +11,7 @@ principal is confined to its tenant downstream whatever its scopes.
 
 from __future__ import annotations
 
-INFER, READ, WRITE, TENANT_ADMIN, ADMIN = "infer", "read", "write", "tenant-admin", "admin"
-ALL_SCOPES = (INFER, READ, WRITE, TENANT_ADMIN, ADMIN)
-IMPLIED_BY_TENANT_ADMIN = frozenset({INFER, READ, WRITE})
+from modelserve_common.identity import ADMIN, IMPLIED_BY_TENANT_ADMIN, INFER, READ, TENANT_ADMIN, WRITE
 
 _INFERENCE = "inference.GRPCInferenceService"
 _REGISTRY = "modelserve.registry.v1.RegistryService"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from modelserve_gateway.scopes import INFER, READ, WRITE, has_scope, is_write, required_scope
+from modelserve_common.identity import INFER, READ, WRITE
+from modelserve_gateway.scopes import has_scope, is_write, required_scope
 
 _O = "/modelserve.orchestrator.v1.OrchestratorService/"
 

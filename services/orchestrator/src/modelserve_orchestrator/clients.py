@@ -26,8 +26,8 @@ from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from modelserve_common import errors
 from modelserve_common.channels import create_channel
 from modelserve_common.context import SCOPES_HEADER, TENANT_HEADER
+from modelserve_common.identity import TRUSTED, Caller
 from modelserve_common.tensors import BY_NAME, encode_bytes, from_raw, to_raw
-from modelserve_orchestrator.domain import INTERNAL, Caller
 from modelserve_orchestrator.pipeline import ModelCaller
 from modelserve_orchestrator.settings import OrchestratorSettings
 
@@ -80,7 +80,7 @@ class InferenceClient:
         inputs: Mapping[str, np.ndarray],
         outputs: tuple[str, ...],
         timeout_s: float,
-        caller: Caller = INTERNAL,
+        caller: Caller,
     ) -> tuple[dict[str, np.ndarray], str]:
         request = infer_pb.ModelInferRequest(model_name=model, model_version=version)
         for name, array in inputs.items():
@@ -108,7 +108,7 @@ class InferenceClient:
         """Asks the model server (ModelMetadata with the caller's identity): it answers NOT_FOUND
         for a model the tenant may not call (another tenant's, a platform model not in its shared
         list) exactly as for a missing one."""
-        if caller.trusted:
+        if caller.is_trusted:
             return True
         try:
             await self._stub.ModelMetadata(
@@ -198,7 +198,7 @@ class AliasResolvingCaller:
         inputs: Mapping[str, np.ndarray],
         outputs: tuple[str, ...],
         timeout_s: float,
-        caller: Caller = INTERNAL,
+        caller: Caller,
     ) -> tuple[dict[str, np.ndarray], str]:
         if version and not version.isdigit():
             version = await self._resolve(model, version, timeout_s)
@@ -210,12 +210,12 @@ class AliasResolvingCaller:
         named). One it hides but knows (asked as a trusted caller) belongs to another tenant: no.
         A name the registry does not know is a local repository model of the model server, which
         decides (platform models only for the names in its shared list)."""
-        if caller.trusted:
+        if caller.is_trusted:
             return True
         seen = await self._registry.model(model, caller, timeout_s)
         if seen is not None:
             return seen.shared or seen.tenant in ("", caller.tenant)
-        if await self._registry.model(model, INTERNAL, timeout_s) is not None:
+        if await self._registry.model(model, TRUSTED, timeout_s) is not None:
             return False
         return await self._caller.may_use(model, caller, timeout_s)
 

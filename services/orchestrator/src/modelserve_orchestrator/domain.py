@@ -9,12 +9,9 @@ from typing import Any
 
 import numpy as np
 
-PLATFORM_OWNER = ""
-"""The owner recorded for what a trusted caller creates. No tenant can have this name (the gateway
-never sends an empty tenant header, and an empty one reads as absent), so an execution stored
-with it is run as a trusted caller and one stored with a tenant's name as that tenant."""
+from modelserve_common.identity import INFER, PLATFORM_OWNER, TRUSTED, Caller
 
-EXECUTION_SCOPES = frozenset({"infer"})
+EXECUTION_SCOPES = frozenset({INFER})
 """The scopes an execution's model calls carry (the execution keeps its tenant, not its creator's
 scopes; running it needs ``infer``)."""
 
@@ -371,34 +368,7 @@ def trace_from_dict(d: dict[str, Any]) -> NodeTrace:
     return NodeTrace(**{**d, "status": NodeStatus(d["status"])})
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who is calling: a tenant with scopes (set by the gateway), or a trusted caller (tenant None:
-    the platform administrator or an in-cluster service), which sees every tenant's pipelines and
-    executions and may name any model. A caller with a tenant is confined to that tenant whatever
-    its scopes ("admin" in a tenant's scopes grants nothing platform-wide)."""
-
-    tenant: str | None
-    scopes: frozenset[str] = frozenset()
-
-    @property
-    def trusted(self) -> bool:
-        return self.tenant is None
-
-    @property
-    def visible(self) -> str | None:
-        """The tenant whose rows this caller may see and change; None: every tenant's."""
-        return self.tenant
-
-    @property
-    def owner(self) -> str:
-        """The tenant that owns what this caller creates (PLATFORM_OWNER for a trusted caller)."""
-        return PLATFORM_OWNER if self.tenant is None else self.tenant
-
-    @staticmethod
-    def of_owner(owner: str) -> Caller:
-        """The caller an execution runs as: its stored owner (a tenant, or PLATFORM_OWNER)."""
-        return INTERNAL if owner == PLATFORM_OWNER else Caller(owner, EXECUTION_SCOPES)
-
-
-INTERNAL = Caller(tenant=None)
+def execution_caller(owner: str) -> Caller:
+    """The caller an execution runs as: its stored owner (a tenant, with EXECUTION_SCOPES), or a
+    trusted caller for PLATFORM_OWNER."""
+    return TRUSTED if owner == PLATFORM_OWNER else Caller(owner, EXECUTION_SCOPES)

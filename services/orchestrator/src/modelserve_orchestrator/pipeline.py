@@ -26,10 +26,9 @@ from modelserve_common.errors import (
     ServiceError,
     Unavailable,
 )
+from modelserve_common.identity import Caller
 from modelserve_common.tensors import datatype_of
 from modelserve_orchestrator.domain import (
-    INTERNAL,
-    Caller,
     Combiner,
     Condition,
     EnsembleStep,
@@ -62,7 +61,7 @@ class ModelCaller(Protocol):
         inputs: Mapping[str, np.ndarray],
         outputs: tuple[str, ...],
         timeout_s: float,
-        caller: Caller = INTERNAL,
+        caller: Caller,
     ) -> tuple[dict[str, np.ndarray], str]:
         """The model's outputs and the version that served."""
         ...
@@ -382,7 +381,7 @@ async def check_models(p: Pipeline, caller: Caller, model_caller: ModelCaller, d
     node, ensembles, switches and splitters only reference them) whose model the caller may not
     use. Trusted callers may use every model. Each distinct model is asked once, all at once,
     bounded by the longest timeout of the nodes naming it; outages raise (fail closed)."""
-    if caller.trusted:
+    if caller.is_trusted:
         return
     first: dict[str, str] = {}  # model -> first node naming it
     timeout: dict[str, float] = {}
@@ -506,7 +505,7 @@ class PipelineRunner:
         on_node: OnNode | None = None,
         done: Mapping[str, NodeResult] | None = None,
         sticky_salt: str = "",
-        caller: Caller = INTERNAL,
+        caller: Caller,
     ) -> RunResult:
         """Runs the pipeline as ``caller``: first checks that its tenant may use every model the
         pipeline names (ModelRefused otherwise: nothing runs), then sends each model call with its

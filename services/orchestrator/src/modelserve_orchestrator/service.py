@@ -14,10 +14,9 @@ from dataclasses import dataclass
 import structlog
 
 from modelserve_common.errors import InvalidArgument
+from modelserve_common.identity import Caller
 from modelserve_orchestrator import tensors
 from modelserve_orchestrator.domain import (
-    INTERNAL,
-    Caller,
     EventType,
     Execution,
     ExecutionEvent,
@@ -80,7 +79,7 @@ class OrchestratorService:
         if w is not None:
             await check_destination(w.url, self._allow)
 
-    async def put_pipeline(self, p: Pipeline, *, new: bool, caller: Caller = INTERNAL) -> Pipeline:
+    async def put_pipeline(self, p: Pipeline, *, new: bool, caller: Caller) -> Pipeline:
         """Creates or updates; a tenant's pipeline may name only models the tenant may use (its
         own, shared ones): NOT_FOUND naming the node otherwise, as for a missing model."""
         validate(p, self._defaults)
@@ -93,7 +92,7 @@ class OrchestratorService:
             p, new=new, now=time.time(), owner=caller.owner, visible=caller.visible
         )
 
-    async def get_pipeline(self, name: str, version: int = 0, caller: Caller = INTERNAL) -> Pipeline:
+    async def get_pipeline(self, name: str, version: int, caller: Caller) -> Pipeline:
         """The pipeline; another tenant's answers NOT_FOUND exactly like a missing one."""
         p = await self._store.get_pipeline(name, version, tenant=caller.visible)
         if p is None:
@@ -101,20 +100,18 @@ class OrchestratorService:
             raise PipelineNotFound(f"{what} not found")
         return p
 
-    async def list_pipelines(
-        self, page_size: int, token: str, caller: Caller = INTERNAL
-    ) -> tuple[list[Pipeline], str]:
+    async def list_pipelines(self, page_size: int, token: str, caller: Caller) -> tuple[list[Pipeline], str]:
         limit = _page(page_size, self._limits)
         items = await self._store.list_pipelines(token, limit, tenant=caller.visible)
         return items, items[-1].name if len(items) == limit else ""
 
-    async def delete_pipeline(self, name: str, caller: Caller = INTERNAL) -> None:
+    async def delete_pipeline(self, name: str, caller: Caller) -> None:
         if not await self._store.delete_pipeline(name, tenant=caller.visible):
             raise PipelineNotFound(f"pipeline {name!r} not found")
 
     # synchronous runs ----------------------------------------------------------------------
 
-    async def run(self, req: RunRequest, caller: Caller = INTERNAL) -> RunResult:
+    async def run(self, req: RunRequest, caller: Caller) -> RunResult:
         p = await self.get_pipeline(req.pipeline, req.version, caller)
         check_inputs(p, req.inputs)
         try:
@@ -122,9 +119,7 @@ class OrchestratorService:
         except NodeFailed as nf:
             raise nf.as_service_error() from None
 
-    async def stream(
-        self, req: RunRequest, caller: Caller = INTERNAL
-    ) -> AsyncIterator[NodeResult | RunResult]:
+    async def stream(self, req: RunRequest, caller: Caller) -> AsyncIterator[NodeResult | RunResult]:
         p = await self.get_pipeline(req.pipeline, req.version, caller)
         check_inputs(p, req.inputs)
         q: asyncio.Queue[NodeResult] = asyncio.Queue()
@@ -154,7 +149,7 @@ class OrchestratorService:
     # executions ----------------------------------------------------------------------------
 
     async def create_execution(
-        self, req: RunRequest, idempotency_key: str, webhook: Webhook | None, caller: Caller = INTERNAL
+        self, req: RunRequest, idempotency_key: str, webhook: Webhook | None, caller: Caller
     ) -> tuple[Execution, bool]:
         if len(idempotency_key) > MAX_KEY or not idempotency_key.isprintable():
             raise InvalidArgument(
@@ -200,7 +195,7 @@ class OrchestratorService:
                 log.warning("execution.enqueue_deferred", execution=stored.id, error=str(exc))
         return stored, replayed
 
-    async def get_execution(self, eid: str, caller: Caller = INTERNAL) -> Execution:
+    async def get_execution(self, eid: str, caller: Caller) -> Execution:
         """The execution; another tenant's answers NOT_FOUND exactly like a missing one."""
         ex = await self._store.get_execution(eid, tenant=caller.visible)
         if ex is None:
@@ -208,7 +203,7 @@ class OrchestratorService:
         return ex
 
     async def list_executions(
-        self, pipeline: str, state: ExecutionState, page_size: int, token: str, caller: Caller = INTERNAL
+        self, pipeline: str, state: ExecutionState, page_size: int, token: str, caller: Caller
     ) -> tuple[list[Execution], str]:
         limit = _page(page_size, self._limits)
         after: tuple[float, str] | None = None
@@ -222,7 +217,7 @@ class OrchestratorService:
         nxt = f"{items[-1].create_time!r}/{items[-1].id}" if len(items) == limit else ""
         return items, nxt
 
-    async def cancel_execution(self, eid: str, reason: str, caller: Caller = INTERNAL) -> Execution:
+    async def cancel_execution(self, eid: str, reason: str, caller: Caller) -> Execution:
         ex = await self.get_execution(eid, caller)
         if not ex.state.terminal:
             await self._finisher.finish(
@@ -230,12 +225,12 @@ class OrchestratorService:
             )
             if self._worker is not None:
                 self._worker.cancel_local(eid)
-        return await self.get_execution(eid)
+        return await self.get_execution(eid, caller)
 
-    async def watch(self, eid: str, caller: Caller = INTERNAL) -> AsyncIterator[ExecutionEvent]:
+    async def watch(self, eid: str, caller: Caller) -> AsyncIterator[ExecutionEvent]:
         await self.get_execution(eid, caller)
         async with self._queue.subscribe(eid) as sub:
-            ex = await self.get_execution(eid)
+            ex = await self.get_execution(eid, caller)
             yield ExecutionEvent(EventType.SNAPSHOT, ex.state, time.time(), execution=ex)
             if ex.state.terminal:
                 return
@@ -244,7 +239,7 @@ class OrchestratorService:
                 if raw is None or raw["type"] == EventType.FINISHED:
                     state = await self._store.execution_state(eid)
                     if state is not None and state.terminal:
-                        final = await self.get_execution(eid)
+                        final = await self.get_execution(eid, caller)
                         yield ExecutionEvent(EventType.FINISHED, final.state, time.time(), execution=final)
                         return
                     continue
@@ -253,6 +248,6 @@ class OrchestratorService:
                     EventType(raw["type"]), ExecutionState(raw["state"]), raw["time"], node=node
                 )
 
-    async def list_deliveries(self, eid: str, caller: Caller = INTERNAL) -> list[WebhookDelivery]:
+    async def list_deliveries(self, eid: str, caller: Caller) -> list[WebhookDelivery]:
         await self.get_execution(eid, caller)
         return await self._store.list_deliveries(eid)

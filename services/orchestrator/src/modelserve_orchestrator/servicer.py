@@ -8,9 +8,9 @@ import grpc
 
 from modelserve.orchestrator.v1 import orchestrator_service_pb2 as pb
 from modelserve.orchestrator.v1 import orchestrator_service_pb2_grpc as pb_grpc
-from modelserve_common.context import caller_identity
+from modelserve_common.identity import Caller
 from modelserve_orchestrator import convert
-from modelserve_orchestrator.domain import Caller, ExecutionState
+from modelserve_orchestrator.domain import ExecutionState
 from modelserve_orchestrator.service import OrchestratorService
 
 Ctx = grpc.aio.ServicerContext
@@ -19,7 +19,7 @@ Ctx = grpc.aio.ServicerContext
 def _caller(context: Ctx) -> Caller:
     """``x-modelserve-tenant`` absent: a trusted in-cluster caller (sees every tenant). Present:
     that tenant with the scopes in ``x-modelserve-scopes``."""
-    return Caller(*caller_identity(context.invocation_metadata()))
+    return Caller.from_metadata(context.invocation_metadata())
 
 
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):

@@ -12,14 +12,11 @@ import secrets
 
 import structlog
 
+from modelserve_common.identity import ADMIN, TENANT_ADMIN, TENANT_SCOPES, Caller
 from modelserve_registry import errors
 from modelserve_registry.core import ServiceCore
 from modelserve_registry.domain import (
-    PLATFORM_SCOPE,
-    SCOPES,
-    TENANT_ADMIN,
     ApiKey,
-    Caller,
     KeySecrets,
     RateLimit,
 )
@@ -44,18 +41,18 @@ def secret_matches(stored: str | None, secret: str) -> bool:
 
 
 def check_scopes(caller: Caller, scopes: list[str]) -> list[str]:
-    """The scopes a new key gets, in SCOPES order: known, not platform-wide, and none the
+    """The scopes a new key gets, in TENANT_SCOPES order: known, not platform-wide, and none the
     caller lacks."""
     if not scopes:
-        raise errors.InvalidField(f"scopes is required: any of {list(SCOPES)}")
+        raise errors.InvalidField(f"scopes is required: any of {list(TENANT_SCOPES)}")
     for s in scopes:
-        if s == PLATFORM_SCOPE:
-            raise errors.InvalidField(f"scope {PLATFORM_SCOPE!r} is platform-only; use {TENANT_ADMIN!r}")
-        if s not in SCOPES:
-            raise errors.InvalidField(f"scope must be one of {list(SCOPES)}, got {s!r}")
+        if s == ADMIN:
+            raise errors.InvalidField(f"scope {ADMIN!r} is platform-only; use {TENANT_ADMIN!r}")
+        if s not in TENANT_SCOPES:
+            raise errors.InvalidField(f"scope must be one of {list(TENANT_SCOPES)}, got {s!r}")
         if not caller.has(s):
             raise errors.MissingScope(f"a key cannot grant the {s!r} scope that the caller lacks")
-    return sorted(set(scopes), key=SCOPES.index)
+    return sorted(set(scopes), key=TENANT_SCOPES.index)
 
 
 def check_expire_time(expire_time: int | None, now: int) -> None:
@@ -167,7 +164,7 @@ class ApiKeyOps(ServiceCore):
 
     async def verify_key(self, caller: Caller, secret: str) -> tuple[ApiKey, RateLimit, int | None]:
         """(key, effective rate limit, when this secret stops working) or InvalidApiKey."""
-        if not caller.is_admin:
+        if not caller.is_trusted:
             raise errors.MissingScope("verifying API keys is for the platform administrator")
         parts = secret.split("_", 2)
         if len(parts) != 3 or parts[0] != SECRET_PREFIX or not KEY_RE.match(parts[1]):
@@ -180,9 +177,9 @@ class ApiKeyOps(ServiceCore):
             raise errors.InvalidApiKey("invalid API key")
         key, stored = found
         expires = secret_expiry(key, stored, secret, now_us())
-        if PLATFORM_SCOPE in key.scopes:  # a key stored before migration 2: never platform-wide
+        if ADMIN in key.scopes:  # a key stored before migration 2: never platform-wide
             key.scopes = sorted(
-                {TENANT_ADMIN if s == PLATFORM_SCOPE else s for s in key.scopes}, key=SCOPES.index
+                {TENANT_ADMIN if s == ADMIN else s for s in key.scopes}, key=TENANT_SCOPES.index
             )
         limit = key.rate_limit if key.rate_limit.requests_per_second > 0 else tenant.rate_limit
         return key, limit, expires

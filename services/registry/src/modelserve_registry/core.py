@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelserve_common.artifact_uri import resolve_artifact_uri
+from modelserve_common.identity import Caller
 from modelserve_registry import errors
-from modelserve_registry.domain import CODE_BACKENDS, Caller, Model, ModelVersion, Tenant
+from modelserve_registry.domain import CODE_BACKENDS, Model, ModelVersion, Tenant
 from modelserve_registry.paging import Page, next_token, open_page
 from modelserve_registry.store import RegistryStore, StoreTx
 from modelserve_registry.validation import LATEST, check_name, check_tags, check_text
@@ -95,7 +96,7 @@ class ServiceCore:
         """A tenant caller may register or deploy a version whose backend runs user code only
         while its tenant has code_execution_allowed (checked at every such write: it may have
         been revoked since the version was registered)."""
-        if backend not in CODE_BACKENDS or caller.is_admin:
+        if backend not in CODE_BACKENDS or caller.is_trusted:
             return
         owner = await tx.get_tenant(model.tenant)
         if owner is None or not owner.code_execution_allowed:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import structlog
 
+from modelserve_common.identity import Caller
 from modelserve_registry import errors
 from modelserve_registry.core import ServiceCore
-from modelserve_registry.domain import Caller, Deployment, Model, Target
+from modelserve_registry.domain import Deployment, Model, Target
 from modelserve_registry.store import StoreTx, now_us
 from modelserve_registry.validation import (
     check_batching,
@@ -76,5 +77,5 @@ class DeploymentOps(ServiceCore):
         require(caller, "read")
         async with self._store.transaction(write=False) as tx:
             revision, _ = await tx.revisions()
-            found = await tx.list_deployments(None if caller.is_admin else caller.tenant)
+            found = await tx.list_deployments(None if caller.is_trusted else caller.tenant)
         return [d for d in found if d.targets], revision

@@ -6,9 +6,10 @@ import hashlib
 
 import structlog
 
+from modelserve_common.identity import Caller
 from modelserve_registry import errors
 from modelserve_registry.core import ServiceCore
-from modelserve_registry.domain import Caller, Model
+from modelserve_registry.domain import Model
 from modelserve_registry.store import StoreTx, now_us
 from modelserve_registry.validation import (
     check_etag,
@@ -29,7 +30,7 @@ class ModelOps(ServiceCore):
         require(caller, "write")
         check_name("model", model.name)
         tenant = caller.tenant if caller.tenant is not None else (model.tenant or "default")
-        if model.shared and not caller.is_admin:
+        if model.shared and not caller.is_trusted:
             raise errors.PlatformOnly("only a platform administrator may set Model.shared")
         self._text("description", model.description)
         tags = self._tags("tags", model.tags)
@@ -73,7 +74,7 @@ class ModelOps(ServiceCore):
         page = self._page(
             page_token, page_size, hashlib.sha256(f"{filter}\n{order_by}".encode()).hexdigest()[:16]
         )
-        tenant = None if caller.is_admin else caller.tenant
+        tenant = None if caller.is_trusted else caller.tenant
         async with self._store.transaction(write=False) as tx:
             models = await tx.list_models(
                 tenant=tenant, terms=terms, order=order, offset=page.offset, limit=page.size
@@ -83,7 +84,7 @@ class ModelOps(ServiceCore):
     async def update_model(self, caller: Caller, model: Model, etag: str, paths: list[str]) -> Model:
         require(caller, "write")
         check_update_mask(paths, MODEL_MASK)
-        if "shared" in paths and not caller.is_admin:
+        if "shared" in paths and not caller.is_trusted:
             raise errors.PlatformOnly("only a platform administrator may set Model.shared")
         async with self._store.transaction(write=True) as tx:
             current = await self._model(tx, caller, model.name, write=True)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import structlog
 
+from modelserve_common.identity import Caller
 from modelserve_registry import errors
 from modelserve_registry.core import ServiceCore
-from modelserve_registry.domain import Caller, Tenant
+from modelserve_registry.domain import Tenant
 from modelserve_registry.store import now_us
 from modelserve_registry.validation import (
     check_etag,
@@ -24,7 +25,7 @@ TENANT_MASK = ("display_name", "rate_limit", "max_models", "code_execution_allow
 
 
 def _platform_only(caller: Caller, what: str) -> None:
-    if not caller.is_admin:
+    if not caller.is_trusted:
         raise errors.MissingScope(f"{what} is for the platform administrator")
 
 

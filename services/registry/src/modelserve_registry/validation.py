@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import re
 
+from modelserve_common.identity import Caller
 from modelserve_registry import errors
 from modelserve_registry.domain import (
     BACKENDS,
     Batching,
-    Caller,
     ModelVersion,
     RateLimit,
     Target,

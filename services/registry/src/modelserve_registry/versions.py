@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import structlog
 
+from modelserve_common.identity import Caller
 from modelserve_registry import errors
 from modelserve_registry.core import ServiceCore
-from modelserve_registry.domain import STATUSES, TRANSITIONS, Alias, Caller, ModelVersion
+from modelserve_registry.domain import STATUSES, TRANSITIONS, Alias, ModelVersion
 from modelserve_registry.store import now_us
 from modelserve_registry.validation import (
     check_alias_name,

@@ -7,9 +7,10 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+from modelserve_common.identity import Caller
 from modelserve_registry import errors
 from modelserve_registry.core import ServiceCore
-from modelserve_registry.domain import Caller, Change
+from modelserve_registry.domain import Change
 from modelserve_registry.store import now_us
 from modelserve_registry.validation import require
 
@@ -34,11 +35,11 @@ class WatchOps(ServiceCore):
         """Changes above ``after_revision`` in revision order, then new ones as they commit; a
         Change with ``resource=None`` is a progress note carrying the current revision."""
         require(caller, "read")
-        tenant = None if caller.is_admin else caller.tenant
+        tenant = None if caller.is_trusted else caller.tenant
         async with self._store.transaction(write=False) as tx:
             if model:
                 # a model the caller may read (its own, or shared): that model's tenant's changes
-                tenant = None if caller.is_admin else (await self._model(tx, caller, model)).tenant
+                tenant = None if caller.is_trusted else (await self._model(tx, caller, model)).tenant
             head, compacted = await tx.revisions()
         after = start_revision(after_revision, head, compacted)
         last_sent = time.monotonic()
