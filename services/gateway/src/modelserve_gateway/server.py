@@ -99,6 +99,8 @@ async def running_server(
         key_ttl_s=settings.api_key_cache_ttl_s,
         deployment_ttl_s=settings.deployment_cache_ttl_s,
         watch_timeout_s=settings.stream_timeout_s,
+        watch_backoff_min_s=settings.watch_backoff_min_s,
+        watch_backoff_max_s=settings.watch_backoff_max_s,
     )
     if limiter is None:
         limiter = (

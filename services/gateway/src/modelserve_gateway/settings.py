@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from modelserve_common.config import BaseServiceSettings, suite_fallback
@@ -84,6 +84,11 @@ class GatewaySettings(BaseServiceSettings):
     seen on the registry's Watch clears it at once)."""
     watch_registry: bool = True
     """Follow the registry's Watch stream (revocations, deployment changes)."""
+    watch_backoff_min_s: float = Field(default=0.2, gt=0)
+    """First wait before re-opening a broken Watch stream; it doubles up to
+    ``watch_backoff_max_s``, each wait drawn between half and one and a half times the step."""
+    watch_backoff_max_s: float = Field(default=5.0, gt=0)
+    """Longest step of the Watch reconnection backoff (at least ``watch_backoff_min_s``)."""
     jwt_algorithm: Literal["HS256", "RS256", "ES256"] | None = None
     """The one JWT algorithm accepted; unset disables JWT authentication."""
     jwt_key: SecretStr | None = None
@@ -130,3 +135,12 @@ class GatewaySettings(BaseServiceSettings):
     """ModelStreamInfer through the gRPC front door: answers (the upstream's and the gateway's own
     per-message errors) held for a slow reader before the gateway stops reading the upstream,
     whose gRPC flow control then holds it back."""
+
+    @model_validator(mode="after")
+    def _watch_backoff_bounds(self) -> GatewaySettings:
+        if self.watch_backoff_max_s < self.watch_backoff_min_s:
+            raise ValueError(
+                f"watch_backoff_max_s ({self.watch_backoff_max_s}) must be at least "
+                f"watch_backoff_min_s ({self.watch_backoff_min_s})"
+            )
+        return self
