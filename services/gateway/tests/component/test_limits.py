@@ -159,3 +159,32 @@ async def test_circuit_breaker_opens_fails_fast_and_recovers(make_gateway) -> No
         await asyncio.sleep(0.45)
         assert (await gw.http.get("/v1/fail/0")).status_code == 200  # the half-open probe closes it
         assert (await gw.http.get("/v1/fail/0")).status_code == 200
+
+
+async def test_one_breaker_per_upstream_for_both_doors_and_every_call_kind(make_gateway) -> None:
+    """Failures through the gRPC front door open the breaker that REST unary and streaming calls
+    and gRPC streaming calls then meet (one Upstream, the breaker inside its calls)."""
+    from gwtest.v1 import template_service_pb2 as tpl_pb
+    from gwtest.v1 import template_service_pb2_grpc as tpl_grpc
+
+    async with make_gateway(breaker_failures=2, breaker_open_s=0.4) as gw:
+        async with grpc.aio.insecure_channel(gw.grpc_target) as ch:
+            stub = tpl_grpc.TemplateServiceStub(ch)
+            for _ in range(2):
+                with pytest.raises(grpc.aio.AioRpcError) as exc:
+                    await stub.Fail(tpl_pb.FailRequest(code=14), timeout=5)
+                assert exc.value.details() == "failed with 14"
+            r = await gw.http.get("/v1/fail/0")
+            assert r.status_code == 503 and "circuit open" in r.json()["message"]
+            r = await gw.http.get("/v1/count/3")
+            assert r.status_code == 503 and "circuit open" in r.json()["message"]
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                async for _ in stub.Count(tpl_pb.CountRequest(n=3), timeout=5):
+                    pass
+            assert exc.value.code() is grpc.StatusCode.UNAVAILABLE and "circuit open" in (
+                exc.value.details() or ""
+            )
+            await asyncio.sleep(0.45)
+            got = [m.i async for m in stub.Count(tpl_pb.CountRequest(n=3), timeout=5)]  # the probe closes it
+            assert got == [0, 1, 2]
+            assert (await gw.http.get("/v1/fail/0")).status_code == 200
