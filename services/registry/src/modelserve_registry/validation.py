@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from modelserve_common.identity import Caller
+from modelserve_common.tensors import BY_NAME
 from modelserve_registry import errors
 from modelserve_registry.domain import (
     BACKENDS,
@@ -21,22 +22,6 @@ from modelserve_registry.store import FilterTerm
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9._-]{0,62}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-DATATYPES = {
-    "BOOL",
-    "UINT8",
-    "UINT16",
-    "UINT32",
-    "UINT64",
-    "INT8",
-    "INT16",
-    "INT32",
-    "INT64",
-    "FP16",
-    "BF16",
-    "FP32",
-    "FP64",
-    "BYTES",
-}
 LATEST = "latest"
 FILTER_FIELDS = {"name", "description", "tenant"}
 FILTER_TERM_RE = re.compile(r'^\s*([a-z_]+(?:\.[A-Za-z0-9_.-]+)?)\s*(!=|=|:)\s*"((?:[^"\\]|\\.)*)"\s*$')
@@ -106,10 +91,9 @@ def check_max_models(value: int) -> None:
 def check_tensor_spec(field: str, spec: TensorSpec) -> None:
     if not spec.name:
         raise errors.InvalidField(f"{field}: every tensor needs a name")
-    if spec.datatype not in DATATYPES:
+    if spec.datatype not in BY_NAME:
         raise errors.InvalidField(
-            f"{field} tensor {spec.name!r}: datatype must be one of {sorted(DATATYPES)}, "
-            f"got {spec.datatype!r}"
+            f"{field} tensor {spec.name!r}: datatype must be one of {sorted(BY_NAME)}, got {spec.datatype!r}"
         )
     if any(d < -1 for d in spec.shape):
         raise errors.InvalidField(f"{field} tensor {spec.name!r}: dimensions must be >= -1, got {spec.shape}")
