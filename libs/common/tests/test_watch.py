@@ -215,10 +215,15 @@ def test_backoff_doubles_up_to_its_cap_with_jitter_and_resets() -> None:
     assert b.next() == pytest.approx(0.2)
 
 
-@pytest.mark.parametrize(("lo", "hi"), [(0.0, 1.0), (-1.0, 1.0), (2.0, 1.0)])
+@pytest.mark.parametrize(("lo", "hi"), [(0.0, 1.0), (-1.0, 1.0), (1.0, 0.0)])
 def test_backoff_refuses_bounds_that_cannot_work(lo: float, hi: float) -> None:
-    with pytest.raises(ValueError, match="0 < min_s <= max_s"):
+    with pytest.raises(ValueError, match="min_s > 0 and max_s > 0"):
         Backoff(lo, hi)
+
+
+def test_backoff_cap_below_the_first_step_keeps_the_first_step() -> None:
+    b = Backoff(2.0, 1.0, rand=lambda: 0.5)
+    assert [b.next() for _ in range(3)] == [2.0, 2.0, 2.0]
 
 
 def test_follower_refuses_a_watch_timeout_that_cannot_work() -> None:

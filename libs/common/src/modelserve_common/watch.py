@@ -44,13 +44,14 @@ iterable of ``registry_pb.WatchResponse`` with ``cancel()`` (a stub's ``Watch``)
 
 
 class Backoff:
-    """Exponential backoff with jitter: ``next()`` is the wait before the next attempt."""
+    """Exponential backoff with jitter: ``next()`` is the wait before the next attempt. The step
+    starts at ``min_s`` and doubles up to ``max_s`` (taken as ``min_s`` when smaller)."""
 
     def __init__(self, min_s: float, max_s: float, rand: Callable[[], float] = random.random) -> None:
-        if min_s <= 0 or max_s < min_s:
-            raise ValueError(f"backoff needs 0 < min_s <= max_s, got min_s={min_s}, max_s={max_s}")
+        if min_s <= 0 or max_s <= 0:
+            raise ValueError(f"backoff needs min_s > 0 and max_s > 0, got min_s={min_s}, max_s={max_s}")
         self.min_s = min_s
-        self.max_s = max_s
+        self.max_s = max(max_s, min_s)  # a cap below the first step: every step is the first
         self._rand = rand
         self._step = min_s
 
