@@ -1,7 +1,12 @@
 """Registry artifacts: fetch a version's artifact, verify its sha256, and turn the version's record
 into a model config.
 
-An artifact URI (``file:///abs/path``, the only scheme the registry accepts now) must lie under one
+An uploaded artifact (``blob:sha256:<hex>``, see the registry's UploadModelVersion) is fetched from
+the registry (DownloadModelVersion) into the shared, verified cache of ``cache.py`` (keyed by
+sha256, unpacked once when it is a tar/zip archive) and loaded from there; the cache entry is pinned
+while the version uses it.
+
+A ``file:///abs/path`` artifact URI must lie under one
 of the allowed artifact roots (``MODEL_SERVER_ARTIFACT_ROOTS``): it is checked again here, before
 anything is read, with :func:`modelserve_common.artifact_uri.resolve_artifact_uri` (no ``..``, no
 host, no query, no symlink out of the roots, only regular files and folders), and every file is
@@ -35,26 +40,51 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import structlog
 
 from modelserve.inference.v2 import model_config_pb2 as config_pb
 from modelserve.registry.v1 import registry_service_pb2 as registry_pb
+from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
+from modelserve_common.artifact_store import parse_blob_uri
 from modelserve_common.artifact_uri import (
     MAX_ARTIFACT_URI_LENGTH,
     open_artifact_file,
     resolve_artifact_uri,
 )
 from modelserve_common.errors import InvalidArgument
+from modelserve_model_server.cache import ArtifactCache, CacheError
 
 log = structlog.get_logger(__name__)
 
 # registry backend -> (model server backend, file name of a single-file artifact)
 BACKENDS = {"onnx": ("onnxruntime", "model.onnx"), "python": ("python", "model.py")}
 _CHUNK = 1024 * 1024
+
+
+Download = Callable[[str, int], AsyncIterator[bytes]]
+"""(model, version) -> the artifact's bytes (the registry's DownloadModelVersion)."""
+
+
+def registry_download(stub: registry_grpc.RegistryServiceStub, timeout_s: float) -> Download:
+    """A Download through the registry's DownloadModelVersion (a failure: CacheError)."""
+
+    async def download(model: str, version: int) -> AsyncIterator[bytes]:
+        request = registry_pb.DownloadModelVersionRequest(model=model, version=str(version))
+        try:
+            async for message in stub.DownloadModelVersion(request, timeout=timeout_s):
+                if message.WhichOneof("content") == "chunk":
+                    yield message.chunk
+        except grpc.aio.AioRpcError as exc:
+            raise CacheError(
+                f"fetching the artifact from the registry failed: {exc.code().name} {exc.details()}"
+            ) from None
+
+    return download
 
 
 class ArtifactError(Exception):
@@ -139,15 +169,50 @@ class ArtifactStore:
     under ``allowed_roots`` are read (an empty list refuses every artifact)."""
 
     def __init__(
-        self, root: Path, allowed_roots: Sequence[Path], max_uri_length: int = MAX_ARTIFACT_URI_LENGTH
+        self,
+        root: Path,
+        allowed_roots: Sequence[Path],
+        max_uri_length: int = MAX_ARTIFACT_URI_LENGTH,
+        *,
+        cache: ArtifactCache | None = None,
+        download: Download | None = None,
     ) -> None:
         self.root = root
         self.allowed_roots = tuple(allowed_roots)
         self.max_uri_length = max_uri_length
+        self._cache = cache
+        self._download = download
 
     async def stage(self, model: str, version: int, record: registry_pb.ModelVersion) -> StagedArtifact:
         """Copies and verifies the artifact of ``record``; raises ArtifactError with the reason."""
+        try:
+            digest = parse_blob_uri(record.artifact_uri)
+        except InvalidArgument as exc:
+            raise ArtifactError(exc.message) from None
+        if digest is not None:
+            return await self._stage_blob(model, version, record, digest)
         return await asyncio.to_thread(self._stage, model, version, record)
+
+    async def _stage_blob(
+        self, model: str, version: int, record: registry_pb.ModelVersion, digest: str
+    ) -> StagedArtifact:
+        if record.backend not in BACKENDS:
+            raise ArtifactError(
+                f"backend {record.backend!r} cannot be served by the model server's CPU backends"
+            )
+        if self._cache is None or self._download is None:
+            raise ArtifactError("uploaded (blob:) artifacts need the artifact cache and a registry")
+        if digest != record.artifact_sha256:
+            raise ArtifactError(f"artifact URI {record.artifact_uri!r} does not match artifact_sha256")
+        download = self._download
+        try:
+            folder = await self._cache.get(
+                digest, record.artifact_format, BACKENDS[record.backend][1], lambda: download(model, version)
+            )
+        except CacheError as exc:
+            raise ArtifactError(str(exc)) from None
+        self._cache.pin(model, version, digest)
+        return StagedArtifact(version_dir=folder, sha256=digest)
 
     def _stage(self, model: str, version: int, record: registry_pb.ModelVersion) -> StagedArtifact:
         if record.backend not in BACKENDS:
@@ -189,7 +254,9 @@ class ArtifactStore:
         return StagedArtifact(version_dir=final, sha256=digest)
 
     def remove(self, model: str, version: int) -> None:
-        """Deletes the copy of an unloaded version."""
+        """Deletes the copy of an unloaded version (and unpins its cache entry)."""
+        if self._cache is not None:
+            self._cache.release(model, version)
         shutil.rmtree(self.root / model / str(version), ignore_errors=True)
 
 

@@ -13,8 +13,10 @@ from modelserve.inference.v2 import grpc_service_pb2_grpc as svc_grpc
 from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from modelserve_common.channels import create_channel
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
-from modelserve_model_server.artifacts import ArtifactStore
+from modelserve_model_server.archive import ArchiveLimits
+from modelserve_model_server.artifacts import ArtifactStore, registry_download
 from modelserve_model_server.backend import Backend
+from modelserve_model_server.cache import ArtifactCache
 from modelserve_model_server.codec import Limits
 from modelserve_model_server.manager import ModelManager
 from modelserve_model_server.onnx_backend import OnnxBackend
@@ -103,7 +105,19 @@ async def running_server(
         follower = RegistryFollower(
             manager,
             registry_grpc.RegistryServiceStub(registry_channel),
-            ArtifactStore(staging_dir, artifact_roots, settings.artifact_uri_max_length),
+            ArtifactStore(
+                staging_dir,
+                artifact_roots,
+                settings.artifact_uri_max_length,
+                cache=ArtifactCache(
+                    settings.cache_dir(),
+                    settings.artifact_cache_max_bytes,
+                    ArchiveLimits(settings.archive_max_bytes, settings.archive_max_files),
+                ),
+                download=registry_download(
+                    registry_grpc.RegistryServiceStub(registry_channel), settings.artifact_fetch_timeout_s
+                ),
+            ),
             call_timeout_s=settings.client_timeout_s,
             watch_timeout_s=settings.registry_watch_timeout_s,
             backoff_min_s=settings.registry_backoff_min_s,

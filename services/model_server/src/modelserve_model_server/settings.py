@@ -62,6 +62,18 @@ class ModelServerSettings(TritonSettings, BaseServiceSettings):
     FIFO...) marks the version FAILED naming the rule. Empty = ``<data_dir>/artifacts`` plus the
     server's own ``model_repository`` (the platform models). The private copies
     (``registry_artifact_dir``) are always allowed for loading."""
+    artifact_cache_dir: Path | None = None
+    """Cache of uploaded (blob:) artifacts keyed by sha256, verified and shared by versions; unset =
+    <registry_artifact_dir>/.blob-cache. Reused after a restart."""
+    artifact_cache_max_bytes: int = Field(default=50 * 1024**3, ge=0)
+    """Bytes the artifact cache may hold; beyond it the least recently used entries that no loaded
+    version uses are evicted."""
+    artifact_fetch_timeout_s: float = Field(default=600.0, gt=0)
+    """Longest one download of an uploaded artifact from the registry may take."""
+    archive_max_bytes: int = Field(default=20 * 1024**3, ge=1)
+    """Most bytes a tar/zip artifact may unpack to (larger, e.g. a decompression bomb: FAILED)."""
+    archive_max_files: int = Field(default=10_000, ge=1)
+    """Most entries a tar/zip artifact may hold."""
     artifact_uri_max_length: int = Field(default=4096, ge=16, le=65536)
     """Longest artifact URI accepted, in characters; a longer one marks the version FAILED."""
     strict_readiness: bool = False
@@ -91,6 +103,10 @@ class ModelServerSettings(TritonSettings, BaseServiceSettings):
         if not named:
             named = [self.data_dir / "artifacts", self.model_repository]
         return [p.absolute() for p in named]
+
+    def cache_dir(self) -> Path:
+        """Where the artifact cache lives."""
+        return self.artifact_cache_dir or self.staging_dir() / ".blob-cache"
 
     def staging_dir(self) -> Path:
         """Where verified copies of registry artifacts are kept."""

@@ -1,0 +1,160 @@
+"""Safe unpacking of a directory model packed as one archive (``tar``, optionally gzip/bz2/xz
+compressed, or ``zip``).
+
+Every entry is checked before a byte is written, and the unpacked bytes are counted as they are
+written (a header that lies about its size cannot get past the limit). Refused, with the reason in
+an :class:`ArchiveRefused` message naming the entry:
+
+- an absolute name, a ``..`` component, a NUL, or an empty name;
+- a hard link; a symbolic link whose target is absolute or leaves the folder (zip: any link);
+- devices, FIFOs and other special entries;
+- more than ``max_files`` entries;
+- more than ``max_bytes`` unpacked bytes in all (the decompression bomb);
+- a corrupt archive.
+
+Nothing is left behind on refusal: the caller unpacks into a fresh folder and removes it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shutil
+import stat
+import tarfile
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+_CHUNK = 1024 * 1024
+
+
+class ArchiveRefused(Exception):
+    """The archive cannot be unpacked safely; ``str(exc)`` says why."""
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    max_bytes: int = 20 * 1024**3
+    max_files: int = 10_000
+
+
+def _safe_name(name: str) -> str:
+    if not name or "\x00" in name:
+        raise ArchiveRefused(f"entry {name[:200]!r}: empty name or NUL")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":") or name.startswith("\\"):
+        raise ArchiveRefused(f"entry {name[:200]!r}: absolute path")
+    parts = name.replace("\\", "/").split("/")
+    if ".." in parts:
+        raise ArchiveRefused(f"entry {name[:200]!r}: '..' component")
+    return posixpath.normpath(name.replace("\\", "/"))
+
+
+def _link_inside(name: str, target: str) -> bool:
+    if not target or target.startswith("/"):
+        return False
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+    return not (joined == ".." or joined.startswith("../"))
+
+
+class _Budget:
+    def __init__(self, limits: ArchiveLimits) -> None:
+        self.limits = limits
+        self.files = 0
+        self.bytes = 0
+
+    def entry(self) -> None:
+        self.files += 1
+        if self.files > self.limits.max_files:
+            raise ArchiveRefused(f"more than {self.limits.max_files} entries (the file-count limit)")
+
+    def copy(self, name: str, src: IO[bytes], dst: Path) -> None:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with open(dst, "wb") as out:
+            while chunk := src.read(_CHUNK):
+                self.bytes += len(chunk)
+                if self.bytes > self.limits.max_bytes:
+                    raise ArchiveRefused(
+                        f"entry {name[:200]!r}: unpacked size exceeds {self.limits.max_bytes} bytes "
+                        "(decompression bomb or too large)"
+                    )
+                out.write(chunk)
+
+
+def _unpack_tar(path: Path, dest: Path, budget: _Budget) -> None:
+    with tarfile.open(path, "r:*") as tar:
+        for member in tar:
+            budget.entry()
+            name = _safe_name(member.name)
+            if name == ".":
+                continue
+            if member.islnk():
+                raise ArchiveRefused(f"entry {member.name[:200]!r}: hard links are not allowed")
+            if member.issym():
+                if not _link_inside(name, member.linkname):
+                    raise ArchiveRefused(
+                        f"entry {member.name[:200]!r}: symbolic link to {member.linkname[:200]!r} "
+                        "leaves the folder"
+                    )
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                (dest / name).symlink_to(member.linkname)
+            elif member.isdir():
+                (dest / name).mkdir(parents=True, exist_ok=True)
+            elif member.isfile():
+                src = tar.extractfile(member)
+                assert src is not None
+                with src:
+                    budget.copy(member.name, src, _inside(dest, name, member.name))
+            else:
+                raise ArchiveRefused(f"entry {member.name[:200]!r}: special files are not allowed")
+
+
+def _inside(dest: Path, name: str, shown: str) -> Path:
+    """The target path, refused when an earlier (checked) symlink would redirect it out."""
+    target = dest / name
+    real_parent = target.parent.resolve() if target.parent.exists() else target.parent
+    root = dest.resolve()
+    if real_parent != root and root not in real_parent.parents:
+        raise ArchiveRefused(f"entry {shown[:200]!r}: writes through a link out of the folder")
+    if target.is_symlink():
+        raise ArchiveRefused(f"entry {shown[:200]!r}: overwrites a symbolic link")
+    return target
+
+
+def _unpack_zip(path: Path, dest: Path, budget: _Budget) -> None:
+    with zipfile.ZipFile(path) as zf:
+        infos = zf.infolist()
+        if len(infos) > budget.limits.max_files:
+            raise ArchiveRefused(f"more than {budget.limits.max_files} entries (the file-count limit)")
+        for info in infos:
+            budget.entry()
+            name = _safe_name(info.filename)
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise ArchiveRefused(f"entry {info.filename[:200]!r}: links are not allowed in zip archives")
+            if info.is_dir():
+                (dest / name).mkdir(parents=True, exist_ok=True)
+                continue
+            with zf.open(info) as src:
+                budget.copy(info.filename, src, _inside(dest, name, info.filename))
+
+
+def unpack_archive(path: Path, fmt: str, dest: Path, limits: ArchiveLimits) -> None:
+    """Unpacks ``path`` (``fmt`` "tar" or "zip") into the new folder ``dest``; ArchiveRefused with
+    the reason otherwise (``dest`` is then removed)."""
+    dest.mkdir(parents=True)
+    budget = _Budget(limits)
+    try:
+        if fmt == "tar":
+            _unpack_tar(path, dest, budget)
+        elif fmt == "zip":
+            _unpack_zip(path, dest, budget)
+        else:
+            raise ArchiveRefused(f"unknown archive format {fmt!r} (expected tar or zip)")
+    except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise ArchiveRefused(f"corrupt {fmt} archive ({type(exc).__name__})") from None
+    except ArchiveRefused:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
