@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+from modelserve.inference.v2 import model_config_pb2 as config_pb
 from modelserve_model_server.settings import ModelServerSettings
 
 ALL_DATATYPES = [
@@ -147,3 +148,12 @@ def make_settings(repo: Path, **over: Any) -> ModelServerSettings:
     )
     base.update(over)
     return ModelServerSettings(**base)
+
+
+def xy_config(backend: str = "python") -> config_pb.ModelConfig:
+    """A config with one FP32 input ``x`` and output ``y`` of shape [1], no batching (for models
+    loaded through ModelManager.load_version with a fake backend)."""
+    cfg = config_pb.ModelConfig(backend=backend, max_batch_size=0)
+    cfg.input.add(name="x", data_type=config_pb.TYPE_FP32, dims=[1])
+    cfg.output.add(name="y", data_type=config_pb.TYPE_FP32, dims=[1])
+    return cfg

@@ -84,6 +84,14 @@ class IndexEntry:
     reason: str
 
 
+def _check_model_name(name: str) -> None:
+    """A model name the repository could hold, or INVALID_ARGUMENT saying why not."""
+    try:
+        check_name("model", name)
+    except InvalidModelConfig as exc:
+        raise InvalidArgument(exc.message) from None
+
+
 class ModelManager:
     """Loads, unloads and resolves models of one repository folder."""
 
@@ -146,10 +154,7 @@ class ModelManager:
         return ModelNotFound(f"model {name!r} not found in the repository")
 
     def _explain_miss(self, name: str, version: str) -> ModelVersion:
-        try:
-            check_name("model", name)
-        except InvalidModelConfig as exc:
-            raise InvalidArgument(exc.message) from None
+        _check_model_name(name)
         routing = self._table.routing(name)
         if version and routing is not None and not version.isdigit():
             if version in routing.aliases:
@@ -344,10 +349,7 @@ class ModelManager:
     ) -> None:
         """Loads (or reloads) every version of ``name``; ``config`` replaces config.pbtxt when given.
         On failure the versions that served before keep serving and the reason is raised and kept."""
-        try:
-            check_name("model", name)
-        except InvalidModelConfig as exc:
-            raise InvalidArgument(exc.message) from None
+        _check_model_name(name)
         entry = self._entries.setdefault(name, _Entry(name))
         async with entry.lock:
             if not entry.versions:
@@ -387,11 +389,7 @@ class ModelManager:
             log.info("model.loaded", model=name, versions=sorted(loaded))
         if old:
             for mv in old.values():
-                task = asyncio.get_running_loop().create_task(
-                    self._retire(mv, still_ready=mv.version in loaded)
-                )
-                self._retiring.add(task)
-                task.add_done_callback(self._retiring.discard)
+                self._retire_later(mv, still_ready=mv.version in loaded)
         if notify:
             await self._changed()
 
@@ -405,11 +403,7 @@ class ModelManager:
             raise ModelNotFound(f"model {name!r} not found in the repository")
         else:
             spec = read_config(model_dir, default_max_queue_size=self._default_max_queue_size)
-        backend = self._backends.get(spec.backend)
-        if backend is None:
-            raise InvalidModelConfig(
-                f"backend {spec.backend!r} is not available (have {sorted(self._backends)})"
-            )
+        backend = self._backend(spec)
         dirs = version_dirs(model_dir)
         if not dirs:
             raise InvalidModelConfig(f"model {name!r} has no numeric version folder (e.g. {name}/1/)")
@@ -425,6 +419,14 @@ class ModelManager:
                 await mv.model.unload()
             raise
         return loaded
+
+    def _backend(self, spec: ModelSpec) -> Backend:
+        backend = self._backends.get(spec.backend)
+        if backend is None:
+            raise InvalidModelConfig(
+                f"backend {spec.backend!r} is not available (have {sorted(self._backends)})"
+            )
+        return backend
 
     def _make_version(self, spec: ModelSpec, version: int, model: LoadedModel) -> ModelVersion:
         vs = str(version)
@@ -442,10 +444,7 @@ class ModelManager:
 
     async def unload(self, name: str, *, notify: bool = True) -> None:
         """Stops routing to ``name``, lets queued and running requests finish, then unloads."""
-        try:
-            check_name("model", name)
-        except InvalidModelConfig as exc:
-            raise InvalidArgument(exc.message) from None
+        _check_model_name(name)
         entry = self._entries.get(name)
         if entry is None or not entry.versions:
             if entry is None and not (self.repository / name).is_dir():
@@ -497,10 +496,7 @@ class ModelManager:
         """Loads one version of ``name`` from ``version_dir`` (any folder) with ``config``, beside
         the versions already serving; a version of the same number is replaced once the new one is
         loaded. On failure the versions that served keep serving: ModelLoadFailed with the reason."""
-        try:
-            check_name("model", name)
-        except InvalidModelConfig as exc:
-            raise InvalidArgument(exc.message) from None
+        _check_model_name(name)
         entry = self._entries.setdefault(name, _Entry(name))
         async with entry.lock:
             if not entry.versions:
@@ -509,11 +505,7 @@ class ModelManager:
                 spec = spec_from_config(
                     config, name=name, default_max_queue_size=self._default_max_queue_size
                 )
-                backend = self._backends.get(spec.backend)
-                if backend is None:
-                    raise InvalidModelConfig(
-                        f"backend {spec.backend!r} is not available (have {sorted(self._backends)})"
-                    )
+                backend = self._backend(spec)
                 self._check_code(spec, version_dir)
                 model = await backend.load(spec, version, version_dir)
             except Exception as exc:

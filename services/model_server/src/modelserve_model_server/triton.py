@@ -23,18 +23,7 @@ from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve_common.errors import InvalidArgument
 from modelserve_common.malformed import MalformedRequest
 from modelserve_common.wire import scan_fields, string_field
-from modelserve_model_server.methods import (
-    MODEL_CONFIG,
-    MODEL_INFER,
-    MODEL_METADATA,
-    MODEL_READY,
-    MODEL_STATISTICS,
-    MODEL_STREAM_INFER,
-    REPOSITORY_INDEX,
-    REPOSITORY_MODEL_LOAD,
-    REPOSITORY_MODEL_UNLOAD,
-    SERVER_READY,
-)
+from modelserve_model_server import methods
 from modelserve_model_server.triton_pool import TritonPool
 
 # --------------------------------------------------------------------------- the router
@@ -91,17 +80,17 @@ class TritonRouter:
         self._backend = backend
         self._ready = ready
         self._builders: dict[str, Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]] = {
-            MODEL_INFER: self._infer,
-            MODEL_STREAM_INFER: self._stream_infer,
-            SERVER_READY: self._server_ready,
-            MODEL_READY: self._by_name(1),
-            MODEL_METADATA: self._by_name(1),
-            MODEL_CONFIG: self._by_name(1),
+            methods.MODEL_INFER: self._infer,
+            methods.MODEL_STREAM_INFER: self._stream_infer,
+            methods.SERVER_READY: self._server_ready,
+            methods.MODEL_READY: self._by_name(1),
+            methods.MODEL_METADATA: self._by_name(1),
+            methods.MODEL_CONFIG: self._by_name(1),
             # without a name: the local servicer, whose service lists Triton's models too
-            MODEL_STATISTICS: self._by_name(1),
-            REPOSITORY_INDEX: self._local,
-            REPOSITORY_MODEL_LOAD: self._lifecycle,
-            REPOSITORY_MODEL_UNLOAD: self._lifecycle,
+            methods.MODEL_STATISTICS: self._by_name(1),
+            methods.REPOSITORY_INDEX: self._local,
+            methods.REPOSITORY_MODEL_LOAD: self._lifecycle,
+            methods.REPOSITORY_MODEL_UNLOAD: self._lifecycle,
         }
 
     def wrap(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
@@ -119,7 +108,7 @@ class TritonRouter:
 
         async def model_infer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             if backend.serves(string_field(request, 1)):
-                return await backend.call(MODEL_INFER, request, context)
+                return await backend.call(methods.MODEL_INFER, request, context)
             reply: bytes = await _local_unary(inner, request, context)
             return reply
 
@@ -137,7 +126,7 @@ class TritonRouter:
             except StopAsyncIteration:
                 return
             if backend.serves(string_field(first, 1)):
-                async for reply in backend.stream(MODEL_STREAM_INFER, _prepend(first, it), context):
+                async for reply in backend.stream(methods.MODEL_STREAM_INFER, _prepend(first, it), context):
                     yield reply
                 return
             deserialize = inner.request_deserializer or (lambda b: b)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ms_test_repo import xy_config
 
-from modelserve.inference.v2 import model_config_pb2 as config_pb
 from modelserve_model_server.backend import LoadedModel, Tensors
 from modelserve_model_server.config import ModelSpec
 from modelserve_model_server.errors import ModelLoadFailed, ModelNotFound
@@ -46,13 +46,6 @@ class FakeBackend:
         return model
 
 
-def _config() -> config_pb.ModelConfig:
-    cfg = config_pb.ModelConfig(backend="python", max_batch_size=0)
-    cfg.input.add(name="x", data_type=config_pb.TYPE_FP32, dims=[1])
-    cfg.output.add(name="y", data_type=config_pb.TYPE_FP32, dims=[1])
-    return cfg
-
-
 @pytest.fixture
 async def manager(tmp_path: Path) -> ModelManager:
     m = ModelManager(tmp_path / "repo", {"python": FakeBackend()}, drain_timeout_s=0.1)
@@ -63,11 +56,11 @@ async def manager(tmp_path: Path) -> ModelManager:
 async def test_load_version_adds_beside_served_versions_and_failure_keeps_them(
     manager: ModelManager, tmp_path: Path
 ) -> None:
-    await manager.load_version("m", 1, tmp_path / "v1", _config())
-    await manager.load_version("m", 2, tmp_path / "v2", _config())
+    await manager.load_version("m", 1, tmp_path / "v1", xy_config())
+    await manager.load_version("m", 2, tmp_path / "v2", xy_config())
     assert sorted(manager.loaded_versions("m")) == [1, 2]
     with pytest.raises(ModelLoadFailed, match="the model would not load; versions \\[1, 2\\] keep serving"):
-        await manager.load_version("m", 3, tmp_path / "bad", _config())
+        await manager.load_version("m", 3, tmp_path / "bad", xy_config())
     assert manager.get("m").version == 2
     await manager.unload_versions("m", [2])
     assert manager.get("m").version == 1
@@ -77,7 +70,7 @@ async def test_load_version_adds_beside_served_versions_and_failure_keeps_them(
 
 async def test_weighted_split_of_versionless_requests(manager: ModelManager, tmp_path: Path) -> None:
     for v in (1, 2, 3):
-        await manager.load_version("m", v, tmp_path / f"v{v}", _config())
+        await manager.load_version("m", v, tmp_path / f"v{v}", xy_config())
     manager.set_routing("m", Routing(weights={1: 75, 2: 25, 3: 0, 9: 50}))  # 9 is not loaded
     counts = Counter(manager.get("m").version for _ in range(4000))
     assert set(counts) == {1, 2}
@@ -90,7 +83,7 @@ async def test_weighted_split_of_versionless_requests(manager: ModelManager, tmp
 
 
 async def test_aliases_route_and_explain_misses(manager: ModelManager, tmp_path: Path) -> None:
-    await manager.load_version("m", 1, tmp_path / "v1", _config())
+    await manager.load_version("m", 1, tmp_path / "v1", xy_config())
     manager.set_routing("m", Routing(aliases={"production": 1, "canary": 5}))
     assert manager.get("m", "production").version == 1
     with pytest.raises(ModelNotFound, match="alias 'canary' of model 'm' points at version 5"):
@@ -127,7 +120,7 @@ async def test_readiness_gate_holds_then_requires_models(tmp_path: Path) -> None
     assert manager.ready  # synced, nothing deployed: ready serving nothing
     await manager.set_readiness_gate("registry", holding=False, required={"m"})
     assert not manager.ready
-    await manager.load_version("m", 1, tmp_path / "v1", _config())
-    await manager.load_version("m", 2, tmp_path / "v2", _config())
+    await manager.load_version("m", 1, tmp_path / "v1", xy_config())
+    await manager.load_version("m", 2, tmp_path / "v2", xy_config())
     manager.set_routing("m", Routing(weights={1: 50, 2: 50}))
     assert manager.ready  # a split model counts as serving

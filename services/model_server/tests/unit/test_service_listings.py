@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from ms_test_repo import xy_config
 
 from modelserve.inference.v2 import grpc_service_pb2 as pb
-from modelserve.inference.v2 import model_config_pb2 as config_pb
 from modelserve_common.errors import InvalidArgument, Unavailable
 from modelserve_model_server.backend import LoadedModel, Tensors
 from modelserve_model_server.config import ModelSpec
@@ -57,18 +57,11 @@ class FakeRemote:
         return [pb.RepositoryIndexResponse.ModelIndex(name="t", version="1", state="READY")]
 
 
-def _config() -> config_pb.ModelConfig:
-    cfg = config_pb.ModelConfig(backend="python", max_batch_size=0)
-    cfg.input.add(name="x", data_type=config_pb.TYPE_FP32, dims=[1])
-    cfg.output.add(name="y", data_type=config_pb.TYPE_FP32, dims=[1])
-    return cfg
-
-
 @pytest.fixture
 async def manager(tmp_path: Path) -> ModelManager:
     m = ModelManager(tmp_path / "repo", {"python": _Backend()}, drain_timeout_s=0.1)
     await m.start("", "")
-    await m.load_version("local", 1, tmp_path / "v1", _config())
+    await m.load_version("local", 1, tmp_path / "v1", xy_config())
     return m
 
 
@@ -114,7 +107,7 @@ async def test_a_failing_remote_fails_the_listing(manager: ModelManager) -> None
 async def test_routing_table_numbers_win_over_aliases_and_mirrors_follow_loaded(
     manager: ModelManager, tmp_path: Path
 ) -> None:
-    await manager.load_version("local", 2, tmp_path / "v2", _config())
+    await manager.load_version("local", 2, tmp_path / "v2", xy_config())
     v1, v2 = manager.loaded_versions("local")[1], manager.loaded_versions("local")[2]
     table = RoutingTable()
     table.set_routing("m", Routing(aliases={"2": 1, "prod": 1}, mirrors=(2, 9)))
