@@ -9,7 +9,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import structlog
@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
 from modelserve_common.db import SchemaTooNew, migrate
-from modelserve_common.health import HealthReporter
+from modelserve_common.readiness import DependencyReadiness
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
 from modelserve_orchestrator.clients import AliasResolvingCaller, InferenceClient, RegistryClient
 from modelserve_orchestrator.db import Database, open_database
@@ -60,67 +60,28 @@ async def _wait_ready(store: OrchestratorStore, queue: WorkQueue, timeout_s: flo
             await asyncio.sleep(0.5)
 
 
-class Readiness:
+def readiness_for(
+    store: OrchestratorStore, queue: WorkQueue, client: InferenceClient, settings: OrchestratorSettings
+) -> DependencyReadiness:
     """Readiness follows the dependencies: the database, the work queue (Redis answers and its
     consumer group exists or can be created again) and the model server (its grpc.health.v1
-    Check). NOT_SERVING while one of them does not answer, SERVING
-    again when all do; transitions are logged once."""
+    Check). NOT_SERVING while one of them does not answer, SERVING again when all do."""
 
-    def __init__(
-        self,
-        store: OrchestratorStore,
-        queue: WorkQueue,
-        client: InferenceClient,
-        health: HealthReporter,
-        settings: OrchestratorSettings,
-    ) -> None:
-        self._store = store
-        self._queue = queue
-        self._client = client
-        self._health = health
-        self._settings = settings
-        self.problems: list[str] = ["not checked yet"]
+    async def database() -> None:
+        await store.ping()
 
-    async def _probe(self, what: str, check: Callable[[], Awaitable[str | None]]) -> str | None:
-        try:
-            async with asyncio.timeout(self._settings.dependency_check_timeout_s):
-                return await check()
-        except TimeoutError:
-            return f"{what}: no answer within {self._settings.dependency_check_timeout_s}s"
-        except Exception as exc:
-            return f"{what}: {str(exc) or type(exc).__name__}"
+    async def redis() -> None:
+        await queue.ping()
 
-    async def check(self) -> list[str]:
-        """Checks every dependency at once; returns what is wrong (empty: ready)."""
-        s = self._settings
-        results = await asyncio.gather(
-            self._probe("database", lambda: _none_after(self._store.ping)),
-            self._probe("redis", lambda: _none_after(self._queue.ping)),
-            self._probe(
-                "model server",
-                lambda: self._client.health(s.model_server_health_service, s.dependency_check_timeout_s),
-            ),
-        )
-        return [r for r in results if r is not None]
+    async def model_server() -> str | None:
+        return await client.health(settings.model_server_health_service, settings.dependency_check_timeout_s)
 
-    async def update(self) -> None:
-        problems = await self.check()
-        if not problems and (self.problems or not self._health.serving):
-            log.info("orchestrator.ready")
-            await self._health.set_serving()
-        elif problems and problems != self.problems:
-            log.warning("orchestrator.not_ready", problems=problems)
-            await self._health.set_not_serving()
-        self.problems = problems
-
-    async def follow(self) -> None:
-        while True:
-            await asyncio.sleep(self._settings.dependency_check_interval_s)
-            await self.update()
-
-
-async def _none_after(fn: Callable[[], Awaitable[None]]) -> None:
-    await fn()
+    return DependencyReadiness(
+        "orchestrator",
+        {"database": database, "redis": redis, "model server": model_server},
+        interval_s=settings.dependency_check_interval_s,
+        timeout_s=settings.dependency_check_timeout_s,
+    )
 
 
 def database_for(settings: OrchestratorSettings) -> Database:
@@ -243,9 +204,12 @@ async def running_server(
             grpc_server(settings, services, tracer_provider=tracer_provider)
         )
         await _wait_ready(store, queue, settings.db_timeout_s)
-        readiness = Readiness(store, queue, client, running.health, settings)
-        await readiness.update()
-        background = [asyncio.create_task(dispatcher.run()), asyncio.create_task(readiness.follow())]
+        readiness = readiness_for(store, queue, client, settings)
+        await readiness.update(running.health)
+        background = [
+            asyncio.create_task(dispatcher.run()),
+            asyncio.create_task(readiness.follow(running.health)),
+        ]
         if worker is not None:
             background.append(asyncio.create_task(worker.run()))
 

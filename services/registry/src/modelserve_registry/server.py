@@ -12,9 +12,10 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve.registry.v1 import registry_service_pb2_grpc as svc_grpc
 from modelserve_common.artifact_store import ArtifactStore, artifact_store
-from modelserve_common.db import migrate
+from modelserve_common.db import SchemaTooNew, migrate
 from modelserve_common.errors import ServiceError
 from modelserve_common.health import HealthReporter
+from modelserve_common.readiness import DependencyReadiness
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
 from modelserve_registry.artifacts import ArtifactLimits
 from modelserve_registry.core import Limits
@@ -40,39 +41,32 @@ def database_for(settings: RegistrySettings) -> Database:
     )
 
 
-async def _check(store: RegistryStore, migrated: bool, timeout_s: float) -> bool:
-    """Migrates (if not yet done) and pings; True when the database answers. SchemaTooNew raises."""
-    try:
-        async with asyncio.timeout(timeout_s):
-            if not migrated:
-                await migrate(store.db, SCHEMA)
-            await store.ping()
-        return True
-    except (DatabaseUnavailable, TimeoutError) as exc:
-        log.warning("registry.database_unavailable", error=str(exc) or type(exc).__name__)
-        return False
+def readiness_for(store: RegistryStore, settings: RegistrySettings) -> DependencyReadiness:
+    """Readiness follows the database: NOT_SERVING while it is down, SERVING when it answers and
+    migrations are applied (retried on every check until they are); the registry recovers by
+    itself. A check may take db_check_timeout_s (db_timeout_s while migrations are not applied).
+    SchemaTooNew propagates. An RPC that meets an outage turns readiness off at once (on_outage)."""
+    migrated = False
 
+    async def database() -> None:
+        nonlocal migrated
+        if not migrated:
+            await migrate(store.db, SCHEMA)
+            migrated = True
+        await store.ping()
 
-async def _follow_database(
-    store: RegistryStore, health: HealthReporter, settings: RegistrySettings, migrated: bool
-) -> None:
-    """Readiness follows the database: NOT_SERVING while it is down, SERVING when it answers
-    (and migrations are applied); the registry recovers by itself. Each ping may take at most
-    db_check_timeout_s (migrations, not yet applied, get db_timeout_s)."""
-    while True:
-        await asyncio.sleep(settings.db_check_interval_s)
-        timeout = (
-            settings.db_check_timeout_s
-            if migrated
-            else max(settings.db_timeout_s, settings.db_check_timeout_s)
-        )
-        ok = await _check(store, migrated, timeout)
-        migrated = migrated or ok
-        if ok and not health.serving:
-            log.info("registry.database_available")
-            await health.set_serving()
-        elif not ok and health.serving:
-            await health.set_not_serving()
+    def timeout_s() -> float:
+        if migrated:
+            return settings.db_check_timeout_s
+        return max(settings.db_timeout_s, settings.db_check_timeout_s)
+
+    return DependencyReadiness(
+        "registry",
+        {"database": database},
+        interval_s=settings.db_check_interval_s,
+        timeout_s=timeout_s,
+        fatal=(SchemaTooNew,),
+    )
 
 
 async def _sweep_blobs(
@@ -139,12 +133,17 @@ async def running_server(
     with contextlib.suppress(DatabaseUnavailable):
         await db.open()
     try:
-        ready = await _check(store, False, max(settings.db_timeout_s, 2 * settings.db_check_interval_s))
+        readiness = readiness_for(store, settings)
+        readiness.problems = await readiness.check(
+            max(settings.db_timeout_s, 2 * settings.db_check_interval_s)
+        )
+        if readiness.problems:
+            log.warning("registry.not_ready", problems=readiness.problems)
         async with grpc_server(settings, services, tracer_provider=tracer_provider) as running:
             health_ref.append(running.health)
-            if ready:
+            if not readiness.problems:
                 await running.health.set_serving()
-            follower = asyncio.create_task(_follow_database(store, running.health, settings, ready))
+            follower = asyncio.create_task(readiness.follow(running.health))
             sweeper = asyncio.create_task(_sweep_blobs(service, artifacts, settings))
             running.extra["service"] = service
             try:
