@@ -177,7 +177,7 @@ class RateLimit(_message.Message):
     def __init__(self, requests_per_second: _Optional[float] = ..., burst: _Optional[int] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("model", "targets", "batching_overrides", "rate_limit", "tenant", "etag", "update_time", "shared")
+    __slots__ = ("model", "targets", "batching_overrides", "rate_limit", "tenant", "etag", "update_time", "shared", "prediction_logging")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
     BATCHING_OVERRIDES_FIELD_NUMBER: _ClassVar[int]
@@ -186,6 +186,7 @@ class Deployment(_message.Message):
     ETAG_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     SHARED_FIELD_NUMBER: _ClassVar[int]
+    PREDICTION_LOGGING_FIELD_NUMBER: _ClassVar[int]
     model: str
     targets: _containers.RepeatedCompositeFieldContainer[DeploymentTarget]
     batching_overrides: BatchingConfig
@@ -194,7 +195,54 @@ class Deployment(_message.Message):
     etag: str
     update_time: _timestamp_pb2.Timestamp
     shared: bool
-    def __init__(self, model: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[DeploymentTarget, _Mapping]]] = ..., batching_overrides: _Optional[_Union[BatchingConfig, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., tenant: _Optional[str] = ..., etag: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., shared: bool = ...) -> None: ...
+    prediction_logging: PredictionLogging
+    def __init__(self, model: _Optional[str] = ..., targets: _Optional[_Iterable[_Union[DeploymentTarget, _Mapping]]] = ..., batching_overrides: _Optional[_Union[BatchingConfig, _Mapping]] = ..., rate_limit: _Optional[_Union[RateLimit, _Mapping]] = ..., tenant: _Optional[str] = ..., etag: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., shared: bool = ..., prediction_logging: _Optional[_Union[PredictionLogging, _Mapping]] = ...) -> None: ...
+
+class PredictionLogging(_message.Message):
+    __slots__ = ("sample_ratio", "log_request", "log_response", "max_record_bytes")
+    SAMPLE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    LOG_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    LOG_RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    MAX_RECORD_BYTES_FIELD_NUMBER: _ClassVar[int]
+    sample_ratio: float
+    log_request: bool
+    log_response: bool
+    max_record_bytes: int
+    def __init__(self, sample_ratio: _Optional[float] = ..., log_request: bool = ..., log_response: bool = ..., max_record_bytes: _Optional[int] = ...) -> None: ...
+
+class PredictionLog(_message.Message):
+    __slots__ = ("model", "version", "request_id", "time", "inputs", "outputs", "tenant", "error")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    request_id: str
+    time: _timestamp_pb2.Timestamp
+    inputs: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
+    outputs: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
+    tenant: str
+    error: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., request_id: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., tenant: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class FeatureDrift(_message.Message):
+    __slots__ = ("feature", "score", "count", "mean", "reference_mean")
+    FEATURE_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    MEAN_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_MEAN_FIELD_NUMBER: _ClassVar[int]
+    feature: str
+    score: float
+    count: int
+    mean: float
+    reference_mean: float
+    def __init__(self, feature: _Optional[str] = ..., score: _Optional[float] = ..., count: _Optional[int] = ..., mean: _Optional[float] = ..., reference_mean: _Optional[float] = ...) -> None: ...
 
 class Tenant(_message.Message):
     __slots__ = ("name", "display_name", "rate_limit", "max_models", "etag", "create_time", "code_execution_allowed", "storage_quota_bytes", "storage_used_bytes")
@@ -605,6 +653,78 @@ class DownloadMetadata(_message.Message):
     artifact_format: str
     file_name: str
     def __init__(self, sha256: _Optional[str] = ..., size_bytes: _Optional[int] = ..., artifact_format: _Optional[str] = ..., file_name: _Optional[str] = ...) -> None: ...
+
+class WritePredictionLogsRequest(_message.Message):
+    __slots__ = ("logs",)
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    logs: _containers.RepeatedCompositeFieldContainer[PredictionLog]
+    def __init__(self, logs: _Optional[_Iterable[_Union[PredictionLog, _Mapping]]] = ...) -> None: ...
+
+class WritePredictionLogsResponse(_message.Message):
+    __slots__ = ("stored",)
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    stored: int
+    def __init__(self, stored: _Optional[int] = ...) -> None: ...
+
+class ListPredictionLogsRequest(_message.Message):
+    __slots__ = ("model", "version", "start_time", "end_time", "page_size", "page_token")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: int
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    page_size: int
+    page_token: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListPredictionLogsResponse(_message.Message):
+    __slots__ = ("logs", "next_page_token")
+    LOGS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    logs: _containers.RepeatedCompositeFieldContainer[PredictionLog]
+    next_page_token: str
+    def __init__(self, logs: _Optional[_Iterable[_Union[PredictionLog, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class SetDriftReferenceRequest(_message.Message):
+    __slots__ = ("model", "version", "sample", "from_logged_requests")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    FROM_LOGGED_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    sample: _containers.RepeatedCompositeFieldContainer[_tensor_pb2.Tensor]
+    from_logged_requests: int
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., sample: _Optional[_Iterable[_Union[_tensor_pb2.Tensor, _Mapping]]] = ..., from_logged_requests: _Optional[int] = ...) -> None: ...
+
+class SetDriftReferenceResponse(_message.Message):
+    __slots__ = ("features",)
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    features: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, features: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetModelVersionDriftRequest(_message.Message):
+    __slots__ = ("model", "version", "window")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    window: _duration_pb2.Duration
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., window: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class GetModelVersionDriftResponse(_message.Message):
+    __slots__ = ("features", "max_score")
+    FEATURES_FIELD_NUMBER: _ClassVar[int]
+    MAX_SCORE_FIELD_NUMBER: _ClassVar[int]
+    features: _containers.RepeatedCompositeFieldContainer[FeatureDrift]
+    max_score: float
+    def __init__(self, features: _Optional[_Iterable[_Union[FeatureDrift, _Mapping]]] = ..., max_score: _Optional[float] = ...) -> None: ...
 
 class UpdateTenantRequest(_message.Message):
     __slots__ = ("tenant", "update_mask")

@@ -185,6 +185,26 @@ class RegistryServiceStub(object):
                 request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.VerifyApiKeyRequest.SerializeToString,
                 response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.VerifyApiKeyResponse.FromString,
                 _registered_method=True)
+        self.WritePredictionLogs = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/WritePredictionLogs',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.WritePredictionLogsRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.WritePredictionLogsResponse.FromString,
+                _registered_method=True)
+        self.ListPredictionLogs = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/ListPredictionLogs',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListPredictionLogsRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListPredictionLogsResponse.FromString,
+                _registered_method=True)
+        self.SetDriftReference = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/SetDriftReference',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.SetDriftReferenceRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.SetDriftReferenceResponse.FromString,
+                _registered_method=True)
+        self.GetModelVersionDrift = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/GetModelVersionDrift',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetModelVersionDriftRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetModelVersionDriftResponse.FromString,
+                _registered_method=True)
 
 
 class RegistryServiceServicer(object):
@@ -414,6 +434,38 @@ class RegistryServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WritePredictionLogs(self, request, context):
+        """WritePredictionLogs stores a batch of sampled request/response records (in-cluster callers
+        only: the model server's prediction logger).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPredictionLogs(self, request, context):
+        """ListPredictionLogs returns a page of a model's logged predictions in a time range, newest
+        first (the model's tenant, or a platform administrator).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetDriftReference(self, request, context):
+        """SetDriftReference sets a version's reference statistics for its inputs, computed from the
+        sample given (or, with from_logged_requests, from the first N logged requests).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetModelVersionDrift(self, request, context):
+        """GetModelVersionDrift returns per-feature drift scores of a version's recent logged inputs
+        against its reference statistics.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RegistryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -566,6 +618,26 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.VerifyApiKey,
                     request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.VerifyApiKeyRequest.FromString,
                     response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.VerifyApiKeyResponse.SerializeToString,
+            ),
+            'WritePredictionLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.WritePredictionLogs,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.WritePredictionLogsRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.WritePredictionLogsResponse.SerializeToString,
+            ),
+            'ListPredictionLogs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPredictionLogs,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListPredictionLogsRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListPredictionLogsResponse.SerializeToString,
+            ),
+            'SetDriftReference': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetDriftReference,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.SetDriftReferenceRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.SetDriftReferenceResponse.SerializeToString,
+            ),
+            'GetModelVersionDrift': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetModelVersionDrift,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetModelVersionDriftRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetModelVersionDriftResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1379,6 +1451,114 @@ class RegistryService(object):
             '/modelserve.registry.v1.RegistryService/VerifyApiKey',
             modelserve_dot_registry_dot_v1_dot_registry__service__pb2.VerifyApiKeyRequest.SerializeToString,
             modelserve_dot_registry_dot_v1_dot_registry__service__pb2.VerifyApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WritePredictionLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/WritePredictionLogs',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.WritePredictionLogsRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.WritePredictionLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPredictionLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/ListPredictionLogs',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListPredictionLogsRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.ListPredictionLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetDriftReference(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/SetDriftReference',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.SetDriftReferenceRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.SetDriftReferenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetModelVersionDrift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/GetModelVersionDrift',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetModelVersionDriftRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetModelVersionDriftResponse.FromString,
             options,
             channel_credentials,
             insecure,
