@@ -24,7 +24,7 @@ from modelserve_common.wire import infer_routing, scan_strings
 from modelserve_gateway import metadata
 from modelserve_gateway.audit import audited
 from modelserve_gateway.auth import Credentials
-from modelserve_gateway.clients import Upstream, Upstreams, UpstreamStream
+from modelserve_gateway.clients import Reply, Upstream, Upstreams, UpstreamStream
 from modelserve_gateway.guard import Admission, Guard
 from modelserve_gateway.scopes import is_write
 
@@ -153,29 +153,7 @@ class FrontDoor(grpc.GenericRpcHandler):
         guard_write = is_write(method)
 
         def timeout(context: grpc.aio.ServicerContext) -> float:
-            left = context.time_remaining()
-            return up.timeout_s if left is None else min(left, up.timeout_s if not server_streaming else left)
-
-        async def fail(exc: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext) -> None:
-            """Relays an upstream failure: its status, details and trailing metadata."""
-            _trailing(context, metadata.to_grpc(exc.trailing_metadata()))
-            await context.abort(exc.code(), exc.details() or "")
-
-        async def relay(
-            call: UpstreamStream, adm: Admission, context: grpc.aio.ServicerContext
-        ) -> AsyncIterator[bytes]:
-            """A streaming upstream call's initial metadata and messages, audited (writes)."""
-            try:
-                with audited(adm.principal, method, enabled=guard_write):
-                    initial = metadata.to_grpc(await call.initial_metadata())
-                    await context.send_initial_metadata(initial + adm.headers)
-                    async for item in call:
-                        yield item
-            except grpc.aio.AioRpcError as exc:
-                await fail(exc, context)
-                raise
-            finally:
-                call.cancel()
+            return _deadline(context, up.timeout_s, server_streaming)
 
         if not client_streaming and not server_streaming:
 
@@ -186,16 +164,9 @@ class FrontDoor(grpc.GenericRpcHandler):
                     with audited(adm.principal, method, enabled=guard_write):
                         reply = await up.call_unary(method, request, md, timeout(context))
                 except grpc.aio.AioRpcError as exc:
-                    await fail(exc, context)
+                    await _fail(exc, context)
                     raise
-                resp = reply.message
-                if method == STATISTICS and adm.principal.tenant:
-                    resp = await self._own_stats(resp, adm.principal.tenant)
-                initial = metadata.to_grpc(reply.initial_metadata)
-                if initial or adm.headers:
-                    await context.send_initial_metadata(initial + adm.headers)
-                _trailing(context, metadata.to_grpc(reply.trailing_metadata))
-                return resp
+                return await self._answer(method, adm, reply, context)
 
             return self._serve((False, False), unary_unary)
 
@@ -204,17 +175,11 @@ class FrontDoor(grpc.GenericRpcHandler):
             async def unary_stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
                 adm, md = await self._admit(method, context)
                 call = up.open_stream(method, request, md, timeout(context))
-                async for item in relay(call, adm, context):
+                async for item in _relay(call, adm, context, method, guard_write):
                     yield item
                 _trailing(context, metadata.to_grpc(await call.trailing_metadata()))
 
             return self._serve((False, True), unary_stream)
-
-        async def requests(
-            it: AsyncIterator[bytes], adm: Admission, context: grpc.aio.ServicerContext
-        ) -> AsyncIterator[bytes]:
-            async for item in it:
-                yield await self._route(method, adm, item, context)
 
         if not server_streaming:
 
@@ -225,26 +190,49 @@ class FrontDoor(grpc.GenericRpcHandler):
                 try:
                     with audited(adm.principal, method, enabled=guard_write):
                         return await up.call_stream_unary(
-                            method, requests(request_iter, adm, context), md, timeout(context)
+                            method, self._routed(method, adm, request_iter, context), md, timeout(context)
                         )
                 except grpc.aio.AioRpcError as exc:
-                    await fail(exc, context)
+                    await _fail(exc, context)
                     raise
 
             return self._serve((True, False), stream_unary)
 
         if method == STREAM_INFER:
-            return self._serve((True, True), self._stream_infer(method, up, timeout, fail))
+            return self._serve((True, True), self._stream_infer(method, up, timeout))
 
         async def stream_stream(
             request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext
         ) -> AsyncIterator[bytes]:
             adm, md = await self._admit(method, context)
-            call = up.open_stream(method, requests(request_iter, adm, context), md, timeout(context))
-            async for item in relay(call, adm, context):
+            call = up.open_stream(
+                method, self._routed(method, adm, request_iter, context), md, timeout(context)
+            )
+            async for item in _relay(call, adm, context, method, guard_write):
                 yield item
 
         return self._serve((True, True), stream_stream)
+
+    async def _routed(
+        self, method: str, adm: Admission, it: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
+        """A client stream's requests, each checked and routed like a unary one."""
+        async for item in it:
+            yield await self._route(method, adm, item, context)
+
+    async def _answer(
+        self, method: str, adm: Admission, reply: Reply, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        """A unary upstream answer to the client: a tenant's statistics filtered, the upstream's
+        metadata and the admission's headers."""
+        resp = reply.message
+        if method == STATISTICS and adm.principal.tenant:
+            resp = await self._own_stats(resp, adm.principal.tenant)
+        initial = metadata.to_grpc(reply.initial_metadata)
+        if initial or adm.headers:
+            await context.send_initial_metadata(initial + adm.headers)
+        _trailing(context, metadata.to_grpc(reply.trailing_metadata))
+        return resp
 
     async def _own_stats(self, resp: bytes, tenant: str) -> bytes:
         """A tenant's ModelStatistics answer keeps the models whose registry deployment is the
@@ -261,7 +249,7 @@ class FrontDoor(grpc.GenericRpcHandler):
             return resp
         return inference_pb.ModelStatisticsResponse(model_stats=own).SerializeToString()
 
-    def _stream_infer(self, method: str, up: Upstream, timeout: Any, fail: Any) -> Any:
+    def _stream_infer(self, method: str, up: Upstream, timeout: Any) -> Any:
         """ModelStreamInfer: every message is answered, in order. One the guard refuses (another
         tenant's model, a per-model limit, a malformed message) gets an error response of its own
         (``error_message``, with the request's model name, version and id in ``infer_response``)
@@ -305,26 +293,12 @@ class FrontDoor(grpc.GenericRpcHandler):
                 await out.put(None)
 
             relay_task = asyncio.create_task(relay(), name="front-door-stream-relay")
-            held: collections.deque[tuple[int, bytes]] = collections.deque()
-            answered = 0
+            order = _InOrder(self._stream_buffer)
             sent_md = False
             try:
                 while True:
                     entry = await out.get()
-                    ready: list[bytes] = []
-                    if entry is None:
-                        ready.extend(answer for _, answer in held)
-                        held.clear()
-                    else:
-                        after, answer = entry
-                        if after is None:
-                            answered += 1
-                            ready.append(answer)
-                        else:
-                            held.append((after, answer))
-                        while held and (held[0][0] <= answered or len(held) > self._stream_buffer):
-                            ready.append(held.popleft()[1])
-                    for answer in ready:
+                    for answer in order.take(entry):
                         if not sent_md:
                             await context.send_initial_metadata(upstream_md + adm.headers)
                             sent_md = True
@@ -333,7 +307,7 @@ class FrontDoor(grpc.GenericRpcHandler):
                         break
                 if failure:
                     if isinstance(failure[0], grpc.aio.AioRpcError):
-                        await fail(failure[0], context)
+                        await _fail(failure[0], context)
                     raise failure[0]
                 if not sent_md:
                     await context.send_initial_metadata(upstream_md + adm.headers)
@@ -370,6 +344,66 @@ class FrontDoor(grpc.GenericRpcHandler):
                 limiter.release()
 
         return method_handler(kind, unary)
+
+
+def _deadline(context: grpc.aio.ServicerContext, default_s: float, streaming: bool) -> float:
+    """The upstream deadline: the caller's; for a unary answer capped by the upstream default."""
+    left = context.time_remaining()
+    if left is None:
+        return default_s
+    return left if streaming else min(left, default_s)
+
+
+async def _fail(exc: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext) -> None:
+    """Relays an upstream failure: its status, details and trailing metadata."""
+    _trailing(context, metadata.to_grpc(exc.trailing_metadata()))
+    await context.abort(exc.code(), exc.details() or "")
+
+
+async def _relay(
+    call: UpstreamStream, adm: Admission, context: grpc.aio.ServicerContext, method: str, write: bool
+) -> AsyncIterator[bytes]:
+    """A streaming upstream call's initial metadata and messages, audited when it is a write."""
+    try:
+        with audited(adm.principal, method, enabled=write):
+            initial = metadata.to_grpc(await call.initial_metadata())
+            await context.send_initial_metadata(initial + adm.headers)
+            async for item in call:
+                yield item
+    except grpc.aio.AioRpcError as exc:
+        await _fail(exc, context)
+        raise
+    finally:
+        call.cancel()
+
+
+class _InOrder:
+    """The answer order of ModelStreamInfer: an upstream answer goes out at once; a refusal is
+    held until the upstream has answered the messages sent before it, or more than ``limit`` are
+    held; the upstream's end (``None``) releases every held one."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.answered = 0
+
+    def take(self, entry: tuple[int | None, bytes] | None) -> list[bytes]:
+        """What may go out now that ``entry`` has come: (None, answer) from the upstream, or
+        (messages sent upstream before it, refusal)."""
+        if entry is None:
+            ready = [answer for _, answer in self.held]
+            self.held.clear()
+            return ready
+        after, answer = entry
+        ready = []
+        if after is None:
+            self.answered += 1
+            ready.append(answer)
+        else:
+            self.held.append((after, answer))
+        while self.held and (self.held[0][0] <= self.answered or len(self.held) > self.limit):
+            ready.append(self.held.popleft()[1])
+        return ready
 
 
 def _trailing(context: grpc.aio.ServicerContext, extra: Any) -> None:
