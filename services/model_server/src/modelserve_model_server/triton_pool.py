@@ -1,4 +1,5 @@
-"""The Triton replica pool: the only module that talks to NVIDIA Triton.
+"""The Triton replica pool: with its replicas (triton_replica.py), the only code that talks to
+NVIDIA Triton.
 
 Every replica named in ``triton_url`` gets ``triton_channels_per_endpoint`` HTTP/2 connections;
 calls go to the replica with the fewest outstanding requests; a replica whose health probe fails,
@@ -21,85 +22,21 @@ import collections
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
-from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
 import structlog
 
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve_common.context import REQUEST_ID_HEADER, request_id_var
-from modelserve_common.errors import DeadlineExceeded, ServiceError, Unavailable, from_status
-from modelserve_common.tls import channel_credentials
+from modelserve_common.errors import DeadlineExceeded, Unavailable
 from modelserve_model_server.methods import MODEL_STATISTICS, REPOSITORY_INDEX, SERVER_READY
 from modelserve_model_server.settings import ModelServerSettings
+from modelserve_model_server.triton_replica import Replica, connect, triton_error
 
 log = structlog.get_logger(__name__)
 
 _SERVER_READY_TRUE = pb.ServerReadyResponse(ready=True).SerializeToString()
 _ALL_STATISTICS = pb.ModelStatisticsRequest().SerializeToString()
-
-
-# --------------------------------------------------------------------------- errors
-
-
-def triton_error(exc: grpc.aio.AioRpcError) -> ServiceError:
-    """Triton's status passed through: same code, Triton's own message."""
-    code = exc.code()
-    return from_status(code, exc.details() or code.name)
-
-
-# --------------------------------------------------------------------------- replicas
-
-
-def _channel_options(settings: ModelServerSettings, index: int) -> list[tuple[str, Any]]:
-    return [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        # Our own retry/ejection logic applies; the channel's would buffer every request for replay.
-        ("grpc.enable_retries", 0),
-        # Reconnect quickly after Triton restarts (defaults back off up to 120 s).
-        ("grpc.initial_reconnect_backoff_ms", 100),
-        ("grpc.min_reconnect_backoff_ms", 100),
-        ("grpc.max_reconnect_backoff_ms", 1000),
-        # One TCP connection per channel: channels with equal args otherwise share a subchannel.
-        ("grpc.use_local_subchannel_pool", 1),
-        ("modelserve.triton_channel", index),
-    ]
-
-
-@dataclass(eq=False)
-class Replica:
-    """One Triton endpoint: its channels, load and circuit-breaker state."""
-
-    target: str
-    channels: list[grpc.aio.Channel]
-    outstanding: int = 0
-    ejected: bool = False
-    ejected_until: float = 0.0
-    failures: int = 0
-    ready: bool = False
-    models: dict[str, str] = field(default_factory=dict)
-    _rr: itertools.count[int] = field(default_factory=itertools.count)
-    _unary: dict[str, list[grpc.aio.UnaryUnaryMultiCallable]] = field(default_factory=dict)
-    _probe: asyncio.Task[bool] | None = None
-
-    def unary(self, method: str) -> grpc.aio.UnaryUnaryMultiCallable:
-        calls = self._unary.get(method)
-        if calls is None:
-            calls = [
-                ch.unary_unary(method, request_serializer=None, response_deserializer=None)
-                for ch in self.channels
-            ]
-            self._unary[method] = calls
-        return calls[next(self._rr) % len(calls)]
-
-    def stream(self, method: str) -> grpc.aio.StreamStreamMultiCallable:
-        channel = self.channels[next(self._rr) % len(self.channels)]
-        return channel.stream_stream(method, request_serializer=None, response_deserializer=None)
 
 
 ReadinessCallback = Callable[[bool], Awaitable[None]]
@@ -123,18 +60,7 @@ class TritonPool:
         self._local_models = local_models
         self.on_readiness = on_readiness
         self._configured = frozenset(m.strip() for m in settings.triton_models.split(",") if m.strip())
-        creds = channel_credentials(settings)
-        self.replicas: list[Replica] = []
-        for target in targets:
-            channels = []
-            for i in range(settings.triton_channels_per_endpoint):
-                opts = _channel_options(settings, i)
-                channels.append(
-                    grpc.aio.secure_channel(target, creds, options=opts)
-                    if creds is not None
-                    else grpc.aio.insecure_channel(target, options=opts)
-                )
-            self.replicas.append(Replica(target=target, channels=channels))
+        self.replicas: list[Replica] = [connect(target, settings) for target in targets]
         self._names: frozenset[str] = frozenset()
         self._shadowed_logged: set[str] = set()
         self._ready = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import grpc
 
-from modelserve_model_server.triton_pool import triton_error
+from modelserve_model_server.triton_replica import triton_error
 
 
 def test_triton_error_keeps_code_and_message() -> None:
