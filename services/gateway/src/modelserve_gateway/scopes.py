@@ -27,6 +27,7 @@ METHOD_SCOPES: dict[str, str] = {
     f"/{_REGISTRY}/ListTenants": ADMIN,
     f"/{_REGISTRY}/UpdateTenant": ADMIN,
     f"/{_REGISTRY}/GetTenant": READ,
+    f"/{_REGISTRY}/DownloadModelVersion": READ,
     f"/{_REGISTRY}/CreateApiKey": TENANT_ADMIN,
     f"/{_REGISTRY}/RotateApiKey": TENANT_ADMIN,
     f"/{_REGISTRY}/DeleteApiKey": TENANT_ADMIN,

@@ -24,6 +24,7 @@ from modelserve_gateway.clients import INFERENCE_SERVICE, Upstreams
 from modelserve_gateway.errors import GatewayError
 from modelserve_gateway.guard import Guard
 from modelserve_gateway.metadata import PRINTABLE
+from modelserve_gateway.rest.artifacts import ArtifactRoutes
 from modelserve_gateway.rest.http import (
     JSON,
     ClientGone,
@@ -84,6 +85,7 @@ class GatewayApp:
         }
         self._transcoded = TranscodedRoutes(settings, router, upstreams, guard)
         self._kserve = KServeRoutes(settings, upstreams.by_service[INFERENCE_SERVICE.full_name], guard)
+        self._artifacts = ArtifactRoutes(settings, upstreams, guard)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -156,6 +158,9 @@ class GatewayApp:
             await send(msg)
 
         try:
+            if self._artifacts.matches(req):  # streamed bodies (rest/artifacts.py)
+                await self._artifacts.handle(req, counted, base)
+                return
             body = await self._body(req)
             watcher = asyncio.create_task(_watch_disconnect(req.receive, task))
             handler = self._kserve if kserve_style else self._transcoded
