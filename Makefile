@@ -32,7 +32,7 @@ proto-breaking: ## buf breaking against main
 lint: proto-check proto-lint proto-breaking ## ruff (format + lint), mypy, buf lint, proto freshness
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy libs/common/src services/*/src
+	$(VENV)/bin/mypy libs/common/src services/*/src clients/python/src
 
 fmt: ## format and autofix
 	$(VENV)/bin/ruff format .

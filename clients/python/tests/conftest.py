@@ -120,9 +120,9 @@ def start_suite(tmp: Path, backend: str) -> tuple[Suite, list[ServiceProcess]]:
     return suite, procs
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
-    s, procs = start_suite(tmp_path_factory.mktemp("sdk"), "sqlite")
+    s, procs = start_suite(tmp_path_factory.mktemp("sdk"), "sqlite")  # shared by the SDK and CLI tests
     try:
         for p in procs:
             p.start(timeout=90)

@@ -6,13 +6,15 @@ in Client, as a coroutine in AsyncClient)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from google.protobuf import json_format
 
 from . import _pool
+from ._push import chunks, prepare
 from .tensors import decode, encode, to_array
 
 REG = "modelserve.registry.v1.RegistryService"
@@ -163,6 +165,41 @@ def pipeline_spec(spec: Mapping[str, Any] | str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValueError(f"{spec}: a pipeline spec is a mapping")
     return data
+
+
+def upload_messages(
+    name: str,
+    path: str | Path,
+    backend: str | None,
+    chunk_bytes: int,
+    progress: Callable[[int, int], None] | None,
+    version: Mapping[str, Any],
+) -> Iterator[Any]:
+    """The UploadModelVersion request stream for a file or folder: the metadata message, then
+    the artifact in chunks (calling `progress(sent, total)` after each)."""
+    art = prepare(path)
+    be = backend or art.backend
+    if not be:
+        raise ValueError(f"cannot tell the backend of {path}; pass backend=")
+    if chunk_bytes <= 0:
+        raise ValueError("chunk_bytes must be > 0")
+    mv = {"model": name, "backend": be, "artifact_sha256": art.sha256, "artifact_format": art.artifact_format}
+    meta = build(
+        f"{REG}/UploadModelVersion",
+        {"metadata": {"model": name, "size_bytes": len(art.data), "model_version": {**mv, **version}}},
+    )
+    req_cls = type(meta)
+
+    def messages() -> Iterator[Any]:
+        yield meta
+        sent = 0
+        for c in chunks(art.data, chunk_bytes):
+            yield req_cls(chunk=c)
+            sent += len(c)
+            if progress is not None:
+                progress(sent, len(art.data))
+
+    return messages()
 
 
 class _Api:

@@ -10,7 +10,6 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from . import _pool
 from ._api import (
     INF,
     ORC,
@@ -24,19 +23,14 @@ from ._api import (
     run_result,
     tensor_msgs,
     to_dict,
+    upload_messages,
 )
-from ._push import chunks, prepare
 from .client import (
-    DEFAULT_MAX_MESSAGE_BYTES,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_RETRY_BACKOFF_S,
-    DEFAULT_TIMEOUT_S,
     UPLOAD_CHUNK_BYTES,
     ProgressCallback,
     _Conn,
     _stream_event,
     _watch_event,
-    channel_options,
 )
 from .errors import AlreadyExists, DeadlineExceeded, ModelServeError, NotFound, from_rpc_error
 
@@ -47,39 +41,12 @@ class AsyncClient(_Conn, _Api):
     AsyncClient(...) as c:` or `await c.close()`. One channel serves any number of concurrent
     calls."""
 
-    def __init__(
-        self,
-        url: str | None = None,
-        *,
-        api_key: str | None = None,
-        token: str | None = None,
-        tls: bool | None = None,
-        profile: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT_S,
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        retry_backoff_s: float = DEFAULT_RETRY_BACKOFF_S,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        root_certificates: bytes | None = None,
-    ) -> None:
-        self._setup(
-            url,
-            api_key,
-            token,
-            tls,
-            profile,
-            timeout,
-            max_retries,
-            retry_backoff_s,
-            max_message_bytes,
-            root_certificates,
-        )
-        opts = channel_options(max_message_bytes)
-        target = self.settings.url
-        self._channel = (
-            grpc.aio.secure_channel(target, self._credentials(), options=opts)
-            if self.settings.tls
-            else grpc.aio.insecure_channel(target, options=opts)
-        )
+    def _open_channel(
+        self, target: str, creds: grpc.ChannelCredentials | None, opts: list[tuple[str, Any]]
+    ) -> Any:
+        if creds is not None:
+            return grpc.aio.secure_channel(target, creds, options=opts)
+        return grpc.aio.insecure_channel(target, options=opts)
 
     async def close(self) -> None:
         await self._channel.close(None)
@@ -89,22 +56,6 @@ class AsyncClient(_Conn, _Api):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-    def _callable(self, full_method: str) -> Any:
-        c = self._callables.get(full_method)
-        if c is None:
-            path, req_cls, resp_cls, cs, ss = _pool.method(full_method)
-            kind = {
-                (False, False): self._channel.unary_unary,
-                (False, True): self._channel.unary_stream,
-                (True, False): self._channel.stream_unary,
-                (True, True): self._channel.stream_stream,
-            }[(cs, ss)]
-            c = kind(
-                path, request_serializer=req_cls.SerializeToString, response_deserializer=resp_cls.FromString
-            )
-            self._callables[full_method] = c
-        return c
 
     async def _call(  # type: ignore[override]
         self,
@@ -255,46 +206,15 @@ class AsyncClient(_Conn, _Api):
         **version: Any,
     ) -> dict[str, Any]:
         """As Client.push."""
-        art = prepare(path)
-        be = backend or art.backend
-        if not be:
-            raise ValueError(f"cannot tell the backend of {path}; pass backend=")
+        msgs = upload_messages(name, path, backend, chunk_bytes, progress, version)
         try:
             await self.get_model(name)
         except NotFound:
             await self.create_model(name)
-        meta = build(
-            f"{REG}/UploadModelVersion",
-            {
-                "metadata": {
-                    "model": name,
-                    "size_bytes": len(art.data),
-                    "model_version": {
-                        "model": name,
-                        "backend": be,
-                        "artifact_sha256": art.sha256,
-                        "artifact_format": art.artifact_format,
-                        **version,
-                    },
-                }
-            },
-        )
-        req_cls = type(meta)
-        total = len(art.data)
-
-        async def messages() -> AsyncIterator[Any]:
-            yield meta
-            sent = 0
-            for c in chunks(art.data, chunk_bytes):
-                yield req_cls(chunk=c)
-                sent += len(c)
-                if progress is not None:
-                    progress(sent, total)
-
         rid = self._new_request_id()
         try:
             resp = await self._callable(f"{REG}/UploadModelVersion")(
-                messages(), timeout=max(self.timeout, 600.0), metadata=self._metadata(rid)
+                msgs, timeout=max(self.timeout, 600.0), metadata=self._metadata(rid)
             )
         except grpc.aio.AioRpcError as e:
             raise from_rpc_error(e, rid) from None

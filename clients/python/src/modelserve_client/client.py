@@ -24,8 +24,8 @@ from ._api import (
     run_result,
     tensor_msgs,
     to_dict,
+    upload_messages,
 )
-from ._push import chunks, prepare
 from .config import resolve
 from .errors import AlreadyExists, DeadlineExceeded, ModelServeError, NotFound, from_rpc_error
 
@@ -53,54 +53,6 @@ def channel_options(max_message_bytes: int) -> list[tuple[str, Any]]:
 class _Conn:
     """Settings and metadata shared by both clients."""
 
-    def _setup(
-        self,
-        url: str | None,
-        api_key: str | None,
-        token: str | None,
-        tls: bool | None,
-        profile: str | None,
-        timeout: float,
-        max_retries: int,
-        retry_backoff_s: float,
-        max_message_bytes: int,
-        root_certificates: bytes | None,
-    ) -> None:
-        if api_key and token:
-            raise ValueError("give api_key or token, not both")
-        if timeout <= 0 or max_retries < 0 or retry_backoff_s < 0 or max_message_bytes <= 0:
-            raise ValueError("timeout and max_message_bytes must be > 0; retries and backoff >= 0")
-        self.settings = resolve(url, api_key, token, tls, profile)
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.retry_backoff_s = retry_backoff_s
-        self.max_message_bytes = max_message_bytes
-        self._root_certificates = root_certificates
-        secret = self.settings.api_key or self.settings.token
-        self._auth: list[tuple[str, str]] = [("authorization", f"Bearer {secret}")] if secret else []
-        self._callables: dict[str, Any] = {}
-
-    def _metadata(self, rid: str) -> list[tuple[str, str]]:
-        return [*self._auth, ("x-request-id", rid)]
-
-    def _backoff(self, attempt: int) -> float:
-        base: float = self.retry_backoff_s * (2**attempt)
-        return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
-
-    def _credentials(self) -> grpc.ChannelCredentials:
-        return grpc.ssl_channel_credentials(root_certificates=self._root_certificates)
-
-
-class Client(_Conn, _Api):
-    """A blocking client of the ModelServe gateway's gRPC front door.
-
-    `Client(url="gw:8001", api_key="...")`; every argument falls back to MODELSERVE_URL,
-    MODELSERVE_API_KEY (or MODELSERVE_TOKEN) and then to the profile `modelserve login` wrote.
-    One channel (keepalive on), a deadline on every call (`timeout`, seconds), and retries with
-    jittered exponential backoff only for idempotent calls refused UNAVAILABLE (`max_retries`).
-    Use as a context manager or call `close()`.
-    """
-
     def __init__(
         self,
         url: str | None = None,
@@ -115,36 +67,32 @@ class Client(_Conn, _Api):
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         root_certificates: bytes | None = None,
     ) -> None:
-        self._setup(
-            url,
-            api_key,
-            token,
-            tls,
-            profile,
-            timeout,
-            max_retries,
-            retry_backoff_s,
-            max_message_bytes,
-            root_certificates,
-        )
+        if api_key and token:
+            raise ValueError("give api_key or token, not both")
+        if timeout <= 0 or max_retries < 0 or retry_backoff_s < 0 or max_message_bytes <= 0:
+            raise ValueError("timeout and max_message_bytes must be > 0; retries and backoff >= 0")
+        self.settings = resolve(url, api_key, token, tls, profile)
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.retry_backoff_s = retry_backoff_s
+        self.max_message_bytes = max_message_bytes
+        secret = self.settings.api_key or self.settings.token
+        self._auth: list[tuple[str, str]] = [("authorization", f"Bearer {secret}")] if secret else []
+        self._callables: dict[str, Any] = {}
         opts = channel_options(max_message_bytes)
-        target = self.settings.url
-        self._channel = (
-            grpc.secure_channel(target, self._credentials(), options=opts)
-            if self.settings.tls
-            else grpc.insecure_channel(target, options=opts)
+        creds = (
+            grpc.ssl_channel_credentials(root_certificates=root_certificates) if self.settings.tls else None
         )
+        self._channel = self._open_channel(self.settings.url, creds, opts)
 
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def _open_channel(
+        self, target: str, creds: grpc.ChannelCredentials | None, opts: list[tuple[str, Any]]
+    ) -> Any:
+        raise NotImplementedError
 
     def _callable(self, full_method: str) -> Any:
+        """The channel's multi-callable for `package.Service/Method` (cached), serializing with
+        the private pool's classes."""
         c = self._callables.get(full_method)
         if c is None:
             path, req_cls, resp_cls, cs, ss = _pool.method(full_method)
@@ -159,6 +107,40 @@ class Client(_Conn, _Api):
             )
             self._callables[full_method] = c
         return c
+
+    def _metadata(self, rid: str) -> list[tuple[str, str]]:
+        return [*self._auth, ("x-request-id", rid)]
+
+    def _backoff(self, attempt: int) -> float:
+        base: float = self.retry_backoff_s * (2**attempt)
+        return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
+
+
+class Client(_Conn, _Api):
+    """A blocking client of the ModelServe gateway's gRPC front door.
+
+    `Client(url="gw:8001", api_key="...")`; every argument falls back to MODELSERVE_URL,
+    MODELSERVE_API_KEY (or MODELSERVE_TOKEN) and then to the profile `modelserve login` wrote.
+    One channel (keepalive on), a deadline on every call (`timeout`, seconds), and retries with
+    jittered exponential backoff only for idempotent calls refused UNAVAILABLE (`max_retries`).
+    Use as a context manager or call `close()`.
+    """
+
+    def _open_channel(
+        self, target: str, creds: grpc.ChannelCredentials | None, opts: list[tuple[str, Any]]
+    ) -> Any:
+        if creds is not None:
+            return grpc.secure_channel(target, creds, options=opts)
+        return grpc.insecure_channel(target, options=opts)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _call(
         self,
@@ -317,46 +299,15 @@ class Client(_Conn, _Api):
         missing); `progress(sent, total)` after each chunk. Returns the version; `deploy=True`
         routes all traffic to it and `alias=` points an alias at it. `version` holds further
         ModelVersion fields (inputs, outputs, batching, description, ...)."""
-        art = prepare(path)
-        be = backend or art.backend
-        if not be:
-            raise ValueError(f"cannot tell the backend of {path}; pass backend=")
+        msgs = upload_messages(name, path, backend, chunk_bytes, progress, version)
         try:
             self.get_model(name)
         except NotFound:
             self.create_model(name)
-        meta = build(
-            f"{REG}/UploadModelVersion",
-            {
-                "metadata": {
-                    "model": name,
-                    "size_bytes": len(art.data),
-                    "model_version": {
-                        "model": name,
-                        "backend": be,
-                        "artifact_sha256": art.sha256,
-                        "artifact_format": art.artifact_format,
-                        **version,
-                    },
-                }
-            },
-        )
-        req_cls = type(meta)
-        total = len(art.data)
-
-        def messages() -> Iterator[Any]:
-            yield meta
-            sent = 0
-            for c in chunks(art.data, chunk_bytes):
-                yield req_cls(chunk=c)
-                sent += len(c)
-                if progress is not None:
-                    progress(sent, total)
-
         rid = self._new_request_id()
         try:
             resp = self._callable(f"{REG}/UploadModelVersion")(
-                messages(), timeout=max(self.timeout, 600.0), metadata=self._metadata(rid)
+                msgs, timeout=max(self.timeout, 600.0), metadata=self._metadata(rid)
             )
         except grpc.RpcError as e:
             raise from_rpc_error(e, rid) from None
