@@ -39,7 +39,21 @@ def accepted_env(service: Service) -> set[str]:
             names |= {c for c in choices if isinstance(c, str) and c != field}
         else:
             names.add(f"{prefix}{field}".upper())
+            names |= _nested(f"{prefix}{field}__", info.annotation)
     return names | PENDING.get(service.package, set())
+
+
+def _nested(prefix: str, annotation: Any) -> set[str]:
+    """The ``__``-delimited variables of a nested settings model (REGISTRY_ARTIFACTS__S3__BUCKET)."""
+    from pydantic import BaseModel
+
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        return set()
+    names: set[str] = set()
+    for field, info in annotation.model_fields.items():
+        names.add(f"{prefix}{field}".upper())
+        names |= _nested(f"{prefix}{field}__", info.annotation)
+    return names
 
 
 def _check(service: Service, given: set[str], where: str) -> None:
