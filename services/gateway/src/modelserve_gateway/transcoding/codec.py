@@ -244,49 +244,9 @@ def build_request(
     (all of it, or one field), then query parameters for fields bound by neither, then path
     variables (which win)."""
     desc = route.request_type.DESCRIPTOR
-    data: dict[str, Any] = {}
-    if route.body:
-        if body.strip():
-            parsed = parse_json(body, max_depth)
-            if route.body == "*":
-                if not isinstance(parsed, dict):
-                    raise InvalidArgument(f"request body must be a JSON object, got {type(parsed).__name__}")
-                data = parsed
-            else:
-                _set_path(data, desc, route.body.split("."), parsed, "body")
-    elif body.strip():
-        raise InvalidArgument(f"{route.verb} {route.template.source} takes no request body")
-    bound = {v.field_path for v in route.template.variables}
+    data = _body_data(route, desc, body, max_depth)
     if query_string:
-        try:
-            pairs = parse_qsl(
-                query_string.decode("utf-8"), keep_blank_values=True, strict_parsing=False, errors="strict"
-            )
-        except UnicodeDecodeError:
-            raise InvalidArgument("query string is not UTF-8") from None
-        repeated: dict[str, list[str]] = {}
-        for key, value in pairs:
-            if route.body == "*":
-                raise InvalidArgument(f"unknown query parameter {key!r} (the body carries the whole request)")
-            path = key.split(".")
-            f = _query_field(desc, path)
-            canonical = _canonical(desc, path)
-            if route.body and (canonical == route.body or canonical.startswith(route.body + ".")):
-                raise InvalidArgument(f"query parameter {key!r} is bound by the body")
-            if canonical in bound:
-                raise InvalidArgument(f"query parameter {key!r} is bound by the path")
-            if f.is_repeated:
-                repeated.setdefault(canonical, []).append(value)
-            else:
-                if canonical in repeated:
-                    raise InvalidArgument(f"query parameter {key!r} given twice")
-                repeated[canonical] = [value]
-                if canonical == "page_size":
-                    _check_page_size(value, max_page_size)
-        for canonical, values in repeated.items():
-            f = _query_field(desc, canonical.split("."))
-            typed = [_query_value(f, x, canonical) for x in values]
-            v: Any = typed if f.is_repeated else typed[0]
+        for canonical, v in _query_values(route, desc, query_string, max_page_size).items():
             _set_path(data, desc, canonical.split("."), v, "query parameter")
     for fp, value in path_vars.items():
         _set_path(data, desc, fp.split("."), value, "path variable")
@@ -299,6 +259,60 @@ def build_request(
         raise InvalidArgument(f"invalid request for {route.method}: {exc}") from None
     check_message(msg)
     return msg
+
+
+def _body_data(route: Route, desc: Descriptor, body: bytes, max_depth: int) -> dict[str, Any]:
+    """The JSON data the body binds: the whole request (``body: "*"``), one field, or nothing."""
+    data: dict[str, Any] = {}
+    if route.body:
+        if body.strip():
+            parsed = parse_json(body, max_depth)
+            if route.body == "*":
+                if not isinstance(parsed, dict):
+                    raise InvalidArgument(f"request body must be a JSON object, got {type(parsed).__name__}")
+                data = parsed
+            else:
+                _set_path(data, desc, route.body.split("."), parsed, "body")
+    elif body.strip():
+        raise InvalidArgument(f"{route.verb} {route.template.source} takes no request body")
+    return data
+
+
+def _query_values(route: Route, desc: Descriptor, query_string: bytes, max_page_size: int) -> dict[str, Any]:
+    """Canonical field path -> typed value of every query parameter; a field bound by the body or
+    the path, a non-repeated field given twice and an oversized page size are refused."""
+    try:
+        pairs = parse_qsl(
+            query_string.decode("utf-8"), keep_blank_values=True, strict_parsing=False, errors="strict"
+        )
+    except UnicodeDecodeError:
+        raise InvalidArgument("query string is not UTF-8") from None
+    bound = {v.field_path for v in route.template.variables}
+    repeated: dict[str, list[str]] = {}
+    for key, value in pairs:
+        if route.body == "*":
+            raise InvalidArgument(f"unknown query parameter {key!r} (the body carries the whole request)")
+        path = key.split(".")
+        f = _query_field(desc, path)
+        canonical = _canonical(desc, path)
+        if route.body and (canonical == route.body or canonical.startswith(route.body + ".")):
+            raise InvalidArgument(f"query parameter {key!r} is bound by the body")
+        if canonical in bound:
+            raise InvalidArgument(f"query parameter {key!r} is bound by the path")
+        if f.is_repeated:
+            repeated.setdefault(canonical, []).append(value)
+            continue
+        if canonical in repeated:
+            raise InvalidArgument(f"query parameter {key!r} given twice")
+        repeated[canonical] = [value]
+        if canonical == "page_size":
+            _check_page_size(value, max_page_size)
+    out: dict[str, Any] = {}
+    for canonical, values in repeated.items():
+        f = _query_field(desc, canonical.split("."))
+        typed = [_query_value(f, x, canonical) for x in values]
+        out[canonical] = typed if f.is_repeated else typed[0]
+    return out
 
 
 def check_message(msg: Message) -> None:

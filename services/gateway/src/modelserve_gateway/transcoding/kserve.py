@@ -133,14 +133,7 @@ def parse_infer_request(
     max_depth: int,
 ) -> tuple[inference_pb.ModelInferRequest, OutputWishes]:
     """The ModelInferRequest of a v2 REST /infer body (JSON, or JSON + binary tensors)."""
-    if header_length is not None:
-        if header_length < 0 or header_length > len(body):
-            raise InvalidArgument(
-                f"Inference-Header-Content-Length {header_length} exceeds the body size {len(body)}"
-            )
-        head, binary = body[:header_length], memoryview(body)[header_length:]
-    else:
-        head, binary = body, memoryview(b"")
+    head, binary = _split_body(body, header_length)
     doc = parse_json(head, max_depth, "inference request")
     if not isinstance(doc, dict):
         raise InvalidArgument("inference request must be a JSON object")
@@ -161,19 +154,7 @@ def parse_infer_request(
     offset = 0
     seen: set[str] = set()
     for i, tin in enumerate(inputs):
-        if not isinstance(tin, dict):
-            raise InvalidArgument(f"inputs[{i}] must be an object")
-        name, datatype, shape = tin.get("name"), tin.get("datatype"), tin.get("shape")
-        if not isinstance(name, str) or not name:
-            raise InvalidArgument(f"inputs[{i}] needs a 'name'")
-        if not isinstance(datatype, str) or datatype not in BY_NAME:
-            raise InvalidArgument(f"input {name!r}: unknown datatype {datatype!r}")
-        if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape
-        ):
-            raise InvalidArgument(
-                f"input {name!r}: shape must be a list of integers in [0, 2^63-1], got {str(shape)[:200]}"
-            )
+        name, datatype, shape = _input_head(i, tin)
         if name in seen:
             raise InvalidArgument(f"input {name!r} is given twice")
         seen.add(name)
@@ -182,22 +163,8 @@ def parse_infer_request(
         _params(tparams, t.parameters, ("binary_data_size",), f"input {name!r}")
         size = tparams.get("binary_data_size") if isinstance(tparams, dict) else None
         if size is not None:
-            if "data" in tin:
-                raise InvalidArgument(
-                    f"input {name!r} has both 'data' and binary_data_size; send one or the other"
-                )
-            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-                raise InvalidArgument(f"input {name!r}: binary_data_size must be a non-negative integer")
-            if size > max_tensor_bytes:
-                raise TensorTooLarge(f"input {name!r} has {size} bytes; the limit is {max_tensor_bytes}")
-            if offset + size > len(binary):
-                raise InvalidArgument(
-                    f"input {name!r}: binary_data_size {size} runs past the {len(binary)} binary bytes sent"
-                )
-            raw = bytes(binary[offset : offset + size])
+            raw = _binary_input(tin, name, datatype, shape, size, binary, offset, max_tensor_bytes)
             offset += size
-            if datatype != "BYTES":
-                check_raw_size(BY_NAME[datatype], shape, size, f"input {name!r}")
         else:
             if "data" not in tin:
                 raise InvalidArgument(f"input {name!r} has neither 'data' nor binary_data_size")
@@ -207,7 +174,68 @@ def parse_infer_request(
         req.raw_input_contents.append(raw)
     if offset != len(binary):
         raise InvalidArgument(f"{len(binary) - offset} binary bytes after the last tensor are not claimed")
-    outputs = doc.get("outputs") or []
+    _add_outputs(doc.get("outputs") or [], req, wishes)
+    return req, wishes
+
+
+def _split_body(body: bytes, header_length: int | None) -> tuple[bytes, memoryview]:
+    """(JSON head, binary tail) of a body, split at Inference-Header-Content-Length when given."""
+    if header_length is None:
+        return body, memoryview(b"")
+    if header_length < 0 or header_length > len(body):
+        raise InvalidArgument(
+            f"Inference-Header-Content-Length {header_length} exceeds the body size {len(body)}"
+        )
+    return body[:header_length], memoryview(body)[header_length:]
+
+
+def _input_head(i: int, tin: Any) -> tuple[str, str, list[int]]:
+    """(name, datatype, shape) of ``inputs[i]``, each checked."""
+    if not isinstance(tin, dict):
+        raise InvalidArgument(f"inputs[{i}] must be an object")
+    name, datatype, shape = tin.get("name"), tin.get("datatype"), tin.get("shape")
+    if not isinstance(name, str) or not name:
+        raise InvalidArgument(f"inputs[{i}] needs a 'name'")
+    if not isinstance(datatype, str) or datatype not in BY_NAME:
+        raise InvalidArgument(f"input {name!r}: unknown datatype {datatype!r}")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_DIM for d in shape
+    ):
+        raise InvalidArgument(
+            f"input {name!r}: shape must be a list of integers in [0, 2^63-1], got {str(shape)[:200]}"
+        )
+    return name, datatype, shape
+
+
+def _binary_input(
+    tin: dict[str, Any],
+    name: str,
+    datatype: str,
+    shape: list[int],
+    size: Any,
+    binary: memoryview,
+    offset: int,
+    max_tensor_bytes: int,
+) -> bytes:
+    """The ``size`` bytes of one binary input, at ``offset`` in the binary part of the body,
+    checked against the limit and, for fixed-size datatypes, the shape."""
+    if "data" in tin:
+        raise InvalidArgument(f"input {name!r} has both 'data' and binary_data_size; send one or the other")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidArgument(f"input {name!r}: binary_data_size must be a non-negative integer")
+    if size > max_tensor_bytes:
+        raise TensorTooLarge(f"input {name!r} has {size} bytes; the limit is {max_tensor_bytes}")
+    if offset + size > len(binary):
+        raise InvalidArgument(
+            f"input {name!r}: binary_data_size {size} runs past the {len(binary)} binary bytes sent"
+        )
+    if datatype != "BYTES":
+        check_raw_size(BY_NAME[datatype], shape, size, f"input {name!r}")
+    return bytes(binary[offset : offset + size])
+
+
+def _add_outputs(outputs: Any, req: inference_pb.ModelInferRequest, wishes: OutputWishes) -> None:
+    """The requested outputs onto ``req``; their binary_data wishes onto ``wishes``."""
     if not isinstance(outputs, list):
         raise InvalidArgument("'outputs' must be a list")
     for i, tout in enumerate(outputs):
@@ -218,7 +246,6 @@ def parse_infer_request(
         _params(oparams, o.parameters, ("binary_data",), f"output {tout['name']!r}")
         if isinstance(oparams, dict) and "binary_data" in oparams:
             wishes.per_output[tout["name"]] = bool(oparams["binary_data"])
-    return req, wishes
 
 
 def raw_infer_request(

@@ -113,9 +113,39 @@ def parse_template(source: str) -> PathTemplate:
     """Compiles ``source`` (e.g. ``/v1/{name=projects/*/models/**}:run``)."""
     if not source.startswith("/"):
         raise TemplateError(f"template {source!r} must start with '/'")
+    body, verb = _split_verb(source)
+    segments = _split_top(body)
+    compiler = _Compiler(source)
+    pattern: list[str] = []
+    wildcard_tail = False
+    for i, seg in enumerate(segments):
+        rx, is_multi = compiler.seg_regex(seg, False)
+        if i == len(segments) - 1 and (is_multi or seg.endswith("**}")):
+            wildcard_tail = True
+        if i > 0 and rx == ".*":
+            pattern.append("(?:/.*)?")
+        else:
+            pattern.append(("/" if i > 0 else "") + rx)
+    variables = compiler.variables
+    names = [v.field_path for v in variables]
+    if len(set(names)) != len(names):
+        raise TemplateError(f"template {source!r}: a field is bound twice")
+    verb_rx = ":" + re.escape(verb) if verb else ""
+    regex = re.compile("/" + "".join(pattern) + verb_rx + r"\Z")
+    return PathTemplate(
+        source=source,
+        regex=regex,
+        variables=tuple(variables),
+        verb=verb,
+        literal_count=compiler.literals,
+        segment_count=compiler.count,
+        has_wildcard_tail=wildcard_tail,
+    )
+
+
+def _split_verb(source: str) -> tuple[str, str]:
+    """(segments, verb) of a template: the verb is a ':' after the last '/' and outside braces."""
     body = source[1:]
-    verb = ""
-    # The verb is a ':' after the last '/' and outside braces.
     depth = 0
     last_slash = -1
     colon = -1
@@ -129,78 +159,59 @@ def parse_template(source: str) -> PathTemplate:
             colon = -1
         elif ch == ":" and depth == 0 and i > last_slash:
             colon = i
-    if colon >= 0:
-        verb = body[colon + 1 :]
-        body = body[:colon]
-        if not _LITERAL.match(verb):
-            raise TemplateError(f"template {source!r}: bad verb {verb!r}")
-    segments = _split_top(body)
-    pattern: list[str] = []
-    variables: list[Variable] = []
-    literals = 0
-    count = 0
-    wildcard_tail = False
+    if colon < 0:
+        return body, ""
+    verb = body[colon + 1 :]
+    if not _LITERAL.match(verb):
+        raise TemplateError(f"template {source!r}: bad verb {verb!r}")
+    return body[:colon], verb
 
-    def seg_regex(seg: str, in_var: bool) -> tuple[str, bool]:
-        nonlocal literals, count
-        count += 1
+
+class _Compiler:
+    """Segment and variable regexes of one template, with the counts its ordering needs."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.variables: list[Variable] = []
+        self.literals = 0
+        self.count = 0
+
+    def seg_regex(self, seg: str, in_var: bool) -> tuple[str, bool]:
+        self.count += 1
         if seg == "*":
             return "[^/]+", False
         if seg == "**":
             return ".*", True
         if seg.startswith("{"):
             if in_var:
-                raise TemplateError(f"template {source!r}: nested variable")
-            return var_regex(seg), False
+                raise TemplateError(f"template {self.source!r}: nested variable")
+            return self.var_regex(seg), False
         if not seg or not _LITERAL.match(seg):
-            raise TemplateError(f"template {source!r}: bad segment {seg!r}")
-        literals += 1
+            raise TemplateError(f"template {self.source!r}: bad segment {seg!r}")
+        self.literals += 1
         return re.escape(seg), False
 
-    def var_regex(seg: str) -> str:
+    def var_regex(self, seg: str) -> str:
         if not seg.endswith("}"):
-            raise TemplateError(f"template {source!r}: bad variable {seg!r}")
+            raise TemplateError(f"template {self.source!r}: bad variable {seg!r}")
         inner = seg[1:-1]
         name, eq, sub = inner.partition("=")
         if not _IDENT.match(name):
-            raise TemplateError(f"template {source!r}: bad field path {name!r}")
+            raise TemplateError(f"template {self.source!r}: bad field path {name!r}")
         subsegs = _split_top(sub) if eq else ["*"]
         parts = []
         multi = False
         for s in subsegs:
-            rx, is_multi = seg_regex(s, True)
+            rx, is_multi = self.seg_regex(s, True)
             multi = multi or is_multi or len(subsegs) > 1
             parts.append(rx)
-        group = f"v{len(variables)}"
-        variables.append(Variable(name, multi, group))
+        group = f"v{len(self.variables)}"
+        self.variables.append(Variable(name, multi, group))
         # '**' may match nothing: make the joining slash optional before it.
         joined = parts[0]
         for rx in parts[1:]:
             joined += "(?:/.*)?" if rx == ".*" else "/" + rx
         return f"(?P<{group}>{joined})"
-
-    for i, seg in enumerate(segments):
-        rx, is_multi = seg_regex(seg, False)
-        if i == len(segments) - 1 and (is_multi or seg.endswith("**}")):
-            wildcard_tail = True
-        if i > 0 and rx == ".*":
-            pattern.append("(?:/.*)?")
-        else:
-            pattern.append(("/" if i > 0 else "") + rx)
-    names = [v.field_path for v in variables]
-    if len(set(names)) != len(names):
-        raise TemplateError(f"template {source!r}: a field is bound twice")
-    verb_rx = ":" + re.escape(verb) if verb else ""
-    regex = re.compile("/" + "".join(pattern) + verb_rx + r"\Z")
-    return PathTemplate(
-        source=source,
-        regex=regex,
-        variables=tuple(variables),
-        verb=verb,
-        literal_count=literals,
-        segment_count=count,
-        has_wildcard_tail=wildcard_tail,
-    )
 
 
 def _openapi_path(source: str) -> str:
