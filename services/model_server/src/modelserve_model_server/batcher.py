@@ -312,64 +312,27 @@ class Scheduler:
         return batch
 
     async def _execute(self, batch: list[_Item]) -> None:
-        stats = self._stats
         t0 = _now()
         span = None
         try:
             if batch[0].future is not None:  # taken from the queue: the caller may have left since
-                live = [item for item in batch if not self._dead(item, t0)]
-                if len(live) != len(batch):
-                    for item in batch:
-                        if item not in live:
-                            item.state = _DONE
-                    if not live:
-                        return
-                    batch = live
+                batch = self._live(batch, t0)
+                if not batch:
+                    return
             for item in batch:
                 waited = t0 - item.enqueued
-                stats.queue.add(waited)
-                stats.queue_hist.observe(waited / 1e9)
+                self._stats.queue.add(waited)
+                self._stats.queue_hist.observe(waited / 1e9)
             if self._tracer is not None:
                 span = self._tracer.start_span(
                     "model.compute",
                     attributes={"model": self._name, "version": self._version, "batch_size": len(batch)},
                 )
-            if len(batch) == 1:
-                d = batch[0].decoded
-                rows = d.rows
-                out = await self._model.execute(d.inputs, d.outputs or self._all_outputs)
-                t0_in = t0
-                t1 = t2 = _now()
-                results = [out]
-            else:
-                inputs, names, rows = self._merge(batch)
-                t0_in = _now()
-                out = await self._model.execute(inputs, names)
-                t1 = _now()
-                results = self._split(batch, out, names, rows)
-                t2 = _now()
-            n = len(batch)
-            input_ns, infer_ns, output_ns = t0_in - t0, t1 - t0_in, t2 - t1
-            stats.compute_input.add(input_ns * n, n)
-            stats.compute_infer.add(infer_ns * n, n)
-            stats.compute_output.add(output_ns * n, n)
-            stats.batch(rows, input_ns, infer_ns, output_ns)
+            results = await self._compute(batch, t0)
             for item, result in zip(batch, results, strict=True):
                 self._deliver(item, result, None)
         except BaseException as exc:
-            err: BaseException
-            if isinstance(exc, ServiceError):
-                err = exc
-            elif isinstance(exc, asyncio.CancelledError):
-                err = ModelNotReady(f"model {self._name!r}: the batch was cancelled")
-            else:
-                err = model_error(self._name, self._version, exc)
-                if isinstance(err, InvalidArgument):  # the caller's input: no stack (clients control it)
-                    log.info(
-                        "model.rejected_input", model=self._name, version=self._version, error=err.message
-                    )
-                else:
-                    log.error("model.execute_failed", model=self._name, version=self._version, exc_info=exc)
+            err = self._failure(exc)
             for item in batch:
                 self._deliver(item, None, err)
             if isinstance(exc, asyncio.CancelledError):
@@ -381,6 +344,53 @@ class Scheduler:
             self._running -= 1
             if self._depth:
                 self._pump()
+
+    def _live(self, batch: list[_Item], now: int) -> list[_Item]:
+        """The items of ``batch`` whose callers still wait; the others are marked done."""
+        live = [item for item in batch if not self._dead(item, now)]
+        if len(live) != len(batch):
+            for item in batch:
+                if item not in live:
+                    item.state = _DONE
+        return live
+
+    async def _compute(self, batch: list[_Item], t0: int) -> list[Tensors]:
+        """Runs the model on ``batch`` (merged when more than one) and records the phase timings."""
+        if len(batch) == 1:
+            d = batch[0].decoded
+            rows = d.rows
+            out = await self._model.execute(d.inputs, d.outputs or self._all_outputs)
+            t0_in = t0
+            t1 = t2 = _now()
+            results = [out]
+        else:
+            inputs, names, rows = self._merge(batch)
+            t0_in = _now()
+            out = await self._model.execute(inputs, names)
+            t1 = _now()
+            results = self._split(batch, out, names, rows)
+            t2 = _now()
+        stats = self._stats
+        n = len(batch)
+        input_ns, infer_ns, output_ns = t0_in - t0, t1 - t0_in, t2 - t1
+        stats.compute_input.add(input_ns * n, n)
+        stats.compute_infer.add(infer_ns * n, n)
+        stats.compute_output.add(output_ns * n, n)
+        stats.batch(rows, input_ns, infer_ns, output_ns)
+        return results
+
+    def _failure(self, exc: BaseException) -> BaseException:
+        """The error every caller of a failed batch gets; the model's own failures are logged."""
+        if isinstance(exc, ServiceError):
+            return exc
+        if isinstance(exc, asyncio.CancelledError):
+            return ModelNotReady(f"model {self._name!r}: the batch was cancelled")
+        err = model_error(self._name, self._version, exc)
+        if isinstance(err, InvalidArgument):  # the caller's input: no stack (clients control it)
+            log.info("model.rejected_input", model=self._name, version=self._version, error=err.message)
+        else:
+            log.error("model.execute_failed", model=self._name, version=self._version, exc_info=exc)
+        return err
 
     def _merge(self, batch: list[_Item]) -> tuple[Tensors, list[str], int]:
         first = batch[0].decoded

@@ -88,7 +88,7 @@ class Ownership:
         return model in self._shared_local
 
 
-def tenant_of(context: grpc.aio.ServicerContext) -> str | None:
+def tenant_of(context: grpc.aio.ServicerContext[Any, Any]) -> str | None:
     """The caller's tenant from the gateway's metadata; None = trusted caller."""
     tenant, _scopes = caller_identity(context.invocation_metadata())
     return tenant
@@ -114,7 +114,7 @@ class OwnershipGuard:
     def __init__(self, ownership: Ownership, missing: Missing) -> None:
         self._ownership = ownership
         self._missing = missing
-        self._builders: dict[str, Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]] = {
+        self._builders: dict[str, Callable[[grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]]] = {
             MODEL_INFER: self._by_name,
             MODEL_READY: self._by_name,
             MODEL_METADATA: self._by_name,
@@ -126,7 +126,7 @@ class OwnershipGuard:
             MODEL_STREAM_INFER: self._stream,
         }
 
-    def wrap(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(self, method: str, inner: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         build = self._builders.get(method)
         if inner is None or build is None or inner.unary_unary is None and inner.stream_stream is None:
             return inner
@@ -138,10 +138,10 @@ class OwnershipGuard:
         if not self._ownership.visible(name, tenant):
             raise self._missing(name, version)
 
-    def _by_name(self, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _by_name(self, inner: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         handle: Any = inner.unary_unary
 
-        async def by_name(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def by_name(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             tenant = tenant_of(context)
             if tenant is not None:
                 self._check(request, tenant)
@@ -150,10 +150,10 @@ class OwnershipGuard:
 
         return grpc.unary_unary_rpc_method_handler(by_name)
 
-    def _statistics(self, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _statistics(self, inner: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         handle: Any = inner.unary_unary
 
-        async def statistics(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def statistics(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             tenant = tenant_of(context)
             if tenant is None:
                 reply: bytes = await handle(request, context)
@@ -168,10 +168,10 @@ class OwnershipGuard:
 
         return grpc.unary_unary_rpc_method_handler(statistics)
 
-    def _index(self, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _index(self, inner: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         handle: Any = inner.unary_unary
 
-        async def index(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def index(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             tenant = tenant_of(context)
             reply: bytes = await handle(request, context)
             if tenant is None:
@@ -182,11 +182,11 @@ class OwnershipGuard:
 
         return grpc.unary_unary_rpc_method_handler(index)
 
-    def _lifecycle(self, action: str) -> Callable[[grpc.RpcMethodHandler], grpc.RpcMethodHandler]:
-        def build(inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _lifecycle(self, action: str) -> Callable[[grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]]:
+        def build(inner: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
             handle: Any = inner.unary_unary
 
-            async def lifecycle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            async def lifecycle(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
                 refuse_tenant_callers(tenant_of(context), action)
                 reply: bytes = await handle(request, context)
                 return reply
@@ -195,11 +195,11 @@ class OwnershipGuard:
 
         return build
 
-    def _stream(self, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _stream(self, inner: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         handle: Any = inner.stream_stream
 
         async def stream(
-            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[bytes]:
             tenant = tenant_of(context)
             if tenant is None:
@@ -212,7 +212,7 @@ class OwnershipGuard:
         return grpc.stream_stream_rpc_method_handler(stream)
 
     async def _guarded_stream(
-        self, handle: Any, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext, tenant: str
+        self, handle: Any, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any], tenant: str
     ) -> AsyncIterator[bytes]:
         """Visible messages go on to ``handle``; a hidden one is answered here with its own error
         response, in its place among the answers (one answer per request, in order)."""
@@ -225,40 +225,8 @@ class OwnershipGuard:
             while (item := await forward.get()) is not None:
                 yield item
 
-        async def read() -> None:
-            try:
-                async for raw in requests:
-                    f = scan_strings(raw, (1, 2, 3))
-                    name, version, rid = f.get(1, ""), f.get(2, ""), f.get(3, "")
-                    if self._ownership.visible(name, tenant):
-                        await events.put(("slot", None))
-                        await forward.put(raw)
-                    else:
-                        err = self._missing(name, version)
-                        refused = pb.ModelStreamInferResponse(
-                            error_message=f"[{err.code.name}] {err.message}",
-                            infer_response=pb.ModelInferResponse(
-                                model_name=name, model_version=version, id=rid
-                            ),
-                        )
-                        await events.put(("slot", refused.SerializeToString()))
-            except Exception as exc:  # the request stream broke: answer what arrived, then fail
-                failed.append(exc)
-            finally:
-                await forward.put(None)
-                await events.put(("read_done", None))
-
-        async def pump() -> None:
-            try:
-                async for reply in handle(forwarded(), context):
-                    await events.put(("reply", reply))
-            except Exception as exc:
-                failed.append(exc)
-            finally:
-                await events.put(("inner_done", None))
-
-        reader = asyncio.ensure_future(read())
-        pumper = asyncio.ensure_future(pump())
+        reader = asyncio.ensure_future(self._read(requests, tenant, events, forward, failed))
+        pumper = asyncio.ensure_future(_pump(handle, forwarded(), context, events, failed))
         replies: collections.deque[bytes] = collections.deque()
         read_done = inner_done = False
         try:
@@ -290,3 +258,50 @@ class OwnershipGuard:
         finally:
             reader.cancel()
             pumper.cancel()
+
+    async def _read(
+        self,
+        requests: AsyncIterator[bytes],
+        tenant: str,
+        events: asyncio.Queue[tuple[str, bytes | None]],
+        forward: asyncio.Queue[bytes | None],
+        failed: list[BaseException],
+    ) -> None:
+        """Reads the caller's stream: a visible request takes a slot for the inner answer and goes
+        on; a hidden one takes a slot holding its refusal."""
+        try:
+            async for raw in requests:
+                f = scan_strings(raw, (1, 2, 3))
+                name, version, rid = f.get(1, ""), f.get(2, ""), f.get(3, "")
+                if self._ownership.visible(name, tenant):
+                    await events.put(("slot", None))
+                    await forward.put(raw)
+                else:
+                    err = self._missing(name, version)
+                    refused = pb.ModelStreamInferResponse(
+                        error_message=f"[{err.code.name}] {err.message}",
+                        infer_response=pb.ModelInferResponse(model_name=name, model_version=version, id=rid),
+                    )
+                    await events.put(("slot", refused.SerializeToString()))
+        except Exception as exc:  # the request stream broke: answer what arrived, then fail
+            failed.append(exc)
+        finally:
+            await forward.put(None)
+            await events.put(("read_done", None))
+
+
+async def _pump(
+    handle: Any,
+    requests: AsyncIterator[bytes],
+    context: grpc.aio.ServicerContext[Any, Any],
+    events: asyncio.Queue[tuple[str, bytes | None]],
+    failed: list[BaseException],
+) -> None:
+    """The inner handler's answers to ``requests`` onto ``events``, then ``inner_done``."""
+    try:
+        async for reply in handle(requests, context):
+            await events.put(("reply", reply))
+    except Exception as exc:
+        failed.append(exc)
+    finally:
+        await events.put(("inner_done", None))
