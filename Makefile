@@ -8,8 +8,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BUF := node_modules/.bin/buf
 PYTEST_ARGS ?=
+TAG ?= 0.1.0
+SERVICES := registry model_server orchestrator gateway
 
-.PHONY: help setup proto proto-check proto-lint proto-breaking lint fmt test test-fast run bench bench-peers clean
+.PHONY: help setup proto proto-check proto-lint proto-breaking lint fmt test run images bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -29,7 +31,7 @@ proto-lint: ## buf format + lint, offline
 proto-breaking: ## buf breaking against main
 	scripts/buf_breaking.sh main
 
-lint: proto-check proto-lint proto-breaking ## ruff (format + lint), mypy, buf lint, proto freshness
+lint: proto-check proto-lint proto-breaking ## ruff (format, lint, complexity <= 15), mypy, buf lint + breaking, proto freshness
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy libs/common/src services/*/src clients/python/src
@@ -38,11 +40,17 @@ fmt: ## format and autofix
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: ## the whole test suite (.ci/run runs exactly this)
+test: ## the whole test suite (.ci/run runs setup, lint, then exactly this)
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 run: ## all four services locally on the embedded defaults; Ctrl-C stops them all
 	$(PY) scripts/run_local.py
+
+images: ## one image per service from deploy/docker/Dockerfile: modelserve-<service>:$(TAG)
+	for svc in $(SERVICES); do \
+	  docker build -f deploy/docker/Dockerfile --build-arg SERVICE=$$svc --target $$svc \
+	    -t modelserve-$${svc//_/-}:$(TAG) . ; \
+	done
 
 bench: ## benchmarks of ours beside the peers (see bench/README.md)
 	$(PY) bench/run.py

@@ -83,7 +83,12 @@ def test_our_services_are_built_from_their_dockerfiles(compose: dict[str, Any]) 
     services = compose["services"]
     for s in SERVICES:
         service = services[s.name]
-        assert service["build"] == {"context": ".", "dockerfile": f"services/{s.package}/Dockerfile"}
+        assert service["build"] == {
+            "context": ".",
+            "dockerfile": "deploy/docker/Dockerfile",
+            "target": s.package,
+            "args": {"SERVICE": s.package},
+        }, f"{s.name}: the one Dockerfile, its own final stage and code"
         environment = service["environment"]
         assert environment[f"{s.prefix}GRPC_PORT"] == str(s.grpc_port)
         assert service["healthcheck"]["test"][-1] == s.prefix

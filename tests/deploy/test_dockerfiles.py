@@ -1,6 +1,7 @@
-"""The service images: hadolint on every Dockerfile, then the rules of the project's images
-(STYLE.md B8, issue 9) read from the Dockerfiles themselves, the .dockerignore that keeps the build
-context small, and the two helper scripts the images run."""
+"""The service images: hadolint on the one Dockerfile (deploy/docker/Dockerfile, a shared build
+stage and runtime base, one final stage per service), then the rules of the project's images
+(STYLE.md B8, issue 9) read from that Dockerfile as each service's image sees it, the .dockerignore
+that keeps the build context small, and the two helper scripts the images run."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 from deploy_testlib import ROOT, SERVICES, Service
 
 DOCKER_HELPERS = ROOT / "deploy" / "docker"
+DOCKERFILE = DOCKER_HELPERS / "Dockerfile"
 PINNED_IMAGE = re.compile(
     r"^(?P<repo>[\w./:-]+?)"  # registry/repository
     r"(?::(?P<tag>[\w.-]+))?"  # tag
@@ -52,12 +54,16 @@ class Stage:
         return [i for i in self.instructions if i.keyword == keyword]
 
 
-def parse_dockerfile(path: Path) -> list[Stage]:
-    """Stages with their instructions; comments dropped, continuation lines joined."""
+def parse_dockerfile(path: Path, build_args: dict[str, str] | None = None) -> list[Stage]:
+    """Stages with their instructions; comments dropped, continuation lines joined, ``${ARG}``
+    replaced by ``build_args`` (as ``docker build --build-arg`` would)."""
     stages: list[Stage] = []
     pending = ""
     start = 0
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    text = path.read_text(encoding="utf-8")
+    for name, value in (build_args or {}).items():
+        text = text.replace("${" + name + "}", value)
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not pending and (not line or line.startswith("#")):
             continue
@@ -93,8 +99,24 @@ def copy_sources(instruction: Instruction) -> tuple[dict[str, str], list[str], s
     return flags, paths[:-1], paths[-1]
 
 
-def dockerfile(service: Service) -> Path:
-    return ROOT / "services" / service.package / "Dockerfile"
+def stages_of(service: Service) -> list[Stage]:
+    """Every stage, as ``--build-arg SERVICE=<package>`` makes them."""
+    return parse_dockerfile(DOCKERFILE, {"SERVICE": service.package})
+
+
+def image_of(service: Service) -> Stage:
+    """The service's image as ``--target <package>`` builds it: its final stage merged with the
+    stages it is built FROM (the runtime base), base instructions first."""
+    stages = stages_of(service)
+    by_name = {s.name: s for s in stages}
+    chain = [by_name[service.package]]
+    while chain[0].image in by_name:
+        chain.insert(0, by_name[chain[0].image])
+    return Stage(chain[0].image, service.package, [i for s in chain for i in s.instructions])
+
+
+def build_stage(service: Service) -> Stage:
+    return {s.name: s for s in stages_of(service)}["build"]
 
 
 @pytest.fixture(params=SERVICES, ids=[s.package for s in SERVICES])
@@ -102,15 +124,30 @@ def service(request: pytest.FixtureRequest) -> Service:
     return request.param
 
 
-def test_every_service_has_a_dockerfile() -> None:
+def test_one_dockerfile_with_a_final_stage_per_service() -> None:
     on_disk = {p.parent.name for p in (ROOT / "services").glob("*/pyproject.toml")}
     assert on_disk == {s.package for s in SERVICES}
+    copies = sorted(str(p.relative_to(ROOT)) for p in ROOT.glob("services/*/Dockerfile"))
+    assert not copies, f"the images come from deploy/docker/Dockerfile, not per-service copies: {copies}"
+    stages = parse_dockerfile(DOCKERFILE)
+    names = [s.name for s in stages]
     for s in SERVICES:
-        assert dockerfile(s).is_file(), f"missing {dockerfile(s).relative_to(ROOT)}"
+        assert s.package in names, f"no final stage {s.package!r} (docker build --target {s.package})"
+    assert names.count("build") == 1 and names.count("runtime") == 1
+    build = {s.name: s for s in stages}["build"]
+    assert [i.args for i in build.find("ARG")] == ["SERVICE"], "the build stage takes ARG SERVICE, no default"
 
 
-def test_hadolint(service: Service, hadolint: str) -> None:
-    path = dockerfile(service)
+def test_a_final_stage_refuses_another_services_code(service: Service) -> None:
+    """--build-arg SERVICE=gateway --target registry must fail the build, not ship the gateway's
+    code under the registry's entrypoint: each final stage imports its own package first."""
+    final = {s.name: s for s in stages_of(service)}[service.package]
+    checks = [i.exec_form() for i in final.find("RUN")]
+    assert ["python", "-c", f"import {service.module}"] in checks
+
+
+def test_hadolint(hadolint: str) -> None:
+    path = DOCKERFILE
     out = subprocess.run(
         [hadolint, "--no-color", "--failure-threshold", "info", str(path)],
         capture_output=True,
@@ -121,7 +158,7 @@ def test_hadolint(service: Service, hadolint: str) -> None:
 
 
 def test_multi_stage_with_pinned_bases(service: Service) -> None:
-    stages = parse_dockerfile(dockerfile(service))
+    stages = stages_of(service)
     assert len(stages) >= 2, "multi-stage: a build stage and a runtime stage"
     names = [s.name for s in stages]
     for stage in stages:
@@ -137,7 +174,7 @@ def test_multi_stage_with_pinned_bases(service: Service) -> None:
 
 
 def test_runtime_stage_runs_non_root_without_a_shell(service: Service) -> None:
-    final = parse_dockerfile(dockerfile(service))[-1]
+    final = image_of(service)
     users = final.find("USER")
     assert users, "the runtime stage sets USER"
     user = users[-1].args.split(":")[0]
@@ -159,13 +196,12 @@ def test_runtime_stage_runs_non_root_without_a_shell(service: Service) -> None:
 
 
 def test_runtime_stage_carries_only_the_virtualenv_and_the_probe(service: Service) -> None:
-    stages = parse_dockerfile(dockerfile(service))
-    final = stages[-1]
+    final = image_of(service)
     for instruction in final.find("COPY") + final.find("ADD"):
         flags, sources, _ = copy_sources(instruction)
         from_stage = flags.get("from")
         if from_stage is not None:
-            assert from_stage in {s.name for s in stages[:-1]}, f"line {instruction.line}"
+            assert from_stage == "build", f"line {instruction.line}"
             assert sources == ["/opt/venv"], f"line {instruction.line}: only the virtualenv from the build"
         else:
             assert sources == ["deploy/docker/grpc_health_probe.py"], f"line {instruction.line}"
@@ -177,7 +213,7 @@ def test_runtime_stage_carries_only_the_virtualenv_and_the_probe(service: Servic
 
 
 def test_dependencies_are_installed_before_the_code(service: Service) -> None:
-    build = parse_dockerfile(dockerfile(service))[0]
+    build = build_stage(service)
     allowed_early = {
         "requirements.lock",
         "libs/contracts/pyproject.toml",
@@ -298,7 +334,7 @@ def test_dockerignore_sends_only_what_the_images_copy() -> None:
 
 def test_every_copied_path_reaches_the_context(service: Service) -> None:
     rules = load_dockerignore()
-    for stage in parse_dockerfile(dockerfile(service)):
+    for stage in stages_of(service):
         for instruction in stage.find("COPY"):
             flags, sources, _ = copy_sources(instruction)
             if "from" in flags:

@@ -85,7 +85,9 @@ def test_compose_settings_exist(service: Service) -> None:
 
 @pytest.mark.parametrize("service", SERVICES, ids=[s.name for s in SERVICES])
 def test_dockerfile_settings_exist(service: Service) -> None:
-    text = (ROOT / "services" / service.package / "Dockerfile").read_text(encoding="utf-8")
-    given = set(re.findall(rf"\b({re.escape(service.prefix)}[A-Z_]+)=", text))
+    text = (ROOT / "deploy" / "docker" / "Dockerfile").read_text(encoding="utf-8")
+    stage = re.search(rf"^FROM \S+ AS {service.package}\n(.*?)(?=^FROM |\Z)", text, re.M | re.S)
+    assert stage, f"deploy/docker/Dockerfile has no final stage {service.package}"
+    given = set(re.findall(rf"\b({re.escape(service.prefix)}[A-Z_]+)=", stage.group(1)))
     assert given, "the image sets at least its port and data directory"
-    _check(service, given, f"services/{service.package}/Dockerfile")
+    _check(service, given, f"deploy/docker/Dockerfile (target {service.package})")
