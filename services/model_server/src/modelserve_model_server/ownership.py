@@ -114,7 +114,9 @@ class OwnershipGuard:
     def __init__(self, ownership: Ownership, missing: Missing) -> None:
         self._ownership = ownership
         self._missing = missing
-        self._builders: dict[str, Callable[[grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]]] = {
+        self._builders: dict[
+            str, Callable[[grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]]
+        ] = {
             MODEL_INFER: self._by_name,
             MODEL_READY: self._by_name,
             MODEL_METADATA: self._by_name,
@@ -182,7 +184,9 @@ class OwnershipGuard:
 
         return grpc.unary_unary_rpc_method_handler(index)
 
-    def _lifecycle(self, action: str) -> Callable[[grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]]:
+    def _lifecycle(
+        self, action: str
+    ) -> Callable[[grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]]:
         def build(inner: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
             handle: Any = inner.unary_unary
 
@@ -212,7 +216,11 @@ class OwnershipGuard:
         return grpc.stream_stream_rpc_method_handler(stream)
 
     async def _guarded_stream(
-        self, handle: Any, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any], tenant: str
+        self,
+        handle: Any,
+        requests: AsyncIterator[bytes],
+        context: grpc.aio.ServicerContext[Any, Any],
+        tenant: str,
     ) -> AsyncIterator[bytes]:
         """Visible messages go on to ``handle``; a hidden one is answered here with its own error
         response, in its place among the answers (one answer per request, in order)."""
