@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,12 @@ def make_settings(url: str, tmp: Path, **over: Any) -> RegistrySettings:
     )
     base.update(over)
     return RegistrySettings(**base)
+
+
+@pytest.fixture
+def registry_settings() -> Callable[..., RegistrySettings]:
+    """make_settings for tests that need their own overrides: ``registry_settings(url, tmp, **over)``."""
+    return make_settings
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])

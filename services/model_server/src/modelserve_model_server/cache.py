@@ -30,10 +30,22 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import structlog
+from prometheus_client import Counter, Histogram
 
 from modelserve_model_server.archive import ArchiveLimits, ArchiveRefused, unpack_archive
 
 log = structlog.get_logger(__name__)
+
+CACHE_EVENTS = Counter(
+    "modelserve_model_server_artifact_cache_total",
+    "Artifact cache lookups and evictions by event (hit, miss, eviction).",
+    ["event"],
+)
+FETCH_SECONDS = Histogram(
+    "modelserve_model_server_artifact_fetch_seconds",
+    "Download and verification of one artifact into the cache (seconds).",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)
 
 Fetch = Callable[[], AsyncIterator[bytes]]
 _CHUNK = 1024 * 1024
@@ -117,10 +129,12 @@ class ArtifactCache:
         if data.exists():
             if sha256 in self._verified:
                 self.hits += 1
+                CACHE_EVENTS.labels("hit").inc()
                 return data
             if await asyncio.to_thread(_hash_file, data) == sha256:
                 self._verified.add(sha256)
                 self.hits += 1
+                CACHE_EVENTS.labels("hit").inc()
                 return data
             log.warning("artifact_cache.corrupt", sha256=sha256)
             await asyncio.to_thread(shutil.rmtree, entry, True)
@@ -129,6 +143,7 @@ class ArtifactCache:
         digest = hashlib.sha256()
         started = time.monotonic()
         self.fetches += 1
+        CACHE_EVENTS.labels("miss").inc()
         try:
             out = await asyncio.to_thread(part.open, "wb")
             with out:
@@ -144,6 +159,7 @@ class ArtifactCache:
             with contextlib.suppress(FileNotFoundError):
                 part.unlink()
         self._verified.add(sha256)
+        FETCH_SECONDS.observe(time.monotonic() - started)
         log.info("artifact_cache.fetched", sha256=sha256, seconds=round(time.monotonic() - started, 3))
         await asyncio.to_thread(self.evict, keep=sha256)
         return data
@@ -186,5 +202,6 @@ class ArtifactCache:
             total -= size
             removed += 1
             self.evictions += 1
+            CACHE_EVENTS.labels("eviction").inc()
             log.info("artifact_cache.evicted", sha256=entry.name, bytes=size)
         return removed

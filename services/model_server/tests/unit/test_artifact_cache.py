@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from modelserve_model_server.archive import ArchiveLimits, ArchiveRefused, unpack_archive
 from modelserve_model_server.cache import ArtifactCache, CacheError
@@ -50,6 +51,8 @@ async def test_cache_same_blob_for_many_versions_downloads_once(tmp_path: Path) 
     assert (folders[0] / "model.onnx").read_bytes() == src.data
     await cache.get(sha(src.data), "", "model.py", src.fetch)
     assert src.downloads == 1 and cache.hits >= 1
+    assert REGISTRY.get_sample_value("modelserve_model_server_artifact_fetch_seconds_count") >= 1
+    assert REGISTRY.get_sample_value("modelserve_model_server_artifact_cache_total", {"event": "hit"}) >= 1
 
 
 async def test_cache_reused_after_restart_and_corruption_is_refetched(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import structlog
+from prometheus_client import Counter
 
 from modelserve_common.artifact_store import ArtifactStore, StoredBlob, parse_blob_uri
 from modelserve_common.errors import Aborted, DeadlineExceeded, FailedPrecondition, ResourceExhausted
@@ -32,6 +33,15 @@ from modelserve_registry.store import now_us
 from modelserve_registry.validation import check_version_input, require
 
 log = structlog.get_logger(__name__)
+
+UPLOADS = Counter(
+    "modelserve_registry_uploads_total", "Versions created by UploadModelVersion, by tenant.", ["tenant"]
+)
+UPLOADED_BYTES = Counter(
+    "modelserve_registry_uploaded_bytes_total",
+    "Artifact bytes received by successful uploads, by tenant.",
+    ["tenant"],
+)
 
 ARTIFACT_FORMATS = ("", "tar", "zip")
 _SHA_PLACEHOLDER = "0" * 64
@@ -182,6 +192,8 @@ class ArtifactOps(ServiceCore):
             await tx.record("CREATED", model.tenant, model.name, v)
             await tx.insert_version(v)
         self._notify()
+        UPLOADS.labels(model.tenant).inc()
+        UPLOADED_BYTES.labels(model.tenant).inc(blob.size)
         log.info("model_version.uploaded", model=v.model, version=v.version, size=blob.size)
         return v
 

@@ -8,7 +8,7 @@ import asyncio
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -81,24 +81,11 @@ async def fails(call: Any) -> tuple[grpc.StatusCode, str]:
     return exc.value.code(), exc.value.details() or ""
 
 
-def make_settings(url: str, tmp: Path, **over: Any) -> RegistrySettings:
-    base: dict[str, Any] = dict(
-        grpc_port=0,
-        grpc_host="127.0.0.1",
-        metrics_port=-1,
-        database_url=url,
-        data_dir=tmp,
-        db_check_interval_s=0.2,
-        db_timeout_s=2.0,
-        shutdown_grace_s=0.5,
-        access_log=False,
-    )
-    return RegistrySettings(**{**base, **over})
-
-
 @asynccontextmanager
-async def registry(url: str, tmp: Path, **over: Any) -> AsyncIterator[Stub]:
-    async with running_server(make_settings(url, tmp, **over)) as running:
+async def registry(
+    make: Callable[..., RegistrySettings], url: str, tmp: Path, **over: Any
+) -> AsyncIterator[Stub]:
+    async with running_server(make(url, tmp, **over)) as running:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = Stub(channel)
             await stub.CreateTenant(pb.CreateTenantRequest(tenant=pb.Tenant(name="acme")))
@@ -110,10 +97,10 @@ async def registry(url: str, tmp: Path, **over: Any) -> AsyncIterator[Stub]:
 
 
 async def test_upload_fills_onnx_signature_and_download_returns_the_bytes(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, registry_settings: Any
 ) -> None:
     data = onnx_model()
-    async with registry(database_url, tmp_path) as stub:
+    async with registry(registry_settings, database_url, tmp_path) as stub:
         v = await upload(stub, "m", data, md=as_tenant("acme"), artifact_sha256=sha(data))
         assert (v.version, v.artifact_uri, v.artifact_sha256) == (1, f"blob:sha256:{sha(data)}", sha(data))
         assert v.artifact_size_bytes == len(data)
@@ -133,9 +120,9 @@ async def test_upload_fills_onnx_signature_and_download_returns_the_bytes(
 
 
 async def test_upload_contradicting_spec_is_invalid_argument_naming_the_tensor(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, registry_settings: Any
 ) -> None:
-    async with registry(database_url, tmp_path) as stub:
+    async with registry(registry_settings, database_url, tmp_path) as stub:
         bad = [tensor_pb.TensorSpec(name="x", datatype="INT64", shape=[-1, 3])]
         code, details = await fails(upload(stub, "m", onnx_model(), md=as_tenant("acme"), inputs=bad))
         assert code is grpc.StatusCode.INVALID_ARGUMENT
@@ -150,9 +137,11 @@ async def test_upload_contradicting_spec_is_invalid_argument_naming_the_tensor(
         assert [list(t.shape) for t in v.inputs] == [[8, 3]]
 
 
-async def test_upload_digest_or_size_mismatch_stores_nothing(database_url: str, tmp_path: Path) -> None:
+async def test_upload_digest_or_size_mismatch_stores_nothing(
+    database_url: str, tmp_path: Path, registry_settings: Any
+) -> None:
     data = os.urandom(200_000)
-    async with registry(database_url, tmp_path) as stub:
+    async with registry(registry_settings, database_url, tmp_path) as stub:
         code, details = await fails(upload(stub, "m", data, backend="triton", artifact_sha256="a" * 64))
         assert code is grpc.StatusCode.INVALID_ARGUMENT and "sha256 mismatch" in details
         code, details = await fails(upload(stub, "m", data, backend="triton", size_bytes=len(data) + 1))
@@ -168,10 +157,10 @@ async def test_upload_digest_or_size_mismatch_stores_nothing(database_url: str, 
 
 
 async def test_upload_eight_concurrent_same_bytes_make_one_blob_and_eight_versions(
-    database_url: str, tmp_path: Path
+    database_url: str, tmp_path: Path, registry_settings: Any
 ) -> None:
     data = os.urandom(300_000)
-    async with registry(database_url, tmp_path) as stub:
+    async with registry(registry_settings, database_url, tmp_path) as stub:
         versions = await asyncio.gather(
             *(upload(stub, "m", data, backend="triton", md=as_tenant("acme")) for _ in range(8))
         )
@@ -181,8 +170,11 @@ async def test_upload_eight_concurrent_same_bytes_make_one_blob_and_eight_versio
     assert len(files) == 1 and files[0].read_bytes() == data
 
 
-async def test_upload_limits_quota_and_idle_timeout(database_url: str, tmp_path: Path) -> None:
+async def test_upload_limits_quota_and_idle_timeout(
+    database_url: str, tmp_path: Path, registry_settings: Any
+) -> None:
     async with registry(
+        registry_settings,
         database_url,
         tmp_path,
         max_artifact_bytes=250_000,
@@ -216,8 +208,10 @@ async def test_upload_limits_quota_and_idle_timeout(database_url: str, tmp_path:
         assert time.monotonic() - started < 4
 
 
-async def test_upload_tenancy_and_code_permission(database_url: str, tmp_path: Path) -> None:
-    async with registry(database_url, tmp_path) as stub:
+async def test_upload_tenancy_and_code_permission(
+    database_url: str, tmp_path: Path, registry_settings: Any
+) -> None:
+    async with registry(registry_settings, database_url, tmp_path) as stub:
         code, details = await fails(upload(stub, "m", b"abc", backend="triton", md=as_tenant("other")))
         assert (code, details) == (grpc.StatusCode.NOT_FOUND, "model 'm' not found")
         code, _ = await fails(upload(stub, "m", b"abc", backend="triton", md=as_tenant("acme", "read")))
@@ -227,9 +221,13 @@ async def test_upload_tenancy_and_code_permission(database_url: str, tmp_path: P
     assert blob_files(tmp_path) == []
 
 
-async def test_deleted_version_blob_is_swept_after_grace(database_url: str, tmp_path: Path) -> None:
+async def test_deleted_version_blob_is_swept_after_grace(
+    database_url: str, tmp_path: Path, registry_settings: Any
+) -> None:
     data, kept = os.urandom(1000), os.urandom(1000)
-    async with registry(database_url, tmp_path, blob_grace_s=0, blob_sweep_interval_s=0.1) as stub:
+    async with registry(
+        registry_settings, database_url, tmp_path, blob_grace_s=0, blob_sweep_interval_s=0.1
+    ) as stub:
         await upload(stub, "m", data, backend="triton")
         await upload(stub, "m", kept, backend="triton")
         await upload(stub, "m", kept, backend="triton")
@@ -245,7 +243,9 @@ async def test_deleted_version_blob_is_swept_after_grace(database_url: str, tmp_
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_upload_to_s3_store_and_download(database_url: str, tmp_path: Path) -> None:
+async def test_upload_to_s3_store_and_download(
+    database_url: str, tmp_path: Path, registry_settings: Any
+) -> None:
     data = onnx_model((2, 3))
     with MotoS3Server() as s3:
         s3.create_bucket("models")
@@ -260,7 +260,7 @@ async def test_upload_to_s3_store_and_download(database_url: str, tmp_path: Path
                 "secret_access_key": "testing",
             },
         }
-        async with registry(database_url, tmp_path, artifacts=artifacts) as stub:
+        async with registry(registry_settings, database_url, tmp_path, artifacts=artifacts) as stub:
             v = await upload(stub, "m", data)
             keys = [o["Key"] for o in s3.client().list_objects_v2(Bucket="models")["Contents"]]
             assert keys == [f"p/sha256/{sha(data)}"]
@@ -268,6 +268,7 @@ async def test_upload_to_s3_store_and_download(database_url: str, tmp_path: Path
             _, body = await download(stub, "m", "1")
             assert body == data
         async with registry(
+            registry_settings,
             f"sqlite:///{tmp_path}/again.db",
             tmp_path / "again",
             artifacts={**artifacts, "s3": {**artifacts["s3"], "bucket": "nope"}},

@@ -59,26 +59,19 @@ class ArtifactRoutes:
 
     async def handle(self, req: Request, send: Send, base: Headers) -> None:
         up = _UPLOAD_PATH.match(req.path)
-        if up is not None:
-            if req.method != "POST":
-                raise GatewayError(
-                    grpc.StatusCode.UNIMPLEMENTED,
-                    f"{req.method} is not allowed on {req.path}; allowed: POST",
-                    [("allow", "POST")],
-                    http_override=405,
-                )
-            await self._upload(req, send, base, unquote(up.group(1)))
-            return
         down = _DOWNLOAD_PATH.match(req.path)
-        assert down is not None
-        if req.method != "GET":
+        verb = "POST" if up is not None else "GET"
+        if req.method != verb:
             raise GatewayError(
                 grpc.StatusCode.UNIMPLEMENTED,
-                f"{req.method} is not allowed on {req.path}; allowed: GET",
-                [("allow", "GET")],
+                f"{req.method} is not allowed on {req.path}; allowed: {verb}",
+                [("allow", verb)],
                 http_override=405,
             )
-        await self._download(req, send, base, unquote(down.group(1)), unquote(down.group(2)))
+        if up is not None:
+            await self._upload(req, send, base, unquote(up.group(1)))
+        elif down is not None:
+            await self._download(req, send, base, unquote(down.group(1)), unquote(down.group(2)))
 
     def _metadata(self, req: Request, model: str) -> registry_pb.UploadModelVersionRequest:
         params: dict[str, str] = {}
