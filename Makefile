@@ -55,5 +55,5 @@ images: ## one image per service from deploy/docker/Dockerfile: modelserve-<serv
 bench: ## benchmarks of ours beside the peers (see bench/README.md)
 	$(PY) bench/run.py
 
-clean:
+clean: ## remove build outputs, local data and tool caches
 	rm -rf .build data .pytest_cache .mypy_cache .ruff_cache
