@@ -52,7 +52,7 @@ def tensor_msgs(inputs: Mapping[str, Any], datatypes: Mapping[str, str] | None =
     return out
 
 
-def tensors_out(tensors: Any) -> dict[str, np.ndarray]:
+def tensors_out(tensors: Any) -> dict[str, np.ndarray[Any, Any]]:
     return {t.name: decode(t.datatype, list(t.shape), t.raw_contents) for t in tensors}
 
 
@@ -105,9 +105,9 @@ def infer_request(
     return req
 
 
-def infer_outputs(resp: Any) -> dict[str, np.ndarray]:
+def infer_outputs(resp: Any) -> dict[str, np.ndarray[Any, Any]]:
     """ModelInferResponse -> {name: ndarray} (raw_output_contents, or the typed contents)."""
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, np.ndarray[Any, Any]] = {}
     for i, t in enumerate(resp.outputs):
         if i < len(resp.raw_output_contents):
             out[t.name] = decode(t.datatype, list(t.shape), resp.raw_output_contents[i])

@@ -27,7 +27,7 @@ _DTYPES: dict[str, np.dtype[Any]] = {
 DATATYPES = (*_DTYPES, "BF16", "BYTES")
 
 
-def datatype_of(arr: np.ndarray) -> str:
+def datatype_of(arr: np.ndarray[Any, Any]) -> str:
     """The wire datatype for a numpy array (object/str/bytes arrays are BYTES)."""
     if arr.dtype.kind in ("O", "U", "S"):
         return "BYTES"
@@ -37,7 +37,7 @@ def datatype_of(arr: np.ndarray) -> str:
     raise ValueError(f"unsupported numpy dtype {arr.dtype}; use one of {', '.join(DATATYPES)}")
 
 
-def to_array(value: Any, datatype: str | None = None) -> np.ndarray:
+def to_array(value: Any, datatype: str | None = None) -> np.ndarray[Any, Any]:
     """Coerce a value (ndarray, nested list, bytes/str list) to an array of the given datatype."""
     if datatype == "BYTES" or (datatype is None and _is_text(value)):
         return np.asarray(value, dtype=object)
@@ -62,7 +62,7 @@ def _is_text(value: Any) -> bool:
     return isinstance(v, str | bytes)
 
 
-def encode(arr: np.ndarray, datatype: str | None = None) -> tuple[str, list[int], bytes]:
+def encode(arr: np.ndarray[Any, Any], datatype: str | None = None) -> tuple[str, list[int], bytes]:
     """(datatype, shape, raw little-endian bytes) for an array."""
     dt = datatype or datatype_of(arr)
     shape = [int(d) for d in arr.shape]
@@ -81,7 +81,7 @@ def encode(arr: np.ndarray, datatype: str | None = None) -> tuple[str, list[int]
     return dt, shape, np.ascontiguousarray(arr, dtype=_DTYPES[dt]).tobytes()
 
 
-def decode(datatype: str, shape: Sequence[int], raw: bytes) -> np.ndarray:
+def decode(datatype: str, shape: Sequence[int], raw: bytes) -> np.ndarray[Any, Any]:
     """The array for raw wire contents (BYTES -> object array of bytes; BF16 -> float32)."""
     dims = tuple(int(d) for d in shape)
     if datatype == "BYTES":
@@ -105,7 +105,7 @@ def decode(datatype: str, shape: Sequence[int], raw: bytes) -> np.ndarray:
     return np.frombuffer(raw, dtype=_DTYPES[datatype]).reshape(dims).copy()
 
 
-def from_json_tensor(t: dict[str, Any]) -> tuple[str, np.ndarray, str | None]:
+def from_json_tensor(t: dict[str, Any]) -> tuple[str, np.ndarray[Any, Any], str | None]:
     """A KServe v2 JSON tensor ({"name", "datatype", "shape", "data"}) -> (name, array, datatype)."""
     if "name" not in t or "data" not in t:
         raise ValueError("a JSON tensor needs 'name' and 'data'")

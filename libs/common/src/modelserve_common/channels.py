@@ -30,10 +30,10 @@ def _details(details: grpc.aio.ClientCallDetails, default_timeout: float) -> grp
 
 
 class _ContextClientInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]  # generic only in grpc-stubs
+    grpc.aio.UnaryStreamClientInterceptor,  # type: ignore[type-arg]  # generic only in grpc-stubs
+    grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[type-arg]  # generic only in grpc-stubs
+    grpc.aio.StreamStreamClientInterceptor,  # type: ignore[type-arg]  # generic only in grpc-stubs
 ):
     def __init__(self, default_timeout: float) -> None:
         self._timeout = default_timeout

@@ -21,7 +21,7 @@ Arity = tuple[bool, bool]
 Behaviour = Callable[..., Any]
 """``(request or request iterator, context) -> reply``, awaitable, or an async iterator of replies."""
 
-_FACTORIES: dict[Arity, Callable[..., grpc.RpcMethodHandler]] = {
+_FACTORIES: dict[Arity, Callable[..., grpc.RpcMethodHandler[Any, Any]]] = {
     (False, False): grpc.unary_unary_rpc_method_handler,
     (False, True): grpc.unary_stream_rpc_method_handler,
     (True, False): grpc.stream_unary_rpc_method_handler,
@@ -30,11 +30,11 @@ _FACTORIES: dict[Arity, Callable[..., grpc.RpcMethodHandler]] = {
 _KEEP: Any = object()
 
 
-def arity(handler: grpc.RpcMethodHandler) -> Arity:
+def arity(handler: grpc.RpcMethodHandler[Any, Any]) -> Arity:
     return bool(handler.request_streaming), bool(handler.response_streaming)
 
 
-def behaviour(handler: grpc.RpcMethodHandler) -> Behaviour:
+def behaviour(handler: grpc.RpcMethodHandler[Any, Any]) -> Behaviour:
     """The function that serves ``handler`` (its ``unary_unary``, ``unary_stream``, ...)."""
     request_streaming, response_streaming = arity(handler)
     if request_streaming:
@@ -49,14 +49,14 @@ def method_handler(
     serve: Behaviour,
     request_deserializer: Callable[[bytes], Any] | None = None,
     response_serializer: Callable[[Any], bytes] | None = None,
-) -> grpc.RpcMethodHandler:
+) -> grpc.RpcMethodHandler[Any, Any]:
     """A handler of arity ``kind`` served by ``serve`` (no (de)serializers: bytes in and out)."""
     return _FACTORIES[kind](serve, request_deserializer, response_serializer)
 
 
 def replace_behaviour(
-    handler: grpc.RpcMethodHandler, serve: Behaviour, *, request_deserializer: Any = _KEEP
-) -> grpc.RpcMethodHandler:
+    handler: grpc.RpcMethodHandler[Any, Any], serve: Behaviour, *, request_deserializer: Any = _KEEP
+) -> grpc.RpcMethodHandler[Any, Any]:
     """``handler`` served by ``serve`` instead: same arity and serializers (or another request
     deserializer)."""
     deserialize = handler.request_deserializer if request_deserializer is _KEEP else request_deserializer
@@ -82,11 +82,13 @@ class HandlerCache:
     """Wrapped handlers per method, rebuilt only when the inner handler changes (a generic handler
     may answer each lookup with a new object)."""
 
-    def __init__(self, wrap: Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]) -> None:
+    def __init__(
+        self, wrap: Callable[[str, grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
         self._wrap = wrap
-        self._cache: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._cache: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
 
-    def get(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def get(self, method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         cached = self._cache.get(method)
         if cached is not None and cached[0] is handler:
             return cached[1]

@@ -74,7 +74,9 @@ async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
         yield item
 
 
-def guard_request_deserializer(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+def guard_request_deserializer(
+    method: str, handler: grpc.RpcMethodHandler[Any, Any]
+) -> grpc.RpcMethodHandler[Any, Any]:
     """``handler`` whose malformed requests raise :class:`MalformedRequest` (INVALID_ARGUMENT)
     inside the handler instead of failing in grpc's deserializer; handlers without a request
     deserializer (bytes in) are returned as they are."""
@@ -86,13 +88,13 @@ def guard_request_deserializer(method: str, handler: grpc.RpcMethodHandler) -> g
 
     if handler.response_streaming:
 
-        async def streamed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def streamed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             async for item in replies_of(inner(checked(request), context)):
                 yield item
 
         return replace_behaviour(handler, streamed, request_deserializer=deserialize)
 
-    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         return await reply_of(inner(checked(request), context))
 
     return replace_behaviour(handler, unary, request_deserializer=deserialize)

@@ -58,14 +58,16 @@ def server_options(settings: BaseServiceSettings) -> list[tuple[str, Any]]:
     ]
 
 
-class _WrappedGenericHandler(grpc.GenericRpcHandler):
+class _WrappedGenericHandler(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic only in grpc-stubs
     """A generic handler whose method handlers come out wrapped (cached per method)."""
 
-    def __init__(self, inner: grpc.GenericRpcHandler, wrap: HandlerWrapper) -> None:
+    def __init__(self, inner: grpc.GenericRpcHandler[Any, Any], wrap: HandlerWrapper) -> None:
         self._inner = inner
         self._cache = HandlerCache(wrap)
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = self._inner.service(handler_call_details)
         if handler is None:
             return None
@@ -80,11 +82,11 @@ class _Registrar:
         self._server = server
         self._wrap = wrap
 
-    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler[Any, Any]]) -> None:
         self._server.add_generic_rpc_handlers(tuple(_WrappedGenericHandler(h, self._wrap) for h in handlers))
 
     def add_registered_method_handlers(
-        self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler]
+        self, service_name: str, method_handlers: dict[str, grpc.RpcMethodHandler[Any, Any]]
     ) -> None:
         wrap = self._wrap
         server: Any = self._server  # grpc-stubs predates registered method handlers
@@ -175,7 +177,7 @@ async def grpc_server(
     services: Sequence[GrpcService],
     *,
     tracer_provider: TracerProvider | None = None,
-    handlers: Sequence[grpc.GenericRpcHandler] = (),
+    handlers: Sequence[grpc.GenericRpcHandler[Any, Any]] = (),
     wrappers: Sequence[HandlerWrapper] = (),
 ) -> AsyncIterator[RunningServer]:
     """Starts a gRPC server for ``services``; health stays NOT_SERVING until the caller calls

@@ -86,7 +86,7 @@ def datatype(name: str, what: str) -> DataType:
     return found
 
 
-def datatype_of(array: np.ndarray) -> DataType:
+def datatype_of(array: np.ndarray[Any, Any]) -> DataType:
     """The v2 datatype of an array (object, bytes and str arrays are BYTES)."""
     if array.dtype == object or array.dtype.kind in "SU":
         return BY_NAME["BYTES"]
@@ -153,7 +153,7 @@ def split_bytes(buf: bytes, what: str, count: int | None = None) -> list[bytes]:
     return out
 
 
-def decode_bytes(buf: bytes, count: int, what: str) -> np.ndarray:
+def decode_bytes(buf: bytes, count: int, what: str) -> np.ndarray[Any, Any]:
     """A flat ``object`` array of exactly ``count`` BYTES elements read from ``buf``."""
     items = split_bytes(buf, what, count)
     out = np.empty(count, dtype=object)
@@ -168,13 +168,13 @@ def _element_bytes(item: Any) -> bytes:
     return str(item).encode()
 
 
-def bytes_elements(items: Iterable[Any] | np.ndarray) -> list[bytes]:
+def bytes_elements(items: Iterable[Any] | np.ndarray[Any, Any]) -> list[bytes]:
     """Elements of a BYTES tensor as bytes (str UTF-8 encoded, anything else its str())."""
     flat = items.reshape(-1) if isinstance(items, np.ndarray) else items
     return [_element_bytes(item) for item in flat]
 
 
-def encode_bytes(items: Iterable[Any] | np.ndarray) -> bytes:
+def encode_bytes(items: Iterable[Any] | np.ndarray[Any, Any]) -> bytes:
     """Length-prefixed framing of every element (see :func:`bytes_elements`)."""
     parts: list[bytes] = []
     for b in bytes_elements(items):
@@ -183,7 +183,7 @@ def encode_bytes(items: Iterable[Any] | np.ndarray) -> bytes:
     return b"".join(parts)
 
 
-def from_raw(raw: bytes, datatype_name: str, shape: Sequence[int], what: str) -> np.ndarray:
+def from_raw(raw: bytes, datatype_name: str, shape: Sequence[int], what: str) -> np.ndarray[Any, Any]:
     """The array a raw tensor holds (read-only for fixed-size types: a view of ``raw``)."""
     dt = datatype(datatype_name, what)
     if dt.size == 0:
@@ -192,7 +192,7 @@ def from_raw(raw: bytes, datatype_name: str, shape: Sequence[int], what: str) ->
     return np.frombuffer(raw, dtype=dt.dtype).reshape(shape)
 
 
-def to_raw(array: np.ndarray) -> tuple[str, list[int], bytes]:
+def to_raw(array: np.ndarray[Any, Any]) -> tuple[str, list[int], bytes]:
     """(datatype, shape, raw little-endian bytes) of an array."""
     dt = datatype_of(array)
     shape = [int(d) for d in array.shape]

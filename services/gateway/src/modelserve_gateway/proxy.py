@@ -83,7 +83,7 @@ def _creds(md: Sequence[tuple[str, Any]]) -> Credentials:
     return Credentials(auth, key)
 
 
-class FrontDoor(grpc.GenericRpcHandler):
+class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic only in grpc-stubs
     """A generic handler answering every method of ``services``; unknown methods fall through
     to gRPC's UNIMPLEMENTED."""
 
@@ -99,18 +99,20 @@ class FrontDoor(grpc.GenericRpcHandler):
         self._guard = guard
         self._stream_buffer = stream_buffer
         self._route_key = route_key_header
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
+        self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
         for svc in services:
             up = upstreams.by_service[svc.full_name]
             for md in svc.methods:
                 method = f"/{svc.full_name}/{md.name}"
                 self._handlers[method] = self._handler(method, up, md.client_streaming, md.server_streaming)
 
-    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         return self._handlers.get(handler_call_details.method)
 
     async def _admit(
-        self, method: str, context: grpc.aio.ServicerContext
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any]
     ) -> tuple[Admission, list[tuple[str, Any]]]:
         """Guards the call; the caller releases ``in_flight`` when the call ends."""
         md: Any = context.invocation_metadata() or ()
@@ -122,7 +124,7 @@ class FrontDoor(grpc.GenericRpcHandler):
         return adm, metadata.from_grpc(md, adm)
 
     async def _route(
-        self, method: str, adm: Admission, request: bytes, context: grpc.aio.ServicerContext
+        self, method: str, adm: Admission, request: bytes, context: grpc.aio.ServicerContext[Any, Any]
     ) -> bytes:
         if method not in MODEL_METHODS:
             return request
@@ -149,15 +151,15 @@ class FrontDoor(grpc.GenericRpcHandler):
 
     def _handler(
         self, method: str, up: Upstream, client_streaming: bool, server_streaming: bool
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         guard_write = is_write(method)
 
-        def timeout(context: grpc.aio.ServicerContext) -> float:
+        def timeout(context: grpc.aio.ServicerContext[Any, Any]) -> float:
             return _deadline(context, up.timeout_s, server_streaming)
 
         if not client_streaming and not server_streaming:
 
-            async def unary_unary(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            async def unary_unary(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
                 adm, md = await self._admit(method, context)
                 request = await self._route(method, adm, request, context)
                 try:
@@ -172,7 +174,9 @@ class FrontDoor(grpc.GenericRpcHandler):
 
         if not client_streaming:
 
-            async def unary_stream(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+            async def unary_stream(
+                request: bytes, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[bytes]:
                 adm, md = await self._admit(method, context)
                 call = up.open_stream(method, request, md, timeout(context))
                 async for item in _relay(call, adm, context, method, guard_write):
@@ -184,7 +188,7 @@ class FrontDoor(grpc.GenericRpcHandler):
         if not server_streaming:
 
             async def stream_unary(
-                request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+                request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
             ) -> bytes:
                 adm, md = await self._admit(method, context)
                 try:
@@ -202,7 +206,7 @@ class FrontDoor(grpc.GenericRpcHandler):
             return self._serve((True, True), self._stream_infer(method, up, timeout))
 
         async def stream_stream(
-            request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+            request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[bytes]:
             adm, md = await self._admit(method, context)
             call = up.open_stream(
@@ -214,14 +218,18 @@ class FrontDoor(grpc.GenericRpcHandler):
         return self._serve((True, True), stream_stream)
 
     async def _routed(
-        self, method: str, adm: Admission, it: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        self,
+        method: str,
+        adm: Admission,
+        it: AsyncIterator[bytes],
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[bytes]:
         """A client stream's requests, each checked and routed like a unary one."""
         async for item in it:
             yield await self._route(method, adm, item, context)
 
     async def _answer(
-        self, method: str, adm: Admission, reply: Reply, context: grpc.aio.ServicerContext
+        self, method: str, adm: Admission, reply: Reply, context: grpc.aio.ServicerContext[Any, Any]
     ) -> bytes:
         """A unary upstream answer to the client: a tenant's statistics filtered, the upstream's
         metadata and the admission's headers."""
@@ -261,7 +269,7 @@ class FrontDoor(grpc.GenericRpcHandler):
         than once: nothing waits forever, nothing is lost)."""
 
         async def stream_infer(
-            request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+            request_iter: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[bytes]:
             adm, md = await self._admit(method, context)
             # (None, answer) from the upstream, or (messages sent upstream before it, refusal).
@@ -320,13 +328,15 @@ class FrontDoor(grpc.GenericRpcHandler):
 
         return stream_infer
 
-    def _serve(self, kind: Arity, fn: Any) -> grpc.RpcMethodHandler:
+    def _serve(self, kind: Arity, fn: Any) -> grpc.RpcMethodHandler[Any, Any]:
         """``fn`` as a bytes-in, bytes-out handler of arity ``kind``, counted in the in-flight
         limit while it runs."""
         limiter = self._guard.in_flight
         if kind[1]:
 
-            async def streamed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def streamed(
+                request: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
                 limiter.acquire()
                 try:
                     async for item in fn(request, context):
@@ -336,7 +346,7 @@ class FrontDoor(grpc.GenericRpcHandler):
 
             return method_handler(kind, streamed)
 
-        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             limiter.acquire()
             try:
                 return await fn(request, context)
@@ -346,7 +356,7 @@ class FrontDoor(grpc.GenericRpcHandler):
         return method_handler(kind, unary)
 
 
-def _deadline(context: grpc.aio.ServicerContext, default_s: float, streaming: bool) -> float:
+def _deadline(context: grpc.aio.ServicerContext[Any, Any], default_s: float, streaming: bool) -> float:
     """The upstream deadline: the caller's; for a unary answer capped by the upstream default."""
     left = context.time_remaining()
     if left is None:
@@ -354,14 +364,18 @@ def _deadline(context: grpc.aio.ServicerContext, default_s: float, streaming: bo
     return left if streaming else min(left, default_s)
 
 
-async def _fail(exc: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext) -> None:
+async def _fail(exc: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext[Any, Any]) -> None:
     """Relays an upstream failure: its status, details and trailing metadata."""
     _trailing(context, metadata.to_grpc(exc.trailing_metadata()))
     await context.abort(exc.code(), exc.details() or "")
 
 
 async def _relay(
-    call: UpstreamStream, adm: Admission, context: grpc.aio.ServicerContext, method: str, write: bool
+    call: UpstreamStream,
+    adm: Admission,
+    context: grpc.aio.ServicerContext[Any, Any],
+    method: str,
+    write: bool,
 ) -> AsyncIterator[bytes]:
     """A streaming upstream call's initial metadata and messages, audited when it is a write."""
     try:
@@ -406,7 +420,7 @@ class _InOrder:
         return ready
 
 
-def _trailing(context: grpc.aio.ServicerContext, extra: Any) -> None:
+def _trailing(context: grpc.aio.ServicerContext[Any, Any], extra: Any) -> None:
     rid = current_request_id()
     md = [(REQUEST_ID_HEADER, rid)] if rid else []
     context.set_trailing_metadata(

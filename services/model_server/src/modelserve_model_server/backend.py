@@ -20,7 +20,7 @@ import numpy as np
 
 from modelserve_model_server.config import ModelSpec
 
-Tensors = dict[str, np.ndarray]
+Tensors = dict[str, np.ndarray[Any, Any]]
 T = TypeVar("T")
 
 

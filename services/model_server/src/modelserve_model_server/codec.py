@@ -15,6 +15,7 @@ its own size, whatever shape it declares.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -179,7 +180,7 @@ class Codec:
         return str(self.spec.input_shape(spec))
 
     @staticmethod
-    def _from_raw(spec: TensorSpec, data: bytes, shape: list[int], count: int) -> np.ndarray:
+    def _from_raw(spec: TensorSpec, data: bytes, shape: list[int], count: int) -> np.ndarray[Any, Any]:
         dt = spec.datatype
         if dt.size == 0:  # the count is checked against the bytes before any allocation
             return decode_bytes(data, count, f"input {spec.name!r}").reshape(shape)
@@ -194,7 +195,7 @@ class Codec:
     @staticmethod
     def _from_contents(
         spec: TensorSpec, t: pb.ModelInferRequest.InferInputTensor, shape: list[int], count: int
-    ) -> np.ndarray:
+    ) -> np.ndarray[Any, Any]:
         dt = spec.datatype
         if dt.contents_field is None:
             raise InvalidTensor(

@@ -6,6 +6,7 @@ PERMISSION_DENIED to tenant callers)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -32,16 +33,16 @@ class InferenceServicer(svc_grpc.GRPCInferenceServiceServicer):
         )
 
     async def ServerLive(
-        self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ServerLiveRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ServerLiveResponse:
         return _LIVE
 
     async def ServerReady(
-        self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ServerReadyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ServerReadyResponse:
         return _READY if self._service.server_ready() else _NOT_READY
 
-    def _check(self, context: grpc.aio.ServicerContext, name: str, version: str = "") -> str | None:
+    def _check(self, context: grpc.aio.ServicerContext[Any, Any], name: str, version: str = "") -> str | None:
         """The caller's tenant (None: trusted) after checking it may see ``name``: a hidden model
         raises exactly what a missing one gets."""
         tenant = tenant_of(context)
@@ -50,30 +51,32 @@ class InferenceServicer(svc_grpc.GRPCInferenceServiceServicer):
         return tenant
 
     async def ModelReady(
-        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ModelReadyRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelReadyResponse:
         self._check(context, request.name, request.version)
         return pb.ModelReadyResponse(ready=self._service.model_ready(request.name, request.version))
 
     async def ServerMetadata(
-        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ServerMetadataRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ServerMetadataResponse:
         return self._metadata
 
     async def ModelMetadata(
-        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ModelMetadataRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelMetadataResponse:
         self._check(context, request.name, request.version)
         return self._service.model_metadata(request.name, request.version)
 
     async def ModelInfer(
-        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelInferResponse:
         self._check(context, request.model_name, request.model_version)
         return await self._service.infer(request, context.time_remaining())
 
     async def ModelStreamInfer(
-        self, request_iterator: AsyncIterator[pb.ModelInferRequest], context: grpc.aio.ServicerContext
+        self,
+        request_iterator: AsyncIterator[pb.ModelInferRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         tenant = tenant_of(context)
         if tenant is None:
@@ -90,13 +93,13 @@ class InferenceServicer(svc_grpc.GRPCInferenceServiceServicer):
             yield response
 
     async def ModelConfig(
-        self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ModelConfigRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelConfigResponse:
         self._check(context, request.name, request.version)
         return self._service.model_config(request.name, request.version)
 
     async def ModelStatistics(
-        self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext
+        self, request: pb.ModelStatisticsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelStatisticsResponse:
         tenant = self._check(context, request.name, request.version) if request.name else tenant_of(context)
         answer = await self._service.model_statistics(request.name, request.version, context.time_remaining())
@@ -107,7 +110,7 @@ class InferenceServicer(svc_grpc.GRPCInferenceServiceServicer):
         return answer
 
     async def RepositoryIndex(
-        self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext
+        self, request: pb.RepositoryIndexRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RepositoryIndexResponse:
         tenant = tenant_of(context)
         answer = await self._service.repository_index(request.ready, context.time_remaining())
@@ -118,14 +121,14 @@ class InferenceServicer(svc_grpc.GRPCInferenceServiceServicer):
         return answer
 
     async def RepositoryModelLoad(
-        self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext
+        self, request: pb.RepositoryModelLoadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RepositoryModelLoadResponse:
         refuse_tenant_callers(tenant_of(context), "RepositoryModelLoad")
         await self._service.load(request.model_name)
         return _LOADED
 
     async def RepositoryModelUnload(
-        self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RepositoryModelUnloadResponse:
         refuse_tenant_callers(tenant_of(context), "RepositoryModelUnload")
         await self._service.unload(request.model_name)

@@ -40,7 +40,7 @@ def _decode(deserialize: Callable[[bytes], Any], raw: bytes) -> Any:
 
 
 async def _local_unary(
-    inner: grpc.RpcMethodHandler, request: bytes, context: grpc.aio.ServicerContext
+    inner: grpc.RpcMethodHandler[Any, Any], request: bytes, context: grpc.aio.ServicerContext[Any, Any]
 ) -> Any:
     deserialize = inner.request_deserializer
     handle: Any = inner.unary_unary
@@ -52,7 +52,7 @@ async def _local_unary(
 
 
 async def _local_unary_optional(
-    inner: grpc.RpcMethodHandler, request: bytes, context: grpc.aio.ServicerContext
+    inner: grpc.RpcMethodHandler[Any, Any], request: bytes, context: grpc.aio.ServicerContext[Any, Any]
 ) -> bytes | None:
     """The local servicer's answer, or None when it does not implement the RPC yet."""
     try:
@@ -79,7 +79,9 @@ class TritonRouter:
     def __init__(self, backend: TritonPool, ready: Callable[[], bool] | None = None) -> None:
         self._backend = backend
         self._ready = ready
-        self._builders: dict[str, Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]] = {
+        self._builders: dict[
+            str, Callable[[str, grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]]
+        ] = {
             methods.MODEL_INFER: self._infer,
             methods.MODEL_STREAM_INFER: self._stream_infer,
             methods.SERVER_READY: self._server_ready,
@@ -93,7 +95,7 @@ class TritonRouter:
             methods.REPOSITORY_MODEL_UNLOAD: self._lifecycle,
         }
 
-    def wrap(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(self, method: str, inner: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         """The routing handler for ``method`` around the local one. Installed as a handler
         wrapper, ``grpc_server(..., wrappers=[router.wrap])``: applied once when the inference
         service is registered (the server caches what it returns), so routing costs no
@@ -103,10 +105,10 @@ class TritonRouter:
             return inner
         return build(method, inner)
 
-    def _infer(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _infer(self, method: str, inner: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         backend = self._backend
 
-        async def model_infer(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def model_infer(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             if backend.serves(string_field(request, 1)):
                 return await backend.call(methods.MODEL_INFER, request, context)
             reply: bytes = await _local_unary(inner, request, context)
@@ -114,11 +116,13 @@ class TritonRouter:
 
         return grpc.unary_unary_rpc_method_handler(model_infer)
 
-    def _stream_infer(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _stream_infer(
+        self, method: str, inner: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         backend = self._backend
 
         async def model_stream_infer(
-            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[bytes]:
             it = requests.__aiter__()
             try:
@@ -142,11 +146,13 @@ class TritonRouter:
 
         return grpc.stream_stream_rpc_method_handler(model_stream_infer)
 
-    def _by_name(self, number: int) -> Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]:
+    def _by_name(
+        self, number: int
+    ) -> Callable[[str, grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]]:
         backend = self._backend
 
-        def build(method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-            async def by_name(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        def build(method: str, inner: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+            async def by_name(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
                 if backend.serves(string_field(request, number)):
                     return await backend.call(method, request, context)
                 reply: bytes = await _local_unary(inner, request, context)
@@ -156,22 +162,24 @@ class TritonRouter:
 
         return build
 
-    def _local(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _local(self, method: str, inner: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         """Always the local servicer (its service lists Triton's models too), bytes in and out
         like every routed RPC, so the handler wrappers outside the router see bytes."""
 
-        async def local(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def local(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             reply: bytes = await _local_unary(inner, request, context)
             return reply
 
         return grpc.unary_unary_rpc_method_handler(local)
 
-    def _server_ready(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _server_ready(
+        self, method: str, inner: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         backend = self._backend
 
         ready = self._ready
 
-        async def server_ready(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def server_ready(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             if ready is not None:  # the composition root's combined readiness
                 return pb.ServerReadyResponse(ready=ready()).SerializeToString()
             local = await _local_unary_optional(inner, request, context)
@@ -180,10 +188,12 @@ class TritonRouter:
 
         return grpc.unary_unary_rpc_method_handler(server_ready)
 
-    def _lifecycle(self, method: str, inner: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def _lifecycle(
+        self, method: str, inner: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         backend = self._backend
 
-        async def lifecycle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async def lifecycle(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             name = string_field(request, 2)  # RepositoryModelLoad/UnloadRequest.model_name
             if not backend.serves(name):
                 reply: bytes = await _local_unary(inner, request, context)

@@ -22,6 +22,7 @@ import collections
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from typing import Any
 
 import grpc
 import structlog
@@ -199,7 +200,7 @@ class TritonPool:
 
     # ----------------------------------------------------------------- calls
 
-    def _timeout(self, context: grpc.aio.ServicerContext, default: float) -> float:
+    def _timeout(self, context: grpc.aio.ServicerContext[Any, Any], default: float) -> float:
         return self._timeout_within(context.time_remaining(), default)
 
     def _timeout_within(self, remaining: float | None, default: float) -> float:
@@ -238,7 +239,7 @@ class TritonPool:
         self._eject(replica, exc.details() or "UNAVAILABLE")
         return True
 
-    async def call(self, method: str, payload: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def call(self, method: str, payload: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
         """Forwards one unary call's bytes within the incoming call's deadline."""
         return await self.call_within(method, payload, context.time_remaining())
 
@@ -289,7 +290,7 @@ class TritonPool:
         return [m for m in answer.models if self.serves(m.name)]
 
     async def stream(
-        self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
+        self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[bytes]:
         """Forwards a bidirectional stream of bytes to one replica."""
         timeout = self._timeout(context, self._settings.triton_max_timeout_s)
@@ -311,7 +312,9 @@ class TritonPool:
                 self.outcomes["CANCELLED"] += 1
                 call.cancel()
 
-    async def broadcast(self, method: str, payload: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    async def broadcast(
+        self, method: str, payload: bytes, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes:
         """Sends a lifecycle call (load/unload) to every available replica; fails if any fails."""
         targets = [r for r in self.replicas if not r.ejected]
         if not targets:

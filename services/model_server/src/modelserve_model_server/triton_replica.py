@@ -73,10 +73,10 @@ class Replica:
     ready: bool = False
     models: dict[str, str] = field(default_factory=dict)
     _rr: itertools.count[int] = field(default_factory=itertools.count)
-    _unary: dict[str, list[grpc.aio.UnaryUnaryMultiCallable]] = field(default_factory=dict)
+    _unary: dict[str, list[grpc.aio.UnaryUnaryMultiCallable[Any, Any]]] = field(default_factory=dict)
     _probe: asyncio.Task[bool] | None = None
 
-    def unary(self, method: str) -> grpc.aio.UnaryUnaryMultiCallable:
+    def unary(self, method: str) -> grpc.aio.UnaryUnaryMultiCallable[Any, Any]:
         calls = self._unary.get(method)
         if calls is None:
             calls = [
@@ -86,6 +86,6 @@ class Replica:
             self._unary[method] = calls
         return calls[next(self._rr) % len(calls)]
 
-    def stream(self, method: str) -> grpc.aio.StreamStreamMultiCallable:
+    def stream(self, method: str) -> grpc.aio.StreamStreamMultiCallable[Any, Any]:
         channel = self.channels[next(self._rr) % len(self.channels)]
         return channel.stream_stream(method, request_serializer=None, response_deserializer=None)

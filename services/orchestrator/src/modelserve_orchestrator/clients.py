@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import numpy as np
@@ -77,11 +78,11 @@ class InferenceClient:
         self,
         model: str,
         version: str,
-        inputs: Mapping[str, np.ndarray],
+        inputs: Mapping[str, np.ndarray[Any, Any]],
         outputs: tuple[str, ...],
         timeout_s: float,
         caller: Caller,
-    ) -> tuple[dict[str, np.ndarray], str]:
+    ) -> tuple[dict[str, np.ndarray[Any, Any]], str]:
         request = infer_pb.ModelInferRequest(model_name=model, model_version=version)
         for name, array in inputs.items():
             datatype, shape, raw = to_raw(array)
@@ -95,7 +96,7 @@ class InferenceClient:
             )
         except grpc.aio.AioRpcError as exc:
             raise map_rpc_error(exc, f"model {model!r}") from None
-        result: dict[str, np.ndarray] = {}
+        result: dict[str, np.ndarray[Any, Any]] = {}
         for i, out in enumerate(response.outputs):
             if i < len(response.raw_output_contents):
                 raw = response.raw_output_contents[i]
@@ -195,11 +196,11 @@ class AliasResolvingCaller:
         self,
         model: str,
         version: str,
-        inputs: Mapping[str, np.ndarray],
+        inputs: Mapping[str, np.ndarray[Any, Any]],
         outputs: tuple[str, ...],
         timeout_s: float,
         caller: Caller,
-    ) -> tuple[dict[str, np.ndarray], str]:
+    ) -> tuple[dict[str, np.ndarray[Any, Any]], str]:
         if version and not version.isdigit():
             version = await self._resolve(model, version, timeout_s)
         return await self._caller.infer(model, version, inputs, outputs, timeout_s, caller)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -32,8 +33,8 @@ def _ts(t: float) -> timestamp_pb2.Timestamp | None:
     return out
 
 
-def tensors_from_pb(items: Iterable[tensor_pb2.Tensor]) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
+def tensors_from_pb(items: Iterable[tensor_pb2.Tensor]) -> dict[str, np.ndarray[Any, Any]]:
+    out: dict[str, np.ndarray[Any, Any]] = {}
     for t in items:
         if not t.name:
             raise InvalidArgument("every input tensor needs a name")
@@ -43,7 +44,7 @@ def tensors_from_pb(items: Iterable[tensor_pb2.Tensor]) -> dict[str, np.ndarray]
     return out
 
 
-def tensors_to_pb(items: Mapping[str, np.ndarray]) -> list[tensor_pb2.Tensor]:
+def tensors_to_pb(items: Mapping[str, np.ndarray[Any, Any]]) -> list[tensor_pb2.Tensor]:
     out = []
     for name, array in items.items():
         datatype, shape, raw = to_raw(array)

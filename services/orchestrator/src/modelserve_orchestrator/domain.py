@@ -285,12 +285,12 @@ class NodeResult:
     """One node's completion: its trace and the tensors it produced ("<node>.<tensor>")."""
 
     trace: NodeTrace
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    outputs: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class RunResult:
-    outputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray[Any, Any]]
     trace: tuple[NodeTrace, ...]
     missing_outputs: tuple[str, ...]
     pipeline_version: int
@@ -300,7 +300,7 @@ class RunResult:
 class RunRequest:
     pipeline: str
     version: int
-    inputs: dict[str, np.ndarray]
+    inputs: dict[str, np.ndarray[Any, Any]]
     parameters: dict[str, str]
 
 
@@ -313,7 +313,7 @@ class Execution:
     parameters: dict[str, str]
     idempotency_key: str = ""
     webhook: Webhook | None = None
-    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    outputs: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
     trace: tuple[NodeTrace, ...] = ()
     missing_outputs: tuple[str, ...] = ()
     error: str = ""

@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -58,11 +58,11 @@ class ModelCaller(Protocol):
         self,
         model: str,
         version: str,
-        inputs: Mapping[str, np.ndarray],
+        inputs: Mapping[str, np.ndarray[Any, Any]],
         outputs: tuple[str, ...],
         timeout_s: float,
         caller: Caller,
-    ) -> tuple[dict[str, np.ndarray], str]:
+    ) -> tuple[dict[str, np.ndarray[Any, Any]], str]:
         """The model's outputs and the version that served."""
         ...
 
@@ -333,7 +333,7 @@ def _check_acyclic(p: Pipeline, bad: _Problem) -> None:
         raise bad(f"node {stuck[0]!r}", f"dependency cycle among {stuck}")
 
 
-def check_inputs(p: Pipeline, inputs: Mapping[str, np.ndarray]) -> None:
+def check_inputs(p: Pipeline, inputs: Mapping[str, np.ndarray[Any, Any]]) -> None:
     declared = {i.name: i for i in p.inputs}
     missing = sorted(set(declared) - set(inputs))
     extra = sorted(set(inputs) - set(declared))
@@ -425,7 +425,7 @@ def _compare(op: Operator, left: float | str, right: float | str) -> bool:
     return left >= right  # type: ignore[operator]
 
 
-def evaluate(cond: Condition, tensors: Mapping[str, np.ndarray], params: Mapping[str, str]) -> bool:
+def evaluate(cond: Condition, tensors: Mapping[str, np.ndarray[Any, Any]], params: Mapping[str, str]) -> bool:
     """True when the condition holds; a missing tensor or parameter makes it false."""
     if cond.tensor:
         array = tensors.get(cond.tensor)
@@ -454,7 +454,7 @@ def evaluate(cond: Condition, tensors: Mapping[str, np.ndarray], params: Mapping
     return _compare(cond.operator, raw, cond.text or "")
 
 
-def combine(step: EnsembleStep, present: list[tuple[int, np.ndarray]]) -> np.ndarray:
+def combine(step: EnsembleStep, present: list[tuple[int, np.ndarray[Any, Any]]]) -> np.ndarray[Any, Any]:
     """Combines the present sources (index into step.sources, array)."""
     arrays = [a for _, a in present]
     try:
@@ -475,8 +475,12 @@ def combine(step: EnsembleStep, present: list[tuple[int, np.ndarray]]) -> np.nda
         if step.combiner == Combiner.WEIGHTED_MEAN:
             w = np.array([step.weights[i] for i, _ in present], dtype=np.float64)
             w = w / w.sum()
-            return np.tensordot(w, stack.astype(np.float64), axes=1).astype(out_type)
-        return stack.astype(np.float64).mean(axis=0).astype(out_type)
+            combined: np.ndarray[Any, Any] = np.tensordot(w, stack.astype(np.float64), axes=1).astype(
+                out_type
+            )
+        else:
+            combined = stack.astype(np.float64).mean(axis=0).astype(out_type)
+        return combined
     except (ValueError, np.AxisError) as exc:
         raise InvalidArgument(f"ensemble cannot combine its sources: {exc}") from exc
 
@@ -499,7 +503,7 @@ class PipelineRunner:
     async def run(
         self,
         p: Pipeline,
-        inputs: Mapping[str, np.ndarray],
+        inputs: Mapping[str, np.ndarray[Any, Any]],
         params: Mapping[str, str],
         *,
         on_node: OnNode | None = None,
@@ -514,7 +518,7 @@ class PipelineRunner:
         deps = dependencies(p)
         gates = gate_of(p)
         specs = {n.name: n for n in p.nodes}
-        tensors: dict[str, np.ndarray] = {f"{INPUTS}.{k}": v for k, v in inputs.items()}
+        tensors: dict[str, np.ndarray[Any, Any]] = {f"{INPUTS}.{k}": v for k, v in inputs.items()}
         results: dict[str, NodeResult] = {}
         chosen: dict[str, str] = {}
         order: list[NodeTrace] = []
@@ -582,7 +586,7 @@ class PipelineRunner:
         gates: Mapping[str, str],
         chosen: Mapping[str, str],
         results: Mapping[str, NodeResult],
-        tensors: Mapping[str, np.ndarray],
+        tensors: Mapping[str, np.ndarray[Any, Any]],
     ) -> str | None:
         gate = gates.get(node.name)
         if gate is not None:
@@ -674,7 +678,7 @@ class PipelineRunner:
         self,
         node: NodeSpec,
         step: ModelStep,
-        tensors: Mapping[str, np.ndarray],
+        tensors: Mapping[str, np.ndarray[Any, Any]],
         start: float,
         caller: Caller,
     ) -> NodeResult:

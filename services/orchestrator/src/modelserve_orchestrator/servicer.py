@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -13,7 +14,7 @@ from modelserve_orchestrator import convert
 from modelserve_orchestrator.domain import ExecutionState
 from modelserve_orchestrator.service import OrchestratorService
 
-Ctx = grpc.aio.ServicerContext
+Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 def _caller(context: Ctx) -> Caller:

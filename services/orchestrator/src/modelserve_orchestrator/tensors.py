@@ -22,7 +22,7 @@ def dumps(tensors: Mapping[str, Any]) -> str:
     return json.dumps(items, separators=(",", ":"))
 
 
-def loads(text: str | None) -> dict[str, np.ndarray]:
+def loads(text: str | None) -> dict[str, np.ndarray[Any, Any]]:
     if not text:
         return {}
     return {

@@ -164,7 +164,7 @@ class WebhookPolicy:
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Wait after failed attempt ``attempt`` (1-based): exponential, with jitter in [50%, 100%]."""
-        base = min(self.max_backoff_s, self.initial_backoff_s * 2 ** (attempt - 1))
+        base = min(self.max_backoff_s, self.initial_backoff_s * 2.0 ** (attempt - 1))
         wait = base * (0.5 + random.random() / 2)
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.max_backoff_s))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -12,7 +13,7 @@ from modelserve_common.identity import Caller
 from modelserve_registry import convert as c
 from modelserve_registry.service import RegistryService
 
-Ctx = grpc.aio.ServicerContext
+Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 def _caller(context: Ctx) -> Caller:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import grpc
 from opentelemetry.sdk.trace import TracerProvider
@@ -37,7 +38,10 @@ from modelserve_common.malformed import guard_request_deserializer
 
 UNTRACED_PREFIXES = ("grpc.health.", "grpc.reflection.")
 
-HandlerWrapper = Callable[[str, grpc.RpcMethodHandler], grpc.RpcMethodHandler]
+# A string: grpc.RpcMethodHandler is generic only in grpc-stubs, not subscriptable at run time.
+HandlerWrapper: TypeAlias = (
+    "Callable[[str, grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]]"
+)
 """Takes a full method name (``/package.Service/Method``) and its handler; returns the handler to
 serve instead (the same one to leave the method alone)."""
 
@@ -46,7 +50,7 @@ serve instead (the same one to leave the method alone)."""
 class ServerChain:
     """The chain, split into what grpc.aio runs per RPC and what is applied at registration."""
 
-    interceptors: list[grpc.aio.ServerInterceptor]
+    interceptors: list[grpc.aio.ServerInterceptor[Any, Any]]
     """For ``grpc.aio.server(interceptors=...)``; empty unless tracing is on."""
     wrap: HandlerWrapper
     """Applied once to every method handler when it is registered."""
@@ -59,7 +63,7 @@ def server_chain(
 ) -> ServerChain:
     """The ordered server chain (see module docstring)."""
     access_log = AccessLog(structured_only=tracer_provider is not None) if settings.access_log else None
-    chain: list[grpc.aio.ServerInterceptor] = []
+    chain: list[grpc.aio.ServerInterceptor[Any, Any]] = []
     if tracer_provider is not None:
         from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
@@ -73,7 +77,7 @@ def server_chain(
         )
     inner = tuple(reversed(wrappers))
 
-    def wrap(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    def wrap(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         handler = guard_request_deserializer(method, handler)
         for w in inner:
             handler = w(method, handler)

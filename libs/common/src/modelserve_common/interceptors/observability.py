@@ -58,7 +58,7 @@ class _MethodMetrics:
         return child
 
 
-def _grpc_type(handler: grpc.RpcMethodHandler) -> str:
+def _grpc_type(handler: grpc.RpcMethodHandler[Any, Any]) -> str:
     if handler.request_streaming and handler.response_streaming:
         return "bidi_stream"
     if handler.request_streaming:
@@ -74,7 +74,7 @@ _RID_PREFIX = uuid.uuid4().hex[:16]
 _rid_counter = itertools.count(1)
 
 
-def _request_id(context: grpc.aio.ServicerContext) -> tuple[str, bool]:
+def _request_id(context: grpc.aio.ServicerContext[Any, Any]) -> tuple[str, bool]:
     """The request id and whether the client sent it (a generated one needs no JSON escaping)."""
     for key, value in context.invocation_metadata() or ():
         if key == REQUEST_ID_HEADER and value:
@@ -155,7 +155,7 @@ class _Call:
 
     __slots__ = ("m", "context", "start", "request_id", "sent", "code")
 
-    def __init__(self, m: _MethodMetrics, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, m: _MethodMetrics, context: grpc.aio.ServicerContext[Any, Any]) -> None:
         self.m = m
         self.context = context
         self.start = _perf()
@@ -198,7 +198,7 @@ class _Call:
             access_log.record(m, code.name, elapsed, self.request_id, self.sent)
 
 
-def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+def _code_of(exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode:
     if isinstance(exc, ServiceError):
         return exc.code
     if isinstance(exc, NotImplementedError):
@@ -210,15 +210,15 @@ def _code_of(exc: BaseException, context: grpc.aio.ServicerContext) -> grpc.Stat
 
 
 def wrap_handler(
-    full_method: str, handler: grpc.RpcMethodHandler, access_log: AccessLog | None
-) -> grpc.RpcMethodHandler:
+    full_method: str, handler: grpc.RpcMethodHandler[Any, Any], access_log: AccessLog | None
+) -> grpc.RpcMethodHandler[Any, Any]:
     """``handler`` with request context, access log, metrics and error mapping around it."""
     m = _MethodMetrics(full_method, _grpc_type(handler))
     inner: Any = behaviour(handler)
 
     if handler.response_streaming:
 
-        async def streamed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def streamed(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             call = _Call(m, context)
             try:
                 async for item in replies_of(inner(request, context)):
@@ -233,7 +233,7 @@ def wrap_handler(
 
     is_coro = inspect.iscoroutinefunction(inner)
 
-    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         call = _Call(m, context)
         try:
             if is_coro:

@@ -173,13 +173,14 @@ def parse_json(raw: bytes | memoryview, max_depth: int, what: str = "request bod
 
 
 def _field(desc: Descriptor, name: str) -> FieldDescriptor | None:
-    f = desc.fields_by_name.get(name)
+    f: FieldDescriptor | None = desc.fields_by_name.get(name)
     if f is None:
         f = desc.fields_by_camelcase_name.get(name)
     if f is None:
         for cand in desc.fields:
             if cand.json_name == name:
-                return cand
+                f = cand
+                break
     return f
 
 
