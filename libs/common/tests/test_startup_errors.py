@@ -16,21 +16,24 @@ from pathlib import Path
 
 import pytest
 from helpers import ProbeServicer, probe_service
-from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from modelserve_common.config import BaseServiceSettings, ConfigurationError, StartupError, load_settings
+from modelserve_common.config import (
+    BaseServiceSettings,
+    ConfigurationError,
+    DatabaseSettings,
+    StartupError,
+    load_settings,
+)
 from modelserve_common.server import check_port, grpc_server, run_until_signal
 
 
-class DemoSettings(BaseServiceSettings):
+class DemoSettings(BaseServiceSettings, DatabaseSettings):
     """Demo service."""
 
     model_config = SettingsConfigDict(env_prefix="DEMO_")
 
     service_name: str = "demo"
-    database_url: SecretStr | None = Field(default=None)
-    """Where the data lives."""
     redis_url: str | None = None
     """Redis."""
     http_host: str = "127.0.0.1"
@@ -117,7 +120,7 @@ def test_settings_bad_database_url_is_one_line_without_the_password(
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
-    assert "database_url (DEMO_DATABASE_URL)" in err and needle in err
+    assert "database_url (DEMO_DATABASE_URL or MODELSERVE_DATABASE_URL)" in err and needle in err
     assert "hunter2" not in err
 
 
@@ -192,3 +195,5 @@ def test_run_until_signal_sigterm_during_startup_stops_promptly(tmp_path: Path) 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -9,12 +9,15 @@ one-line message on stderr and exits with that status instead of a traceback."""
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from modelserve_common.db import database_url_problem
 
 
 class StartupError(Exception):
@@ -27,27 +30,6 @@ class ConfigurationError(StartupError):
     """A setting that cannot work (a bad address, an unsupported URL); exit status 2."""
 
     exit_code = 2
-
-
-def _database_url_problem(url: str) -> str | None:
-    """What is wrong with a database URL (never echoing it: it may hold a password), or None."""
-    if url.startswith("sqlite:///"):
-        return None if url.removeprefix("sqlite:///") else "sqlite:/// needs a file path"
-    if not url.startswith(("postgresql://", "postgres://")):
-        scheme = url.split(":", 1)[0] if ":" in url else url[:20]
-        return f"expected postgresql://… or sqlite:///…, got scheme {scheme!r}"
-    from psycopg import Error as PsycopgError  # only when PostgreSQL is configured
-    from psycopg.conninfo import conninfo_to_dict
-
-    try:
-        params = conninfo_to_dict(url)
-    except PsycopgError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].replace(url, "<url>")
-        return f"not a valid PostgreSQL URL: {first}"
-    for port in str(params.get("port", "")).split(","):
-        if port and not (port.isdigit() and 0 < int(port) <= 65535):
-            return f"not a valid PostgreSQL URL: port {port!r} is not a number from 1 to 65535"
-    return None
 
 
 def _redis_url_problem(url: str) -> str | None:
@@ -98,18 +80,8 @@ class BaseServiceSettings(BaseSettings):
     data_dir: Path = Path("data")
     """Writable folder for embedded defaults (the SQLite database)."""
 
-    # Shared checks of fields that several services declare (database_url, redis_url): a URL that
-    # cannot work is a configuration error at start-up, while a database or Redis that is merely
-    # down is left to each service's readiness.
-    @field_validator("database_url", check_fields=False)
-    @classmethod
-    def _check_database_url(cls, value: object) -> object:
-        url = value.get_secret_value() if isinstance(value, SecretStr) else value
-        problem = _database_url_problem(url) if isinstance(url, str) and url else None
-        if problem:
-            raise ValueError(problem)
-        return value
-
+    # Shared check of a field that several services declare (redis_url): a URL that cannot work is
+    # a configuration error at start-up, while Redis merely down is left to each service's readiness.
     @field_validator("redis_url", check_fields=False)
     @classmethod
     def _check_redis_url(cls, value: object) -> object:
@@ -118,6 +90,51 @@ class BaseServiceSettings(BaseSettings):
         if problem:
             raise ValueError(problem)
         return value
+
+
+class DatabaseSettings(BaseModel):
+    """The database settings of a service that keeps a system of record (the registry, the
+    orchestrator), mixed into its settings class: ``class RegistrySettings(BaseServiceSettings,
+    DatabaseSettings)``. The fields take the service's prefix (``REGISTRY_POOL_MAX_SIZE``); the URL
+    falls back to the suite-wide ``MODELSERVE_DATABASE_URL``. A URL that cannot work is a
+    configuration error at start-up; a database merely down is left to readiness."""
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://… (psycopg 3) or sqlite:///path; unset: a SQLite file named after "
+        "the service (registry.db, orchestrator.db) under data_dir.",
+    )
+    pool_min_size: int = Field(default=1, ge=0, description="PostgreSQL: connections the pool keeps open.")
+    pool_max_size: int = Field(default=10, ge=1, description="PostgreSQL: most connections the pool opens.")
+    db_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Longest wait for a database connection (or the SQLite write lock) before UNAVAILABLE.",
+    )
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        # The suite-wide fallback needs the service's prefix, known only here.
+        super().__pydantic_init_subclass__(**kwargs)
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        if prefix:
+            info = copy.copy(cls.__pydantic_fields__["database_url"])
+            info.validation_alias = suite_fallback(prefix, "database_url")
+            cls.__pydantic_fields__["database_url"] = info
+            cls.model_rebuild(force=True)
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        url = value.get_secret_value() if value is not None else ""
+        problem = database_url_problem(url) if url else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    def database_url_value(self) -> str | None:
+        """The URL in clear (it may hold a password: never log it), or None."""
+        return self.database_url.get_secret_value() if self.database_url else None
 
 
 S = TypeVar("S", bound=BaseServiceSettings)

@@ -269,6 +269,27 @@ class SqliteDatabase:
             yield _SqliteTx(self)
 
 
+def database_url_problem(url: str) -> str | None:
+    """What is wrong with a database URL (never echoing it: it may hold a password), or None."""
+    if url.startswith("sqlite:///"):
+        return None if url.removeprefix("sqlite:///") else "sqlite:/// needs a file path"
+    if not url.startswith(("postgresql://", "postgres://")):
+        scheme = url.split(":", 1)[0] if ":" in url else url[:20]
+        return f"expected postgresql://… or sqlite:///…, got scheme {scheme!r}"
+    from psycopg import Error as PsycopgError  # only when PostgreSQL is configured
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except PsycopgError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].replace(url, "<url>")
+        return f"not a valid PostgreSQL URL: {first}"
+    for port in str(params.get("port", "")).split(","):
+        if port and not (port.isdigit() and 0 < int(port) <= 65535):
+            return f"not a valid PostgreSQL URL: port {port!r} is not a number from 1 to 65535"
+    return None
+
+
 def open_database(
     url: str | None,
     default_path: Path,

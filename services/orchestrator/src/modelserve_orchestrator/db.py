@@ -13,11 +13,14 @@ __all__ = ["Database", "DatabaseUnavailable", "Row", "SqliteDatabase", "Tx", "op
 SQLITE_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL")
 
 
-def open_database(url: str | None, data_dir: Path, *, max_size: int, timeout_s: float) -> Database:
+def open_database(
+    url: str | None, data_dir: Path, *, min_size: int, max_size: int, timeout_s: float
+) -> Database:
     """The database for ``url``; None means SQLite at ``data_dir/orchestrator.db``."""
     return _open_database(
         url,
         data_dir / "orchestrator.db",
+        min_size=min_size,
         max_size=max_size,
         timeout_s=timeout_s,
         sqlite_pragmas=SQLITE_PRAGMAS,

@@ -86,8 +86,9 @@ def readiness_for(
 
 def database_for(settings: OrchestratorSettings) -> Database:
     return open_database(
-        settings.database_url.get_secret_value() if settings.database_url else None,
+        settings.database_url_value(),
         settings.data_dir,
+        min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         timeout_s=settings.db_timeout_s,
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from modelserve_common.config import BaseServiceSettings, suite_fallback
+from modelserve_common.config import BaseServiceSettings, DatabaseSettings, suite_fallback
 
 
-class OrchestratorSettings(BaseServiceSettings):
+class OrchestratorSettings(BaseServiceSettings, DatabaseSettings):
     """ModelServe orchestrator."""
 
     model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_")
@@ -19,10 +19,6 @@ class OrchestratorSettings(BaseServiceSettings):
     """gRPC port; 0 picks a free port."""
     metrics_port: int = 9092
     """Prometheus metrics HTTP port; -1 disables the endpoint, 0 picks a free port."""
-    database_url: SecretStr | None = Field(
-        default=None, validation_alias=suite_fallback("ORCHESTRATOR_", "database_url")
-    )
-    """postgresql://… (psycopg 3) or sqlite:///path; unset: SQLite file orchestrator.db under data_dir."""
     redis_url: SecretStr | None = Field(
         default=None, validation_alias=suite_fallback("ORCHESTRATOR_", "redis_url")
     )
@@ -46,10 +42,6 @@ class OrchestratorSettings(BaseServiceSettings):
     one of them does not answer, SERVING again once all do (no restart needed)."""
     dependency_check_timeout_s: float = Field(default=2.0, gt=0)
     """Longest wait for one readiness check of a dependency."""
-    pool_max_size: int = Field(default=10, ge=1)
-    """PostgreSQL: most connections the pool opens."""
-    db_timeout_s: float = Field(default=5.0, gt=0)
-    """Longest wait for a database connection (or the SQLite write lock) before UNAVAILABLE."""
     node_timeout_s: float = Field(default=30.0, gt=0)
     """Default timeout of one attempt of a node (a node's own timeout wins)."""
     node_max_attempts: int = Field(default=3, ge=1)

@@ -31,9 +31,8 @@ log = structlog.get_logger(__name__)
 
 
 def database_for(settings: RegistrySettings) -> Database:
-    url = settings.database_url.get_secret_value() if settings.database_url else None
     return open_database(
-        url,
+        settings.database_url_value(),
         settings.data_dir,
         min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,

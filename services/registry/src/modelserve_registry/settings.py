@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from modelserve_common.artifact_store import ArtifactStoreSettings
-from modelserve_common.config import BaseServiceSettings, suite_fallback
+from modelserve_common.config import BaseServiceSettings, DatabaseSettings
 
 
-class RegistrySettings(BaseServiceSettings):
+class RegistrySettings(BaseServiceSettings, DatabaseSettings):
     """ModelServe registry."""
 
     model_config = SettingsConfigDict(env_prefix="REGISTRY_")
@@ -22,16 +22,6 @@ class RegistrySettings(BaseServiceSettings):
     """gRPC port; 0 picks a free port."""
     metrics_port: int = 9091
     """Prometheus metrics HTTP port; -1 disables the endpoint, 0 picks a free port."""
-    database_url: SecretStr | None = Field(
-        default=None, validation_alias=suite_fallback("REGISTRY_", "database_url")
-    )
-    """postgresql://… (psycopg 3) or sqlite:///path; unset: SQLite file registry.db under data_dir."""
-    pool_min_size: int = Field(default=1, ge=0)
-    """PostgreSQL: connections the pool keeps open."""
-    pool_max_size: int = Field(default=10, ge=1)
-    """PostgreSQL: most connections the pool opens."""
-    db_timeout_s: float = Field(default=5.0, gt=0)
-    """Longest wait for a database connection (or the SQLite write lock) before UNAVAILABLE."""
     db_check_interval_s: float = Field(default=1.0, gt=0)
     """How often readiness pings the database (and retries migrations while it is down)."""
     db_check_timeout_s: float = Field(default=1.0, gt=0)
