@@ -8,11 +8,13 @@ import hashlib
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from modelserve_client import Client, NotFound, Unauthenticated
 from modelserve_common.testing import ServiceProcess, databases, free_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -120,9 +122,9 @@ def start_suite(tmp: Path, backend: str) -> tuple[Suite, list[ServiceProcess]]:
     return suite, procs
 
 
-@pytest.fixture(scope="session")
-def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
-    s, procs = start_suite(tmp_path_factory.mktemp("sdk"), "sqlite")  # shared by the SDK and CLI tests
+@contextmanager
+def running_suite(tmp: Path, backend: str) -> Iterator[Suite]:
+    s, procs = start_suite(tmp, backend)
     try:
         for p in procs:
             p.start(timeout=90)
@@ -130,3 +132,26 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     finally:
         for p in procs:
             p.stop()
+
+
+@pytest.fixture(scope="session")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+    """SQLite, shared by the SDK, push and CLI tests."""
+    with running_suite(tmp_path_factory.mktemp("sdk"), "sqlite") as s:
+        yield s
+
+
+def model_ready(c: Client, model: str) -> bool:
+    try:
+        return bool(c.model_ready(model))
+    except NotFound:
+        return False
+
+
+def key_refused(url: str, secret: str) -> bool:
+    with Client(url, api_key=secret, timeout=10) as c:
+        try:
+            c.list_deployments()
+        except Unauthenticated:
+            return True
+        return False

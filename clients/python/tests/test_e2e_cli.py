@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 import yaml
 
-from modelserve_client import Client, NotFound
+from modelserve_client import Client
 
-from .conftest import ADMIN, FEATURES, Suite, wait_until
+from .conftest import ADMIN, FEATURES, Suite, model_ready, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -76,7 +76,7 @@ def test_models_deploy_infer_and_outputs(suite: Suite, cli: Cli, tenant_key: str
         c.create_version("cli-clf", **suite.onnx_version_fields())
     cli(*k, "deploy", "cli-clf", "--version", "1=100")
     with Client(suite.url, api_key=tenant_key) as c:
-        wait_until(lambda: _ready(c, "cli-clf"), 60, "cli-clf ready")
+        wait_until(lambda: model_ready(c, "cli-clf"), 60, "cli-clf ready")
     assert "cli-clf" in [m["name"] for m in cli.json(*k, "models", "list")]
     assert (
         yaml.safe_load(cli(*k, "-o", "yaml", "models", "get", "cli-clf").stdout)["description"] == "via cli"
@@ -100,13 +100,6 @@ def test_models_deploy_infer_and_outputs(suite: Suite, cli: Cli, tenant_key: str
     )
     cli(*k, "aliases", "set", "cli-clf", "production", "1")
     assert [a["alias"] for a in cli.json(*k, "aliases", "list", "cli-clf")] == ["production"]
-
-
-def _ready(c: Client, model: str) -> bool:
-    try:
-        return bool(c.model_ready(model))
-    except NotFound:
-        return False
 
 
 def test_errors_are_one_line_with_status_and_request_id(cli: Cli, tenant_key: str) -> None:

@@ -8,23 +8,17 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from modelserve_client import Client, NotFound, Unauthenticated
+from modelserve_client import Client
 
-from .conftest import ADMIN, FEATURES, Suite, start_suite, wait_until
+from .conftest import ADMIN, FEATURES, Suite, key_refused, model_ready, running_suite, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
 @pytest.fixture(scope="module")
 def pg_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
-    s, procs = start_suite(tmp_path_factory.mktemp("sdk-pg"), "postgres")
-    try:
-        for p in procs:
-            p.start(timeout=90)
+    with running_suite(tmp_path_factory.mktemp("sdk-pg"), "postgres") as s:
         yield s
-    finally:
-        for p in procs:
-            p.stop()
 
 
 def test_sdk_flow_on_postgres_and_redis(pg_suite: Suite) -> None:
@@ -36,14 +30,7 @@ def test_sdk_flow_on_postgres_and_redis(pg_suite: Suite) -> None:
             c.create_model("pg-clf")
             c.create_version("pg-clf", **s.onnx_version_fields())
             c.deploy("pg-clf", 1)
-
-            def ready() -> bool:
-                try:
-                    return bool(c.model_ready("pg-clf"))
-                except NotFound:
-                    return False
-
-            wait_until(ready, 60, "pg-clf ready")
+            wait_until(lambda: model_ready(c, "pg-clf"), 60, "pg-clf ready")
             x = np.asarray(FEATURES, np.float32)
             label = c.infer("pg-clf", {"features": x})["label"]
             node = {
@@ -65,13 +52,4 @@ def test_sdk_flow_on_postgres_and_redis(pg_suite: Suite) -> None:
             assert done["state"] == "EXECUTION_STATE_SUCCEEDED"
             assert done["outputs"]["label"].tolist() == label.tolist()
         admin.revoke_key("pg-t", key["api_key"]["key"])
-
-    def refused() -> bool:
-        with Client(s.url, api_key=key["secret"], timeout=10) as c:
-            try:
-                c.list_deployments()
-            except Unauthenticated:
-                return True
-            return False
-
-    wait_until(refused, 30, "revoked key refused")
+    wait_until(lambda: key_refused(s.url, key["secret"]), 30, "revoked key refused")

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelserve_client import Client, InvalidArgument, NotFound
+from modelserve_client import Client, InvalidArgument
 
-from .conftest import ADMIN, FEATURES, Suite, wait_until
+from .conftest import ADMIN, FEATURES, Suite, model_ready, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -45,14 +45,7 @@ def test_push_file_deploy_alias_infer(suite: Suite, push_key: str, tmp_path: Pat
         assert seen[-1] == (size, size) and len(seen) == -(-size // 256)
         assert c.get_deployment("push-clf")["targets"][0]["version"] == "1"
         assert c.get_alias("push-clf", "production")["version"] == "1"
-
-        def ready() -> bool:
-            try:
-                return bool(c.model_ready("push-clf"))
-            except NotFound:
-                return False
-
-        wait_until(ready, 60, "pushed model ready")
+        wait_until(lambda: model_ready(c, "push-clf"), 60, "pushed model ready")
         out = c.infer("push-clf", {"features": np.asarray(FEATURES, np.float32)})
         assert out["label"].shape == (1, 1)
         (tmp_path / "a.onnx").write_bytes(b"x")

@@ -23,7 +23,7 @@ from modelserve_client import (
     Unauthenticated,
 )
 
-from .conftest import ADMIN, FEATURES, Suite, wait_until
+from .conftest import ADMIN, FEATURES, Suite, key_refused, model_ready, wait_until
 
 pytestmark = [pytest.mark.e2e]
 
@@ -60,15 +60,8 @@ def tenant(suite: Suite, admin: Client) -> Iterator[tuple[Client, str]]:
         c.create_model("sdk-clf", "the classifier")
         c.create_version("sdk-clf", **suite.onnx_version_fields())
         c.deploy("sdk-clf", {"1": 100})
-        wait_until(lambda: _ready(c, "sdk-clf"), 60, "sdk-clf ready")
+        wait_until(lambda: model_ready(c, "sdk-clf"), 60, "sdk-clf ready")
         yield c, secret
-
-
-def _ready(c: Client, model: str) -> bool:
-    try:
-        return bool(c.model_ready(model))
-    except NotFound:
-        return False
 
 
 def test_infer_numpy_in_and_out_by_version_and_alias(tenant: tuple[Client, str]) -> None:
@@ -159,16 +152,7 @@ def test_key_rotate_with_grace_and_revoke(suite: Suite, admin: Client) -> None:
         with Client(suite.url, api_key=secret, timeout=10) as c:
             assert isinstance(c.list_deployments(), list)
     admin.revoke_key("sdk-t", key_id)
-
-    def refused() -> bool:
-        with Client(suite.url, api_key=new, timeout=10) as c:
-            try:
-                c.list_deployments()
-            except Unauthenticated:
-                return True
-            return False
-
-    wait_until(refused, 30, "revoked key refused")
+    wait_until(lambda: key_refused(suite.url, new), 30, "revoked key refused")
     assert key_id not in [k["key"] for k in admin.list_keys("sdk-t") if not k.get("revoke_time")]
 
 

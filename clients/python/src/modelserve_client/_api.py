@@ -167,6 +167,21 @@ def pipeline_spec(spec: Mapping[str, Any] | str) -> dict[str, Any]:
     return data
 
 
+def pipeline_request(
+    method: str,
+    fields: Mapping[str, Any],
+    inputs: Mapping[str, Any],
+    parameters: Mapping[str, str] | None,
+    datatypes: Mapping[str, str] | None,
+) -> Any:
+    """A run/stream/execution request: `fields`, then the inputs as tensors and the parameters."""
+    req = build(method, fields)
+    req.inputs.extend(tensor_msgs(inputs, datatypes))
+    for k, v in (parameters or {}).items():
+        req.parameters[k] = str(v)
+    return req
+
+
 def upload_messages(
     name: str,
     path: str | Path,
@@ -358,10 +373,8 @@ class _Api:
         timeout: float | None = None,
     ) -> Any:
         """Run a pipeline synchronously -> {"outputs": {name: ndarray}, "trace": [per node], ...}."""
-        req = build(f"{ORC}/RunPipeline", {"pipeline": pipeline, "version": int(version or 0)})
-        req.inputs.extend(tensor_msgs(inputs, datatypes))
-        for k, v in (parameters or {}).items():
-            req.parameters[k] = str(v)
+        fields = {"pipeline": pipeline, "version": int(version or 0)}
+        req = pipeline_request(f"{ORC}/RunPipeline", fields, inputs, parameters, datatypes)
         return self._call(f"{ORC}/RunPipeline", req, post=run_result, timeout=timeout)
 
     # --- executions --------------------------------------------------------------------------
@@ -383,10 +396,7 @@ class _Api:
             fields["idempotency_key"] = idempotency_key
         if webhook is not None:
             fields["webhook"] = {"url": webhook} if isinstance(webhook, str) else dict(webhook)
-        req = build(f"{ORC}/CreateExecution", fields)
-        req.inputs.extend(tensor_msgs(inputs, datatypes))
-        for k, v in (parameters or {}).items():
-            req.parameters[k] = str(v)
+        req = pipeline_request(f"{ORC}/CreateExecution", fields, inputs, parameters, datatypes)
         return self._call(
             f"{ORC}/CreateExecution",
             req,

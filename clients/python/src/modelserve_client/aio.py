@@ -19,9 +19,9 @@ from ._api import (
     build,
     infer_outputs,
     infer_request,
+    pipeline_request,
     pipeline_spec,
     run_result,
-    tensor_msgs,
     to_dict,
     upload_messages,
 )
@@ -57,7 +57,7 @@ class AsyncClient(_Conn, _Api):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _call(  # type: ignore[override]
+    async def _call(
         self,
         method: str,
         fields: Any,
@@ -151,10 +151,8 @@ class AsyncClient(_Conn, _Api):
         timeout: float | None = None,  # noqa: ASYNC109 - a gRPC deadline, same surface as Client
     ) -> AsyncIterator[dict[str, Any]]:
         """As Client.stream."""
-        req = build(f"{ORC}/StreamPipelineRun", {"pipeline": pipeline, "version": int(version or 0)})
-        req.inputs.extend(tensor_msgs(inputs, datatypes))
-        for k, v in (parameters or {}).items():
-            req.parameters[k] = str(v)
+        fields = {"pipeline": pipeline, "version": int(version or 0)}
+        req = pipeline_request(f"{ORC}/StreamPipelineRun", fields, inputs, parameters, datatypes)
         async for ev in self._stream(f"{ORC}/StreamPipelineRun", req, timeout):
             yield _stream_event(ev)
 

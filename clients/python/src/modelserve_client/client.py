@@ -20,9 +20,9 @@ from ._api import (
     build,
     infer_outputs,
     infer_request,
+    pipeline_request,
     pipeline_spec,
     run_result,
-    tensor_msgs,
     to_dict,
     upload_messages,
 )
@@ -240,10 +240,8 @@ class Client(_Conn, _Api):
     ) -> Iterator[dict[str, Any]]:
         """Run a pipeline, yielding {"node": trace, "outputs": {...}} per node as it completes
         and finally {"result": <as run() returns>}."""
-        req = build(f"{ORC}/StreamPipelineRun", {"pipeline": pipeline, "version": int(version or 0)})
-        req.inputs.extend(tensor_msgs(inputs, datatypes))
-        for k, v in (parameters or {}).items():
-            req.parameters[k] = str(v)
+        fields = {"pipeline": pipeline, "version": int(version or 0)}
+        req = pipeline_request(f"{ORC}/StreamPipelineRun", fields, inputs, parameters, datatypes)
         for ev in self._stream(f"{ORC}/StreamPipelineRun", req, timeout):
             yield _stream_event(ev)
 
