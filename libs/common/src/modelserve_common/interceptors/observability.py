@@ -21,12 +21,14 @@ from typing import Any
 
 import grpc
 import structlog
+from opentelemetry import trace
 
 from modelserve_common import logging as mslogging
 from modelserve_common import metrics
-from modelserve_common.context import REQUEST_ID_HEADER, request_id_var
+from modelserve_common.context import REQUEST_ID_HEADER, caller_identity, request_id_var
 from modelserve_common.errors import ServiceError
 from modelserve_common.handlers import behaviour, replace_behaviour, replies_of, reply_of
+from modelserve_common.tracing import TRACE_ID_HEADER
 
 errlog = structlog.get_logger("modelserve.errors")
 
@@ -164,7 +166,14 @@ class _Call:
         self.code: grpc.StatusCode | None = None  # None: the handler returned (OK or a set code)
         request_id_var.set(rid)
         structlog.contextvars.bind_contextvars(request_id=rid, rpc_method=m.method)
-        context.set_trailing_metadata(((REQUEST_ID_HEADER, rid),))
+        span = trace.get_current_span()
+        if span.get_span_context().is_valid:  # tracing on: the caller can report the trace id
+            tid = trace.format_trace_id(span.get_span_context().trace_id)
+            context.set_trailing_metadata(((REQUEST_ID_HEADER, rid), (TRACE_ID_HEADER, tid)))
+            tenant, _ = caller_identity(context.invocation_metadata())
+            span.set_attribute("modelserve.tenant", tenant or "")  # "" = trusted caller
+        else:
+            context.set_trailing_metadata(((REQUEST_ID_HEADER, rid),))
         m.started.inc()
         m.in_flight.inc()
 
