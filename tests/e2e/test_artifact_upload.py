@@ -1,8 +1,9 @@
 """Model artifacts end to end through the REAL gateway (REST and gRPC) in front of the real registry
-(local artifact store) and model server, all as processes: upload an ONNX file (chunked REST body;
-client-streaming gRPC through the front door), its signature filled from the file, deploy, the
-model server fetches the blob into its verified cache and serves it, inference answers; download
-returns the same bytes with their sha256; another tenant cannot download it."""
+(local artifact store, then S3 on a real moto server) and model server, all as processes: upload
+an ONNX file (chunked REST body; client-streaming gRPC through the front door), its signature
+filled from the file, deploy, the model server fetches the blob into its verified cache and
+serves it, inference answers; download returns the same bytes with their sha256; another tenant
+cannot download it."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pytest
 
 from modelserve.registry.v1 import registry_service_pb2 as registry_pb
 from modelserve_common.testing import ServiceProcess, free_port
+from modelserve_common.testing.s3server import MotoS3Server
 
 pytestmark = [pytest.mark.e2e]
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,9 +45,28 @@ def _wait(check: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.fixture(scope="module", params=["local", "s3"])
+def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The registry's artifact store: the local default, or a real S3 server (moto, on a free port)."""
+    if request.param == "local":
+        yield {}
+        return
+    with MotoS3Server() as s3:
+        s3.create_bucket("e2e-artifacts")
+        yield {
+            "REGISTRY_ARTIFACTS__KIND": "s3",
+            "REGISTRY_ARTIFACTS__S3__BUCKET": "e2e-artifacts",
+            "REGISTRY_ARTIFACTS__S3__ENDPOINT_URL": s3.endpoint_url,
+            "REGISTRY_ARTIFACTS__S3__REGION": "us-east-1",
+            "REGISTRY_ARTIFACTS__S3__ACCESS_KEY_ID": "testing",
+            "REGISTRY_ARTIFACTS__S3__SECRET_ACCESS_KEY": "testing",
+        }
+
+
 @pytest.fixture(scope="module")
 def suite(
     tmp_path_factory: pytest.TempPathFactory,
+    store_env: dict[str, str],
 ) -> Iterator[tuple[httpx.Client, grpc.Channel, list[ServiceProcess]]]:
     tmp = tmp_path_factory.mktemp("artifacts")
     ports = {n: free_port() for n in ("registry", "model_server", "gateway", "http")}
@@ -57,6 +78,7 @@ def suite(
             "REGISTRY_METRICS_PORT": "-1",
             "REGISTRY_DATA_DIR": str(tmp / "reg"),
             "REGISTRY_WATCH_POLL_INTERVAL_S": "0.1",
+            **store_env,
         },
         "model_server": {
             "MODEL_SERVER_GRPC_PORT": str(ports["model_server"]),
