@@ -70,8 +70,14 @@ async def running_server(
         tracer=tracer_provider.get_tracer("modelserve.model_server") if tracer_provider is not None else None,
         drain_timeout_s=max(settings.shutdown_grace_s, 1.0),
         strict_readiness=settings.strict_readiness,
-        # model code loads only from the artifact roots, the private copies and the repository
-        code_roots=[*artifact_roots, staging_dir.absolute(), settings.model_repository.absolute()],
+        # model code loads only from the artifact roots, the private copies (and the cache of
+        # uploaded artifacts, verified by sha256) and the repository
+        code_roots=[
+            *artifact_roots,
+            staging_dir.absolute(),
+            settings.cache_dir().absolute(),
+            settings.model_repository.absolute(),
+        ],
     )
     # Triton path (README-triton.md): None unless MODEL_SERVER_TRITON_URL is set. Local models win.
     local_names: set[str] = set()
