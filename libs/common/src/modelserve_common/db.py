@@ -138,11 +138,11 @@ class PostgresDatabase:
         await self._pool.close()
 
     @asynccontextmanager
-    async def transaction(self, *, write: bool = True) -> AsyncIterator[Tx]:
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection; the driver's outage and constraint errors become ours."""
         try:
             async with self._pool.connection() as conn:
-                async with conn.transaction():
-                    yield _PgTx(conn)
+                yield conn
                 self._last_used[conn] = time.monotonic()
         except self._lost as exc:
             raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
@@ -150,15 +150,14 @@ class PostgresDatabase:
             raise ConstraintViolation(f"constraint violated: {type(exc).__name__}") from exc
 
     @asynccontextmanager
+    async def transaction(self, *, write: bool = True) -> AsyncIterator[Tx]:
+        async with self._connection() as conn, conn.transaction():
+            yield _PgTx(conn)
+
+    @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[Tx]:
-        try:
-            async with self._pool.connection() as conn:
-                yield _PgTx(conn)
-                self._last_used[conn] = time.monotonic()
-        except self._lost as exc:
-            raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-        except self._integrity as exc:
-            raise ConstraintViolation(f"constraint violated: {type(exc).__name__}") from exc
+        async with self._connection() as conn:
+            yield _PgTx(conn)
 
 
 class _SqliteTx:
