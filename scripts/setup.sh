@@ -15,6 +15,7 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v npm >/dev/null || need+=(nodejs npm)
+[[ -x /usr/bin/chromium ]] || need+=(chromium)  # the console's browser tests (playwright-core drives it)
 command -v runuser >/dev/null || need+=(util-linux)
 "$PYTHON" -m venv --help >/dev/null 2>&1 && "$PYTHON" -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 fresh_postgres=0
@@ -67,6 +68,20 @@ fi
 # --- buf (npm, offline at run time) -------------------------------------------------------------
 if [[ ! -x node_modules/.bin/buf ]]; then
   npm install --no-audit --no-fund --loglevel=error
+fi
+
+# --- the web console (console/: Preact + Vite, its own lock): npm ci when the lock changed, a build
+# when the lock or the sources changed; the build lands in the gateway package (git-ignored there)
+CONSOLE_OUT=services/gateway/src/modelserve_gateway/assets/console
+CONSOLE_WANT=$(cat console/package-lock.json | sha256sum | cut -d' ' -f1)
+if [[ ! -f console/node_modules/.modelserve-setup || $(cat console/node_modules/.modelserve-setup) != "$CONSOLE_WANT" ]]; then
+  (cd console && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$CONSOLE_WANT" > console/node_modules/.modelserve-setup
+fi
+CONSOLE_BUILD=$( (cat console/package-lock.json; find console/src console/docs console/scripts console/index.html console/vite.config.ts console/tsconfig.json -type f -print0 | sort -z | xargs -0 cat) | sha256sum | cut -d' ' -f1)
+if [[ ! -f $CONSOLE_OUT/.modelserve-build || $(cat $CONSOLE_OUT/.modelserve-build) != "$CONSOLE_BUILD" ]]; then
+  (cd console && npm run --silent build)
+  echo "$CONSOLE_BUILD" > $CONSOLE_OUT/.modelserve-build
 fi
 
 # --- generated code: googleapis protos for buf, then a freshness check -------------------------

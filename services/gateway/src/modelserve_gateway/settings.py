@@ -73,6 +73,16 @@ class GatewaySettings(BaseServiceSettings):
     cors_max_age_s: int = Field(default=600, ge=0)
     """How long browsers may cache a CORS preflight answer."""
 
+    # The web console and the API reference (console.py; built by `make setup` from console/).
+    console_enabled: bool = True
+    """Serve the web console at /console and the OpenAPI viewer at /docs (static files, public:
+    the console's API calls need the user's key like any other client's)."""
+    console_dir: str | None = None
+    """Directory of the console build (index.html, assets/, docs/); unset: the build inside the
+    gateway package (assets/console), which `npm run build` in console/ writes."""
+    console_cache_max_age_s: int = Field(default=31_536_000, ge=0)
+    """Cache lifetime of the console's content-hashed assets (HTML is always revalidated)."""
+
     # Authentication.
     auth_enabled: bool = True
     """Require credentials on every route except health and docs. Secure by default; turn off

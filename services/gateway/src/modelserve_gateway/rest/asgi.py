@@ -11,7 +11,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import MutableMapping
-from importlib import resources
 from typing import Any
 
 import grpc
@@ -21,6 +20,7 @@ from prometheus_client import Histogram
 from modelserve_common.context import REQUEST_ID_HEADER, request_id_var
 from modelserve_common.errors import ServiceError
 from modelserve_gateway.clients import INFERENCE_SERVICE, Upstreams
+from modelserve_gateway.console import ConsoleAssets
 from modelserve_gateway.errors import GatewayError
 from modelserve_gateway.guard import Guard
 from modelserve_gateway.metadata import PRINTABLE
@@ -51,10 +51,6 @@ HTTP_SECONDS = Histogram(
 )
 
 
-def _asset(name: str) -> bytes:
-    return (resources.files("modelserve_gateway") / "assets" / name).read_bytes()
-
-
 def _is_kserve(path: str) -> bool:
     return path == "/v2" or path.startswith("/v2/")
 
@@ -78,14 +74,12 @@ class GatewayApp:
         self._cors = set(settings.cors_allow_origins)
         self._public = {
             "/openapi.json": (JSON, openapi_json),
-            "/docs": ("text/html; charset=utf-8", _asset("docs.html")),
-            "/docs/": ("text/html; charset=utf-8", _asset("docs.html")),
-            "/docs/docs.js": ("text/javascript", _asset("docs.js")),
             "/healthz": (JSON, b'{"status":"SERVING"}'),
         }
         self._transcoded = TranscodedRoutes(settings, router, upstreams, guard)
         self._kserve = KServeRoutes(settings, upstreams.by_service[INFERENCE_SERVICE.full_name], guard)
         self._artifacts = ArtifactRoutes(settings, upstreams, guard)
+        self._console = ConsoleAssets(settings)  # /console and /docs (console.py)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -138,6 +132,9 @@ class GatewayApp:
                 ]
                 await send_response(send, 204, base + preflight, b"")
                 return True
+        if self._console.matches(req.path):
+            await self._console.serve(req, send, base)
+            return True
         public = self._public.get(req.path) if req.method == "GET" else None
         if public is None:
             return False

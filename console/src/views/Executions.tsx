@@ -1,0 +1,71 @@
+import { call, enc, get } from "../api";
+import { useLoad } from "../hooks";
+
+const DONE = new Set(["EXECUTION_STATE_SUCCEEDED", "EXECUTION_STATE_FAILED", "EXECUTION_STATE_CANCELLED"]);
+
+export function Executions({ pipeline }: { pipeline: string }) {
+  const q = pipeline ? `?pageSize=100&pipeline=${enc(pipeline)}` : "?pageSize=100";
+  const list = useLoad(() => get(`/v1/executions${q}`), [q], 5000);
+  return (
+    <main>
+      <h1>Executions{pipeline ? ` of ${pipeline}` : ""}</h1>
+      {list.error && <p class="error">{list.error}</p>}
+      <table aria-label="executions">
+        <thead>
+          <tr><th>execution</th><th>pipeline</th><th>state</th><th>created</th></tr>
+        </thead>
+        <tbody>
+          {(list.data?.executions ?? []).map((x: any) => (
+            <tr key={x.execution}>
+              <td><a href={`#/executions/${enc(x.execution)}`}>{x.execution}</a></td>
+              <td>{x.pipeline}</td>
+              <td>{String(x.state ?? "").replace("EXECUTION_STATE_", "")}</td>
+              <td>{x.createTime ?? ""}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </main>
+  );
+}
+
+function seconds(d: string | undefined): number {
+  return d ? parseFloat(d) : 0; // proto3 JSON Duration: "0.012s"
+}
+
+/** One execution's timeline per node, polled (GetExecution) until it ends. */
+export function Execution({ id }: { id: string }) {
+  const x = useLoad(() => get(`/v1/executions/${enc(id)}`), [id], 2000);
+  const ex = x.data?.execution;
+  const trace: any[] = ex?.trace ?? [];
+  const longest = Math.max(0.001, ...trace.map((t) => seconds(t.latency)));
+  return (
+    <main>
+      <h1>Execution {id}</h1>
+      {x.error && <p class="error">{x.error}</p>}
+      {ex && (
+        <>
+          <p role="status">
+            {ex.pipeline} v{ex.pipelineVersion} · <strong class="state">{String(ex.state).replace("EXECUTION_STATE_", "")}</strong>
+            {ex.error && <span class="error"> · {ex.error}</span>}
+          </p>
+          {!DONE.has(ex.state) && (
+            <button type="button" onClick={() => call("POST", `/v1/executions/${enc(id)}:cancel`, {}).then(x.reload, x.reload)}>Cancel</button>
+          )}
+          <ol class="timeline" aria-label="timeline">
+            {trace.map((t) => (
+              <li key={t.node}>
+                <span class="node">{t.node}</span> {String(t.status ?? "").replace("NODE_STATUS_", "")} · {(seconds(t.latency) * 1000).toFixed(1)} ms
+                {t.attempts > 1 && ` · ${t.attempts} attempts`}
+                {t.message && <span class="error"> · {t.message}</span>}
+                <span class="bar" style={{ width: `${(seconds(t.latency) / longest) * 100}%` }} />
+              </li>
+            ))}
+          </ol>
+          <h2>Outputs</h2>
+          <pre class="output">{JSON.stringify(ex.outputs ?? [], null, 2)}</pre>
+        </>
+      )}
+    </main>
+  );
+}

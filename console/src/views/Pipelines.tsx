@@ -1,0 +1,78 @@
+import { useState } from "preact/hooks";
+import { ApiError, call, errorText, get } from "../api";
+import { useLoad } from "../hooks";
+
+const EXAMPLE = JSON.stringify(
+  {
+    name: "my-pipeline",
+    inputs: [{ name: "x", datatype: "FP32", shape: [-1, 4] }],
+    nodes: [
+      {
+        name: "n1",
+        model: { model: { name: "classifier" }, inputs: [{ name: "features", source: "inputs.x" }], outputs: ["probabilities"] },
+      },
+    ],
+    outputs: [{ name: "p", sources: ["n1.probabilities"] }],
+  },
+  null,
+  2,
+);
+
+/** The server's validation message, with the node it names pulled out when it names one. */
+export function describeError(e: unknown, nodes: string[]): { node: string | null; message: string } {
+  const message = e instanceof ApiError && e.body && typeof e.body === "object" ? String((e.body as any).message ?? e.message) : errorText(e);
+  const node = nodes.find((n) => new RegExp(`\\b${n.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\b`).test(message)) ?? null;
+  return { node, message };
+}
+
+export function Pipelines() {
+  const list = useLoad(() => get("/v1/pipelines?pageSize=200"), []);
+  const [text, setText] = useState(EXAMPLE);
+  const [error, setError] = useState<{ node: string | null; message: string } | null>(null);
+  const [created, setCreated] = useState<string | null>(null);
+  const create = async (e: Event) => {
+    e.preventDefault();
+    let pipeline: any;
+    try {
+      pipeline = JSON.parse(text);
+    } catch (err) {
+      setError({ node: null, message: `not valid JSON: ${errorText(err)}` });
+      return;
+    }
+    try {
+      await call("POST", "/v1/pipelines", { pipeline });
+      setCreated(pipeline.name);
+      setError(null);
+      list.reload();
+    } catch (err) {
+      setCreated(null);
+      setError(describeError(err, (pipeline.nodes ?? []).map((n: any) => String(n.name))));
+    }
+  };
+  return (
+    <main>
+      <h1>Pipelines</h1>
+      {list.error && <p class="error">{list.error}</p>}
+      <ul aria-label="pipelines">
+        {(list.data?.pipelines ?? []).map((p: any) => (
+          <li key={p.name}>
+            <strong>{p.name}</strong> v{p.version} · {(p.nodes ?? []).map((n: any) => n.name).join(" → ")}{" "}
+            <a href={`#/executions?pipeline=${encodeURIComponent(p.name)}`}>executions</a>
+          </li>
+        ))}
+      </ul>
+      <h2>Create (JSON)</h2>
+      <form onSubmit={create} aria-label="create pipeline">
+        <textarea name="pipeline" rows={16} class="mono wide" value={text} onInput={(e) => setText((e.target as HTMLTextAreaElement).value)} />
+        <button type="submit">Create</button>
+      </form>
+      {error && (
+        <p class="error" role="alert">
+          {error.node && <strong>node {error.node}: </strong>}
+          {error.message}
+        </p>
+      )}
+      {created && <p class="ok" role="status">created {created}</p>}
+    </main>
+  );
+}
