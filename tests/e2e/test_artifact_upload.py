@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,3 +206,61 @@ def test_upload_deploy_infer_download_through_the_gateway(
     )
     assert got[0].metadata.sha256 == digest and b"".join(m.chunk for m in got[1:]) == data
     _deploy_and_infer(http, acme, "clf", "2", procs)
+
+
+def test_directory_model_as_tar_archive_is_unpacked_and_served(
+    suite: tuple[httpx.Client, grpc.Channel, list[ServiceProcess]],
+) -> None:
+    """A python model folder (model.py + a helper module it imports) packed as one tar, uploaded
+    through the gRPC front door with its tensor specs; the tenant needs code_execution_allowed."""
+    http, gw, procs = suite
+    who = _key(http, "coder")
+    _ok(http.patch("/v1/tenants/coder", json={"codeExecutionAllowed": True}, headers=ADMIN_H))
+    _ok(http.post("/v1/models", json={"name": "lin"}, headers=who))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in {
+            "model.py": "from pathlib import Path\nimport importlib.util as u\n"
+            "spec = u.spec_from_file_location('helper', Path(__file__).parent / 'lib' / 'helper.py')\n"
+            "helper = u.module_from_spec(spec); spec.loader.exec_module(helper)\n"
+            "class Model:\n    async def predict(self, inputs):\n"
+            "        return {'y': helper.double(inputs['x'])}\n",
+            "lib/helper.py": "def double(x):\n    return x * 2\n",
+        }.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    archive = buf.getvalue()
+    spec = registry_pb.ModelVersion(
+        backend="python",
+        artifact_format="tar",
+        inputs=[{"name": "x", "datatype": "FP32", "shape": [-1, 2]}],
+        outputs=[{"name": "y", "datatype": "FP32", "shape": [-1, 2]}],
+    )
+    upload = gw.stream_unary(
+        UPLOAD,
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=registry_pb.UploadModelVersionResponse.FromString,
+    )
+    messages = [
+        registry_pb.UploadModelVersionRequest(
+            metadata=registry_pb.UploadMetadata(model="lin", model_version=spec)
+        ),
+        registry_pb.UploadModelVersionRequest(chunk=archive),
+    ]
+    v = upload(iter(messages), metadata=tuple(who.items()), timeout=30).model_version
+    assert v.artifact_format == "tar"
+    _ok(
+        http.put(
+            "/v1/models/lin/deployment", json={"targets": [{"version": "1", "weight": 100}]}, headers=who
+        )
+    )
+    _wait(
+        lambda: http.get("/v2/models/lin/ready", headers=who).status_code == 200,
+        60,
+        "lin ready\n" + procs[1].output()[-3000:],
+    )
+    body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1.5, -2.0]}]}
+    out = _ok(http.post("/v2/models/lin/infer", json=body, headers=who))
+    assert out["outputs"][0]["data"] == [3.0, -4.0]
