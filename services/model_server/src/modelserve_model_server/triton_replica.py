@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 
+from modelserve_common.channels import channel_options
 from modelserve_common.errors import ServiceError, from_status
 from modelserve_common.tls import channel_credentials
 from modelserve_model_server.settings import ModelServerSettings
@@ -26,13 +27,13 @@ def triton_error(exc: grpc.aio.AioRpcError) -> ServiceError:
 # --------------------------------------------------------------------------- replicas
 
 
+_NOT_FOR_TRITON = frozenset({"grpc.enable_retries", "grpc.service_config"})
+
+
 def _channel_options(settings: ModelServerSettings, index: int) -> list[tuple[str, Any]]:
-    return [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.keepalive_time_ms", 30_000),
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
+    # Message-size limits and keepalive as every channel of ours has them (modelserve_common.channels).
+    common = [opt for opt in channel_options(settings) if opt[0] not in _NOT_FOR_TRITON]
+    return common + [
         # Our own retry/ejection logic applies; the channel's would buffer every request for replay.
         ("grpc.enable_retries", 0),
         # Reconnect quickly after Triton restarts (defaults back off up to 120 s).
