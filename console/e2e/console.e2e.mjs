@@ -1,0 +1,127 @@
+// The console in a real browser (Debian's chromium, driven by playwright-core) against a gateway,
+// registry and model server started by services/gateway/tests/console/test_console_browser.py.
+// Env: CONSOLE_URL (gateway origin), KEY_A / KEY_B (tenant keys), MODEL_A / MODEL_B (their models),
+// SCREENSHOTS (a git-ignored folder). Every step waits for selectors; no fixed sleeps. Exit 0 = pass.
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const BASE = env("CONSOLE_URL");
+const SHOTS = env("SCREENSHOTS");
+const [KEY_A, KEY_B, MODEL_A, MODEL_B] = ["KEY_A", "KEY_B", "MODEL_A", "MODEL_B"].map(env);
+const TIMEOUT = Number(process.env.STEP_TIMEOUT_MS ?? 20000);
+mkdirSync(SHOTS, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+context.setDefaultTimeout(TIMEOUT);
+const page = await context.newPage();
+const problems = [];
+page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+page.on("console", (m) => {
+  // A refused request logs "Failed to load resource" (the sign-in with a wrong key, a model the
+  // tenant may not see, a service not started here); anything else is a bug (CSP included).
+  if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(`console: ${m.text()}`);
+});
+
+let current = "start";
+async function step(name, fn) {
+  current = name;
+  const started = Date.now();
+  await fn();
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
+  console.log(`ok ${name} (${Date.now() - started} ms)`);
+}
+
+async function signIn(key) {
+  await page.goto(`${BASE}/console/`);
+  await page.getByLabel("API key or JWT").fill(key);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("navigation", { name: "main" }).waitFor();
+}
+
+async function modelNames() {
+  await page.goto(`${BASE}/console/#/models`);
+  await page.locator("table.models tbody tr").first().waitFor();
+  return page.locator("table.models tbody tr td:first-child").allInnerTexts();
+}
+
+try {
+  await step("01-sign-in-refused", async () => {
+    await page.goto(`${BASE}/console/`);
+    await page.getByLabel("API key or JWT").fill("not-a-key");
+    await page.getByRole("button", { name: "Sign in" }).click();
+    const alert = await page.getByRole("alert").innerText();
+    if (!alert.startsWith("401")) throw new Error(`expected a 401 message, got ${alert}`);
+    if (await page.evaluate(() => sessionStorage.length) !== 0) throw new Error("a refused key was kept");
+  });
+  await step("02-overview", async () => {
+    await signIn(KEY_A);
+    if (page.url().includes(KEY_A)) throw new Error("the key is in the URL");
+    await page.locator("ul.health li").first().waitFor();
+    await page.getByText("gateway: ok").waitFor();
+    await page.locator("section[aria-label='model readiness'] .ok").filter({ hasText: "1 ready" }).waitFor();
+  });
+  await step("03-models-tenant-a", async () => {
+    const names = await modelNames();
+    if (!names.includes(MODEL_A) || names.includes(MODEL_B)) throw new Error(`tenant A sees ${names}`);
+  });
+  await step("04-model-page", async () => {
+    await page.getByRole("link", { name: MODEL_A }).click();
+    await page.getByRole("heading", { name: MODEL_A }).waitFor();
+    await page.locator("table[aria-label='versions'] tbody tr").filter({ hasText: "ready" }).first().waitFor();
+    await page.getByRole("button", { name: "Review change" }).waitFor();
+  });
+  await step("05-try-it", async () => {
+    await page.locator("textarea[name='features.values']").fill("[5.1, 3.5, 1.4, 0.2]");
+    await page.getByRole("button", { name: "Send" }).click();
+    const out = await page.locator("[aria-label='inference result'] pre.output").innerText();
+    const body = JSON.parse(out);
+    const names = body.outputs.map((o) => o.name).sort();
+    if (names.join() !== "label,probabilities") throw new Error(`outputs ${names}`);
+    const meta = await page.locator("[aria-label='inference result'] p").innerText();
+    if (!/ms · served version 1/.test(meta)) throw new Error(`latency/version line: ${meta}`);
+    await page.getByText("curl and Python").click();
+    await page.getByText(`/v2/models/${MODEL_A}/infer`).first().waitFor();
+  });
+  await step("06-models-390px", async () => {
+    await page.setViewportSize({ width: 390, height: 800 });
+    await modelNames();
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    if (overflow > 0) throw new Error(`the page is ${overflow}px wider than a 390px screen`);
+    await page.setViewportSize({ width: 1280, height: 800 });
+  });
+  await step("07-tenant-b-isolated", async () => {
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await signIn(KEY_B);
+    const names = await modelNames();
+    if (!names.includes(MODEL_B) || names.includes(MODEL_A)) throw new Error(`tenant B sees ${names}`);
+    await page.goto(`${BASE}/console/#/models/${MODEL_A}`);
+    await page.locator("section[aria-label='try it'] .error").filter({ hasText: "404" }).waitFor();
+  });
+  await step("08-api-reference", async () => {
+    await page.goto(`${BASE}/docs`);
+    await page.locator(".swagger-ui .info .title").waitFor();
+    await page.locator(".opblock-tag").first().waitFor();
+  });
+  if (problems.length) {
+    current = "browser-console";
+    throw new Error(problems.join("\n"));
+  }
+  console.log("all steps passed");
+} catch (err) {
+  await page.screenshot({ path: join(SHOTS, `failed-${current}.png`), fullPage: true }).catch(() => {});
+  console.error(`FAILED at ${current}: ${err.stack ?? err}`);
+  if (problems.length) console.error(problems.join("\n"));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
