@@ -530,9 +530,13 @@ class PipelineRunner:
                 chosen[result.trace.node] = result.trace.chosen_target
             order.append(result.trace)
 
-        for r in (done or {}).values():
-            if r.trace.node in specs:
-                record(r)
+        async def settle(result: NodeResult) -> None:
+            record(result)
+            if on_node:
+                await on_node(result)
+
+        for r in [r for r in (done or {}).values() if r.trace.node in specs]:
+            record(r)
         running: dict[asyncio.Task[NodeResult], str] = {}
         try:
             while len(results) < len(specs):
@@ -543,9 +547,7 @@ class PipelineRunner:
                         skip = self._skip_reason(specs[name], deps[name], gates, chosen, results, tensors)
                         if skip is not None:
                             result = NodeResult(NodeTrace(name, NodeStatus.SKIPPED, message=skip))
-                            record(result)
-                            if on_node:
-                                await on_node(result)
+                            await settle(result)
                             continue
                         task = asyncio.create_task(
                             self._run_node(specs[name], tensors, params, sticky_salt, caller)
@@ -561,22 +563,10 @@ class PipelineRunner:
                     result = task.result()
                     if result.trace.status == NodeStatus.FAILED and not specs[name].soft:
                         raise NodeFailed(name, _error_of(result.trace))
-                    record(result)
-                    if on_node:
-                        await on_node(result)
+                    await settle(result)
         finally:
-            for task in running:
-                task.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
-        outputs: dict[str, np.ndarray] = {}
-        missing: list[str] = []
-        for o in p.outputs:
-            found = next((tensors[s] for s in o.sources if s in tensors), None)
-            if found is None:
-                missing.append(o.name)
-            else:
-                outputs[o.name] = found
+            await _cancel_all(running)
+        outputs, missing = _collect_outputs(p, tensors)
         return RunResult(outputs, tuple(order), tuple(missing), p.version)
 
     @staticmethod
@@ -728,6 +718,30 @@ class PipelineRunner:
                     )
                 delay = min(max_backoff, backoff * 2 ** (attempt - 1))
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))
+
+
+async def _cancel_all(running: Mapping[asyncio.Task[NodeResult], str]) -> None:
+    """Cancels the node tasks still running and waits for them to end."""
+    for task in running:
+        task.cancel()
+    if running:
+        await asyncio.gather(*running, return_exceptions=True)
+
+
+def _collect_outputs(
+    p: Pipeline, tensors: Mapping[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Each pipeline output from its first source that was produced; the names of the outputs
+    none of whose sources was."""
+    outputs: dict[str, np.ndarray] = {}
+    missing: list[str] = []
+    for o in p.outputs:
+        found = next((tensors[s] for s in o.sources if s in tensors), None)
+        if found is None:
+            missing.append(o.name)
+        else:
+            outputs[o.name] = found
+    return outputs, missing
 
 
 def _error_of(trace: NodeTrace) -> ServiceError:

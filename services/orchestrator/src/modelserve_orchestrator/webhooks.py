@@ -35,7 +35,8 @@ from modelserve_orchestrator.domain import (
     WebhookEvent,
 )
 from modelserve_orchestrator.errors import WebhookRefused
-from modelserve_orchestrator.store import DueDelivery, NewDelivery, OrchestratorStore
+from modelserve_orchestrator.store import OrchestratorStore
+from modelserve_orchestrator.store_deliveries import DueDelivery, NewDelivery
 
 log = structlog.get_logger(__name__)
 

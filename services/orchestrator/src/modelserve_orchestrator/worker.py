@@ -26,7 +26,8 @@ from modelserve_orchestrator.domain import (
 )
 from modelserve_orchestrator.pipeline import NodeFailed, PipelineRunner
 from modelserve_orchestrator.queue import WorkQueue
-from modelserve_orchestrator.store import ClaimedExecution, Completed, OrchestratorStore
+from modelserve_orchestrator.store import OrchestratorStore
+from modelserve_orchestrator.store_executions import ClaimedExecution, Completed
 from modelserve_orchestrator.webhooks import DeliveryBuilder
 
 log = structlog.get_logger(__name__)

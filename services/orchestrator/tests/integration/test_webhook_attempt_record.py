@@ -22,7 +22,7 @@ from modelserve.orchestrator.v1 import orchestrator_service_pb2 as pb
 from modelserve.orchestrator.v1 import orchestrator_service_pb2_grpc as pb_grpc
 from modelserve_common.testing import ServiceProcess, free_port
 from modelserve_orchestrator.server import running_server
-from modelserve_orchestrator.store import ATTEMPT_NO_OUTCOME, ATTEMPT_SENDING
+from modelserve_orchestrator.store_deliveries import ATTEMPT_NO_OUTCOME, ATTEMPT_SENDING
 
 pytestmark = pytest.mark.integration
 
