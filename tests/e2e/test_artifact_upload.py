@@ -173,6 +173,13 @@ def test_upload_deploy_infer_download_through_the_gateway(
     assert r.headers["x-artifact-sha256"] == digest
     assert r.headers["digest"] == "sha-256=" + base64.b64encode(bytes.fromhex(digest)).decode()
     assert http.get("/v1/models/clf/versions/1:download", headers=other).status_code == 404
+    spec = '{"inputs": [{"name": "features", "datatype": "INT64", "shape": [-1, 4]}]}'
+    r = http.post(
+        "/v1/models/clf/versions:upload", params={"backend": "onnx", "spec": spec}, content=data, headers=acme
+    )
+    assert r.status_code == 400 and "input tensor 'features': datatype INT64 contradicts" in r.text, r.text
+    r = http.post("/v1/models/clf/versions:upload?backend=onnx&spec=%7Bnope", content=data, headers=acme)
+    assert r.status_code == 400 and "'spec' must be a ModelVersion as JSON" in r.text, r.text
     bad = http.post(
         "/v1/models/clf/versions:upload?backend=onnx&sha256=" + "0" * 64, content=data, headers=acme
     )

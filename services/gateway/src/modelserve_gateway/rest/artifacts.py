@@ -4,7 +4,8 @@ DownloadModelVersion); the request and response bodies are the raw bytes, never 
 ``POST /v1/models/{model}/versions:upload`` — body: the artifact (``Content-Length`` or chunked).
 The version's fields come from query parameters (or the ``x-artifact-*`` headers):
 ``backend`` (required: onnx, python, triton), ``sha256`` (expected digest; a mismatch stores
-nothing), ``format`` ("", tar, zip), ``description``. The body is relayed in chunks of at most
+nothing), ``format`` ("", tar, zip), ``description``, ``spec`` (a ModelVersion as JSON for the
+other fields: inputs, outputs, batching, tags, metadata, lineage). The body is relayed in chunks of at most
 ``GATEWAY_UPLOAD_CHUNK_BYTES`` as it arrives; a client that sends nothing for
 ``GATEWAY_BODY_READ_TIMEOUT_S`` or goes away cancels the upload (the registry stores nothing).
 Answer: the created version as JSON (``{"modelVersion": {...}}``).
@@ -40,7 +41,7 @@ UPLOAD = f"/{REGISTRY_SERVICE.full_name}/UploadModelVersion"
 DOWNLOAD = f"/{REGISTRY_SERVICE.full_name}/DownloadModelVersion"
 _UPLOAD_PATH = re.compile(r"^/v1/models/([^/:]+)/versions:upload$")
 _DOWNLOAD_PATH = re.compile(r"^/v1/models/([^/:]+)/versions/([^/:]+):download$")
-_PARAMS = ("backend", "sha256", "format", "description")
+_PARAMS = ("backend", "sha256", "format", "description", "spec")
 CHUNK_BYTES = 1024 * 1024
 
 
@@ -91,12 +92,16 @@ class ArtifactRoutes:
             if not (declared.isascii() and declared.isdigit()):
                 raise _bad(f"Content-Length must be a number, got {declared[:40]!r}")
             size = int(declared)
-        version = registry_pb.ModelVersion(
-            backend=params["backend"],
-            artifact_sha256=params.get("sha256", ""),
-            artifact_format=params.get("format", ""),
-            description=params.get("description", ""),
-        )
+        version = registry_pb.ModelVersion()
+        if params.get("spec"):
+            try:
+                json_format.Parse(params["spec"], version)
+            except json_format.ParseError as exc:
+                raise _bad(f"'spec' must be a ModelVersion as JSON: {str(exc)[:200]}") from None
+        version.backend = params["backend"]
+        version.artifact_sha256 = params.get("sha256", version.artifact_sha256)
+        version.artifact_format = params.get("format", version.artifact_format)
+        version.description = params.get("description", version.description)
         return registry_pb.UploadModelVersionRequest(
             metadata=registry_pb.UploadMetadata(model=model, model_version=version, size_bytes=size)
         )
