@@ -87,7 +87,8 @@ def test_models_deploy_infer_and_outputs(suite: Suite, cli: Cli, tenant_key: str
 
     inline = cli.json(*k, "infer", "cli-clf", "--input", f"features={json.dumps(FEATURES)}")
     label = inline["outputs"]["label"]
-    assert label["shape"] == [1, 1] and inline["outputs"]["probabilities"]["datatype"] == "float32"
+    assert label["shape"] == [1, 1] and label["datatype"] == "INT64"
+    assert inline["outputs"]["probabilities"]["datatype"] == "FP32"
     npy = tmp_path / "x.npy"
     np.save(npy, np.asarray(FEATURES, np.float32))
     assert cli.json(*k, "infer", "cli-clf", "--input", f"features=@{npy}")["outputs"]["label"] == label

@@ -25,7 +25,7 @@ from rich.table import Table
 from . import config as cfg
 from .client import Client
 from .errors import ModelServeError, Unauthenticated
-from .tensors import from_json_tensor, to_array
+from .tensors import datatype_of, from_json_tensor, to_array
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -87,7 +87,7 @@ def _plain(v: Any) -> Any:
                 x.decode("utf-8", "replace") if isinstance(x, bytes) else x for x in v.reshape(-1).tolist()
             ]
             data = np.asarray(data, dtype=object).reshape(v.shape).tolist()
-        return {"datatype": str(v.dtype), "shape": list(v.shape), "data": data}
+        return {"datatype": datatype_of(v), "shape": list(v.shape), "data": data}
     if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items()}
     if isinstance(v, list | tuple):
@@ -409,7 +409,12 @@ def infer(
         if STATE.output is Output.table:
             emit(
                 [
-                    {"output": k, "datatype": str(v.dtype), "shape": list(v.shape), "data": _plain(v)["data"]}
+                    {
+                        "output": k,
+                        "datatype": datatype_of(v),
+                        "shape": list(v.shape),
+                        "data": _plain(v)["data"],
+                    }
                     for k, v in res.items()
                 ],
                 ["output", "datatype", "shape", "data"],
