@@ -135,7 +135,8 @@ class TritonPool:
             self._eject(replica, "health probe failed")
 
     async def _check(self, replica: Replica) -> bool:
-        """ServerReady on ``replica``; concurrent checks of one replica share one probe."""
+        """Whether ``replica`` answers ServerReady (reachable: not to be ejected); its answer is
+        kept in ``replica.ready``. Concurrent checks of one replica share one probe."""
         if replica._probe is None or replica._probe.done():
             replica._probe = asyncio.create_task(self._server_ready(replica))
         return await asyncio.shield(replica._probe)
@@ -146,8 +147,11 @@ class TritonPool:
         except grpc.aio.AioRpcError:
             replica.ready = False
             return False
+        # A reachable replica that is not ready (with Triton's strict readiness, one unloaded
+        # model makes the whole server "not ready") keeps serving its loaded models: ejecting it
+        # would make every Triton model UNAVAILABLE because of one.
         replica.ready = reply == _SERVER_READY_TRUE
-        return replica.ready
+        return True
 
     def _eject(self, replica: Replica, why: str) -> None:
         replica.failures += 1
@@ -190,7 +194,8 @@ class TritonPool:
         self._names = frozenset(names)
 
     async def _update_readiness(self) -> None:
-        live = [r for r in self.replicas if r.ready and not r.ejected]
+        strict = self._settings.strict_readiness
+        live = [r for r in self.replicas if not r.ejected and (r.ready or not strict)]
         ready = bool(live) and all(any(r.models.get(m) == "READY" for r in live) for m in self._configured)
         if ready != self._ready:
             self._ready = ready
