@@ -32,9 +32,15 @@ if [[ "${1:-}" == "--check" ]]; then
     exit 1
   fi
   echo "libs/contracts is up to date"
+  # The SDK carries the contracts' descriptors (its own pool, see clients/python/scripts).
+  if ! $PY clients/python/scripts/gen_descriptors.py --check; then
+    echo "clients/python's descriptors are stale: run 'make proto' and commit the result" >&2
+    exit 1
+  fi
 else
   rm -rf libs/contracts/src/modelserve
   mkdir -p libs/contracts/src
   cp -r "$OUT"/. libs/contracts/src/
   echo "generated $(find libs/contracts/src -name '*_pb2.py' | wc -l) modules into libs/contracts/src"
+  $PY clients/python/scripts/gen_descriptors.py
 fi
