@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve_common.config import BaseServiceSettings
 from modelserve_common.context import REQUEST_ID_HEADER, request_id_var
+from modelserve_common.metrics import ClientMetricsInterceptor
 from modelserve_common.tls import channel_credentials
 
 
@@ -102,7 +103,10 @@ def create_channel(
     extra_options: Sequence[tuple[str, Any]] = (),
 ) -> grpc.aio.Channel:
     """An aio channel to ``target`` with the behaviour described in the module docstring."""
-    interceptors: list[Any] = [_ContextClientInterceptor(default_timeout_s or settings.client_timeout_s)]
+    interceptors: list[Any] = [
+        _ContextClientInterceptor(default_timeout_s or settings.client_timeout_s),
+        ClientMetricsInterceptor(),
+    ]
     if tracer_provider is not None:
         from opentelemetry.instrumentation.grpc import aio_client_interceptors
 

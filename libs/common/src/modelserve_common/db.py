@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import structlog
 
 from modelserve_common.errors import FailedPrecondition, Internal, Unavailable
+from modelserve_common.metrics import DB_ERRORS, DB_OPERATION_SECONDS, DB_POOL_IN_USE, DB_POOL_MAX
 
 if TYPE_CHECKING:
     import psycopg
@@ -140,14 +141,24 @@ class PostgresDatabase:
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """A pooled connection; the driver's outage and constraint errors become ours."""
+        started = time.perf_counter()
+        DB_POOL_MAX.set(self._pool.max_size)
         try:
             async with self._pool.connection() as conn:
-                yield conn
+                DB_POOL_IN_USE.inc()
+                try:
+                    yield conn
+                finally:
+                    DB_POOL_IN_USE.dec()
                 self._last_used[conn] = time.monotonic()
         except self._lost as exc:
+            DB_ERRORS.labels(self.dialect, "unavailable").inc()
             raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
         except self._integrity as exc:
+            DB_ERRORS.labels(self.dialect, "constraint").inc()
             raise ConstraintViolation(f"constraint violated: {type(exc).__name__}") from exc
+        finally:
+            DB_OPERATION_SECONDS.labels(self.dialect).observe(time.perf_counter() - started)
 
     @asynccontextmanager
     async def transaction(self, *, write: bool = True) -> AsyncIterator[Tx]:
@@ -215,14 +226,19 @@ class SqliteDatabase:
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._executor is not None and self._conn is not None, "database not open"
         conn = self._conn
+        started = time.perf_counter()
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, conn)
         except sqlite3.OperationalError as exc:
             if any(word in str(exc) for word in _SQLITE_OUTAGE):
+                DB_ERRORS.labels(self.dialect, "unavailable").inc()
                 raise DatabaseUnavailable(f"database unavailable: {exc}") from exc
             raise
         except sqlite3.IntegrityError as exc:
+            DB_ERRORS.labels(self.dialect, "constraint").inc()
             raise ConstraintViolation(f"constraint violated: {exc}") from exc
+        finally:
+            DB_OPERATION_SECONDS.labels(self.dialect).observe(time.perf_counter() - started)
 
     async def open(self) -> None:
         if self._executor is None:

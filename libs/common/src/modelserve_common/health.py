@@ -11,6 +11,8 @@ from collections.abc import Iterable
 
 from grpc_health.v1 import health, health_pb2
 
+from modelserve_common.metrics import record_readiness
+
 LIVENESS = "liveness"
 OVERALL = ""
 
@@ -40,12 +42,14 @@ class HealthReporter:
         """Dependencies are ready: every service SERVING (ignored once shutting down)."""
         if self._shutting_down:
             return
+        record_readiness(True, self._serving)
         self._serving = True
         for name in self._services:
             await self.servicer.set(name, SERVING)
 
     async def set_not_serving(self) -> None:
         """A dependency went away: every service NOT_SERVING; liveness stays SERVING."""
+        record_readiness(False, self._serving)
         self._serving = False
         for name in self._services:
             await self.servicer.set(name, NOT_SERVING)
