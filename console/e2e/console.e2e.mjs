@@ -32,6 +32,25 @@ page.on("console", (m) => {
   if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) problems.push(`console: ${m.text()}`);
 });
 
+const PIPELINE = `${MODEL_A}-pipeline`;
+const pipeline = (source) => ({
+  name: PIPELINE,
+  inputs: [{ name: "x", datatype: "FP32", shape: [-1, 4] }],
+  nodes: [{ name: "n1", model: { model: { name: MODEL_A }, inputs: [{ name: "features", source }], outputs: ["probabilities"] } }],
+  outputs: [{ name: "p", sources: ["n1.probabilities"] }],
+});
+
+/** A call as tenant A outside the browser (the "someone else" of a concurrent change). */
+async function api(method, path, body) {
+  const r = await fetch(`${BASE}${path}`, { method, headers: { "x-api-key": KEY_A, "content-type": "application/json" }, body: body && JSON.stringify(body) });
+  if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${await r.text()}`);
+  return r.json();
+}
+async function deployedWeights() {
+  const d = await api("GET", `/v1/models/${MODEL_A}/deployment`);
+  return d.deployment.targets.map((t) => `${t.version || t.versionNumber}:${t.weight ?? 0}`).join();
+}
+
 let current = "start";
 async function step(name, fn) {
   current = name;
@@ -92,14 +111,69 @@ try {
     await page.getByText("curl and Python").click();
     await page.getByText(`/v2/models/${MODEL_A}/infer`).first().waitFor();
   });
-  await step("06-models-390px", async () => {
+  await step("06-deploy-90-10", async () => {
+    await page.goto(`${BASE}/console/#/models/${MODEL_A}`);
+    await page.getByRole("button", { name: "v2" }).click();
+    await page.getByLabel("weight v1", { exact: true }).fill("90");
+    await page.getByLabel("weight v2", { exact: true }).fill("20");
+    await page.getByText("weights must sum to 100, they sum to 110").waitFor();
+    if (!(await page.getByRole("button", { name: "Review change" }).isDisabled())) throw new Error("110% could be applied");
+    await page.getByLabel("weight v2", { exact: true }).fill("10");
+    await page.getByRole("button", { name: "Review change" }).click();
+    await page.locator("[aria-label='deployment diff']").getByText("v1 100% → v1 90%").waitFor();
+    await page.locator("[aria-label='deployment diff']").getByText("+ v2 10%").waitFor();
+    await page.getByRole("button", { name: "Apply" }).click();
+    await page.locator("p[role=status].ok").filter({ hasText: "applied" }).waitFor();
+    const weights = await deployedWeights();
+    if (weights !== "1:90,2:10") throw new Error(`deployed ${weights}`);
+  });
+  await step("07-concurrent-change-reported", async () => {
+    await page.goto(`${BASE}/console/#/models/${MODEL_A}`);
+    await page.reload();
+    await page.locator("table[aria-label='versions'] tbody tr").nth(1).waitFor();
+    await page.getByLabel("weight v1", { exact: true }).waitFor();
+    // someone else changes the deployment after the page loaded it
+    await api("PUT", `/v1/models/${MODEL_A}/deployment`, { targets: [{ version: "1", weight: 100 }] });
+    await page.getByLabel("weight v1", { exact: true }).fill("50");
+    await page.getByLabel("weight v2", { exact: true }).fill("50");
+    await page.getByRole("button", { name: "Review change" }).click();
+    await page.getByRole("button", { name: "Apply" }).click();
+    await page.getByText("the deployment was changed by someone else").waitFor();
+    const weights = await deployedWeights();
+    if (weights !== "1:100") throw new Error(`the concurrent change was overwritten: ${weights}`);
+  });
+  await step("08-pipeline-validation-error", async () => {
+    await page.goto(`${BASE}/console/#/pipelines`);
+    await page.locator("textarea[name=pipeline]").fill(JSON.stringify(pipeline("inputs.nope")));
+    await page.getByRole("button", { name: "Create" }).click();
+    const alert = await page.getByRole("alert").innerText();
+    if (!alert.startsWith("node n1:") || !alert.includes("nope")) throw new Error(`validation error: ${alert}`);
+    console.log(`  validation error shown: ${alert}`);
+  });
+  await step("09-pipeline-created", async () => {
+    await page.locator("textarea[name=pipeline]").fill(JSON.stringify(pipeline("inputs.x")));
+    await page.getByRole("button", { name: "Create" }).click();
+    await page.getByRole("status").filter({ hasText: `created ${PIPELINE}` }).waitFor();
+    await page.getByRole("link", { name: PIPELINE }).waitFor();
+  });
+  await step("10-execution-succeeded", async () => {
+    await page.getByRole("link", { name: PIPELINE }).click();
+    await page.locator("textarea[name='x.values']").fill("[5.1, 3.5, 1.4, 0.2]");
+    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByRole("heading", { name: /^Execution / }).waitFor();
+    await page.locator("strong.state").filter({ hasText: /^SUCCEEDED$/ }).waitFor({ timeout: 40000 });
+    await page.locator("ol.timeline li").filter({ hasText: "n1" }).waitFor();
+    const out = JSON.parse(await page.locator("pre.output").innerText());
+    if (out[0]?.name !== "p" || out[0].data.length !== 3) throw new Error(`outputs ${JSON.stringify(out)}`);
+  });
+  await step("11-models-390px", async () => {
     await page.setViewportSize({ width: 390, height: 800 });
     await modelNames();
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     if (overflow > 0) throw new Error(`the page is ${overflow}px wider than a 390px screen`);
     await page.setViewportSize({ width: 1280, height: 800 });
   });
-  await step("07-tenant-b-isolated", async () => {
+  await step("12-tenant-b-isolated", async () => {
     await page.getByRole("button", { name: "Sign out" }).click();
     await signIn(KEY_B);
     const names = await modelNames();
@@ -107,7 +181,7 @@ try {
     await page.goto(`${BASE}/console/#/models/${MODEL_A}`);
     await page.locator("section[aria-label='try it'] .error").filter({ hasText: "404" }).waitFor();
   });
-  await step("08-api-reference", async () => {
+  await step("13-api-reference", async () => {
     await page.goto(`${BASE}/docs`);
     await page.locator(".swagger-ui .info .title").waitFor();
     await page.locator(".opblock-tag").first().waitFor();

@@ -6,7 +6,7 @@ import { Execution, Executions } from "./views/Executions";
 import { ModelPage } from "./views/ModelPage";
 import { Models } from "./views/Models";
 import { Overview } from "./views/Overview";
-import { Pipelines } from "./views/Pipelines";
+import { PipelinePage, Pipelines } from "./views/Pipelines";
 import { SignIn } from "./views/SignIn";
 import { Tenants } from "./views/Tenants";
 
@@ -28,7 +28,7 @@ function Route({ hash }: { hash: string }) {
     case "models":
       return parts[1] ? <ModelPage name={parts[1]} /> : <Models />;
     case "pipelines":
-      return <Pipelines />;
+      return parts[1] ? <PipelinePage name={parts[1]} /> : <Pipelines />;
     case "executions":
       return parts[1] ? <Execution id={parts[1]} /> : <Executions pipeline={params.get("pipeline") ?? ""} />;
     case "tenants":

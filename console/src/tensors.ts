@@ -114,3 +114,83 @@ export function pythonFor(origin: string, model: string, body: { inputs: Array<R
   lines.push(`result = client.infer(${JSON.stringify(model)}, inputs, headers={"x-api-key": os.environ["MODELSERVE_API_KEY"]})`);
   return lines.join("\n");
 }
+
+// Raw tensors (modelserve.common.v1.Tensor: raw_contents, little-endian; BYTES as 4-byte length
+// prefixes), as the orchestrator's JSON carries them (rawContents in base64).
+
+type Typed = { new (n: number): ArrayLike<number | bigint> & { buffer: ArrayBufferLike; [i: number]: number | bigint } };
+const RAW: Record<string, [Typed, boolean]> = {
+  FP32: [Float32Array as unknown as Typed, false],
+  FP64: [Float64Array as unknown as Typed, false],
+  INT8: [Int8Array as unknown as Typed, false],
+  INT16: [Int16Array as unknown as Typed, false],
+  INT32: [Int32Array as unknown as Typed, false],
+  INT64: [BigInt64Array as unknown as Typed, true],
+  UINT8: [Uint8Array as unknown as Typed, false],
+  UINT16: [Uint16Array as unknown as Typed, false],
+  UINT32: [Uint32Array as unknown as Typed, false],
+  UINT64: [BigUint64Array as unknown as Typed, true],
+  BOOL: [Uint8Array as unknown as Typed, false],
+};
+
+function toBase64(bytes: Uint8Array): string {
+  let s = "";
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s);
+}
+
+function fromBase64(text: string): Uint8Array {
+  const s = atob(text);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+/** One input of buildRequest → a raw Tensor for the orchestrator (little-endian hosts: every browser). */
+export function toRawTensor(input: Record<string, unknown>): Record<string, unknown> {
+  const dt = String(input.datatype);
+  const data = input.data as unknown[];
+  let bytes: Uint8Array;
+  if (dt === "BYTES") {
+    const parts = data.map((v) => new TextEncoder().encode(String(v)));
+    bytes = new Uint8Array(parts.reduce((n, p) => n + 4 + p.length, 0));
+    const view = new DataView(bytes.buffer);
+    let at = 0;
+    for (const p of parts) {
+      view.setUint32(at, p.length, true);
+      bytes.set(p, at + 4);
+      at += 4 + p.length;
+    }
+  } else {
+    const spec = RAW[dt];
+    if (!spec) throw new TensorInputError(`${String(input.name)}: ${dt} inputs are not supported by the console`);
+    const arr = new spec[0](data.length);
+    data.forEach((v, i) => (arr[i] = spec[1] ? BigInt(v as number) : dt === "BOOL" ? (v ? 1 : 0) : (v as number)));
+    bytes = new Uint8Array(arr.buffer);
+  }
+  return { name: input.name, datatype: dt, shape: input.shape, rawContents: toBase64(bytes) };
+}
+
+/** A raw Tensor from the orchestrator → {name, datatype, shape, data} for display. */
+export function fromRawTensor(t: { name: string; datatype: string; shape?: Array<string | number>; rawContents?: string }): { name: string; datatype: string; shape: number[]; data: unknown[] } {
+  const bytes = fromBase64(t.rawContents ?? "");
+  const shape = (t.shape ?? []).map(Number);
+  let data: unknown[];
+  if (t.datatype === "BYTES") {
+    data = [];
+    const view = new DataView(bytes.buffer);
+    for (let at = 0; at + 4 <= bytes.length; ) {
+      const n = view.getUint32(at, true);
+      data.push(new TextDecoder().decode(bytes.subarray(at + 4, at + 4 + n)));
+      at += 4 + n;
+    }
+  } else {
+    const spec = RAW[t.datatype];
+    if (!spec) return { name: t.name, datatype: t.datatype, shape, data: [`${bytes.length} bytes`] };
+    const size = (spec[0] as unknown as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT;
+    const copy = bytes.slice(0, bytes.length - (bytes.length % size));
+    const arr = new (spec[0] as unknown as new (b: ArrayBufferLike) => ArrayLike<number | bigint>)(copy.buffer);
+    data = Array.from(arr, (v) => (typeof v === "bigint" ? Number(v) : t.datatype === "BOOL" ? v !== 0 : v));
+  }
+  return { name: t.name, datatype: t.datatype, shape, data };
+}

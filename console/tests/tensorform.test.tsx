@@ -1,7 +1,7 @@
 import { cleanup, fireEvent, render, screen } from "@testing-library/preact";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { TensorForm } from "../src/components/TensorForm";
-import { buildRequest, curlFor, initialFields, pythonFor } from "../src/tensors";
+import { buildRequest, curlFor, fromRawTensor, initialFields, pythonFor, toRawTensor } from "../src/tensors";
 
 afterEach(cleanup);
 
@@ -64,5 +64,29 @@ describe("<TensorForm>", () => {
     fireEvent.click(screen.getByRole("button", { name: "Send" }));
     expect(onSubmit).not.toHaveBeenCalled();
     expect(screen.getByRole("alert").textContent).toBe("features: shape [2, 4] needs 8 values, got 4");
+  });
+});
+
+describe("raw tensors", () => {
+  it("round-trips every supported datatype through rawContents", () => {
+    const cases: Array<[string, unknown[]]> = [
+      ["FP32", [1.5, -2, 0.25]],
+      ["FP64", [1e-9, 3]],
+      ["INT8", [-128, 127]],
+      ["INT64", [-5, 9007199254740991]],
+      ["UINT16", [0, 65535]],
+      ["BOOL", [true, false]],
+      ["BYTES", ["hé", "", "x"]],
+    ];
+    for (const [datatype, data] of cases) {
+      const raw = toRawTensor({ name: "t", datatype, shape: [data.length], data });
+      expect(typeof raw.rawContents).toBe("string");
+      expect(fromRawTensor(raw as never)).toEqual({ name: "t", datatype, shape: [data.length], data });
+    }
+  });
+  it("lays FP32 out little-endian and frames BYTES with 4-byte lengths", () => {
+    expect(toRawTensor({ name: "x", datatype: "FP32", shape: [1], data: [1] }).rawContents).toBe("AACAPw==");
+    expect(toRawTensor({ name: "s", datatype: "BYTES", shape: [1], data: ["ab"] }).rawContents).toBe(btoa("\u0002\u0000\u0000\u0000ab"));
+    expect(() => toRawTensor({ name: "h", datatype: "FP16", shape: [1], data: [1] })).toThrow("h: FP16 inputs are not supported by the console");
   });
 });

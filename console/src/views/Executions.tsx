@@ -1,5 +1,7 @@
+import { useState } from "preact/hooks";
 import { call, enc, get } from "../api";
 import { useLoad } from "../hooks";
+import { fromRawTensor } from "../tensors";
 
 const DONE = new Set(["EXECUTION_STATE_SUCCEEDED", "EXECUTION_STATE_FAILED", "EXECUTION_STATE_CANCELLED"]);
 
@@ -35,7 +37,8 @@ function seconds(d: string | undefined): number {
 
 /** One execution's timeline per node, polled (GetExecution) until it ends. */
 export function Execution({ id }: { id: string }) {
-  const x = useLoad(() => get(`/v1/executions/${enc(id)}`), [id], 2000);
+  const [done, setDone] = useState(false);
+  const x = useLoad(() => get(`/v1/executions/${enc(id)}`).then((r) => (DONE.has(r.execution?.state) && setDone(true), r)), [id], done ? 0 : 2000);
   const ex = x.data?.execution;
   const trace: any[] = ex?.trace ?? [];
   const longest = Math.max(0.001, ...trace.map((t) => seconds(t.latency)));
@@ -63,7 +66,7 @@ export function Execution({ id }: { id: string }) {
             ))}
           </ol>
           <h2>Outputs</h2>
-          <pre class="output">{JSON.stringify(ex.outputs ?? [], null, 2)}</pre>
+          <pre class="output">{JSON.stringify((ex.outputs ?? []).map(fromRawTensor), null, 2)}</pre>
         </>
       )}
     </main>

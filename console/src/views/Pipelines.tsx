@@ -1,5 +1,7 @@
 import { useState } from "preact/hooks";
-import { ApiError, call, errorText, get } from "../api";
+import { ApiError, call, enc, errorText, get } from "../api";
+import { TensorForm } from "../components/TensorForm";
+import { toRawTensor } from "../tensors";
 import { useLoad } from "../hooks";
 
 const EXAMPLE = JSON.stringify(
@@ -40,7 +42,7 @@ export function Pipelines() {
       return;
     }
     try {
-      await call("POST", "/v1/pipelines", { pipeline });
+      await call("POST", "/v1/pipelines", pipeline); // the body is the Pipeline
       setCreated(pipeline.name);
       setError(null);
       list.reload();
@@ -56,7 +58,7 @@ export function Pipelines() {
       <ul aria-label="pipelines">
         {(list.data?.pipelines ?? []).map((p: any) => (
           <li key={p.name}>
-            <strong>{p.name}</strong> v{p.version} · {(p.nodes ?? []).map((n: any) => n.name).join(" → ")}{" "}
+            <a href={`#/pipelines/${encodeURIComponent(p.name)}`}><strong>{p.name}</strong></a> v{p.version} · {(p.nodes ?? []).map((n: any) => n.name).join(" → ")}{" "}
             <a href={`#/executions?pipeline=${encodeURIComponent(p.name)}`}>executions</a>
           </li>
         ))}
@@ -73,6 +75,49 @@ export function Pipelines() {
         </p>
       )}
       {created && <p class="ok" role="status">created {created}</p>}
+    </main>
+  );
+}
+
+/** One pipeline: its definition and an asynchronous run with typed inputs (CreateExecution). */
+export function PipelinePage({ name }: { name: string }) {
+  const p = useLoad(() => get(`/v1/pipelines/${enc(name)}`), [name]);
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+  const run = async (body: { inputs: Array<Record<string, unknown>> }) => {
+    setBusy(true);
+    try {
+      const inputs = body.inputs.map(toRawTensor);
+      const r = await call("POST", `/v1/pipelines/${enc(name)}/executions`, { inputs });
+      location.hash = `#/executions/${encodeURIComponent(r.data.execution.execution)}`;
+    } catch (err) {
+      setError(errorText(err));
+    } finally {
+      setBusy(false);
+    }
+  };
+  const pipeline = p.data?.pipeline;
+  return (
+    <main>
+      <h1>Pipeline {name}</h1>
+      {p.error && <p class="error" role="alert">{p.error}</p>}
+      {pipeline && (
+        <>
+          <p>
+            v{pipeline.version} · {(pipeline.nodes ?? []).map((n: any) => n.name).join(" → ")}{" "}
+            <a href={`#/executions?pipeline=${encodeURIComponent(name)}`}>executions</a>
+          </p>
+          <section aria-label="run pipeline">
+            <h2>Run (asynchronous execution)</h2>
+            <TensorForm inputs={(pipeline.inputs ?? []).map((i: any) => ({ ...i, shape: (i.shape ?? []).map(Number) }))} onSubmit={run} busy={busy} />
+            {error && <p class="error" role="alert">{error}</p>}
+          </section>
+          <details>
+            <summary>definition</summary>
+            <pre class="mono">{JSON.stringify(pipeline, null, 2)}</pre>
+          </details>
+        </>
+      )}
     </main>
   );
 }

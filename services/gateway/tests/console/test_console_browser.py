@@ -1,9 +1,12 @@
 """The console in a real browser: a registry (PostgreSQL), a model server and a gateway run as
-processes; two tenants each register an ONNX model; console/e2e/console.e2e.mjs drives Debian's
-chromium through playwright-core: sign in (a wrong key refused), overview, models, try a model and
-see its output, a phone-width page, a tenant that does not see the other tenant's model, and the
-API reference. Screenshots of each step go to console/e2e/screenshots/ (git-ignored); the failing
-step's screenshot is kept there as failed-<step>.png."""
+processes with an orchestrator; two tenants each register an ONNX model (A with two versions);
+console/e2e/console.e2e.mjs drives Debian's chromium through playwright-core: sign in (a wrong key
+refused), overview, models, try a model and see its output, deploy 90/10 (a 110 total refused, the
+diff shown), a concurrent deployment change reported and not overwritten, a pipeline with a
+validation error then fixed, an asynchronous execution watched until SUCCEEDED, a phone-width
+page, a tenant that does not see the other tenant's model, and the API reference. Screenshots of
+each step go to console/e2e/screenshots/ (git-ignored); the failing step's screenshot is kept
+there as failed-<step>.png."""
 
 from __future__ import annotations
 
@@ -55,10 +58,8 @@ def _ok(r: httpx.Response) -> dict[str, object]:
     return out
 
 
-def _register(http: httpx.Client, key: str, name: str, blob: Path) -> None:
-    h = {"x-api-key": key}
-    _ok(http.post("/v1/models", json={"name": name}, headers=h))
-    version = {
+def _version(blob: Path) -> dict[str, object]:
+    return {
         "artifactUri": blob.as_uri(),
         "artifactSha256": hashlib.sha256(blob.read_bytes()).hexdigest(),
         "backend": "onnx",
@@ -68,7 +69,12 @@ def _register(http: httpx.Client, key: str, name: str, blob: Path) -> None:
             {"name": "label", "datatype": "INT64", "shape": [-1, 1]},
         ],
     }
-    _ok(http.post(f"/v1/models/{name}/versions", json=version, headers=h))
+
+
+def _register(http: httpx.Client, key: str, name: str, blob: Path) -> None:
+    h = {"x-api-key": key}
+    _ok(http.post("/v1/models", json={"name": name}, headers=h))
+    _ok(http.post(f"/v1/models/{name}/versions", json=_version(blob), headers=h))
     deployment = {"targets": [{"version": "1", "weight": 100}]}
     _ok(http.put(f"/v1/models/{name}/deployment", json=deployment, headers=h))
     body = {"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": FEATURES}]}
@@ -87,6 +93,7 @@ def test_console_in_chromium(tmp_path: Path) -> None:
     artifacts.mkdir()
     shutil.copy(ROOT / "models/classifier/1/model.onnx", artifacts / "clf.onnx")
     reg_db, _ = databases.create_database()
+    orch_db, _ = databases.create_database()
     ports = {n: free_port() for n in ("registry", "model_server", "gateway", "http", "orchestrator")}
     reg = f"127.0.0.1:{ports['registry']}"
     ms = f"127.0.0.1:{ports['model_server']}"
@@ -109,6 +116,17 @@ def test_console_in_chromium(tmp_path: Path) -> None:
             "MODEL_SERVER_DATA_DIR": str(tmp_path / "ms"),
             "MODEL_SERVER_ACCESS_LOG": "false",
         },
+        "orchestrator": {
+            "ORCHESTRATOR_GRPC_PORT": str(ports["orchestrator"]),
+            "ORCHESTRATOR_METRICS_PORT": "-1",
+            "ORCHESTRATOR_DATABASE_URL": orch_db,
+            "ORCHESTRATOR_REDIS_URL": databases.redis_url(),
+            "ORCHESTRATOR_REDIS_PREFIX": f"mstest:console:{time.time_ns()}:",
+            "ORCHESTRATOR_REGISTRY_URL": reg,
+            "ORCHESTRATOR_MODEL_SERVER_URL": ms,
+            "ORCHESTRATOR_DATA_DIR": str(tmp_path / "orc"),
+            "ORCHESTRATOR_ACCESS_LOG": "false",
+        },
         "gateway": {
             "GATEWAY_GRPC_PORT": str(ports["gateway"]),
             "GATEWAY_HTTP_PORT": str(ports["http"]),
@@ -116,7 +134,7 @@ def test_console_in_chromium(tmp_path: Path) -> None:
             "GATEWAY_METRICS_PORT": "-1",
             "GATEWAY_REGISTRY_URL": reg,
             "GATEWAY_MODEL_SERVER_URL": ms,
-            "GATEWAY_ORCHESTRATOR_URL": f"127.0.0.1:{ports['orchestrator']}",  # not started
+            "GATEWAY_ORCHESTRATOR_URL": f"127.0.0.1:{ports['orchestrator']}",
             "GATEWAY_ADMIN_API_KEY": ADMIN,
             "GATEWAY_ACCESS_LOG": "false",
         },
@@ -143,6 +161,12 @@ def test_console_in_chromium(tmp_path: Path) -> None:
                 keys[t] = str(_ok(made)["secret"])
             _register(http, keys["ca"], "console-a", artifacts / "clf.onnx")
             _register(http, keys["cb"], "console-b", artifacts / "clf.onnx")
+            second = http.post(
+                "/v1/models/console-a/versions",
+                json=_version(artifacts / "clf.onnx"),
+                headers={"x-api-key": keys["ca"]},
+            )
+            _ok(second)
         env = {
             **os.environ,
             "CONSOLE_URL": base,
