@@ -29,7 +29,7 @@ from modelserve_registry import errors
 from modelserve_registry.core import ServiceCore
 from modelserve_registry.domain import ModelVersion
 from modelserve_registry.signatures import fill_onnx_signature
-from modelserve_registry.store import now_us
+from modelserve_registry.store import StoreTx, now_us
 from modelserve_registry.validation import check_version_input, require
 
 log = structlog.get_logger(__name__)
@@ -127,7 +127,7 @@ class ArtifactOps(ServiceCore):
             model = await self._model(tx, caller, model_name, write=True)
             await self._check_code_permission(tx, caller, model, v.backend)
             used = await tx.tenant_storage_used(model.tenant)
-        quota = limits.tenant_storage_quota_bytes
+            quota = await self._quota(tx, model.tenant)
         room = limits.max_artifact_bytes
         if quota:
             self._check_quota(model.tenant, used, 0, quota)
@@ -148,6 +148,13 @@ class ArtifactOps(ServiceCore):
         await self._fill_signature(store, v, blob)
         return await self._create_uploaded(caller, model_name, v, blob)
 
+    async def _quota(self, tx: StoreTx, tenant: str) -> int:
+        """The tenant's storage quota: its own (Tenant.storage_quota_bytes), else the registry's
+        REGISTRY_TENANT_STORAGE_QUOTA_BYTES; 0 = none."""
+        owner = await tx.get_tenant(tenant)
+        own = owner.storage_quota_bytes if owner is not None else 0
+        return own or self._artifact_limits.tenant_storage_quota_bytes
+
     @staticmethod
     def _check_quota(tenant: str, used: int, adding: int, quota: int, at_least: bool = False) -> None:
         if used + adding > quota or (adding == 0 and used >= quota):
@@ -167,10 +174,10 @@ class ArtifactOps(ServiceCore):
         self, caller: Caller, model_name: str, v: ModelVersion, blob: StoredBlob
     ) -> ModelVersion:
         store = self._artifact_store()
-        quota = self._artifact_limits.tenant_storage_quota_bytes
         async with self._store.transaction(write=True) as tx:
             model = await self._model(tx, caller, model_name, write=True)
             await self._check_code_permission(tx, caller, model, v.backend)
+            quota = await self._quota(tx, model.tenant)
             if quota and not await tx.tenant_references_blob(model.tenant, blob.sha256):
                 self._check_quota(model.tenant, await tx.tenant_storage_used(model.tenant), blob.size, quota)
             now = now_us()

@@ -21,10 +21,12 @@ from modelserve_registry.domain import (
     Deployment,
     Model,
     ModelVersion,
+    PredictionLogging,
     RateLimit,
     Target,
     Tenant,
     TensorSpec,
+    to_plain,
 )
 from modelserve_registry.store import MAX_TIME_US, WATCH_SKIPPED
 
@@ -193,6 +195,7 @@ def deployment_to_pb(d: Deployment) -> registry_pb.Deployment:
         etag=str(d.revision),
         update_time=_ts(d.update_time),
         shared=d.shared,
+        prediction_logging=registry_pb.PredictionLogging(**to_plain(d.prediction_logging)),
     )
 
 
@@ -203,6 +206,12 @@ def deployment_from_pb(d: registry_pb.Deployment) -> Deployment:
         targets=[Target(version=0, weight=t.weight, mirror=t.mirror, requested=t.version) for t in d.targets],
         batching_overrides=batching_from_pb(d.batching_overrides),
         rate_limit=rate_limit_from_pb(d.rate_limit),
+        prediction_logging=PredictionLogging(
+            sample_ratio=d.prediction_logging.sample_ratio,
+            log_request=d.prediction_logging.log_request,
+            log_response=d.prediction_logging.log_response,
+            max_record_bytes=d.prediction_logging.max_record_bytes,
+        ),
     )
 
 
@@ -215,6 +224,8 @@ def tenant_to_pb(t: Tenant) -> registry_pb.Tenant:
         etag=str(t.revision),
         create_time=_ts(t.create_time),
         code_execution_allowed=t.code_execution_allowed,
+        storage_quota_bytes=t.storage_quota_bytes,
+        storage_used_bytes=t.storage_used_bytes,
     )
 
 
@@ -225,6 +236,7 @@ def tenant_from_pb(t: registry_pb.Tenant) -> Tenant:
         rate_limit=rate_limit_from_pb(t.rate_limit),
         max_models=t.max_models,
         code_execution_allowed=t.code_execution_allowed,
+        storage_quota_bytes=t.storage_quota_bytes,
     )
 
 
@@ -235,6 +247,7 @@ def implied_tenant_mask(t: registry_pb.Tenant) -> list[str]:
         ("rate_limit", t.HasField("rate_limit")),
         ("max_models", t.max_models != 0),
         ("code_execution_allowed", t.code_execution_allowed),
+        ("storage_quota_bytes", t.storage_quota_bytes != 0),
     )
     return [p for p, present in fields if present]
 

@@ -46,6 +46,16 @@ class RateLimit:
 
 
 @dataclass
+class PredictionLogging:
+    """A deployment's prediction-logging policy (followed by the model server)."""
+
+    sample_ratio: float = 0.0
+    log_request: bool = False
+    log_response: bool = False
+    max_record_bytes: int = 0
+
+
+@dataclass
 class Model:
     name: str
     tenant: str
@@ -110,6 +120,7 @@ class Deployment:
     revision: int = 0
     update_time: int = 0
     shared: bool = False
+    prediction_logging: PredictionLogging = field(default_factory=PredictionLogging)
 
 
 @dataclass
@@ -119,6 +130,8 @@ class Tenant:
     rate_limit: RateLimit = field(default_factory=RateLimit)
     max_models: int = 0
     code_execution_allowed: bool = False
+    storage_quota_bytes: int = 0
+    storage_used_bytes: int = 0  # output only: computed from the tenant's versions' blobs
     revision: int = 0
     create_time: int = 0
 

@@ -154,6 +154,38 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX model_versions_artifact_uri ON model_versions (artifact_uri)",
         ),
     ),
+    Migration(
+        4,
+        "per-tenant artifact storage quota (issue 15)",
+        ("ALTER TABLE tenants ADD COLUMN storage_quota_bytes BIGINT NOT NULL DEFAULT 0",),
+    ),
+    Migration(
+        5,
+        "prediction logs and drift references (issue 18)",
+        (
+            """CREATE TABLE prediction_logs (
+                id TEXT PRIMARY KEY,
+                model TEXT NOT NULL REFERENCES models (name) ON DELETE CASCADE,
+                version BIGINT NOT NULL,
+                tenant TEXT NOT NULL,
+                request_id TEXT NOT NULL,
+                time_us BIGINT NOT NULL,
+                error TEXT NOT NULL,
+                inputs TEXT NOT NULL,
+                outputs TEXT NOT NULL
+            )""",
+            "CREATE INDEX prediction_logs_model_time ON prediction_logs (model, time_us, id)",
+            "CREATE INDEX prediction_logs_time ON prediction_logs (time_us)",
+            """CREATE TABLE drift_references (
+                model TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                features TEXT NOT NULL,
+                create_time BIGINT NOT NULL,
+                PRIMARY KEY (model, version),
+                FOREIGN KEY (model, version) REFERENCES model_versions (model, version) ON DELETE CASCADE
+            )""",
+        ),
+    ),
 )
 
 SCHEMA = MigrationSet(

@@ -32,6 +32,7 @@ from modelserve_registry.domain import (
     KeySecrets,
     Model,
     ModelVersion,
+    PredictionLogging,
     RateLimit,
     Resource,
     Target,
@@ -41,6 +42,7 @@ from modelserve_registry.domain import (
     kind_of,
     to_plain,
 )
+from modelserve_registry.metrics import WRITES
 
 log = structlog.get_logger(__name__)
 
@@ -114,6 +116,7 @@ class StoreTx:
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (revision, now_us(), tenant, model, kind_of(resource), change_type, _dumps(to_plain(resource))),
         )
+        WRITES.labels(kind_of(resource), change_type).inc()
         if revision % COMPACT_EVERY == 0 and revision > self._retention:
             horizon = revision - self._retention
             await self._tx.execute("DELETE FROM changes WHERE revision <= ?", (horizon,))
@@ -158,7 +161,10 @@ class StoreTx:
         return out, scanned
 
     # -- tenants ---------------------------------------------------------------------------
-    _TENANT_COLS = "name, display_name, rate_limit, max_models, revision, create_time, code_execution_allowed"
+    _TENANT_COLS = (
+        "name, display_name, rate_limit, max_models, revision, create_time, code_execution_allowed, "
+        "storage_quota_bytes"
+    )
 
     async def get_tenant(self, name: str) -> Tenant | None:
         row = await self._tx.fetchone(
@@ -169,7 +175,7 @@ class StoreTx:
 
     async def insert_tenant(self, t: Tenant) -> None:
         await self._tx.execute(
-            f"INSERT INTO tenants ({self._TENANT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO tenants ({self._TENANT_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 t.name,
                 t.display_name,
@@ -178,18 +184,20 @@ class StoreTx:
                 t.revision,
                 t.create_time,
                 int(t.code_execution_allowed),
+                t.storage_quota_bytes,
             ),
         )
 
     async def update_tenant(self, t: Tenant) -> None:
         await self._tx.execute(
             "UPDATE tenants SET display_name = ?, rate_limit = ?, max_models = ?, "
-            "code_execution_allowed = ?, revision = ? WHERE name = ?",
+            "code_execution_allowed = ?, storage_quota_bytes = ?, revision = ? WHERE name = ?",
             (
                 t.display_name,
                 _dumps(to_plain(t.rate_limit)),
                 t.max_models,
                 int(t.code_execution_allowed),
+                t.storage_quota_bytes,
                 t.revision,
                 t.name,
             ),
@@ -472,6 +480,7 @@ class StoreTx:
                 "targets": [to_plain(t) for t in d.targets],
                 "batching_overrides": to_plain(d.batching_overrides),
                 "rate_limit": to_plain(d.rate_limit),
+                "prediction_logging": to_plain(d.prediction_logging),
             }
         )
         await self._tx.execute("DELETE FROM deployments WHERE model = ?", (d.model,))
@@ -647,12 +656,14 @@ def _deployment(row: Row) -> Deployment:
         revision=int(revision),
         update_time=int(utime),
         shared=bool(shared),
+        prediction_logging=from_plain(PredictionLogging, s.get("prediction_logging", {})),
     )
 
 
 def _tenant(row: Row) -> Tenant:
-    name, display, rate, max_models, revision, ctime, code = row
+    name, display, rate, max_models, revision, ctime, code, quota = row
     return Tenant(
+        storage_quota_bytes=int(quota),
         name=name,
         display_name=display,
         rate_limit=from_plain(RateLimit, json.loads(rate)),

@@ -21,7 +21,12 @@ from modelserve_registry.validation import (
 
 log = structlog.get_logger(__name__)
 
-TENANT_MASK = ("display_name", "rate_limit", "max_models", "code_execution_allowed")
+TENANT_MASK = ("display_name", "rate_limit", "max_models", "code_execution_allowed", "storage_quota_bytes")
+
+
+def check_storage_quota(quota: int) -> None:
+    if quota < 0:
+        raise errors.InvalidField(f"storage_quota_bytes must be >= 0 (0: the registry default), got {quota}")
 
 
 def _platform_only(caller: Caller, what: str) -> None:
@@ -36,6 +41,7 @@ class TenantOps(ServiceCore):
         self._text("display_name", t.display_name)
         check_rate_limit("rate_limit", t.rate_limit)
         check_max_models(t.max_models)
+        check_storage_quota(t.storage_quota_bytes)
         async with self._store.transaction(write=True) as tx:
             if await tx.get_tenant(t.name) is not None:
                 raise errors.TenantAlreadyExists(f"tenant {t.name!r} already exists")
@@ -48,13 +54,17 @@ class TenantOps(ServiceCore):
     async def get_tenant(self, caller: Caller, name: str) -> Tenant:
         require(caller, "read")
         async with self._store.transaction(write=False) as tx:
-            return await self._tenant(tx, caller, name)
+            tenant = await self._tenant(tx, caller, name)
+            tenant.storage_used_bytes = await tx.tenant_storage_used(tenant.name)
+            return tenant
 
     async def list_tenants(self, caller: Caller, page_size: int, page_token: str) -> tuple[list[Tenant], str]:
         _platform_only(caller, "listing tenants")
         page = self._page(page_token, page_size, "tenants")
         async with self._store.transaction(write=False) as tx:
             tenants = await tx.list_tenants(page.offset, page.size)
+            for tenant in tenants:
+                tenant.storage_used_bytes = await tx.tenant_storage_used(tenant.name)
         return tenants, self._next_token(page, len(tenants))
 
     def _check_tenant_update(self, t: Tenant, paths: list[str]) -> None:
@@ -68,6 +78,8 @@ class TenantOps(ServiceCore):
             check_rate_limit("rate_limit", t.rate_limit)
         if "max_models" in paths:
             check_max_models(t.max_models)
+        if "storage_quota_bytes" in paths:
+            check_storage_quota(t.storage_quota_bytes)
 
     async def update_tenant(self, caller: Caller, t: Tenant, etag: str, paths: list[str]) -> Tenant:
         """Platform administrator only: display_name, rate_limit, max_models, code_execution_allowed."""

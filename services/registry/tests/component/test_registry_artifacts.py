@@ -15,6 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.field_mask_pb2 import FieldMask
 from onnx import TensorProto, helper
 
 from modelserve.common.v1 import tensor_pb2 as tensor_pb
@@ -276,3 +277,45 @@ async def test_upload_to_s3_store_and_download(
             code, details = await fails(upload(stub, "m", data))
             assert code is grpc.StatusCode.FAILED_PRECONDITION
             assert details.endswith("bucket 'nope' does not exist") and "S3 store s3://nope/p/" in details
+
+
+async def test_tenant_storage_quota_and_use_on_the_tenant(
+    database_url: str, tmp_path: Path, registry_settings: Any
+) -> None:
+    data = os.urandom(100_000)
+    async with registry(registry_settings, database_url, tmp_path, tenant_storage_quota_bytes=10**9) as stub:
+        await upload(stub, "m", data, backend="triton", md=as_tenant("acme"))
+        await upload(stub, "m", data, backend="triton", md=as_tenant("acme"))  # same blob: counted once
+        got = await stub.GetTenant(pb.GetTenantRequest(tenant="acme"), metadata=as_tenant("acme", "read"))
+        assert (got.tenant.storage_used_bytes, got.tenant.storage_quota_bytes) == (100_000, 0)
+        changed = await stub.UpdateTenant(
+            pb.UpdateTenantRequest(
+                tenant=pb.Tenant(name="acme", storage_quota_bytes=150_000),
+                update_mask=FieldMask(paths=["storage_quota_bytes"]),
+            )
+        )
+        assert changed.tenant.storage_quota_bytes == 150_000
+        code, details = await fails(
+            upload(stub, "m", os.urandom(60_000), backend="triton", md=as_tenant("acme"))
+        )
+        assert code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert details == (
+            "tenant 'acme' storage quota exceeded: 100000 bytes used of 150000, "
+            "upload needs at least 50001 more"
+        )
+        code, details = await fails(
+            stub.UpdateTenant(
+                pb.UpdateTenantRequest(
+                    tenant=pb.Tenant(name="acme", storage_quota_bytes=-1),
+                    update_mask=FieldMask(paths=["storage_quota_bytes"]),
+                )
+            )
+        )
+        assert (code, details) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "storage_quota_bytes must be >= 0 (0: the registry default), got -1",
+        )
+        await stub.DeleteModelVersion(pb.DeleteModelVersionRequest(model="m", version="1"))
+        await stub.DeleteModelVersion(pb.DeleteModelVersionRequest(model="m", version="2"))
+        got = await stub.GetTenant(pb.GetTenantRequest(tenant="acme"))
+        assert got.tenant.storage_used_bytes == 0
