@@ -11,6 +11,7 @@ from modelserve_common.identity import Caller
 from modelserve_registry import errors
 from modelserve_registry.core import ServiceCore
 from modelserve_registry.domain import Change
+from modelserve_registry.metrics import WATCH_LAG_SECONDS, WATCH_STREAMS
 from modelserve_registry.store import now_us
 from modelserve_registry.validation import require
 
@@ -33,7 +34,19 @@ def start_revision(after_revision: int, head: int, compacted: int) -> int:
 class WatchOps(ServiceCore):
     async def watch(self, caller: Caller, after_revision: int, model: str) -> AsyncIterator[Change]:
         """Changes above ``after_revision`` in revision order, then new ones as they commit; a
-        Change with ``resource=None`` is a progress note carrying the current revision."""
+        Change with ``resource=None`` is a progress note carrying the current revision. Counted in
+        modelserve_registry_watch_streams while open; each change's commit-to-send time is
+        modelserve_registry_watch_lag_seconds."""
+        WATCH_STREAMS.inc()
+        try:
+            async for change in self._changes(caller, after_revision, model):
+                if change.resource is not None:
+                    WATCH_LAG_SECONDS.observe(max(0.0, (now_us() - change.commit_time) / 1e6))
+                yield change
+        finally:
+            WATCH_STREAMS.dec()
+
+    async def _changes(self, caller: Caller, after_revision: int, model: str) -> AsyncIterator[Change]:
         require(caller, "read")
         tenant = None if caller.is_trusted else caller.tenant
         async with self._store.transaction(write=False) as tx:
