@@ -1,7 +1,7 @@
 // The console in a real browser (Debian's chromium, driven by playwright-core) against a gateway,
 // registry and model server started by services/gateway/tests/console/test_console_browser.py.
 // Env: CONSOLE_URL (gateway origin), KEY_A / KEY_B (tenant keys), MODEL_A / MODEL_B (their models),
-// SCREENSHOTS (a git-ignored folder). Every step waits for selectors; no fixed sleeps. Exit 0 = pass.
+// ARTIFACT (an ONNX file to upload), SCREENSHOTS (a git-ignored folder). Every step waits for selectors; no fixed sleeps. Exit 0 = pass.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -142,7 +142,13 @@ try {
     const weights = await deployedWeights();
     if (weights !== "1:100") throw new Error(`the concurrent change was overwritten: ${weights}`);
   });
-  await step("08-pipeline-validation-error", async () => {
+  await step("08-upload-version", async () => {
+    await page.locator("input[name=artifact]").setInputFiles(env("ARTIFACT"));
+    await page.getByRole("button", { name: "Upload" }).click();
+    await page.getByText("uploaded v3").waitFor();
+    await page.locator("table[aria-label='versions'] tbody tr").nth(2).waitFor();
+  });
+  await step("09-pipeline-validation-error", async () => {
     await page.goto(`${BASE}/console/#/pipelines`);
     await page.locator("textarea[name=pipeline]").fill(JSON.stringify(pipeline("inputs.nope")));
     await page.getByRole("button", { name: "Create" }).click();
@@ -150,13 +156,13 @@ try {
     if (!alert.startsWith("node n1:") || !alert.includes("nope")) throw new Error(`validation error: ${alert}`);
     console.log(`  validation error shown: ${alert}`);
   });
-  await step("09-pipeline-created", async () => {
+  await step("10-pipeline-created", async () => {
     await page.locator("textarea[name=pipeline]").fill(JSON.stringify(pipeline("inputs.x")));
     await page.getByRole("button", { name: "Create" }).click();
     await page.getByRole("status").filter({ hasText: `created ${PIPELINE}` }).waitFor();
     await page.getByRole("link", { name: PIPELINE }).waitFor();
   });
-  await step("10-execution-succeeded", async () => {
+  await step("11-execution-succeeded", async () => {
     await page.getByRole("link", { name: PIPELINE }).click();
     await page.locator("textarea[name='x.values']").fill("[5.1, 3.5, 1.4, 0.2]");
     await page.getByRole("button", { name: "Send" }).click();
@@ -166,14 +172,14 @@ try {
     const out = JSON.parse(await page.locator("pre.output").innerText());
     if (out[0]?.name !== "p" || out[0].data.length !== 3) throw new Error(`outputs ${JSON.stringify(out)}`);
   });
-  await step("11-models-390px", async () => {
+  await step("12-models-390px", async () => {
     await page.setViewportSize({ width: 390, height: 800 });
     await modelNames();
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     if (overflow > 0) throw new Error(`the page is ${overflow}px wider than a 390px screen`);
     await page.setViewportSize({ width: 1280, height: 800 });
   });
-  await step("12-tenant-b-isolated", async () => {
+  await step("13-tenant-b-isolated", async () => {
     await page.getByRole("button", { name: "Sign out" }).click();
     await signIn(KEY_B);
     const names = await modelNames();
@@ -181,7 +187,7 @@ try {
     await page.goto(`${BASE}/console/#/models/${MODEL_A}`);
     await page.locator("section[aria-label='try it'] .error").filter({ hasText: "404" }).waitFor();
   });
-  await step("13-api-reference", async () => {
+  await step("14-api-reference", async () => {
     await page.goto(`${BASE}/docs`);
     await page.locator(".swagger-ui .info .title").waitFor();
     await page.locator(".opblock-tag").first().waitFor();

@@ -2,6 +2,7 @@ import { useState } from "preact/hooks";
 import { ApiError, call, enc, errorText, get } from "../api";
 import { DeploymentEditor } from "../components/DeploymentEditor";
 import { TryIt } from "../components/TryIt";
+import { Upload } from "../components/Upload";
 import { useLoad } from "../hooks";
 import { fromDeployment, Target, toDeploymentTargets } from "../weights";
 
@@ -92,6 +93,7 @@ export function ModelPage({ name }: { name: string }) {
         <h2>Versions</h2>
         {versions.data && <Versions versions={versions.data.modelVersions ?? []} />}
       </section>
+      <Upload model={name} onUploaded={versions.reload} />
       {aliases.data && <Aliases model={name} aliases={aliases.data.aliases ?? []} reload={aliases.reload} />}
       <section>
         <h2>Deployment</h2>

@@ -1,12 +1,12 @@
-"""The console in a real browser: a registry (PostgreSQL), a model server and a gateway run as
-processes with an orchestrator; two tenants each register an ONNX model (A with two versions);
+"""The console in a real browser: a registry (PostgreSQL), a model server, an orchestrator and a
+gateway run as processes; two tenants each register an ONNX model (A with two versions);
 console/e2e/console.e2e.mjs drives Debian's chromium through playwright-core: sign in (a wrong key
 refused), overview, models, try a model and see its output, deploy 90/10 (a 110 total refused, the
-diff shown), a concurrent deployment change reported and not overwritten, a pipeline with a
-validation error then fixed, an asynchronous execution watched until SUCCEEDED, a phone-width
-page, a tenant that does not see the other tenant's model, and the API reference. Screenshots of
-each step go to console/e2e/screenshots/ (git-ignored); the failing step's screenshot is kept
-there as failed-<step>.png."""
+diff shown), a concurrent deployment change reported and not overwritten, a version uploaded from
+a file, a pipeline with a validation error shown at its node then fixed, an asynchronous execution
+watched until SUCCEEDED, a phone-width page, a tenant that does not see the other tenant's model,
+and the API reference. Screenshots of each step go to console/e2e/screenshots/ (git-ignored); the
+failing step's screenshot is kept there as failed-<step>.png."""
 
 from __future__ import annotations
 
@@ -174,6 +174,7 @@ def test_console_in_chromium(tmp_path: Path) -> None:
             "KEY_B": keys["cb"],
             "MODEL_A": "console-a",
             "MODEL_B": "console-b",
+            "ARTIFACT": str(artifacts / "clf.onnx"),
             "SCREENSHOTS": str(shots),
         }
         proc = subprocess.run(
@@ -188,7 +189,7 @@ def test_console_in_chromium(tmp_path: Path) -> None:
         logs = "\n".join(f"--- {p.module}\n{p.output()[-2000:]}" for p in procs)
         assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\nscreenshots: {shots}\n{logs}"
         assert "all steps passed" in proc.stdout
-        assert (shots / "05-try-it.png").is_file()
+        assert (shots / "05-try-it.png").is_file() and (shots / "14-api-reference.png").is_file()
     finally:
         for p in procs:
             p.stop()
