@@ -166,12 +166,14 @@ class ArtifactStore(Protocol):
 class _Verifier:
     """Counts and hashes a stream, enforcing the size limit as it goes."""
 
-    def __init__(self, description: str, max_bytes: int, expected_size: int) -> None:
+    def __init__(self, max_bytes: int, expected_size: int, expected_sha256: str) -> None:
+        if expected_sha256:
+            check_digest(expected_sha256, "expected sha256")
         self.hash = hashlib.sha256()
         self.size = 0
-        self._description = description
         self._limit = max_bytes
         self._expected_size = expected_size
+        self._expected_sha256 = expected_sha256
 
     def feed(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -186,7 +188,8 @@ class _Verifier:
             )
         self.hash.update(chunk)
 
-    def finish(self, expected_sha256: str) -> StoredBlob:
+    def finish(self) -> StoredBlob:
+        expected_sha256 = self._expected_sha256
         digest = self.hash.hexdigest()
         if self._expected_size >= 0 and self.size != self._expected_size:
             raise InvalidArgument(
@@ -225,9 +228,7 @@ class LocalArtifactStore:
         expected_sha256: str = "",
         expected_size: int = -1,
     ) -> StoredBlob:
-        if expected_sha256:
-            check_digest(expected_sha256, "expected sha256")
-        verifier = _Verifier(self.description, max_bytes, expected_size)
+        verifier = _Verifier(max_bytes, expected_size, expected_sha256)
         tmp = self._tmp / f"{uuid.uuid4().hex}.part"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         promoted = False
@@ -236,7 +237,7 @@ class LocalArtifactStore:
                 async for chunk in chunks:
                     verifier.feed(chunk)
                     await asyncio.to_thread(out.write, chunk)
-                blob = verifier.finish(expected_sha256)
+                blob = verifier.finish()
                 await asyncio.to_thread(_flush_and_sync, out)
             final = self.path(blob.sha256)
             await asyncio.to_thread(_promote, tmp, final)
@@ -390,9 +391,7 @@ class S3ArtifactStore:
         expected_sha256: str = "",
         expected_size: int = -1,
     ) -> StoredBlob:
-        if expected_sha256:
-            check_digest(expected_sha256, "expected sha256")
-        verifier = _Verifier(self.description, max_bytes, expected_size)
+        verifier = _Verifier(max_bytes, expected_size, expected_sha256)
         # the start time is in the name: some S3 implementations report no real Initiated time
         tmp_key = f"{self._prefix}tmp/{int(time.time())}-{uuid.uuid4().hex}"
         part_size = self._settings.part_size_bytes
@@ -416,7 +415,7 @@ class S3ArtifactStore:
                     body = bytes(buffer[:part_size])
                     del buffer[:part_size]
                     parts.append(await self._upload_part(tmp_key, upload_id, len(parts) + 1, body))
-            blob = verifier.finish(expected_sha256)
+            blob = verifier.finish()
             if upload_id:
                 if buffer or not parts:
                     parts.append(await self._upload_part(tmp_key, upload_id, len(parts) + 1, bytes(buffer)))
