@@ -26,6 +26,8 @@ METHOD_SCOPES: dict[str, str] = {
     f"/{_REGISTRY}/CreateTenant": ADMIN,
     f"/{_REGISTRY}/ListTenants": ADMIN,
     f"/{_REGISTRY}/UpdateTenant": ADMIN,
+    # in-cluster only (the model server's prediction logger): a tenant never writes logs
+    f"/{_REGISTRY}/WritePredictionLogs": ADMIN,
     f"/{_REGISTRY}/GetTenant": READ,
     f"/{_REGISTRY}/DownloadModelVersion": READ,
     f"/{_REGISTRY}/CreateApiKey": TENANT_ADMIN,

@@ -127,6 +127,11 @@ class RegistryFollower:
         """Waits until every change up to ``revision`` is applied (tests, tools)."""
         await self._watch.wait_for_revision(revision, timeout_s)
 
+    def logging_policy(self, model: str) -> registry_pb.PredictionLogging | None:
+        """The prediction-logging policy of the model's deployment (None: not deployed)."""
+        dep = self._deployments.get(model)
+        return dep.prediction_logging if dep is not None else None
+
     # -- listing --------------------------------------------------------------------------------
 
     def _lost(self, exc: BaseException | None) -> None:

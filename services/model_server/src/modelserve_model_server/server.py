@@ -21,6 +21,7 @@ from modelserve_model_server.codec import Limits
 from modelserve_model_server.manager import ModelManager
 from modelserve_model_server.onnx_backend import OnnxBackend
 from modelserve_model_server.ownership import Ownership, OwnershipGuard
+from modelserve_model_server.prediction_logger import prediction_logger_for
 from modelserve_model_server.python_backend import PythonBackend
 from modelserve_model_server.registry_follower import RegistryFollower
 from modelserve_model_server.service import InferenceService
@@ -130,6 +131,9 @@ async def running_server(
             backoff_max_s=settings.registry_backoff_max_s,
             ownership=ownership,
         )
+        service.prediction_logger = prediction_logger_for(
+            settings, registry_grpc.RegistryServiceStub(registry_channel), follower.logging_policy
+        )
     try:
         async with grpc_server(
             settings, services, tracer_provider=tracer_provider, wrappers=wrappers
@@ -163,8 +167,13 @@ async def running_server(
             if follower is not None:
                 follower.start()
                 running.extra["follower"] = follower
+            if service.prediction_logger is not None:
+                service.prediction_logger.start()
+                running.extra["prediction_logger"] = service.prediction_logger
             yield running
     finally:
+        if service.prediction_logger is not None:
+            await service.prediction_logger.close()
         if follower is not None:
             await follower.close()
         if registry_channel is not None:

@@ -12,6 +12,7 @@ import structlog
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve_common.errors import DeadlineExceeded, InvalidArgument, ResourceExhausted, ServiceError
 from modelserve_model_server.manager import ModelManager
+from modelserve_model_server.prediction_logger import PredictionLogger
 from modelserve_model_server.routing_table import ModelVersion
 
 log = structlog.get_logger(__name__)
@@ -81,6 +82,7 @@ class InferenceService:
         self._stream_max_in_flight = stream_max_in_flight
         self._mirror_max_in_flight = mirror_max_in_flight
         self._mirroring: set[asyncio.Task[None]] = set()
+        self.prediction_logger: PredictionLogger | None = None  # set by server.py (registry deployments)
 
     # -- health and metadata ----------------------------------------------------------------------
 
@@ -139,6 +141,10 @@ class InferenceService:
         mv = self.manager.get(request.model_name, request.model_version)
         if self.manager.mirrors and not request.model_version:
             self._mirror(request)
+        if self.prediction_logger is not None:  # samples by the deployment's policy; never fails
+            return await self.prediction_logger.observe(
+                mv.name, mv.version, request, self._infer(mv, request, timeout_s)
+            )
         return await self._infer(mv, request, timeout_s)
 
     def _mirror(self, request: pb.ModelInferRequest) -> None:

@@ -97,6 +97,25 @@ class ModelServerSettings(TritonSettings, BaseServiceSettings):
     tensor). Checked, with each tensor's count against the bytes actually present, before
     anything is allocated."""
 
+    prediction_log_queue_size: int = Field(default=10_000, ge=1)
+    """Sampled prediction records waiting for the writer; when full, new records are dropped and
+    counted (modelserve_model_server_prediction_logs_dropped_total{reason="queue_full"})."""
+    prediction_log_batch_size: int = Field(default=100, ge=1, le=1000)
+    """Most records one WritePredictionLogs call carries (at most the registry's
+    REGISTRY_PREDICTION_LOG_MAX_BATCH)."""
+    prediction_log_flush_interval_s: float = Field(default=1.0, gt=0)
+    """Longest a queued record waits for its batch to fill before the batch is written."""
+    prediction_log_max_attempts: int = Field(default=3, ge=1, le=10)
+    """Tries per batch while the registry is unreachable; then the batch is dropped and counted
+    (reason="sink_unavailable")."""
+    prediction_log_retry_backoff_s: float = Field(default=0.2, ge=0)
+    """Wait before the n-th retry of a batch: n times this."""
+    prediction_log_write_timeout_s: float = Field(default=5.0, gt=0)
+    """Deadline of one WritePredictionLogs call."""
+    prediction_log_max_record_bytes: int = Field(default=64 * 1024, ge=0)
+    """Tensor bytes one record keeps when the deployment's policy names no max_record_bytes; a
+    larger request or response is logged by datatype and shape only."""
+
     def artifact_root_paths(self) -> list[Path]:
         """The allowed artifact roots (``artifact_roots``, or its default), made absolute."""
         named = [Path(p.strip()) for p in self.artifact_roots.split(",") if p.strip()]

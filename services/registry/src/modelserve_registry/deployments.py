@@ -9,6 +9,7 @@ from modelserve_common.identity import Caller
 from modelserve_registry import errors
 from modelserve_registry.core import ServiceCore
 from modelserve_registry.domain import Deployment, Model, Target
+from modelserve_registry.prediction_logs import check_prediction_logging
 from modelserve_registry.store import StoreTx, now_us
 from modelserve_registry.validation import (
     check_batching,
@@ -44,6 +45,7 @@ class DeploymentOps(ServiceCore):
         require(caller, "write")
         check_batching("batching_overrides", d.batching_overrides)
         check_rate_limit("rate_limit", d.rate_limit)
+        check_prediction_logging("prediction_logging", d.prediction_logging)
         async with self._store.transaction(write=True) as tx:
             model = await self._model(tx, caller, d.model, write=True)
             current = await tx.get_deployment(model.name)
@@ -57,6 +59,7 @@ class DeploymentOps(ServiceCore):
                 rate_limit=d.rate_limit,
                 update_time=now_us(),
                 shared=model.shared,
+                prediction_logging=d.prediction_logging,
             )
             await tx.record("UPDATED" if current else "CREATED", model.tenant, model.name, result)
             await tx.upsert_deployment(result)

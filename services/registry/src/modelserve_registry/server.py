@@ -21,6 +21,7 @@ from modelserve_registry.artifacts import ArtifactLimits
 from modelserve_registry.core import Limits
 from modelserve_registry.db import Database, DatabaseUnavailable, open_database
 from modelserve_registry.migrations import SCHEMA
+from modelserve_registry.prediction_logs import PredictionLimits
 from modelserve_registry.service import RegistryService
 from modelserve_registry.servicer import RegistryServicer
 from modelserve_registry.settings import RegistrySettings
@@ -82,6 +83,31 @@ async def _sweep_blobs(
             log.warning("blobs.sweep_failed", error=str(exc))
 
 
+async def _prediction_upkeep(service: RegistryService, settings: RegistrySettings) -> None:
+    """Every prediction_log_sweep_interval_s: expired prediction logs deleted, drift gauge
+    refreshed. A failure is logged and retried at the next round."""
+    while True:
+        await asyncio.sleep(settings.prediction_log_sweep_interval_s)
+        try:
+            await service.sweep_prediction_logs()
+            await service.refresh_drift_metrics()
+        except (ServiceError, DatabaseUnavailable) as exc:
+            log.warning("prediction_logs.upkeep_failed", error=str(exc))
+
+
+def prediction_limits(settings: RegistrySettings) -> PredictionLimits:
+    return PredictionLimits(
+        max_batch=settings.prediction_log_max_batch,
+        max_record_bytes=settings.prediction_log_max_record_bytes,
+        retention_s=settings.prediction_log_retention_s,
+        drift_window_s=settings.drift_window_s,
+        max_drift_window_s=settings.drift_max_window_s,
+        drift_max_records=settings.drift_max_records,
+        drift_max_features=settings.drift_max_features,
+        drift_bins=settings.drift_bins,
+    )
+
+
 @asynccontextmanager
 async def running_server(
     settings: RegistrySettings,
@@ -125,6 +151,7 @@ async def running_server(
             max_signature_bytes=settings.max_signature_bytes,
         ),
     )
+    service.use_prediction_logs(prediction_limits(settings))
     servicer = RegistryServicer(service)
     services = [
         GrpcService(SERVICE_NAME, lambda s: svc_grpc.add_RegistryServiceServicer_to_server(servicer, s))
@@ -144,16 +171,17 @@ async def running_server(
                 await running.health.set_serving()
             follower = asyncio.create_task(readiness.follow(running.health))
             sweeper = asyncio.create_task(_sweep_blobs(service, artifacts, settings))
+            upkeep = asyncio.create_task(_prediction_upkeep(service, settings))
             running.extra["service"] = service
             try:
                 yield running
             finally:
                 follower.cancel()
                 sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await follower
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
+                upkeep.cancel()
+                for task in (follower, sweeper, upkeep):
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
     finally:
         await db.close()
 

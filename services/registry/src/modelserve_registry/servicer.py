@@ -11,6 +11,7 @@ from modelserve.registry.v1 import registry_service_pb2 as pb
 from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from modelserve_common.identity import Caller
 from modelserve_registry import convert as c
+from modelserve_registry import convert_predictions as cp
 from modelserve_registry.service import RegistryService
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -200,3 +201,39 @@ class RegistryServicer(registry_grpc.RegistryServiceServicer):
     async def VerifyApiKey(self, request: pb.VerifyApiKeyRequest, context: Ctx) -> pb.VerifyApiKeyResponse:
         key, limit, expires = await self._s.verify_key(_caller(context), request.secret)
         return c.verify_to_pb(key, limit, expires)
+
+    async def WritePredictionLogs(
+        self, request: pb.WritePredictionLogsRequest, context: Ctx
+    ) -> pb.WritePredictionLogsResponse:
+        logs = [cp.record_from_pb(log, i) for i, log in enumerate(request.logs)]
+        stored = await self._s.write_prediction_logs(_caller(context), logs)
+        return pb.WritePredictionLogsResponse(stored=stored)
+
+    async def ListPredictionLogs(
+        self, request: pb.ListPredictionLogsRequest, context: Ctx
+    ) -> pb.ListPredictionLogsResponse:
+        logs, token = await self._s.list_prediction_logs(
+            _caller(context),
+            request.model,
+            request.version,
+            cp.window_from_pb(request),
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListPredictionLogsResponse(logs=[cp.record_to_pb(r) for r in logs], next_page_token=token)
+
+    async def SetDriftReference(
+        self, request: pb.SetDriftReferenceRequest, context: Ctx
+    ) -> pb.SetDriftReferenceResponse:
+        sample = [cp.tensor_from_pb(t) for t in request.sample]
+        features = await self._s.set_drift_reference(
+            _caller(context), request.model, request.version, sample, request.from_logged_requests
+        )
+        return pb.SetDriftReferenceResponse(features=features)
+
+    async def GetModelVersionDrift(
+        self, request: pb.GetModelVersionDriftRequest, context: Ctx
+    ) -> pb.GetModelVersionDriftResponse:
+        window = c.duration_s(request.window) if request.HasField("window") else None
+        scores = await self._s.model_version_drift(_caller(context), request.model, request.version, window)
+        return cp.drift_to_pb(scores)

@@ -66,6 +66,28 @@ class RegistrySettings(BaseServiceSettings, DatabaseSettings):
     max_signature_bytes: int = Field(default=512 * 1024**2, ge=0)
     """Largest uploaded ONNX file whose signature is read to fill/check tensor specs."""
 
+    prediction_log_max_batch: int = Field(default=1000, ge=1)
+    """Most records one WritePredictionLogs call may carry (more: INVALID_ARGUMENT)."""
+    prediction_log_max_record_bytes: int = Field(default=1024 * 1024, ge=0)
+    """A logged record whose tensors hold more raw bytes than this is stored with datatype and
+    shape only."""
+    prediction_log_retention_s: float = Field(default=7 * 86400.0, gt=0)
+    """Logged predictions older than this are deleted by the sweeper."""
+    prediction_log_sweep_interval_s: float = Field(default=300.0, gt=0)
+    """How often the sweeper deletes expired prediction logs and refreshes the drift gauge
+    (modelserve_registry_feature_drift_score)."""
+    drift_window_s: float = Field(default=3600.0, gt=0)
+    """The window GetModelVersionDrift (and the drift gauge) judges when the request names none."""
+    drift_max_window_s: float = Field(default=30 * 86400.0, gt=0)
+    """Longest window a GetModelVersionDrift request may name (longer: INVALID_ARGUMENT)."""
+    drift_max_records: int = Field(default=10_000, ge=1)
+    """Most logged requests one drift computation reads (the newest of the window), and the largest
+    from_logged_requests SetDriftReference accepts."""
+    drift_max_features: int = Field(default=256, ge=1)
+    """Most features a drift reference holds (further columns are ignored)."""
+    drift_bins: int = Field(default=10, ge=2, le=100)
+    """Quantile bins of a drift reference (PSI is computed over them)."""
+
     @model_validator(mode="after")
     def _grace_within_max(self) -> RegistrySettings:
         if self.key_grace_period_s > self.max_key_rotation_grace_s:
