@@ -1,7 +1,7 @@
 """modelserve_client: the Python SDK of the ModelServe platform.
 
 from modelserve_client import Client
-with Client("127.0.0.1:8001", api_key="...") as c:
+with Client("127.0.0.1:50050", api_key="...") as c:
     out = c.infer("classifier", {"features": np.ones((1, 4), np.float32)})
 """
 

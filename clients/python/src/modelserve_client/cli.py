@@ -60,7 +60,7 @@ class UsageError(Exception):
 
 
 app = typer.Typer(
-    help="Drive the ModelServe platform.\n\nExample: modelserve --url 127.0.0.1:8001 models list",
+    help="Drive the ModelServe platform.\n\nExample: modelserve --url 127.0.0.1:50050 models list",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
@@ -69,7 +69,7 @@ app = typer.Typer(
 @app.callback()
 def _main(
     profile: Annotated[str | None, typer.Option(help="Profile in config.toml (see `login`).")] = None,
-    url: Annotated[str | None, typer.Option(help="Gateway gRPC address, e.g. 127.0.0.1:8001.")] = None,
+    url: Annotated[str | None, typer.Option(help="Gateway gRPC address, e.g. 127.0.0.1:50050.")] = None,
     api_key: Annotated[str | None, typer.Option(help="API key (else MODELSERVE_API_KEY / profile).")] = None,
     output: Annotated[Output, typer.Option("--output", "-o", help="table, json or yaml.")] = Output.table,
     debug: Annotated[bool, typer.Option(help="Show tracebacks.")] = False,
@@ -220,7 +220,7 @@ def login(
 ) -> None:
     """Check a key against the server and save it as a profile (config.toml, mode 0600).
 
-    Example: modelserve login --url 127.0.0.1:8001 --api-key $KEY --profile prod
+    Example: modelserve login --url 127.0.0.1:50050 --api-key $KEY --profile prod
     """
 
     def body() -> None:

@@ -119,7 +119,7 @@ class _Conn:
 class Client(_Conn, _Api):
     """A blocking client of the ModelServe gateway's gRPC front door.
 
-    `Client(url="gw:8001", api_key="...")`; every argument falls back to MODELSERVE_URL,
+    `Client(url="gw:50050", api_key="...")`; every argument falls back to MODELSERVE_URL,
     MODELSERVE_API_KEY (or MODELSERVE_TOKEN) and then to the profile `modelserve login` wrote.
     One channel (keepalive on), a deadline on every call (`timeout`, seconds), and retries with
     jittered exponential backoff only for idempotent calls refused UNAVAILABLE (`max_retries`).

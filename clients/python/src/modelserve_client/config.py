@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_URL = "127.0.0.1:8001"
+DEFAULT_URL = "127.0.0.1:50050"
 DEFAULT_PROFILE = "default"
 
 
