@@ -1,7 +1,7 @@
 // The console in a real browser (Debian's chromium, driven by playwright-core) against a gateway,
 // registry and model server started by services/gateway/tests/console/test_console_browser.py.
 // Env: CONSOLE_URL (gateway origin), KEY_A / KEY_B (tenant keys), MODEL_A / MODEL_B (their models),
-// ARTIFACT (an ONNX file to upload), SCREENSHOTS (a git-ignored folder). Every step waits for selectors; no fixed sleeps. Exit 0 = pass.
+// ADMIN_KEY, TENANT_A, ARTIFACT (an ONNX file to upload), SCREENSHOTS (a git-ignored folder). Every step waits for selectors; no fixed sleeps. Exit 0 = pass.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -187,7 +187,31 @@ try {
     await page.goto(`${BASE}/console/#/models/${MODEL_A}`);
     await page.locator("section[aria-label='try it'] .error").filter({ hasText: "404" }).waitFor();
   });
-  await step("14-api-reference", async () => {
+  await step("14-rotate-key", async () => {
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await signIn(env("ADMIN_KEY"));
+    await page.goto(`${BASE}/console/#/tenants`);
+    const tenant = page.locator(`section[aria-label="tenant ${env("TENANT_A")}"]`);
+    await tenant.locator("input[name=keyName]").fill("rotated");
+    await tenant.getByRole("button", { name: "Create key" }).click();
+    const oldSecret = await tenant.locator(".secret code").innerText();
+    if ((await fetch(`${BASE}/v1/models`, { headers: { "x-api-key": oldSecret } })).status !== 200) throw new Error("the new key does not work");
+    await tenant.locator("input[name=grace]").fill("1");
+    await tenant.locator("tr[data-key=rotated]").getByRole("button", { name: "rotate" }).click();
+    await tenant.locator(".secret code").filter({ hasNotText: oldSecret }).waitFor();
+    const newSecret = await tenant.locator(".secret code").innerText();
+    // the old secret works for the grace (1 s) and is refused after it; poll with a deadline
+    const deadline = Date.now() + 30000;
+    let status = 0;
+    while (Date.now() < deadline) {
+      status = (await fetch(`${BASE}/v1/models`, { headers: { "x-api-key": oldSecret } })).status;
+      if (status === 401) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    if (status !== 401) throw new Error(`the old secret still answers ${status} after the grace`);
+    if ((await fetch(`${BASE}/v1/models`, { headers: { "x-api-key": newSecret } })).status !== 200) throw new Error("the new secret is refused");
+  });
+  await step("15-api-reference", async () => {
     await page.goto(`${BASE}/docs`);
     await page.locator(".swagger-ui .info .title").waitFor();
     await page.locator(".opblock-tag").first().waitFor();

@@ -10,6 +10,7 @@ function Keys({ tenant }: { tenant: string }) {
   const [name, setName] = useState("");
   const [secret, setSecret] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [grace, setGrace] = useState("");
   const act = async (fn: () => Promise<any>) => {
     try {
       const r = await fn();
@@ -25,18 +26,22 @@ function Keys({ tenant }: { tenant: string }) {
       <table aria-label={`keys of ${tenant}`}>
         <tbody>
           {(keys.data?.apiKeys ?? []).map((k: any) => (
-            <tr key={k.key}>
+            <tr key={k.key} data-key={k.displayName || k.key}>
               <td>{k.displayName || k.key}</td>
               <td>{(k.scopes ?? []).join(", ")}</td>
               <td>{k.revokeTime ? "revoked" : "active"}</td>
               <td>
-                <button type="button" onClick={() => act(() => call("POST", `/v1/tenants/${enc(tenant)}/apiKeys/${enc(k.key)}:rotate`, {}))}>rotate</button>
+                <button type="button" onClick={() => act(() => call("POST", `/v1/tenants/${enc(tenant)}/apiKeys/${enc(k.key)}:rotate`, grace.trim() ? { gracePeriod: `${Number(grace)}s` } : {}))}>rotate</button>
                 <button type="button" onClick={() => confirm(`Revoke ${k.displayName || k.key}?`) && act(() => call("DELETE", `/v1/tenants/${enc(tenant)}/apiKeys/${enc(k.key)}`))}>revoke</button>
               </td>
             </tr>
           ))}
         </tbody>
       </table>
+      <label>
+        rotation grace (s, empty: the server's default)
+        <input name="grace" type="number" min={0} value={grace} onInput={(e) => setGrace((e.target as HTMLInputElement).value)} />
+      </label>
       <form class="inline" onSubmit={(e) => { e.preventDefault(); act(() => call("POST", `/v1/tenants/${enc(tenant)}/apiKeys`, { displayName: name, scopes })); }}>
         <input name="keyName" placeholder="key name" value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
         {SCOPES.map((s) => (

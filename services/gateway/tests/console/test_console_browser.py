@@ -5,7 +5,8 @@ refused), overview, models, try a model and see its output, deploy 90/10 (a 110 
 diff shown), a concurrent deployment change reported and not overwritten, a version uploaded from
 a file, a pipeline with a validation error shown at its node then fixed, an asynchronous execution
 watched until SUCCEEDED, a phone-width page, a tenant that does not see the other tenant's model,
-and the API reference. Screenshots of each step go to console/e2e/screenshots/ (git-ignored); the
+an administrator's new key shown once then rotated (the old secret refused after a 1 s grace), and
+the API reference. Screenshots of each step go to console/e2e/screenshots/ (git-ignored); the
 failing step's screenshot is kept there as failed-<step>.png."""
 
 from __future__ import annotations
@@ -137,6 +138,7 @@ def test_console_in_chromium(tmp_path: Path) -> None:
             "GATEWAY_ORCHESTRATOR_URL": f"127.0.0.1:{ports['orchestrator']}",
             "GATEWAY_ADMIN_API_KEY": ADMIN,
             "GATEWAY_ACCESS_LOG": "false",
+            "GATEWAY_API_KEY_CACHE_TTL_S": "1",  # the rotated-out secret is refused soon after its grace
         },
     }
     procs = [
@@ -175,6 +177,8 @@ def test_console_in_chromium(tmp_path: Path) -> None:
             "MODEL_A": "console-a",
             "MODEL_B": "console-b",
             "ARTIFACT": str(artifacts / "clf.onnx"),
+            "ADMIN_KEY": ADMIN,
+            "TENANT_A": "ca",
             "SCREENSHOTS": str(shots),
         }
         proc = subprocess.run(
@@ -189,7 +193,7 @@ def test_console_in_chromium(tmp_path: Path) -> None:
         logs = "\n".join(f"--- {p.module}\n{p.output()[-2000:]}" for p in procs)
         assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\nscreenshots: {shots}\n{logs}"
         assert "all steps passed" in proc.stdout
-        assert (shots / "05-try-it.png").is_file() and (shots / "14-api-reference.png").is_file()
+        assert (shots / "05-try-it.png").is_file() and (shots / "15-api-reference.png").is_file()
     finally:
         for p in procs:
             p.stop()
