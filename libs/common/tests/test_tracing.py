@@ -4,6 +4,7 @@ caller's context; stored carriers become links; bad traceparents start a new tra
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import grpc
@@ -105,6 +106,42 @@ async def test_channel_carries_the_callers_context_to_the_server() -> None:
     assert client.parent is not None and client.parent.span_id == caller.get_span_context().span_id
     assert server.parent is not None and server.parent.span_id == client.context.span_id
     assert server.context.trace_id == caller.get_span_context().trace_id
+
+
+async def test_failed_and_streaming_calls_end_their_client_spans() -> None:
+    """A failed unary call and a stream both export their client span (parent of the server's)
+    with the final status; a span left open would never be exported and the trace would dangle."""
+    server_provider, server_spans = memory_tracing()
+    client_provider, client_spans = memory_tracing()
+    s = settings()
+    async with grpc_server(s, [probe_service(ProbeServicer())], tracer_provider=server_provider) as srv:
+        ch = create_channel(f"127.0.0.1:{srv.port}", s, tracer_provider=client_provider)
+        try:
+            stub = pb_grpc.GRPCInferenceServiceStub(ch)
+            with client_provider.get_tracer("t").start_as_current_span("caller"):
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await stub.ModelReady(pb.ModelReadyRequest(name="raise:NotFound"), timeout=10)
+                assert err.value.code() == grpc.StatusCode.NOT_FOUND
+                stream = stub.ModelStreamInfer(
+                    iter([pb.ModelInferRequest(id="1"), pb.ModelInferRequest(id="2")]), timeout=10
+                )
+                assert [r.infer_response.id async for r in stream] == ["1", "2"]
+            deadline = time.monotonic() + 10
+            while len(client_spans.get_finished_spans()) < 3 and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        finally:
+            await ch.close()
+    clients = {x.name: x for x in client_spans.get_finished_spans() if x.kind == trace.SpanKind.CLIENT}
+    servers = {x.name: x for x in server_spans.get_finished_spans() if x.kind == trace.SpanKind.SERVER}
+    ready, stream_name = f"/{SERVICE}/ModelReady", f"/{SERVICE}/ModelStreamInfer"
+    assert set(clients) == {ready, stream_name}
+    assert clients[ready].status.status_code == trace.StatusCode.ERROR
+    assert clients[ready].attributes is not None
+    assert clients[ready].attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert clients[stream_name].status.status_code == trace.StatusCode.UNSET
+    for name in (ready, stream_name):
+        parent = servers[name].parent
+        assert parent is not None and parent.span_id == clients[name].context.span_id
 
 
 async def test_untraced_server_answers_without_a_trace_id() -> None:

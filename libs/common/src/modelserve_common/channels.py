@@ -17,6 +17,7 @@ from modelserve_common.config import BaseServiceSettings
 from modelserve_common.context import REQUEST_ID_HEADER, request_id_var
 from modelserve_common.metrics import ClientMetricsInterceptor
 from modelserve_common.tls import channel_credentials
+from modelserve_common.tracing import client_interceptors
 
 
 def _details(details: grpc.aio.ClientCallDetails, default_timeout: float) -> grpc.aio.ClientCallDetails:
@@ -108,9 +109,7 @@ def create_channel(
         ClientMetricsInterceptor(),
     ]
     if tracer_provider is not None:
-        from opentelemetry.instrumentation.grpc import aio_client_interceptors
-
-        interceptors = [*aio_client_interceptors(tracer_provider=tracer_provider), *interceptors]
+        interceptors = [*client_interceptors(tracer_provider), *interceptors]
     options = [*channel_options(settings, retry_methods), *extra_options]
     creds = channel_credentials(settings)
     if creds is not None:

@@ -14,8 +14,11 @@ global), plus the few helpers every hop shares to keep one trace per request.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
+import grpc
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -29,6 +32,7 @@ from modelserve_common.config import BaseServiceSettings
 TRACE_ID_HEADER = "x-trace-id"
 """The trace id (32 hex digits) of the request, in REST response headers and gRPC trailers."""
 TRACEPARENT = "traceparent"
+_TRACE_KEYS = (TRACEPARENT, "tracestate")
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -87,3 +91,117 @@ def response_headers(span: trace.Span) -> list[tuple[str, str]]:
     carrier: dict[str, str] = {}
     _PROPAGATOR.inject(carrier, context=trace.set_span_in_context(span))
     return [(TRACEPARENT, carrier[TRACEPARENT]), (TRACE_ID_HEADER, trace.format_trace_id(ctx.trace_id))]
+
+
+def _traced_details(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+    """``details`` with the current context as ``traceparent``/``tracestate`` (replacing any the
+    caller forwarded, so the callee's parent is this hop's client span)."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier)
+    md = [(k, v) for k, v in (details.metadata or ()) if k not in _TRACE_KEYS]
+    md.extend(carrier.items())
+    return grpc.aio.ClientCallDetails(
+        details.method, details.timeout, grpc.aio.Metadata(*md), details.credentials, details.wait_for_ready
+    )
+
+
+_FINISHING: set[asyncio.Future[None]] = set()
+"""Span-ending tasks still running (held so they are not garbage-collected half way)."""
+
+
+def _keep(task: asyncio.Future[None]) -> None:
+    _FINISHING.add(task)
+    task.add_done_callback(_FINISHING.discard)
+
+
+async def _finish(span: trace.Span, call: Any) -> None:
+    try:
+        code = await call.code()
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        if code != grpc.StatusCode.OK:
+            span.set_status(trace.StatusCode.ERROR, f"{code.name}: {await call.details()}"[:300])
+    finally:
+        span.end()
+
+
+async def _relay(span: trace.Span, call: Any) -> AsyncIterator[Any]:
+    try:
+        async for reply in call:
+            yield reply
+    except BaseException as exc:
+        span.set_status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:300])
+        raise
+    finally:
+        if call.done() and not call.cancelled():
+            await _finish(span, call)
+        else:
+            span.end()
+
+
+class _ClientSpans:
+    """One CLIENT span per outgoing call, ended when the call ends whatever its status (the
+    OpenTelemetry aio client interceptor leaves the span of a failed unary call open, so it is
+    never exported and the callee's spans dangle), with the context injected as W3C metadata.
+    One subclass per arity below: grpc.aio files an interceptor under the first interceptor kind
+    it is an instance of, so one object inheriting all four would intercept unary calls only."""
+
+    def __init__(self, provider: TracerProvider) -> None:
+        self._tracer = provider.get_tracer("modelserve.grpc.client")
+
+    async def _call(self, continuation: Any, details: Any, request: Any, streamed: bool = False) -> Any:
+        method = details.method.decode() if isinstance(details.method, bytes) else details.method
+        service, _, name = method.lstrip("/").partition("/")
+        span = self._tracer.start_span(
+            method,
+            kind=trace.SpanKind.CLIENT,
+            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+        )
+        try:
+            with trace.use_span(span, end_on_exit=False):
+                call = await continuation(_traced_details(details), request)
+        except BaseException as exc:
+            if isinstance(exc, grpc.aio.AioRpcError):
+                span.set_attribute("rpc.grpc.status_code", exc.code().value[0])
+            span.set_status(trace.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:300])
+            span.end()
+            raise
+        if streamed:  # the span ends with the stream (grpc.aio takes an iterator from here)
+            return _relay(span, call)
+        call.add_done_callback(lambda c: _keep(asyncio.ensure_future(_finish(span, c))))
+        return call
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await self._call(continuation, details, request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await self._call(continuation, details, request, streamed=True)
+
+    async def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await self._call(continuation, details, request_iterator)
+
+    async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        return await self._call(continuation, details, request_iterator, streamed=True)
+
+
+class _UnaryUnarySpans(_ClientSpans, grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
+    pass
+
+
+class _UnaryStreamSpans(_ClientSpans, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
+    pass
+
+
+class _StreamUnarySpans(_ClientSpans, grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[type-arg]
+    pass
+
+
+class _StreamStreamSpans(_ClientSpans, grpc.aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]
+    pass
+
+
+def client_interceptors(provider: TracerProvider) -> list[Any]:
+    """The tracing interceptors of :func:`modelserve_common.channels.create_channel` (outermost),
+    one per arity."""
+    return [
+        cls(provider) for cls in (_UnaryUnarySpans, _UnaryStreamSpans, _StreamUnarySpans, _StreamStreamSpans)
+    ]
