@@ -18,6 +18,7 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import numpy as np
@@ -47,7 +48,13 @@ DROPPED = Counter(
 )
 
 Policy = registry_pb.PredictionLogging
-PolicyLookup = Callable[[str], Policy | None]
+PolicyLookup = Callable[[str], tuple[Policy, str] | None]
+"""model -> (its deployment's policy, the tenant that owns it); None: not deployed."""
+
+CALLER_TENANT: ContextVar[str | None] = ContextVar("modelserve_prediction_log_caller", default=None)
+"""The tenant of the RPC being served (None: a trusted caller), set by the servicer. Only the
+owner's and trusted callers' requests are logged: the owner reads the logs, so another tenant's
+requests to a shared model are never logged."""
 
 
 class Sink(Protocol):
@@ -171,8 +178,12 @@ class PredictionLogger:
     ) -> pb.ModelInferResponse:
         """Awaits ``answer`` (the inference) and, when the policy samples this request, queues
         its record; what ``answer`` returns or raises passes through unchanged."""
-        policy = self._policies(model)
-        if policy is None or not self._sampler.sample(policy.sample_ratio):
+        found = self._policies(model)
+        caller = CALLER_TENANT.get()
+        if found is None or (caller is not None and caller != found[1]):
+            return await answer
+        policy = found[0]
+        if not self._sampler.sample(policy.sample_ratio):
             return await answer
         try:
             response = await answer

@@ -127,10 +127,11 @@ class RegistryFollower:
         """Waits until every change up to ``revision`` is applied (tests, tools)."""
         await self._watch.wait_for_revision(revision, timeout_s)
 
-    def logging_policy(self, model: str) -> registry_pb.PredictionLogging | None:
-        """The prediction-logging policy of the model's deployment (None: not deployed)."""
+    def logging_policy(self, model: str) -> tuple[registry_pb.PredictionLogging, str] | None:
+        """The prediction-logging policy of the model's deployment and the model's owner (None:
+        not deployed)."""
         dep = self._deployments.get(model)
-        return dep.prediction_logging if dep is not None else None
+        return (dep.prediction_logging, dep.tenant) if dep is not None else None
 
     # -- listing --------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import grpc
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve.inference.v2 import grpc_service_pb2_grpc as svc_grpc
 from modelserve_model_server.ownership import Ownership, refuse_tenant_callers, tenant_of
+from modelserve_model_server.prediction_logger import CALLER_TENANT
 from modelserve_model_server.service import EXTENSIONS, SERVER_NAME, SERVER_VERSION, InferenceService
 
 _LIVE = pb.ServerLiveResponse(live=True)
@@ -70,7 +71,7 @@ class InferenceServicer(svc_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ModelInferResponse:
-        self._check(context, request.model_name, request.model_version)
+        CALLER_TENANT.set(self._check(context, request.model_name, request.model_version))
         return await self._service.infer(request, context.time_remaining())
 
     async def ModelStreamInfer(
@@ -79,6 +80,7 @@ class InferenceServicer(svc_grpc.GRPCInferenceServiceServicer):
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         tenant = tenant_of(context)
+        CALLER_TENANT.set(tenant)  # which requests the prediction logger may log
         if tenant is None:
             async for response in self._service.stream_infer(request_iterator):
                 yield response

@@ -152,6 +152,19 @@ async def test_sampled_requests_reach_the_registry_and_an_outage_never_fails_inf
         )
         assert hidden == grpc.StatusCode.NOT_FOUND
 
+        # shared with every tenant: globex may call it, but its requests are not logged (acme reads the logs)
+        await registry.UpdateModel(
+            reg_pb.UpdateModelRequest(
+                model=reg_pb.Model(name="logged", shared=True), update_mask={"paths": ["shared"]}
+            )
+        )
+        head = await registry.ListDeployments(reg_pb.ListDeploymentsRequest())
+        await running.extra["follower"].wait_for_revision(head.revision, timeout_s=20)
+        await eventually(lambda: running.extra["ownership"].visible("logged", "globex"))
+        for i in range(40):
+            await infer.ModelInfer(_request(i), metadata=GLOBEX)
+        assert logger.counts["sampled"] == sampled
+
         # the registry goes away: the served model keeps answering, records are dropped and counted
         await registry_stack.aclose()
         before = logger.counts["sink_unavailable"]

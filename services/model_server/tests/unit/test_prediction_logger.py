@@ -14,7 +14,7 @@ import pytest
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve.registry.v1 import registry_service_pb2 as registry_pb
 from modelserve_common.errors import InvalidArgument
-from modelserve_model_server.prediction_logger import PredictionLogger, Sampler, build_record
+from modelserve_model_server.prediction_logger import CALLER_TENANT, PredictionLogger, Sampler, build_record
 
 N = 10_000
 
@@ -80,7 +80,7 @@ def test_sampler_edges() -> None:
 
 async def test_logger_samples_by_policy_and_writes_bounded_batches() -> None:
     sink = MemorySink()
-    policies = {"m": _policy(0.2)}
+    policies = {"m": (_policy(0.2), "acme")}
     logger = PredictionLogger(
         sink, policies.get, batch_size=64, flush_interval_s=0.05, sampler=Sampler(random.Random(7))
     )
@@ -107,7 +107,7 @@ async def test_sink_outage_drops_and_counts_without_failing_inference() -> None:
     sink.failing = True
     logger = PredictionLogger(
         sink,
-        {"m": _policy(1.0)}.get,
+        {"m": (_policy(1.0), "acme")}.get,
         batch_size=10,
         flush_interval_s=0.01,
         max_attempts=3,
@@ -133,7 +133,7 @@ async def test_full_queue_drops_and_counts_and_a_stuck_sink_never_blocks_inferen
         async def write(self, records: Sequence[registry_pb.PredictionLog]) -> None:
             await stuck.wait()
 
-    logger = PredictionLogger(StuckSink(), {"m": _policy(1.0)}.get, queue_size=5, batch_size=1)
+    logger = PredictionLogger(StuckSink(), {"m": (_policy(1.0), "acme")}.get, queue_size=5, batch_size=1)
     logger.start()
     try:
         for _ in range(100):
@@ -148,7 +148,7 @@ async def test_full_queue_drops_and_counts_and_a_stuck_sink_never_blocks_inferen
 
 async def test_failed_inference_is_logged_with_its_error_and_still_raises() -> None:
     sink = MemorySink()
-    logger = PredictionLogger(sink, {"m": _policy(1.0)}.get, flush_interval_s=0.01)
+    logger = PredictionLogger(sink, {"m": (_policy(1.0), "acme")}.get, flush_interval_s=0.01)
 
     async def failing() -> pb.ModelInferResponse:
         raise InvalidArgument("input 'x': wrong shape")
@@ -161,6 +161,25 @@ async def test_failed_inference_is_logged_with_its_error_and_still_raises() -> N
     finally:
         await logger.close()
     assert sink.records[0].error == "input 'x': wrong shape" and not sink.records[0].outputs
+
+
+async def test_only_the_owner_and_trusted_callers_are_logged() -> None:
+    """A shared model's logs are read by its owner: other tenants' requests are never logged."""
+    sink = MemorySink()
+    logger = PredictionLogger(sink, {"m": (_policy(1.0), "acme")}.get, flush_interval_s=0.01)
+    logger.start()
+    try:
+        for caller in ("globex", "acme", None):
+
+            async def call(tenant: str | None = caller) -> None:
+                CALLER_TENANT.set(tenant)
+                assert await logger.observe("m", 1, _request(), _answer()) == _response()
+
+            await asyncio.create_task(call())
+        await eventually(lambda: len(sink.records) == 2)
+    finally:
+        await logger.close()
+    assert logger.counts["sampled"] == 2
 
 
 def test_record_size_cap_keeps_datatype_and_shape_only() -> None:
