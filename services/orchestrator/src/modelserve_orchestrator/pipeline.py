@@ -45,6 +45,7 @@ from modelserve_orchestrator.domain import (
     SwitchStep,
 )
 from modelserve_orchestrator.errors import InvalidInputs, InvalidPipeline
+from modelserve_orchestrator.metrics import observe_node
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 INPUTS = "inputs"
@@ -561,6 +562,7 @@ class PipelineRunner:
                 for task in finished:
                     name = running.pop(task)
                     result = task.result()
+                    observe_node(p.name, result.trace)
                     if result.trace.status == NodeStatus.FAILED and not specs[name].soft:
                         raise NodeFailed(name, _error_of(result.trace))
                     await settle(result)

@@ -21,6 +21,7 @@ from modelserve_common.readiness import DependencyReadiness
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
 from modelserve_orchestrator.clients import AliasResolvingCaller, InferenceClient, RegistryClient
 from modelserve_orchestrator.db import Database, open_database
+from modelserve_orchestrator.metrics import MetricsSampler
 from modelserve_orchestrator.migrations import SCHEMA
 from modelserve_orchestrator.pipeline import Defaults, ModelCaller, PipelineRunner
 from modelserve_orchestrator.queue import MemoryWorkQueue, RedisOptions, RedisWorkQueue, WorkQueue
@@ -209,6 +210,7 @@ async def running_server(
         await readiness.update(running.health)
         background = [
             asyncio.create_task(dispatcher.run()),
+            asyncio.create_task(MetricsSampler(db, settings.metrics_interval_s).run()),
             asyncio.create_task(readiness.follow(running.health)),
         ]
         if worker is not None:

@@ -97,6 +97,9 @@ class OrchestratorSettings(BaseServiceSettings, DatabaseSettings):
     """Longest wait between webhook attempts."""
     webhook_poll_interval_s: float = Field(default=0.5, gt=0)
     """How often a replica looks for webhook deliveries that are due."""
+    metrics_interval_s: float = Field(default=10.0, gt=0)
+    """How often the execution and webhook gauges (executions by state, queue depth, oldest queued
+    age, webhook backlog) are read from the database."""
     webhook_allow: list[str] = Field(default_factory=list)
     """Hosts or CIDRs webhooks may reach even though they are private, loopback or link-local
     (JSON list, e.g. ["127.0.0.1/32"])."""

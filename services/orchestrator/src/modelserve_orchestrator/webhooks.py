@@ -35,6 +35,7 @@ from modelserve_orchestrator.domain import (
     WebhookEvent,
 )
 from modelserve_orchestrator.errors import WebhookRefused
+from modelserve_orchestrator.metrics import observe_webhook_attempt
 from modelserve_orchestrator.store import OrchestratorStore
 from modelserve_orchestrator.store_deliveries import DueDelivery, NewDelivery
 
@@ -277,6 +278,7 @@ class WebhookDispatcher:
         await self._store.record_attempt(
             d.webhook_id, WebhookAttempt(number, start, status, error, latency), state, next_at
         )
+        observe_webhook_attempt(state, latency)
         log.info(
             "webhook.attempted", webhook_id=d.webhook_id, attempt=number, status=status, state=state.name
         )
