@@ -604,7 +604,7 @@ class PipelineRunner:
     async def _run_node(
         self,
         node: NodeSpec,
-        tensors: Mapping[str, np.ndarray],
+        tensors: Mapping[str, np.ndarray[Any, Any]],
         params: Mapping[str, str],
         salt: str,
         caller: Caller,
@@ -731,11 +731,11 @@ async def _cancel_all(running: Mapping[asyncio.Task[NodeResult], str]) -> None:
 
 
 def _collect_outputs(
-    p: Pipeline, tensors: Mapping[str, np.ndarray]
-) -> tuple[dict[str, np.ndarray], list[str]]:
+    p: Pipeline, tensors: Mapping[str, np.ndarray[Any, Any]]
+) -> tuple[dict[str, np.ndarray[Any, Any]], list[str]]:
     """Each pipeline output from its first source that was produced; the names of the outputs
     none of whose sources was."""
-    outputs: dict[str, np.ndarray] = {}
+    outputs: dict[str, np.ndarray[Any, Any]] = {}
     missing: list[str] = []
     for o in p.outputs:
         found = next((tensors[s] for s in o.sources if s in tensors), None)
