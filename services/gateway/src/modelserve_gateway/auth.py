@@ -13,6 +13,7 @@ from modelserve_common.context import SCOPES_HEADER, TENANT_HEADER
 from modelserve_common.errors import Unauthenticated
 from modelserve_common.identity import ADMIN, ALL_SCOPES, TENANT_ADMIN
 from modelserve_gateway.audit import audit
+from modelserve_gateway.metrics import AUTH_FAILURES, auth_failure_reason
 from modelserve_gateway.ratelimit import Limit
 from modelserve_gateway.registry_cache import RegistryCache
 from modelserve_gateway.settings import GatewaySettings
@@ -92,6 +93,7 @@ class Authenticator:
         try:
             return await self._authenticate(creds)
         except Unauthenticated as exc:
+            AUTH_FAILURES.labels(auth_failure_reason(exc.message)).inc()
             audit(
                 who="unknown",
                 tenant="",

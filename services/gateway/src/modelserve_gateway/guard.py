@@ -14,6 +14,7 @@ from modelserve.registry.v1 import registry_service_pb2 as registry_pb
 from modelserve_common.errors import NotFound, PermissionDenied, ResourceExhausted, ServiceError, Unavailable
 from modelserve_gateway.audit import audit
 from modelserve_gateway.auth import Authenticator, Credentials, Principal
+from modelserve_gateway.metrics import AUTH_FAILURES, RATE_LIMIT_DECISIONS
 from modelserve_gateway.protection import InFlightLimiter
 from modelserve_gateway.ratelimit import LIMITED, Decision, Limit, LimiterUnavailable, RateLimiter
 from modelserve_gateway.registry_cache import RegistryCache, model_not_found
@@ -69,6 +70,7 @@ class Guard:
         principal = await self._auth.authenticate(creds, method)
         needed = required_scope(method)
         if not has_scope(principal.scopes, needed):
+            AUTH_FAILURES.labels("insufficient_scope").inc()
             audit(
                 who=principal.id,
                 tenant=principal.tenant,
@@ -89,7 +91,9 @@ class Guard:
         try:
             decision = await self._limiter.check(key, limit)
         except LimiterUnavailable:
+            RATE_LIMIT_DECISIONS.labels(scope, "unavailable").inc()
             raise Unavailable("rate limiter unavailable") from None
+        RATE_LIMIT_DECISIONS.labels(scope, "allowed" if decision.allowed else "limited").inc()
         if not decision.allowed:
             LIMITED.labels(scope).inc()
             raise RateLimited(

@@ -31,6 +31,12 @@ from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve_common.context import REQUEST_ID_HEADER, request_id_var
 from modelserve_common.errors import DeadlineExceeded, Unavailable
 from modelserve_model_server.methods import MODEL_STATISTICS, REPOSITORY_INDEX, SERVER_READY
+from modelserve_model_server.metrics import (
+    TRITON_EJECTIONS,
+    TRITON_REPLICAS_AVAILABLE,
+    TRITON_REQUEST_SECONDS,
+    TRITON_REQUESTS,
+)
 from modelserve_model_server.settings import ModelServerSettings
 from modelserve_model_server.triton_replica import Replica, connect, triton_error
 
@@ -163,6 +169,7 @@ class TritonPool:
         replica.ejected_until = time.monotonic() + period
         if not replica.ejected:
             self.ejections += 1
+            TRITON_EJECTIONS.inc()
             log.warning("triton.replica_ejected", replica=replica.target, reason=why, eject_s=period)
         replica.ejected = True
 
@@ -194,6 +201,7 @@ class TritonPool:
         self._names = frozenset(names)
 
     async def _update_readiness(self) -> None:
+        TRITON_REPLICAS_AVAILABLE.set(sum(1 for r in self.replicas if not r.ejected))
         strict = self._settings.strict_readiness
         live = [r for r in self.replicas if not r.ejected and (r.ready or not strict)]
         ready = bool(live) and all(any(r.models.get(m) == "READY" for r in live) for m in self._configured)
@@ -255,15 +263,18 @@ class TritonPool:
         deadline = time.monotonic() + timeout
         metadata = self._metadata()
         failed: Replica | None = None
+        started = time.perf_counter()
         while True:
             replica = self._pick(exclude=failed)
             replica.outstanding += 1
             try:
                 reply: bytes = await replica.unary(method)(payload, timeout=timeout, metadata=metadata)
                 self.outcomes["OK"] += 1
+                TRITON_REQUESTS.labels("OK").inc()
                 return reply
             except grpc.aio.AioRpcError as exc:
                 self.outcomes[exc.code().name] += 1
+                TRITON_REQUESTS.labels(exc.code().name).inc()
                 if exc.code() is not grpc.StatusCode.UNAVAILABLE or not await self._down(replica, exc):
                     raise triton_error(exc) from None
                 if failed is not None:
@@ -274,9 +285,11 @@ class TritonPool:
                     raise DeadlineExceeded("deadline exceeded while Triton was unavailable") from None
             except asyncio.CancelledError:
                 self.outcomes["CANCELLED"] += 1  # the client went away; grpc.aio cancelled the call
+                TRITON_REQUESTS.labels("CANCELLED").inc()
                 raise
             finally:
                 replica.outstanding -= 1
+                TRITON_REQUEST_SECONDS.observe(time.perf_counter() - started)
 
     async def statistics(self, remaining: float | None) -> list[pb.ModelStatistics]:
         """ModelStatistics of every model served through Triton (one replica's answer)."""
@@ -306,8 +319,10 @@ class TritonPool:
             async for item in call:
                 yield item
             self.outcomes["OK"] += 1
+            TRITON_REQUESTS.labels("OK").inc()
         except grpc.aio.AioRpcError as exc:
             self.outcomes[exc.code().name] += 1
+            TRITON_REQUESTS.labels(exc.code().name).inc()
             if exc.code() is grpc.StatusCode.UNAVAILABLE:
                 await self._down(replica, exc)
             raise triton_error(exc) from None
@@ -315,6 +330,7 @@ class TritonPool:
             replica.outstanding -= 1
             if not call.done():
                 self.outcomes["CANCELLED"] += 1
+                TRITON_REQUESTS.labels("CANCELLED").inc()
                 call.cancel()
 
     async def broadcast(

@@ -71,8 +71,7 @@ def observe_node(pipeline: str, trace: NodeTrace) -> None:
     if trace.attempts <= 0:
         return
     NODE_SECONDS.labels(pipeline, trace.node, trace.status.name).observe(trace.latency_s)
-    if trace.attempts > 1:
-        NODE_RETRIES.labels(pipeline, trace.node).inc(trace.attempts - 1)
+    NODE_RETRIES.labels(pipeline, trace.node).inc(trace.attempts - 1)  # 0 too: the series exists
 
 
 def observe_webhook_attempt(state: DeliveryState, latency_s: float) -> None:

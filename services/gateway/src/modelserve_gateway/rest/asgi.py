@@ -24,6 +24,7 @@ from modelserve_gateway.console import ConsoleAssets
 from modelserve_gateway.errors import GatewayError
 from modelserve_gateway.guard import Guard
 from modelserve_gateway.metadata import PRINTABLE
+from modelserve_gateway.metrics import REQUESTS, tenant_label
 from modelserve_gateway.rest.artifacts import ArtifactRoutes
 from modelserve_gateway.rest.http import (
     JSON,
@@ -185,6 +186,7 @@ class GatewayApp:
                 watcher.cancel()
             elapsed = time.perf_counter() - started
             HTTP_SECONDS.labels(req.route_label, str(status[0])).observe(elapsed)
+            REQUESTS.labels(req.route_label, str(status[0]), tenant_label(req.tenant)).inc()
             self._access(req, status[0], elapsed, rid)
 
     async def _body(self, req: Request) -> bytes:
