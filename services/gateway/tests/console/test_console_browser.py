@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from modelserve_common.testing import ServiceProcess, databases, free_port
+from modelserve_common.testing.suite import running_suite
 from modelserve_gateway.console import default_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -92,91 +92,37 @@ def test_console_in_chromium(tmp_path: Path) -> None:
         pytest.skip(reason)
     artifacts = tmp_path / "artifacts"
     artifacts.mkdir()
-    shutil.copy(ROOT / "models/classifier/1/model.onnx", artifacts / "clf.onnx")
-    reg_db, _ = databases.create_database()
-    orch_db, _ = databases.create_database()
-    ports = {n: free_port() for n in ("registry", "model_server", "gateway", "http", "orchestrator")}
-    reg = f"127.0.0.1:{ports['registry']}"
-    ms = f"127.0.0.1:{ports['model_server']}"
-    common = {"MODELSERVE_DATA_DIR": str(tmp_path), "PYTHONWARNINGS": "ignore"}
-    specs = {
-        "registry": {
-            "REGISTRY_GRPC_PORT": str(ports["registry"]),
-            "REGISTRY_METRICS_PORT": "-1",
-            "REGISTRY_DATABASE_URL": reg_db,
-            "REGISTRY_WATCH_POLL_INTERVAL_S": "0.1",
-            "REGISTRY_ARTIFACT_ROOTS": str(artifacts),
-            "REGISTRY_ACCESS_LOG": "false",
-        },
-        "model_server": {
-            "MODEL_SERVER_GRPC_PORT": str(ports["model_server"]),
-            "MODEL_SERVER_METRICS_PORT": "-1",
-            "MODEL_SERVER_MODEL_REPOSITORY": str(ROOT / "models"),
-            "MODEL_SERVER_REGISTRY_URL": reg,
-            "MODEL_SERVER_ARTIFACT_ROOTS": str(artifacts),
-            "MODEL_SERVER_DATA_DIR": str(tmp_path / "ms"),
-            "MODEL_SERVER_ACCESS_LOG": "false",
-        },
-        "orchestrator": {
-            "ORCHESTRATOR_GRPC_PORT": str(ports["orchestrator"]),
-            "ORCHESTRATOR_METRICS_PORT": "-1",
-            "ORCHESTRATOR_DATABASE_URL": orch_db,
-            "ORCHESTRATOR_REDIS_URL": databases.redis_url(),
-            "ORCHESTRATOR_REDIS_PREFIX": f"mstest:console:{time.time_ns()}:",
-            "ORCHESTRATOR_REGISTRY_URL": reg,
-            "ORCHESTRATOR_MODEL_SERVER_URL": ms,
-            "ORCHESTRATOR_DATA_DIR": str(tmp_path / "orc"),
-            "ORCHESTRATOR_ACCESS_LOG": "false",
-        },
-        "gateway": {
-            "GATEWAY_GRPC_PORT": str(ports["gateway"]),
-            "GATEWAY_HTTP_PORT": str(ports["http"]),
-            "GATEWAY_HTTP_HOST": "127.0.0.1",
-            "GATEWAY_METRICS_PORT": "-1",
-            "GATEWAY_REGISTRY_URL": reg,
-            "GATEWAY_MODEL_SERVER_URL": ms,
-            "GATEWAY_ORCHESTRATOR_URL": f"127.0.0.1:{ports['orchestrator']}",
-            "GATEWAY_ADMIN_API_KEY": ADMIN,
-            "GATEWAY_ACCESS_LOG": "false",
-            "GATEWAY_API_KEY_CACHE_TTL_S": "1",  # the rotated-out secret is refused soon after its grace
-        },
-    }
-    procs = [
-        ServiceProcess(f"modelserve_{n}", {**common, **e}, ports[n], cwd=tmp_path) for n, e in specs.items()
-    ]
+    blob = artifacts / "clf.onnx"
+    shutil.copy(ROOT / "models/classifier/1/model.onnx", blob)
+    # a rotated-out secret is refused soon after its grace (the gateway's key cache)
+    overrides = {"gateway": {"GATEWAY_API_KEY_CACHE_TTL_S": "1"}}
     shots = CONSOLE / "e2e" / "screenshots"
     shutil.rmtree(shots, ignore_errors=True)
-    try:
-        for p in procs:
-            p.start(timeout=90)
-        base = f"http://127.0.0.1:{ports['http']}"
-        admin = {"x-api-key": ADMIN}
+    with running_suite(tmp_path, artifacts, ROOT / "models", ADMIN, overrides) as suite:
         keys = {}
-        with httpx.Client(base_url=base, timeout=20) as http:
+        with httpx.Client(base_url=suite.http_url, timeout=20) as http:
             for t in ("ca", "cb"):
-                _ok(http.post("/v1/tenants", json={"name": t}, headers=admin))
+                _ok(http.post("/v1/tenants", json={"name": t}, headers={"x-api-key": ADMIN}))
                 made = http.post(
                     f"/v1/tenants/{t}/apiKeys",
                     json={"displayName": "console", "scopes": ["read", "write", "infer"]},
-                    headers=admin,
+                    headers={"x-api-key": ADMIN},
                 )
                 keys[t] = str(_ok(made)["secret"])
-            _register(http, keys["ca"], "console-a", artifacts / "clf.onnx")
-            _register(http, keys["cb"], "console-b", artifacts / "clf.onnx")
+            _register(http, keys["ca"], "console-a", blob)
+            _register(http, keys["cb"], "console-b", blob)
             second = http.post(
-                "/v1/models/console-a/versions",
-                json=_version(artifacts / "clf.onnx"),
-                headers={"x-api-key": keys["ca"]},
+                "/v1/models/console-a/versions", json=_version(blob), headers={"x-api-key": keys["ca"]}
             )
             _ok(second)
         env = {
             **os.environ,
-            "CONSOLE_URL": base,
+            "CONSOLE_URL": suite.http_url,
             "KEY_A": keys["ca"],
             "KEY_B": keys["cb"],
             "MODEL_A": "console-a",
             "MODEL_B": "console-b",
-            "ARTIFACT": str(artifacts / "clf.onnx"),
+            "ARTIFACT": str(blob),
             "ADMIN_KEY": ADMIN,
             "TENANT_A": "ca",
             "SCREENSHOTS": str(shots),
@@ -190,10 +136,6 @@ def test_console_in_chromium(tmp_path: Path) -> None:
             timeout=180,
             check=False,
         )
-        logs = "\n".join(f"--- {p.module}\n{p.output()[-2000:]}" for p in procs)
-        assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\nscreenshots: {shots}\n{logs}"
+        assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\nscreenshots: {shots}\n{suite.logs()}"
         assert "all steps passed" in proc.stdout
         assert (shots / "05-try-it.png").is_file() and (shots / "15-api-reference.png").is_file()
-    finally:
-        for p in procs:
-            p.stop()
