@@ -25,7 +25,7 @@ proto: ## regenerate libs/contracts from protos/ (the only way code gets there)
 proto-check: ## fail when libs/contracts is stale or hand-edited
 	scripts/gen_proto.sh --check
 
-proto-lint: ## buf format + lint, offline
+proto-lint: ## buf lint (STANDARD), offline
 	$(BUF) lint
 
 proto-breaking: ## buf breaking against main
