@@ -110,7 +110,7 @@ async def running_server(
         )
     guard = Guard(settings, Authenticator(settings, cache), limiter, cache)
     routes = compile_routes(fronted)
-    app = GatewayApp(settings, Router(routes), upstreams, guard, openapi_bytes(routes))
+    app = GatewayApp(settings, Router(routes), upstreams, guard, openapi_bytes(routes), tracer_provider)
     front_door = FrontDoor(
         [svc for svc, _ in fronted],
         upstreams,

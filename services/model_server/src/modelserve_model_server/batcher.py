@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import structlog
+from opentelemetry import trace
 
 from modelserve_common.errors import InvalidArgument, ServiceError
 from modelserve_model_server.backend import LoadedModel, Tensors
@@ -56,7 +57,18 @@ _now = time.perf_counter_ns
 
 
 class _Item:
-    __slots__ = ("decoded", "future", "state", "enqueued", "deadline", "handle", "result", "error", "span")
+    __slots__ = (
+        "decoded",
+        "future",
+        "state",
+        "enqueued",
+        "deadline",
+        "handle",
+        "result",
+        "error",
+        "span",
+        "parent",
+    )
 
     def __init__(self, decoded: Decoded, enqueued: int, deadline: int) -> None:
         self.decoded = decoded
@@ -69,6 +81,7 @@ class _Item:
         self.result: Tensors | None = None
         self.error: BaseException | None = None
         self.span: Any = None
+        self.parent: Any = None  # the caller's span (tracing on): gets the batch it rode in
 
 
 class Scheduler:
@@ -149,6 +162,8 @@ class Scheduler:
                 raise self._expired()
             deadline = now + max(int(deadline_s * 1e9), 1)
         item = _Item(decoded, now, deadline)
+        if self._tracer is not None:
+            item.parent = trace.get_current_span()
         self._in_flight += 1
         self._idle.clear()
         try:
@@ -324,10 +339,7 @@ class Scheduler:
                 self._stats.queue.add(waited)
                 self._stats.queue_hist.observe(waited / 1e9)
             if self._tracer is not None:
-                span = self._tracer.start_span(
-                    "model.compute",
-                    attributes={"model": self._name, "version": self._version, "batch_size": len(batch)},
-                )
+                span = self._trace_batch(batch, t0)
             results = await self._compute(batch, t0)
             for item, result in zip(batch, results, strict=True):
                 self._deliver(item, result, None)
@@ -344,6 +356,23 @@ class Scheduler:
             self._running -= 1
             if self._depth:
                 self._pump()
+
+    def _trace_batch(self, batch: list[_Item], t0: int) -> Any:
+        """Each request's span gets a ``model.batch`` event (batch size, its queue time, model,
+        version); the batch's ``model.compute`` span is a child of the first request's span and
+        links to the others' (a batch serves several traces)."""
+        attrs = {"model": self._name, "version": self._version, "batch_size": len(batch)}
+        for item in batch:
+            if item.parent is not None:
+                item.parent.add_event("model.batch", {**attrs, "queue_time_ms": (t0 - item.enqueued) / 1e6})
+        parents = [item.parent.get_span_context() for item in batch if item.parent is not None]
+        first = batch[0].parent
+        return self._tracer.start_span(
+            "model.compute",
+            context=trace.set_span_in_context(first) if first is not None else None,
+            attributes=attrs,
+            links=[trace.Link(ctx) for ctx in parents[1:] if ctx.is_valid],
+        )
 
     def _live(self, batch: list[_Item], now: int) -> list[_Item]:
         """The items of ``batch`` whose callers still wait; the others are marked done."""

@@ -30,6 +30,7 @@ import structlog
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve_common.context import REQUEST_ID_HEADER, request_id_var
 from modelserve_common.errors import DeadlineExceeded, Unavailable
+from modelserve_common.tracing import current_carrier
 from modelserve_model_server.methods import MODEL_STATISTICS, REPOSITORY_INDEX, SERVER_READY
 from modelserve_model_server.metrics import (
     TRITON_EJECTIONS,
@@ -242,8 +243,14 @@ class TritonPool:
 
     @staticmethod
     def _metadata() -> tuple[tuple[str, str], ...] | None:
+        """The request id and, tracing on, the W3C ``traceparent``/``tracestate`` of the current
+        span: the keys Triton's OpenTelemetry trace mode reads from gRPC metadata."""
         rid = request_id_var.get()
-        return ((REQUEST_ID_HEADER, rid),) if rid else None
+        md: tuple[tuple[str, str], ...] = ((REQUEST_ID_HEADER, rid),) if rid else ()
+        carrier = current_carrier()
+        if carrier:
+            md += tuple(carrier.items())
+        return md or None
 
     async def _down(self, replica: Replica, exc: grpc.aio.AioRpcError) -> bool:
         """After UNAVAILABLE: is the replica itself down (then eject it) or was it Triton's answer?"""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+from opentelemetry import trace
 
 from modelserve_common.errors import (
     Cancelled,
@@ -493,9 +494,10 @@ class PipelineRunner:
     """Runs one pipeline version. ``done`` holds node results already recorded (a resumed
     execution): those nodes are not run again."""
 
-    def __init__(self, caller: ModelCaller, defaults: Defaults) -> None:
+    def __init__(self, caller: ModelCaller, defaults: Defaults, tracer: trace.Tracer | None = None) -> None:
         self._caller = caller
         self._defaults = defaults
+        self._tracer = tracer  # one span per node (tracing on), parent of the node's model call
 
     async def check_models(self, p: Pipeline, caller: Caller) -> None:
         """ModelRefused when the caller may not use a model the pipeline names."""
@@ -602,6 +604,26 @@ class PipelineRunner:
         return None
 
     async def _run_node(
+        self,
+        node: NodeSpec,
+        tensors: Mapping[str, np.ndarray[Any, Any]],
+        params: Mapping[str, str],
+        salt: str,
+        caller: Caller,
+    ) -> NodeResult:
+        if self._tracer is None:
+            return await self._node(node, tensors, params, salt, caller)
+        with self._tracer.start_as_current_span(
+            f"pipeline.node {node.name}",
+            attributes={"pipeline.node": node.name, "pipeline.step": type(node.step).__name__},
+        ) as span:
+            result = await self._node(node, tensors, params, salt, caller)
+            span.set_attribute("pipeline.node.status", result.trace.status.name)
+            if result.trace.status == NodeStatus.FAILED:
+                span.set_status(trace.StatusCode.ERROR, result.trace.message[:200])
+            return result
+
+    async def _node(
         self,
         node: NodeSpec,
         tensors: Mapping[str, np.ndarray[Any, Any]],

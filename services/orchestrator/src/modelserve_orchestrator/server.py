@@ -154,7 +154,8 @@ async def running_server(
             max_backoff_s=settings.node_max_backoff_s,
             max_nodes=settings.max_nodes,
         )
-        runner = PipelineRunner(caller, defaults)
+        tracer = tracer_provider.get_tracer("modelserve.orchestrator") if tracer_provider else None
+        runner = PipelineRunner(caller, defaults, tracer)
         policy = WebhookPolicy(
             settings.webhook_timeout_s,
             settings.webhook_max_attempts,

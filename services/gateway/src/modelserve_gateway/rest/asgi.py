@@ -15,10 +15,13 @@ from typing import Any
 
 import grpc
 import structlog
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import Histogram
 
 from modelserve_common.context import REQUEST_ID_HEADER, request_id_var
 from modelserve_common.errors import ServiceError
+from modelserve_common.tracing import extract_context, response_headers
 from modelserve_gateway.clients import INFERENCE_SERVICE, Upstreams
 from modelserve_gateway.console import ConsoleAssets
 from modelserve_gateway.errors import GatewayError
@@ -66,8 +69,10 @@ class GatewayApp:
         upstreams: Upstreams,
         guard: Guard,
         openapi_json: bytes,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.settings = settings
+        self._tracer = tracer_provider.get_tracer("modelserve.gateway") if tracer_provider else None
         self.router = router
         self.upstreams = upstreams
         self.guard = guard
@@ -89,11 +94,29 @@ class GatewayApp:
         if scope["type"] != "http":
             return
         req = Request.of(scope, receive)
+        if self._tracer is None:
+            await self._http(req, send, [])
+            return
+        # One trace per request: the client's W3C traceparent is the parent when it sends one.
+        with self._tracer.start_as_current_span(
+            f"HTTP {req.method}",
+            context=extract_context(req.headers),
+            kind=trace.SpanKind.SERVER,
+            attributes={"http.request.method": req.method, "url.path": req.path[:200]},
+        ) as span:
+            try:
+                await self._http(req, send, response_headers(span))
+            finally:
+                span.update_name(f"{req.method} {req.route_label}")
+                span.set_attribute("http.route", req.route_label)
+
+    async def _http(self, req: Request, send: Send, trace_headers: Headers) -> None:
+        """One HTTP request; ``trace_headers`` go on every answer (tracing on)."""
         given = req.headers.get(REQUEST_ID_HEADER)
         bad_rid = given is not None and PRINTABLE.fullmatch(given) is None
         rid = uuid.uuid4().hex if bad_rid or not given else given[:128]
         request_id_var.set(rid)
-        base: Headers = [(REQUEST_ID_HEADER, rid)]
+        base: Headers = [(REQUEST_ID_HEADER, rid), *trace_headers]
         if bad_rid:  # it travels on as gRPC metadata and log field: printable ASCII only
             self._access(req, 400, 0.0, rid)
             err = GatewayError(
