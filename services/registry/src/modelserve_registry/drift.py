@@ -91,9 +91,15 @@ def _columns(t: LoggedTensor) -> list[tuple[str, np.ndarray[Any, Any]]]:
 
 
 def reference_of(values: np.ndarray[Any, Any], bins: int) -> FeatureReference:
-    """The reference of one feature: ``bins`` quantile bins (fewer when values repeat)."""
-    qs = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1]) if values.size else np.array([])
-    edges = sorted({float(q) for q in qs})
+    """The reference of one feature: ``bins`` quantile bins (fewer when values repeat), plus an
+    empty bin below the reference's minimum and one above its maximum, so values outside the
+    reference's range always count as drift (even for a constant feature)."""
+    if values.size:
+        qs = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
+        low, high = float(values.min()), float(np.nextafter(values.max(), np.inf))
+        edges = sorted({low, high, *(float(q) for q in qs)})
+    else:
+        edges = []
     return FeatureReference(
         edges=edges,
         shares=_shares(values, edges).tolist(),
