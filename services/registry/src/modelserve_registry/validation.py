@@ -17,7 +17,7 @@ from modelserve_registry.domain import (
     Target,
     TensorSpec,
 )
-from modelserve_registry.store import FilterTerm
+from modelserve_registry.store_models import FilterTerm
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9._-]{0,62}$")
