@@ -48,6 +48,7 @@ class PredictionLimits:
     max_batch: int = 1000
     max_record_bytes: int = 1024 * 1024
     retention_s: float = 7 * 86400.0
+    sweep_batch: int = 10_000
     drift_window_s: float = 3600.0
     max_drift_window_s: float = 30 * 86400.0
     drift_max_records: int = 10_000
@@ -236,12 +237,18 @@ class PredictionLogOps(ServiceCore):
 
     # -- background ----------------------------------------------------------------------------
     async def sweep_prediction_logs(self) -> int:
-        """Deletes records older than the retention; returns how many."""
-        cutoff = now_us() - int(self._prediction_limits.retention_s * 1e6)
-        async with self._logs().transaction(write=True) as tx:
-            deleted = await tx.delete_before(cutoff)
-        LOGS_SWEPT.inc(max(deleted, 0))
-        return deleted
+        """Deletes records older than the retention, ``sweep_batch`` a transaction (so no
+        transaction holds a huge delete); returns how many."""
+        limits = self._prediction_limits
+        cutoff = now_us() - int(limits.retention_s * 1e6)
+        total = 0
+        while True:
+            async with self._logs().transaction(write=True) as tx:
+                deleted = max(await tx.delete_before(cutoff, limits.sweep_batch), 0)
+            total += deleted
+            LOGS_SWEPT.inc(deleted)
+            if deleted < limits.sweep_batch:
+                return total
 
     async def refresh_drift_metrics(self) -> None:
         """Sets the drift gauge for every deployed version with a reference (labels of versions

@@ -100,6 +100,7 @@ def prediction_limits(settings: RegistrySettings) -> PredictionLimits:
         max_batch=settings.prediction_log_max_batch,
         max_record_bytes=settings.prediction_log_max_record_bytes,
         retention_s=settings.prediction_log_retention_s,
+        sweep_batch=settings.prediction_log_sweep_batch,
         drift_window_s=settings.drift_window_s,
         max_drift_window_s=settings.drift_max_window_s,
         drift_max_records=settings.drift_max_records,

@@ -73,6 +73,8 @@ class RegistrySettings(BaseServiceSettings, DatabaseSettings):
     shape only."""
     prediction_log_retention_s: float = Field(default=7 * 86400.0, gt=0)
     """Logged predictions older than this are deleted by the sweeper."""
+    prediction_log_sweep_batch: int = Field(default=10_000, ge=1)
+    """Expired prediction logs deleted per transaction (the sweeper repeats until none is left)."""
     prediction_log_sweep_interval_s: float = Field(default=300.0, gt=0)
     """How often the sweeper deletes expired prediction logs and refreshes the drift gauge
     (modelserve_registry_feature_drift_score)."""

@@ -131,8 +131,13 @@ class PredictionLogTx:
         )
         return [_record(r) for r in rows]
 
-    async def delete_before(self, time_us: int) -> int:
-        return await self._tx.execute("DELETE FROM prediction_logs WHERE time_us < ?", (time_us,))
+    async def delete_before(self, time_us: int, limit: int) -> int:
+        """Deletes up to ``limit`` records older than ``time_us`` (the oldest first)."""
+        return await self._tx.execute(
+            "DELETE FROM prediction_logs WHERE id IN "
+            "(SELECT id FROM prediction_logs WHERE time_us < ? ORDER BY time_us LIMIT ?)",
+            (time_us, limit),
+        )
 
     async def set_reference(
         self, model: str, version: int, features: dict[str, FeatureReference], now_us: int

@@ -51,6 +51,7 @@ async def reg(
         prediction_log_max_record_bytes=4096,
         prediction_log_max_batch=50,
         prediction_log_sweep_interval_s=3600.0,
+        prediction_log_sweep_batch=2,
     )
     async with running_server(settings) as running:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
@@ -164,16 +165,15 @@ async def test_size_cap_and_retention_sweep(reg: tuple[Stub, RunningServer, str]
     await _model(stub, uri, "m", "default")
     now = int(time.time() * 1e6)
     big = _tensor(np.zeros((2000,)))  # 8000 bytes > the 4096-byte cap
+    old = [_log("m", 1, now - 2 * 86400 * 10**6 - i, f"old{i}") for i in range(5)]
     await stub.WritePredictionLogs(
-        pb.WritePredictionLogsRequest(
-            logs=[_log("m", 1, now, "new", [big]), _log("m", 1, now - 2 * 86400 * 10**6, "old")]
-        )
+        pb.WritePredictionLogsRequest(logs=[_log("m", 1, now, "new", [big]), *old])
     )
     listed = (await stub.ListPredictionLogs(pb.ListPredictionLogsRequest(model="m"))).logs
-    assert [r.request_id for r in listed] == ["new", "old"]
+    assert [r.request_id for r in listed] == ["new", *(f"old{i}" for i in range(5))]
     capped = listed[0].inputs[0]
     assert (capped.datatype, list(capped.shape), capped.raw_contents) == ("FP32", [2000], b"")
-    assert await running.extra["service"].sweep_prediction_logs() == 1
+    assert await running.extra["service"].sweep_prediction_logs() == 5  # in batches of 2
     listed = (await stub.ListPredictionLogs(pb.ListPredictionLogsRequest(model="m"))).logs
     assert [r.request_id for r in listed] == ["new"]
 
