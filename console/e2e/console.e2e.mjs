@@ -187,7 +187,21 @@ try {
     await page.goto(`${BASE}/console/#/models/${MODEL_A}`);
     await page.locator("section[aria-label='try it'] .error").filter({ hasText: "404" }).waitFor();
   });
-  await step("14-rotate-key", async () => {
+  await step("14-delete-model", async () => {
+    await page.goto(`${BASE}/console/#/models/${MODEL_B}`);
+    await page.getByRole("heading", { name: MODEL_B }).waitFor();
+    page.on("dialog", (d) => d.accept());
+    // a deployed model is refused, with the registry's reason shown
+    await page.getByRole("button", { name: "Delete model…" }).click();
+    await page.getByRole("alert").filter({ hasText: "undeploy it first" }).waitFor();
+    await page.getByRole("button", { name: "Undeploy…" }).click();
+    await page.locator("p[role=status].ok").filter({ hasText: "applied" }).waitFor();
+    await page.getByRole("button", { name: "Delete model…" }).click();
+    await page.waitForURL(/#\/models$/);
+    await page.getByRole("table", { name: "models" }).waitFor();
+    await page.waitForFunction((m) => !document.querySelector("table.models")?.textContent?.includes(m), MODEL_B);
+  });
+  await step("15-rotate-key", async () => {
     await page.getByRole("button", { name: "Sign out" }).click();
     await signIn(env("ADMIN_KEY"));
     await page.goto(`${BASE}/console/#/tenants`);
@@ -211,7 +225,7 @@ try {
     if (status !== 401) throw new Error(`the old secret still answers ${status} after the grace`);
     if ((await fetch(`${BASE}/v1/models`, { headers: { "x-api-key": newSecret } })).status !== 200) throw new Error("the new secret is refused");
   });
-  await step("15-api-reference", async () => {
+  await step("16-api-reference", async () => {
     await page.goto(`${BASE}/docs`);
     await page.locator(".swagger-ui .info .title").waitFor();
     await page.locator(".opblock-tag").first().waitFor();

@@ -5,12 +5,24 @@ import { fromRawTensor } from "../tensors";
 
 const DONE = new Set(["EXECUTION_STATE_SUCCEEDED", "EXECUTION_STATE_FAILED", "EXECUTION_STATE_CANCELLED"]);
 
+const STATES = ["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
+
 export function Executions({ pipeline }: { pipeline: string }) {
-  const q = pipeline ? `?pageSize=100&pipeline=${enc(pipeline)}` : "?pageSize=100";
+  const [state, setState] = useState("");
+  const q = `?pageSize=100${pipeline ? `&pipeline=${enc(pipeline)}` : ""}${state ? `&state=EXECUTION_STATE_${state}` : ""}`;
   const list = useLoad(() => get(`/v1/executions${q}`), [q], 5000);
   return (
     <main>
       <h1>Executions{pipeline ? ` of ${pipeline}` : ""}</h1>
+      <label>
+        state
+        <select name="state" value={state} onChange={(e) => setState((e.target as HTMLSelectElement).value)}>
+          <option value="">any</option>
+          {STATES.map((s) => (
+            <option key={s}>{s}</option>
+          ))}
+        </select>
+      </label>
       {list.error && <p class="error">{list.error}</p>}
       <table aria-label="executions">
         <thead>
@@ -65,10 +77,35 @@ export function Execution({ id }: { id: string }) {
               </li>
             ))}
           </ol>
+          <Deliveries id={id} final={DONE.has(ex.state)} />
           <h2>Outputs</h2>
           <pre class="output">{JSON.stringify((ex.outputs ?? []).map(fromRawTensor), null, 2)}</pre>
         </>
       )}
     </main>
+  );
+}
+
+/** Webhook deliveries of an execution with their attempts (read once the execution has ended). */
+function Deliveries({ id, final }: { id: string; final: boolean }) {
+  const d = useLoad(() => (final ? get(`/v1/executions/${enc(id)}/webhookDeliveries`) : Promise.resolve(null)), [id, final]);
+  const list: any[] = d.data?.deliveries ?? [];
+  if (!list.length) return null;
+  return (
+    <section aria-label="webhook deliveries">
+      <h2>Webhook deliveries</h2>
+      <ul>
+        {list.map((w, i) => (
+          <li key={i}>
+            {w.url}: {String(w.event ?? "").replace(/^WEBHOOK_EVENT_/, "")} {String(w.state ?? "").replace(/^DELIVERY_STATE_/, "")} · {(w.attempts ?? []).length} attempt(s)
+            {(w.attempts ?? []).map((a: any, j: number) => (
+              <div key={j} class="hint">
+                attempt {a.attempt}: {a.httpStatus ? `HTTP ${a.httpStatus}` : ""} {a.latency ?? ""} {a.error ?? ""}
+              </div>
+            ))}
+          </li>
+        ))}
+      </ul>
+    </section>
   );
 }

@@ -76,14 +76,27 @@ export function ModelPage({ name }: { name: string }) {
   const current: Target[] = fromDeployment(dep.data?.deployment ?? null);
   const versionList: string[] = (versions.data?.modelVersions ?? []).map((v: any) => String(v.version));
   const apply = async (next: Target[]) => {
-    const etag = dep.data?.deployment?.etag ?? "";
+    const loaded = dep.data?.deployment ?? {};
+    // the rest of the deployment (rate limit, batching overrides, prediction logging) unchanged
+    const body: Record<string, unknown> = { targets: toDeploymentTargets(next), etag: loaded.etag ?? "" };
+    for (const k of ["rateLimit", "batchingOverrides", "predictionLogging"]) if (loaded[k]) body[k] = loaded[k];
     try {
-      await call("PUT", `/v1/models/${enc(name)}/deployment`, { targets: toDeploymentTargets(next), etag });
+      await call("PUT", `/v1/models/${enc(name)}/deployment`, body);
       setApplyMsg("applied");
     } catch (e) {
       setApplyMsg(e instanceof ApiError && e.status === 409 ? "the deployment was changed by someone else since it was loaded; nothing was applied — reload and review again" : errorText(e));
     }
     dep.reload();
+  };
+  const [deleteError, setDeleteError] = useState<string | null>(null);
+  const remove = async () => {
+    if (!confirm(`Delete model ${name} and all its versions? This cannot be undone.`)) return;
+    try {
+      await call("DELETE", `/v1/models/${enc(name)}`);
+      location.hash = "#/models";
+    } catch (e) {
+      setDeleteError(errorText(e));
+    }
   };
   return (
     <main>
@@ -98,12 +111,29 @@ export function ModelPage({ name }: { name: string }) {
       <section>
         <h2>Deployment</h2>
         {dep.error && <p class="error">{dep.error}</p>}
+        {dep.data?.deployment?.rateLimit && (
+          <p>
+            rate limit: {dep.data.deployment.rateLimit.requestsPerSecond ?? 0} requests/s, burst {dep.data.deployment.rateLimit.burst ?? 0}
+          </p>
+        )}
         {dep.data && versions.data && (
           <DeploymentEditor key={dep.data.deployment?.etag ?? "none"} current={current} versions={versionList} onApply={apply} />
+        )}
+        {current.length > 0 && (
+          <button type="button" class="danger" onClick={() => confirm(`Undeploy ${name}? It stops serving until deployed again.`) && apply([])}>
+            Undeploy…
+          </button>
         )}
         {applyMsg && <p role="status" class={applyMsg === "applied" ? "ok" : "error"}>{applyMsg}</p>}
       </section>
       <TryIt model={name} />
+      <section aria-label="danger zone">
+        <h2>Delete</h2>
+        <button type="button" class="danger" onClick={remove}>
+          Delete model…
+        </button>
+        {deleteError && <p class="error" role="alert">{deleteError}</p>}
+      </section>
     </main>
   );
 }

@@ -5,9 +5,10 @@ refused), overview, models, try a model and see its output, deploy 90/10 (a 110 
 diff shown), a concurrent deployment change reported and not overwritten, a version uploaded from
 a file, a pipeline with a validation error shown at its node then fixed, an asynchronous execution
 watched until SUCCEEDED, a phone-width page, a tenant that does not see the other tenant's model,
-an administrator's new key shown once then rotated (the old secret refused after a 1 s grace), and
-the API reference. Screenshots of each step go to console/e2e/screenshots/ (git-ignored); the
-failing step's screenshot is kept there as failed-<step>.png."""
+deleting a model (refused while deployed, then undeployed and deleted), an administrator's new key
+shown once then rotated (the old secret refused after a 1 s grace), and the API reference.
+Screenshots of each step go to console/e2e/screenshots/ (git-ignored); the failing step's
+screenshot is kept there as failed-<step>.png."""
 
 from __future__ import annotations
 
@@ -138,4 +139,4 @@ def test_console_in_chromium(tmp_path: Path) -> None:
         )
         assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\nscreenshots: {shots}\n{suite.logs()}"
         assert "all steps passed" in proc.stdout
-        assert (shots / "05-try-it.png").is_file() and (shots / "15-api-reference.png").is_file()
+        assert (shots / "05-try-it.png").is_file() and (shots / "16-api-reference.png").is_file()
