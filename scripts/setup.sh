@@ -16,6 +16,7 @@ command -v redis-server >/dev/null || need+=(redis-server)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v npm >/dev/null || need+=(nodejs npm)
 [[ -x /usr/bin/chromium ]] || need+=(chromium)  # the console's browser tests (playwright-core drives it)
+command -v promtool >/dev/null || need+=(prometheus)  # tests/observability: promtool and a real Prometheus
 command -v runuser >/dev/null || need+=(util-linux)
 "$PYTHON" -m venv --help >/dev/null 2>&1 && "$PYTHON" -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
 fresh_postgres=0
