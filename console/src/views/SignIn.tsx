@@ -1,5 +1,5 @@
 import { useState } from "preact/hooks";
-import { call, clearKey, errorText, setKey } from "../api";
+import { ApiError, call, clearKey, errorText, setKey } from "../api";
 
 export function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
   const [key, setValue] = useState("");
@@ -11,6 +11,10 @@ export function SignIn({ onSignedIn }: { onSignedIn: () => void }) {
       await call("GET", "/v1/models?pageSize=1"); // proves the key before anything is shown
       onSignedIn();
     } catch (err) {
+      if (err instanceof ApiError && err.status === 403) {
+        onSignedIn(); // a valid key without the read scope: the views show what it may do
+        return;
+      }
       clearKey();
       setError(errorText(err));
     }
