@@ -6,7 +6,9 @@ HTTP span is the client's child, the orchestrator's RunPipeline span is the gate
 gateway's client span), each pipeline node has its own span, and each node's model call reaches the
 model server as a child of that node, with the batch it rode in recorded; the orchestrator's
 registry look-ups (may the tenant use the model?) belong to the same trace. The answer
-carries the trace id (``x-trace-id`` and ``traceparent`` headers)."""
+carries the trace id (``x-trace-id`` and ``traceparent`` headers). An asynchronous execution runs
+in a trace of its own whose root span links to the creating request's span (the creator's trace
+context is stored with the execution)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ ADMIN = "e2e-tracing-admin"
 ADMIN_H = {"authorization": f"Bearer {ADMIN}"}
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_SPAN = "b7ad6b7169203331"
+CREATE_TRACE = "5b8efff798038103d269b633813fc60c"
 FEATURES = [5.1, 3.5, 1.4, 0.2]
 RUN = "/modelserve.orchestrator.v1.OrchestratorService/RunPipeline"
 INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -151,7 +154,9 @@ def _one(spans: list[ReceivedSpan], service: str, where: str, **match: str) -> R
     return found[0]
 
 
-def test_rest_request_through_a_two_node_pipeline_is_one_trace(suite: Suite) -> None:
+@pytest.fixture(scope="module")
+def tenant_h(suite: Suite) -> dict[str, str]:
+    """A tenant's key and its 2-node pipeline "traced" (both nodes call the shared local model)."""
     s = suite
     pipeline = {
         "name": "traced",
@@ -170,13 +175,22 @@ def test_rest_request_through_a_two_node_pipeline_is_one_trace(suite: Suite) -> 
             headers=ADMIN_H,
         )
     )["secret"]
-    tenant_h = {"x-api-key": key}
-    _ok(s.http.post("/v1/pipelines", json=pipeline, headers=tenant_h))
+    _ok(s.http.post("/v1/pipelines", json=pipeline, headers={"x-api-key": key}))
+    return {"x-api-key": key}
+
+
+def _body() -> dict[str, Any]:
     raw = base64.b64encode(np.asarray([FEATURES], dtype="<f4").tobytes()).decode()
-    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "rawContents": raw}]}
+    return {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "rawContents": raw}]}
+
+
+def test_rest_request_through_a_two_node_pipeline_is_one_trace(
+    suite: Suite, tenant_h: dict[str, str]
+) -> None:
+    s = suite
     r = s.http.post(
         "/v1/pipelines/traced:run",
-        json=body,
+        json=_body(),
         headers={**tenant_h, "traceparent": f"00-{TRACE}-{CLIENT_SPAN}-01"},
     )
     assert _ok(r)["outputs"], r.text
@@ -236,6 +250,54 @@ def test_rest_request_through_a_two_node_pipeline_is_one_trace(suite: Suite) -> 
     for lookup in lookups:
         assert _ancestors(lookup, by_id)[-1] is http_span
     assert run[0] in _ancestors(lookups[0], by_id)
+
+
+def test_async_execution_spans_link_to_the_creating_request(suite: Suite, tenant_h: dict[str, str]) -> None:
+    """An execution runs later, in a worker: its ``execution.run`` span starts a trace of its own
+    (the creating request was answered long before) linked to the creating request's span, and
+    the nodes and model calls of the run are in that trace."""
+    s = suite
+    r = s.http.post(
+        "/v1/pipelines/traced/executions",
+        json=_body(),
+        headers={**tenant_h, "traceparent": f"00-{CREATE_TRACE}-{CLIENT_SPAN}-01"},
+    )
+    eid = _ok(r)["execution"]["execution"]
+    assert r.headers["x-trace-id"] == CREATE_TRACE
+    deadline = time.monotonic() + 60
+    state = ""
+    while time.monotonic() < deadline:
+        state = _ok(s.http.get(f"/v1/executions/{eid}", headers=tenant_h))["execution"]["state"]
+        if state not in ("EXECUTION_STATE_QUEUED", "EXECUTION_STATE_RUNNING"):
+            break
+        time.sleep(0.1)
+    assert state == "EXECUTION_STATE_SUCCEEDED"
+
+    def run_span() -> ReceivedSpan | None:
+        found = [
+            x
+            for x in s.receiver.spans()
+            if x.name == "execution.run" and x.attributes.get("execution.id") == eid
+        ]
+        return found[0] if found else None
+
+    deadline = time.monotonic() + 60
+    while run_span() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    run = run_span()
+    assert run is not None, s.logs()
+    assert run.service == "orchestrator" and run.parent_id == "" and run.trace_id != CREATE_TRACE
+    creator = s.receiver.trace(CREATE_TRACE)
+    create = [x for x in creator if x.service == "orchestrator" and x.name.endswith("/CreateExecution")]
+    assert len(create) == 1, [(x.service, x.name) for x in creator]
+    assert run.links == [(CREATE_TRACE, create[0].span_id)]
+    spans = _wait_for_trace(
+        s, run.trace_id, lambda sp: sum(x.service == "model_server" and x.name == INFER for x in sp) == 2
+    )
+    nodes = [x for x in spans if x.name.startswith("pipeline.node")]
+    assert sorted(x.attributes["pipeline.node"] for x in nodes) == ["n1", "n2"]
+    assert all(x.parent_id == run.span_id for x in nodes)
+    assert sum(x.service == "model_server" and x.name == INFER for x in spans) == 2
 
 
 def _ancestors(span: ReceivedSpan, by_id: dict[str, ReceivedSpan]) -> list[ReceivedSpan]:

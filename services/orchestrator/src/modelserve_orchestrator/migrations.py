@@ -49,11 +49,16 @@ _V2 = (
     "CREATE INDEX IF NOT EXISTS orch_executions_tenant ON orch_executions (tenant, create_time, id)",
 )
 
+# Tracing (issue 18): the W3C trace context (JSON {"traceparent": ..., "tracestate": ...}, or '')
+# of the request that created an execution, so the worker's spans link to it.
+_V3 = ("ALTER TABLE orch_executions ADD COLUMN trace_context TEXT NOT NULL DEFAULT ''",)
+
 SCHEMA = MigrationSet(
     service="orchestrator",
     migrations=(
         Migration(1, "pipelines, executions, node results, webhook deliveries and attempts", _V1),
         Migration(2, "tenant of pipelines and executions", _V2),
+        Migration(3, "trace context of the request that created an execution (issue 18)", _V3),
     ),
     table="orch_schema_migrations",
     lock_key=MIGRATION_LOCK,

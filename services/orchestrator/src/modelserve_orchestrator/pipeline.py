@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 from opentelemetry import trace
+from opentelemetry.context import Context
 
 from modelserve_common.errors import (
     Cancelled,
@@ -29,6 +30,7 @@ from modelserve_common.errors import (
 )
 from modelserve_common.identity import Caller
 from modelserve_common.tensors import datatype_of
+from modelserve_common.tracing import links_from
 from modelserve_orchestrator.domain import (
     Combiner,
     Condition,
@@ -498,6 +500,21 @@ class PipelineRunner:
         self._caller = caller
         self._defaults = defaults
         self._tracer = tracer  # one span per node (tracing on), parent of the node's model call
+
+    async def traced(
+        self, execution: str, pipeline: str, creator: Mapping[str, str], run: Awaitable[RunResult]
+    ) -> RunResult:
+        """Awaits ``run`` (tracing on: under an ``execution.run`` span that starts a new trace
+        linked to the creating request's span, which ``creator`` names)."""
+        if self._tracer is None:
+            return await run
+        with self._tracer.start_as_current_span(
+            "execution.run",
+            context=Context(),  # a root: the creating request has long been answered
+            links=links_from(creator),
+            attributes={"execution.id": execution, "pipeline": pipeline},
+        ):
+            return await run
 
     async def check_models(self, p: Pipeline, caller: Caller) -> None:
         """ModelRefused when the caller may not use a model the pipeline names."""

@@ -15,6 +15,7 @@ import structlog
 
 from modelserve_common.errors import InvalidArgument
 from modelserve_common.identity import Caller
+from modelserve_common.tracing import current_carrier
 from modelserve_orchestrator import tensors
 from modelserve_orchestrator.domain import (
     EventType,
@@ -183,7 +184,9 @@ class OrchestratorService:
             webhook=webhook,
             create_time=now,
         )
-        stored, replayed = await self._store.create_execution(ex, inputs_text, digest, tenant=caller.owner)
+        stored, replayed = await self._store.create_execution(
+            ex, inputs_text, digest, tenant=caller.owner, trace_context=current_carrier()
+        )
         if not replayed:
             # The row is committed: from here on the call succeeds (a client retrying an error
             # without an idempotency key would create a duplicate). If the enqueue fails (or the

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from modelserve_orchestrator import tensors
@@ -59,11 +59,19 @@ class ClaimedExecution:
     inputs: dict[str, Any]
     done: dict[str, NodeResult]
     pipeline: Pipeline | None
+    trace_context: dict[str, str] = field(default_factory=dict)
+    """The creating request's W3C trace context (empty when it was not traced)."""
 
 
 class ExecutionStore(StoreBase):
     async def create_execution(
-        self, e: Execution, inputs_text: str, request_hash: str, *, tenant: str = DEFAULT_TENANT
+        self,
+        e: Execution,
+        inputs_text: str,
+        request_hash: str,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        trace_context: Mapping[str, str] | None = None,
     ) -> tuple[Execution, bool]:
         """Inserts the execution, owned by ``tenant``; with an idempotency key that tenant already
         used, returns that execution (replayed=True) when the request is the same, ALREADY_EXISTS
@@ -74,8 +82,8 @@ class ExecutionStore(StoreBase):
         async with self.db.autocommit() as tx:
             inserted = await tx.execute(
                 "INSERT INTO orch_executions (id, pipeline, pipeline_version, state, inputs, parameters, "
-                "webhook, idempotency_key, request_hash, create_time, enqueued_at, tenant) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
+                "webhook, idempotency_key, request_hash, create_time, enqueued_at, tenant, trace_context) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (idempotency_key) DO NOTHING",
                 (
                     e.id,
                     e.pipeline,
@@ -89,6 +97,7 @@ class ExecutionStore(StoreBase):
                     e.create_time,
                     e.create_time,
                     tenant,
+                    json.dumps(dict(trace_context)) if trace_context else "",
                 ),
             )
             if inserted:
@@ -126,7 +135,7 @@ class ExecutionStore(StoreBase):
                 "(SELECT spec FROM orch_pipelines p WHERE p.name = orch_executions.pipeline "
                 "AND p.version = orch_executions.pipeline_version), "
                 "(SELECT create_time FROM orch_pipelines p WHERE p.name = orch_executions.pipeline "
-                "AND p.version = orch_executions.pipeline_version)",
+                "AND p.version = orch_executions.pipeline_version), trace_context",
                 (
                     int(ExecutionState.RUNNING),
                     owner,
@@ -141,7 +150,7 @@ class ExecutionStore(StoreBase):
             )
             if row is None:
                 return None
-            ex = _execution(row[:-3], [], False)
+            ex = _execution(row[:-4], [], False)
             done: dict[str, NodeResult] = {}
             if ex.attempts > 1:
                 rows = await tx.fetch(
@@ -151,9 +160,10 @@ class ExecutionStore(StoreBase):
                 done = {
                     r[0]: NodeResult(trace_from_dict(json.loads(r[1])), tensors.loads(r[2])) for r in rows
                 }
-        spec, spec_time = row[-2], row[-1]
+        spec, spec_time, trace_context = row[-3], row[-2], row[-1]
         pipeline = self._pipeline(spec, ex.pipeline_version, float(spec_time)) if spec is not None else None
-        return ClaimedExecution(ex, tensors.loads(row[-3]), done, pipeline)
+        carrier = json.loads(trace_context) if trace_context else {}
+        return ClaimedExecution(ex, tensors.loads(row[-4]), done, pipeline, carrier)
 
     async def renew(self, execution_id: str, owner: str, lease_until: float) -> bool:
         """Extends our lease; False when it is lost (taken over, cancelled or finished)."""

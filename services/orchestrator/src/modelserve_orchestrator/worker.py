@@ -214,16 +214,15 @@ class ExecutionWorker:
             )
             return True
         recorder = _NodeRecorder(self._store, self._finisher, eid, self._config.node_record_delay_s)
-        run = asyncio.create_task(
-            self._runner.run(
-                pipeline,
-                claimed.inputs,
-                ex.parameters,
-                on_node=recorder.add,
-                done=claimed.done,
-                caller=execution_caller(ex.tenant),  # runs as its stored tenant (ownership checked)
-            )
+        running = self._runner.run(
+            pipeline,
+            claimed.inputs,
+            ex.parameters,
+            on_node=recorder.add,
+            done=claimed.done,
+            caller=execution_caller(ex.tenant),  # runs as its stored tenant (ownership checked)
         )
+        run = asyncio.create_task(self._runner.traced(ex.id, ex.pipeline, claimed.trace_context, running))
         self._running[eid] = run  # type: ignore[assignment]
         if self._handing_back:
             run.cancel()

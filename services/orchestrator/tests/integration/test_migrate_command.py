@@ -13,8 +13,11 @@ import psycopg
 import pytest
 
 from modelserve_common.testing import free_port
+from modelserve_orchestrator.migrations import SCHEMA
 
 pytestmark = pytest.mark.integration
+
+KNOWN = [m.number for m in SCHEMA.migrations]
 
 
 def _migrate(url: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -50,7 +53,7 @@ def test_migrate_command_applies_once_and_is_idempotent(postgres_url: str) -> No
     assert "orchestrator.migrated" in second.stderr
     with psycopg.connect(postgres_url) as conn:
         versions = [r[0] for r in conn.execute("SELECT version FROM orch_schema_migrations ORDER BY version")]
-    assert versions == [1, 2]
+    assert versions == KNOWN
     assert {
         "orch_pipelines",
         "orch_executions",
@@ -65,9 +68,9 @@ def test_migrate_command_concurrent_jobs_apply_each_migration_once(postgres_url:
         results = list(pool.map(lambda _: _migrate(postgres_url), range(3)))
     assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
     applied = sum(r.stderr.count("orchestrator.migration_applied") for r in results)
-    assert applied == 2  # migrations 1 and 2, each applied by exactly one job
+    assert applied == len(KNOWN)  # each migration applied by exactly one job
     with psycopg.connect(postgres_url) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM orch_schema_migrations").fetchone() == (2,)
+        assert conn.execute("SELECT COUNT(*) FROM orch_schema_migrations").fetchone() == (len(KNOWN),)
 
 
 def test_migrate_command_schema_newer_than_known_exits_nonzero(postgres_url: str) -> None:
