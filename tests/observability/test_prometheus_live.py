@@ -1,6 +1,6 @@
 """A real Prometheus (Debian's package) scrapes the four services started as processes (metrics on
 free ports), the test sends traffic through the gateway (REST inference as the admin and as a
-rate-limited tenant key, an unauthenticated request, registry writes, a pipeline run synchronously
+rate-limited tenant key, unauthenticated requests, registry writes, a pipeline run synchronously
 and as an execution), then evaluates every dashboard query and every alert expression through
 Prometheus' HTTP API: each dashboard query returns data; an alert expression that is empty
 (healthy) reads only metric names Prometheus has."""
@@ -12,7 +12,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,7 +28,8 @@ from promlib import (
     tool,
 )
 
-from modelserve_common.testing import ServiceProcess, free_port
+from modelserve_common.testing import free_port
+from modelserve_common.testing.suite import running_suite
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,6 @@ ADMIN = "observability-admin"
 ADMIN_H = {"authorization": f"Bearer {ADMIN}"}
 MODEL = "classifier"  # a local repository model, shared with tenants below
 FEATURES = [5.1, 3.5, 1.4, 0.2]
-SERVICES = ("registry", "model_server", "orchestrator", "gateway")
 
 # Dashboard panels that need a feature this test does not switch on; their metric names are
 # checked against the owning service's /metrics exposition instead (a labelled metric with no
@@ -48,72 +47,46 @@ NEEDS_SETUP = {
 
 
 @dataclass
-class Suite:
+class Live:
     http: httpx.Client
     metrics: dict[str, int]  # service label -> metrics port
     prom: Prometheus
 
 
-def _specs(tmp: Path, ports: dict[str, int], metrics: dict[str, int]) -> dict[str, dict[str, str]]:
-    reg, ms, orch = (f"127.0.0.1:{ports[n]}" for n in ("registry", "model_server", "orchestrator"))
+def _overrides(metrics: dict[str, int]) -> dict[str, dict[str, str]]:
+    """On top of the e2e suite's settings (PostgreSQL, Redis): metrics on free ports, the local
+    classifier shared with tenants, fast gauge sampling, a default per-key rate limit."""
     return {
-        "registry": {
-            "REGISTRY_GRPC_PORT": str(ports["registry"]),
-            "REGISTRY_METRICS_PORT": str(metrics["registry"]),
-            "REGISTRY_DATA_DIR": str(tmp / "reg"),
-            "REGISTRY_WATCH_POLL_INTERVAL_S": "0.1",
-        },
+        "registry": {"REGISTRY_METRICS_PORT": str(metrics["registry"])},
         "model_server": {
-            "MODEL_SERVER_GRPC_PORT": str(ports["model_server"]),
             "MODEL_SERVER_METRICS_PORT": str(metrics["model-server"]),
-            "MODEL_SERVER_MODEL_REPOSITORY": str(ROOT / "models"),
-            "MODEL_SERVER_REGISTRY_URL": reg,
             "MODEL_SERVER_SHARED_MODELS": MODEL,
-            "MODEL_SERVER_DATA_DIR": str(tmp / "ms"),
         },
         "orchestrator": {
-            "ORCHESTRATOR_GRPC_PORT": str(ports["orchestrator"]),
             "ORCHESTRATOR_METRICS_PORT": str(metrics["orchestrator"]),
-            "ORCHESTRATOR_DATA_DIR": str(tmp / "orc"),
-            "ORCHESTRATOR_REGISTRY_URL": reg,
-            "ORCHESTRATOR_MODEL_SERVER_URL": ms,
             "ORCHESTRATOR_METRICS_INTERVAL_S": "0.5",
         },
         "gateway": {
-            "GATEWAY_GRPC_PORT": str(ports["gateway"]),
-            "GATEWAY_HTTP_PORT": str(ports["http"]),
             "GATEWAY_METRICS_PORT": str(metrics["gateway"]),
-            "GATEWAY_REGISTRY_URL": reg,
-            "GATEWAY_MODEL_SERVER_URL": ms,
-            "GATEWAY_ORCHESTRATOR_URL": orch,
-            "GATEWAY_ADMIN_API_KEY": ADMIN,
             "GATEWAY_DEFAULT_RATE_LIMIT_RPS": "1000",
         },
     }
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     binary = tool("prometheus")
     tmp = tmp_path_factory.mktemp("observability")
-    ports = {n: free_port() for n in (*SERVICES, "http")}
+    (tmp / "artifacts").mkdir()
     metrics = {s: free_port() for s in ("registry", "model-server", "orchestrator", "gateway")}
-    common = {"MODELSERVE_DATA_DIR": str(tmp), "PYTHONWARNINGS": "ignore"}
-    procs = [
-        ServiceProcess(f"modelserve_{n}", {**common, **env}, ports[n], cwd=tmp)
-        for n, env in _specs(tmp, ports, metrics).items()
-    ]
-    prom = Prometheus(binary, tmp, metrics)
-    try:
-        for p in procs:
-            p.start(timeout=90)
-        prom.wait_ready(60)
-        with httpx.Client(base_url=f"http://127.0.0.1:{ports['http']}", timeout=30) as http:
-            yield Suite(http, metrics, prom)
-    finally:
-        prom.stop()
-        for p in procs:
-            p.stop()
+    with running_suite(tmp, tmp / "artifacts", ROOT / "models", ADMIN, _overrides(metrics)) as running:
+        prom = Prometheus(binary, tmp, metrics)
+        try:
+            prom.wait_ready(60)
+            with httpx.Client(base_url=running.http_url, timeout=30) as http:
+                yield Live(http, metrics, prom)
+        finally:
+            prom.stop()
 
 
 def _ok(r: httpx.Response) -> dict[str, Any]:
@@ -174,7 +147,7 @@ def _traffic(h: httpx.Client) -> None:
 
 
 @pytest.fixture(scope="module")
-def after_traffic(suite: Suite) -> Suite:
+def after_traffic(suite: Live) -> Live:
     up = poll(lambda: len([r for r in suite.prom.query("up == 1")]) == 4 or None, 60)
     assert up, f"targets not all up: {suite.prom.query('up')}"
     _traffic(suite.http)
@@ -194,7 +167,7 @@ def _exposition(port: int) -> str:
         return text
 
 
-def test_every_dashboard_query_returns_data(after_traffic: Suite) -> None:
+def test_every_dashboard_query_returns_data(after_traffic: Live) -> None:
     prom = after_traffic.prom
     missing: list[str] = []
     deadline = time.monotonic() + 90
@@ -207,7 +180,7 @@ def test_every_dashboard_query_returns_data(after_traffic: Suite) -> None:
     assert not missing, "dashboard queries without data:\n" + "\n".join(missing)
 
 
-def test_panels_that_need_setup_use_exported_metric_names(after_traffic: Suite) -> None:
+def test_panels_that_need_setup_use_exported_metric_names(after_traffic: Live) -> None:
     exposed = "".join(_exposition(port) for port in after_traffic.metrics.values())
     for q in dashboard_queries():
         if q.panel in NEEDS_SETUP:
@@ -215,7 +188,7 @@ def test_panels_that_need_setup_use_exported_metric_names(after_traffic: Suite) 
                 assert _exported(name, exposed), f"{q.panel} ({NEEDS_SETUP[q.panel]}): {name} is not exported"
 
 
-def test_every_alert_expression_evaluates_and_reads_existing_metrics(after_traffic: Suite) -> None:
+def test_every_alert_expression_evaluates_and_reads_existing_metrics(after_traffic: Live) -> None:
     prom = after_traffic.prom
     exposed = "".join(_exposition(port) for port in after_traffic.metrics.values())
     known = poll(lambda: prom.names() >= {"modelserve_ready", "up"} and prom.names(), 30)
@@ -234,7 +207,7 @@ def test_every_alert_expression_evaluates_and_reads_existing_metrics(after_traff
     assert not problems, "alert expressions read metrics nobody exports:\n" + "\n".join(problems)
 
 
-def test_no_alert_fires_on_a_healthy_suite(after_traffic: Suite) -> None:
+def test_no_alert_fires_on_a_healthy_suite(after_traffic: Live) -> None:
     firing = after_traffic.prom.query('ALERTS{alertstate="firing"}')
     assert not firing, firing
 
@@ -264,11 +237,16 @@ EXPECTED = (
     ),
     ('sum(modelserve_model_server_requests_total{model="classifier", outcome="success"})', 12, "inferences"),
     ("min(modelserve_ready)", 1, "every service SERVING"),
-    ('sum(modelserve_db_operation_seconds_count{service="registry"})', 1, "registry database work"),
+    (
+        'sum(modelserve_db_operation_seconds_count{service="registry", dialect="postgresql"})',
+        1,
+        "registry database work",
+    ),
+    ('max(modelserve_db_pool_max_connections{service="orchestrator"})', 1, "the orchestrator's pool size"),
 )
 
 
-def test_metrics_count_what_the_traffic_did(after_traffic: Suite) -> None:
+def test_metrics_count_what_the_traffic_did(after_traffic: Live) -> None:
     prom = after_traffic.prom
     wrong = []
     for expr, at_least, what in EXPECTED:
