@@ -98,16 +98,27 @@ def _raw(datatype: str, contents: pb.InferTensorContents) -> bytes:
     return np.asarray(values, dtype=dt.dtype).tobytes()
 
 
+def _size(datatype: str, contents: pb.InferTensorContents) -> int:
+    """Bytes the typed contents take as raw, without converting them."""
+    dt = BY_NAME.get(datatype)
+    if dt is None or dt.contents_field is None:
+        return 0
+    values = getattr(contents, dt.contents_field)
+    return sum(4 + len(v) for v in values) if dt.size == 0 else len(values) * dt.size
+
+
 def _tensors(specs: Sequence[Any], raws: Sequence[bytes], cap: int) -> tuple[list[tensor_pb.Tensor], int]:
-    out, total = [], 0
+    """The tensors as logged and the bytes kept; over ``cap``: datatype and shape only (the size
+    is known before any byte is copied)."""
+    sizes = [len(raws[i]) if i < len(raws) else _size(t.datatype, t.contents) for i, t in enumerate(specs)]
+    total = sum(sizes)
+    out = []
     for i, t in enumerate(specs):
-        raw = raws[i] if i < len(raws) else _raw(t.datatype, t.contents)
-        total += len(raw)
-        out.append(tensor_pb.Tensor(name=t.name, datatype=t.datatype, shape=list(t.shape), raw_contents=raw))
-    if total > cap:  # over the cap: datatype and shape only
-        for t in out:
-            t.raw_contents = b""
-    return out, total
+        logged = tensor_pb.Tensor(name=t.name, datatype=t.datatype, shape=list(t.shape))
+        if total <= cap:
+            logged.raw_contents = raws[i] if i < len(raws) else _raw(t.datatype, t.contents)
+        out.append(logged)
+    return out, total if total <= cap else 0
 
 
 def build_record(

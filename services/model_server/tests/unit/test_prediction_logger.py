@@ -188,6 +188,17 @@ def test_record_size_cap_keeps_datatype_and_shape_only() -> None:
     capped = build_record(_policy(1.0, max_record_bytes=100), 64 * 1024, "m", 1, request, _response(), "")
     assert (capped.inputs[0].datatype, list(capped.inputs[0].shape)) == ("FP32", [1000])
     assert capped.inputs[0].raw_contents == b""
+    assert np.frombuffer(capped.outputs[0].raw_contents, np.float32).tolist() == [3.5]  # small: kept
+    typed = pb.ModelInferRequest.InferInputTensor(name="t", datatype="INT64", shape=[100])
+    typed.contents.int64_contents.extend(range(100))  # 800 bytes as raw
+    over = build_record(
+        _policy(1.0, max_record_bytes=799), 0, "m", 1, pb.ModelInferRequest(inputs=[typed]), None, ""
+    )
+    assert over.inputs[0].raw_contents == b""
+    under = build_record(
+        _policy(1.0, max_record_bytes=800), 0, "m", 1, pb.ModelInferRequest(inputs=[typed]), None, ""
+    )
+    assert np.frombuffer(under.inputs[0].raw_contents, "<i8").tolist() == list(range(100))
     kept = build_record(_policy(1.0), 64 * 1024, "m", 1, request, _response(), "")  # 0: the default cap
     assert len(kept.inputs[0].raw_contents) == 4000
     only_request = build_record(
