@@ -74,15 +74,21 @@ fi
 # --- the web console (console/: Preact + Vite, its own lock): npm ci when the lock changed, a build
 # when the lock or the sources changed; the build lands in the gateway package (git-ignored there)
 CONSOLE_OUT=services/gateway/src/modelserve_gateway/assets/console
-CONSOLE_WANT=$(cat console/package-lock.json | sha256sum | cut -d' ' -f1)
-if [[ ! -f console/node_modules/.modelserve-setup || $(cat console/node_modules/.modelserve-setup) != "$CONSOLE_WANT" ]]; then
-  (cd console && npm ci --no-audit --no-fund --loglevel=error)
-  echo "$CONSOLE_WANT" > console/node_modules/.modelserve-setup
-fi
-CONSOLE_BUILD=$( (cat console/package-lock.json; find console/src console/docs console/scripts console/index.html console/vite.config.ts console/tsconfig.json -type f -print0 | sort -z | xargs -0 cat) | sha256sum | cut -d' ' -f1)
-if [[ ! -f $CONSOLE_OUT/.modelserve-build || $(cat $CONSOLE_OUT/.modelserve-build) != "$CONSOLE_BUILD" ]]; then
-  (cd console && npm run --silent build)
-  echo "$CONSOLE_BUILD" > $CONSOLE_OUT/.modelserve-build
+if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)'; then
+  echo "setup: WARNING: the console needs Node.js >= 20.19 (Vite 8), this is $(node --version);" \
+       "install a newer nodejs (Debian 13, or NodeSource for Debian 12) and run make setup again;" \
+       "until then /console is not served and its tests skip" >&2
+else
+  CONSOLE_WANT=$(cat console/package-lock.json | sha256sum | cut -d' ' -f1)
+  if [[ ! -f console/node_modules/.modelserve-setup || $(cat console/node_modules/.modelserve-setup) != "$CONSOLE_WANT" ]]; then
+    (cd console && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$CONSOLE_WANT" > console/node_modules/.modelserve-setup
+  fi
+  CONSOLE_BUILD=$( (cat console/package-lock.json; find console/src console/docs console/scripts console/index.html console/vite.config.ts console/tsconfig.json -type f -print0 | sort -z | xargs -0 cat) | sha256sum | cut -d' ' -f1)
+  if [[ ! -f $CONSOLE_OUT/.modelserve-build || $(cat $CONSOLE_OUT/.modelserve-build) != "$CONSOLE_BUILD" ]]; then
+    (cd console && npm run --silent build)
+    echo "$CONSOLE_BUILD" > $CONSOLE_OUT/.modelserve-build
+  fi
 fi
 
 # --- generated code: googleapis protos for buf, then a freshness check -------------------------
