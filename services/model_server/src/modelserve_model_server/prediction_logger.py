@@ -47,6 +47,10 @@ DROPPED = Counter(
     ["reason"],
 )
 
+MAX_ERROR_CHARS = 1024
+"""A failed request's error message is logged up to this many characters (the registry refuses
+texts over its REGISTRY_MAX_TEXT_BYTES, 4096 by default)."""
+
 Policy = registry_pb.PredictionLogging
 PolicyLookup = Callable[[str], tuple[Policy, str] | None]
 """model -> (its deployment's policy, the tenant that owns it); None: not deployed."""
@@ -199,7 +203,8 @@ class PredictionLogger:
         try:
             response = await answer
         except Exception as exc:
-            self._offer(policy, model, version, request, None, str(exc) or type(exc).__name__)
+            message = (str(exc) or type(exc).__name__)[:MAX_ERROR_CHARS]
+            self._offer(policy, model, version, request, None, message)
             raise
         self._offer(policy, model, version, request, response, "")
         return response

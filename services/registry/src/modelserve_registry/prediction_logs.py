@@ -135,6 +135,8 @@ class PredictionLogOps(ServiceCore):
                 raise errors.InvalidField(f"logs[{i}].version must be > 0, got {r.version}")
             if not 0 <= r.time_us <= MAX_TIME_US:
                 raise errors.InvalidField(f"logs[{i}].time is outside 1970..9999")
+            self._text(f"logs[{i}].request_id", r.request_id)
+            self._text(f"logs[{i}].error", r.error)
         async with self._logs().transaction(write=True) as tx:
             owners = await tx.model_tenants({r.model for r in records})
             stored = 0

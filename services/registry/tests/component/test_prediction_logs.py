@@ -110,6 +110,9 @@ async def test_logs_in_cluster_writes_tenant_isolation_and_pages(
     assert code == grpc.StatusCode.PERMISSION_DENIED
     code, msg = await fails(stub.WritePredictionLogs(pb.WritePredictionLogsRequest(logs=logs * 10)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "at most 50" in msg
+    huge = pb.PredictionLog(model="a-model", version=1, request_id="r", error="e" * 5000)
+    code, msg = await fails(stub.WritePredictionLogs(pb.WritePredictionLogsRequest(logs=[huge])))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "logs[0].error" in msg
 
     # acme reads its own model's logs, newest first, in keyset pages without duplicates
     seen: list[str] = []
