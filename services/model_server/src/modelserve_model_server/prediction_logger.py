@@ -48,8 +48,9 @@ DROPPED = Counter(
 )
 
 MAX_ERROR_CHARS = 1024
-"""A failed request's error message is logged up to this many characters (the registry refuses
-texts over its REGISTRY_MAX_TEXT_BYTES, 4096 by default)."""
+"""A failed request's error message and the request id are logged up to this many characters
+(the registry refuses a whole batch holding a text over its REGISTRY_MAX_TEXT_BYTES, 4096 bytes
+by default; 1024 characters of UTF-8 stay under it)."""
 
 Policy = registry_pb.PredictionLogging
 PolicyLookup = Callable[[str], tuple[Policy, str] | None]
@@ -138,7 +139,11 @@ def build_record(
     ts = Timestamp()
     ts.FromNanoseconds(time.time_ns())
     record = registry_pb.PredictionLog(
-        model=model, version=version, request_id=current_request_id() or request.id, time=ts, error=error
+        model=model,
+        version=version,
+        request_id=(current_request_id() or request.id)[:MAX_ERROR_CHARS],
+        time=ts,
+        error=error,
     )
     if policy.log_request:
         inputs, used = _tensors(request.inputs, request.raw_input_contents, cap)

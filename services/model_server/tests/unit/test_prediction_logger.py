@@ -211,3 +211,5 @@ def test_record_size_cap_keeps_datatype_and_shape_only() -> None:
         "",
     )
     assert only_request.inputs and not only_request.outputs
+    long_id = build_record(_policy(1.0), 1024, "m", 1, pb.ModelInferRequest(id="i" * 10_000), None, "")
+    assert len(long_id.request_id) == 1024  # a client's huge id never makes the registry refuse a batch
