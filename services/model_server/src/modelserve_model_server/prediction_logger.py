@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from modelserve.common.v1 import tensor_pb2 as tensor_pb
 from modelserve.inference.v2 import grpc_service_pb2 as pb
@@ -51,6 +51,11 @@ MAX_ERROR_CHARS = 1024
 """A failed request's error message and the request id are logged up to this many characters
 (the registry refuses a whole batch holding a text over its REGISTRY_MAX_TEXT_BYTES, 4096 bytes
 by default; 1024 characters of UTF-8 stay under it)."""
+
+QUEUE_DEPTH = Gauge(
+    "modelserve_model_server_prediction_log_queue_depth",
+    "Sampled prediction records waiting for the writer (bounded by prediction_log_queue_size).",
+)
 
 Policy = registry_pb.PredictionLogging
 PolicyLookup = Callable[[str], tuple[Policy, str] | None]
@@ -234,6 +239,7 @@ class PredictionLogger:
             self._queue.put_nowait(record)
         except asyncio.QueueFull:
             self._count("queue_full")
+        QUEUE_DEPTH.set(self._queue.qsize())
 
     def _count(self, what: str, n: int = 1) -> None:
         self.counts[what] += n
@@ -275,6 +281,7 @@ class PredictionLogger:
                     batch.append(await asyncio.wait_for(self._queue.get(), remaining))
                 except TimeoutError:
                     break
+            QUEUE_DEPTH.set(self._queue.qsize())
             await self._write(batch, self._max_attempts)
 
     async def _write(self, batch: list[registry_pb.PredictionLog], attempts: int) -> None:
