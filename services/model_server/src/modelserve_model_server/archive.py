@@ -7,16 +7,27 @@ an :class:`ArchiveRefused` message naming the entry:
 
 - an absolute name, a ``..`` component, a NUL, or an empty name;
 - a hard link; a symbolic link whose target is absolute or leaves the folder (zip: any link);
-- devices, FIFOs and other special entries;
+- devices, FIFOs, GNU sparse files and other special entries;
+- a GNU long-name/long-link or PAX header over ``_MAX_META_BYTES`` (64 KiB): tarfile would read
+  its whole declared size into memory before any budget counts it;
 - more than ``max_files`` entries;
 - more than ``max_bytes`` unpacked bytes in all (the decompression bomb);
 - a corrupt archive.
+
+Links are judged on disk, not by name (chained links such as ``a -> .``, ``a/b -> ..``,
+``c -> b/..`` each look harmless by name): every folder and file is created first, with the real
+path of its parent inside the folder, while no link exists yet; then the symbolic links, in order,
+each refused (and removed) unless the real path of its parent and of the link itself stay inside
+the folder; finally every link is resolved again, since a later link can change where an earlier
+one leads. Symbolic links are kept (rather than refused) because directory models use them for
+shared files, and a tar without them needs no change.
 
 Nothing is left behind on refusal: the caller unpacks into a fresh folder and removes it.
 """
 
 from __future__ import annotations
 
+import os
 import posixpath
 import shutil
 import stat
@@ -28,6 +39,17 @@ from pathlib import Path
 from typing import IO
 
 _CHUNK = 1024 * 1024
+_MAX_META_BYTES = 64 * 1024
+"""Largest GNU long-name/long-link or PAX extended header accepted (names and attributes only)."""
+_META_TYPES = frozenset(
+    (
+        tarfile.GNUTYPE_LONGNAME,
+        tarfile.GNUTYPE_LONGLINK,
+        tarfile.XHDTYPE,
+        tarfile.XGLTYPE,
+        tarfile.SOLARIS_XHDTYPE,
+    )
+)
 
 
 class ArchiveRefused(Exception):
@@ -82,8 +104,24 @@ class _Budget:
                 out.write(chunk)
 
 
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Refuses, before tarfile reads it, a metadata header declaring more than 64 KiB, and GNU
+    sparse members (their extension blocks are read into memory without a bound)."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _META_TYPES and self.size > _MAX_META_BYTES:
+            raise ArchiveRefused(
+                f"tar header of type {self.type!r} declares {self.size} bytes, more than "
+                f"{_MAX_META_BYTES} (long names and PAX attributes only)"
+            )
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise ArchiveRefused(f"entry {self.name[:200]!r}: sparse files are not allowed")
+        return super()._proc_member(tarfile_)  # type: ignore[misc,no-any-return]
+
+
 def _unpack_tar(path: Path, dest: Path, budget: _Budget) -> None:
-    with tarfile.open(path, "r:*") as tar:
+    links: list[tuple[str, str, str]] = []  # (name, target, shown): created after everything else
+    with tarfile.open(path, "r:*", tarinfo=_BoundedTarInfo) as tar:
         for member in tar:
             budget.entry()
             name = _safe_name(member.name)
@@ -97,10 +135,9 @@ def _unpack_tar(path: Path, dest: Path, budget: _Budget) -> None:
                         f"entry {member.name[:200]!r}: symbolic link to {member.linkname[:200]!r} "
                         "leaves the folder"
                     )
-                (dest / name).parent.mkdir(parents=True, exist_ok=True)
-                (dest / name).symlink_to(member.linkname)
+                links.append((name, member.linkname, member.name))
             elif member.isdir():
-                (dest / name).mkdir(parents=True, exist_ok=True)
+                _inside(dest, name, member.name).mkdir(parents=True, exist_ok=True)
             elif member.isfile():
                 src = tar.extractfile(member)
                 assert src is not None
@@ -108,14 +145,43 @@ def _unpack_tar(path: Path, dest: Path, budget: _Budget) -> None:
                     budget.copy(member.name, src, _inside(dest, name, member.name))
             else:
                 raise ArchiveRefused(f"entry {member.name[:200]!r}: special files are not allowed")
+    _make_links(dest, links)
+
+
+def _within(root: str, path: str) -> bool:
+    return path == root or path.startswith(root + os.sep)
+
+
+def _make_links(dest: Path, links: list[tuple[str, str, str]]) -> None:
+    """Creates the symbolic links (after every other entry), each checked on disk as created, and
+    all of them again at the end (a later link can redirect an earlier one)."""
+    root = str(dest.resolve())
+    for name, target, shown in links:
+        where = dest / name
+        if not _within(root, os.path.realpath(where.parent)):
+            raise ArchiveRefused(f"entry {shown[:200]!r}: created through a link out of the folder")
+        if where.is_symlink() or where.exists():
+            raise ArchiveRefused(f"entry {shown[:200]!r}: a symbolic link replaces another entry")
+        where.parent.mkdir(parents=True, exist_ok=True)
+        where.symlink_to(target)
+        if not _within(root, os.path.realpath(where)):
+            where.unlink()
+            raise ArchiveRefused(
+                f"entry {shown[:200]!r}: symbolic link to {target[:200]!r} leads out of the folder"
+            )
+    for name, target, shown in links:
+        if not _within(root, os.path.realpath(dest / name)):
+            raise ArchiveRefused(
+                f"entry {shown[:200]!r}: symbolic link to {target[:200]!r} leads out of the folder "
+                "through a later link"
+            )
 
 
 def _inside(dest: Path, name: str, shown: str) -> Path:
-    """The target path, refused when an earlier (checked) symlink would redirect it out."""
+    """The target path, refused when its real parent is not inside the folder (the folder holds
+    no link while files and folders are created; this is the second line of defence)."""
     target = dest / name
-    real_parent = target.parent.resolve() if target.parent.exists() else target.parent
-    root = dest.resolve()
-    if real_parent != root and root not in real_parent.parents:
+    if not _within(str(dest.resolve()), os.path.realpath(target.parent)):
         raise ArchiveRefused(f"entry {shown[:200]!r}: writes through a link out of the folder")
     if target.is_symlink():
         raise ArchiveRefused(f"entry {shown[:200]!r}: overwrites a symbolic link")

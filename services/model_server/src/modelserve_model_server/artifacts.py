@@ -207,11 +207,14 @@ class ArtifactStore:
         download = self._download
         try:
             folder = await self._cache.get(
-                digest, record.artifact_format, BACKENDS[record.backend][1], lambda: download(model, version)
+                digest,
+                record.artifact_format,
+                BACKENDS[record.backend][1],
+                lambda: download(model, version),
+                pin=(model, version),  # pinned before the fetch ends: never evicted in between
             )
         except CacheError as exc:
             raise ArtifactError(str(exc)) from None
-        self._cache.pin(model, version, digest)
         return StagedArtifact(version_dir=folder, sha256=digest)
 
     def _stage(self, model: str, version: int, record: registry_pb.ModelVersion) -> StagedArtifact:

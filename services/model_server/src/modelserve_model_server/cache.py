@@ -11,9 +11,12 @@ Layout under ``root``::
 
 - **Verified:** the bytes are hashed while downloaded, and ``data`` is hashed again on first use
   after start (a file corrupted on disk is detected, removed and fetched again).
-- **Single flight:** concurrent requests for one digest share one download.
+- **Single flight:** concurrent requests for one digest share one download, and one unpack of an
+  archive (two versions with the same archive never unpack into the same folder at once).
 - **Bounded:** after each fetch, entries are evicted least recently used first until the total is
-  within ``max_bytes``, never one a loaded version uses (``pin``/``release``).
+  within ``max_bytes``, never one a loaded version uses (``pin``/``release``; ``get(pin=…)`` pins
+  before it starts, so no eviction falls between the fetch and the pin), nor one a ``get`` in
+  progress is fetching, unpacking or linking.
 - **Restart:** entries already on disk are reused (verified once, as above).
 """
 
@@ -24,6 +27,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -83,29 +87,83 @@ class ArtifactCache:
         self.max_bytes = max_bytes
         self.archive_limits = archive_limits or ArchiveLimits()
         self.root.mkdir(parents=True, exist_ok=True)
+        for leftover in self.root.glob(".evicted-*"):  # an eviction cut short by a crash
+            shutil.rmtree(leftover, ignore_errors=True)
         self._flights: dict[str, asyncio.Task[Path]] = {}
+        self._trees: dict[str, asyncio.Task[Path]] = {}
         self._verified: set[str] = set()
+        # pins and gets in progress are read by evict() in a worker thread: guarded by _lock
+        self._lock = threading.Lock()
         self._pins: dict[tuple[str, int], str] = {}
+        self._using: dict[str, int] = {}
         self.fetches = 0
         self.hits = 0
         self.evictions = 0
+        self.unpacks = 0
 
     # -- pins ----------------------------------------------------------------------------------
     def pin(self, model: str, version: int, sha256: str) -> None:
-        self._pins[(model, version)] = sha256
+        with self._lock:
+            self._pins[(model, version)] = sha256
 
     def release(self, model: str, version: int) -> None:
-        self._pins.pop((model, version), None)
+        with self._lock:
+            self._pins.pop((model, version), None)
+
+    def _use(self, sha256: str, delta: int) -> None:
+        with self._lock:
+            count = self._using.get(sha256, 0) + delta
+            if count > 0:
+                self._using[sha256] = count
+            else:
+                self._using.pop(sha256, None)
+
+    def _landed(self, flights: dict[str, asyncio.Task[Path]], sha256: str) -> Callable[[object], None]:
+        def done(_task: object) -> None:
+            flights.pop(sha256, None)
+            self._use(sha256, -1)
+
+        return done
 
     # -- get -----------------------------------------------------------------------------------
-    async def get(self, sha256: str, fmt: str, file_name: str, fetch: Fetch) -> Path:
+    async def get(
+        self, sha256: str, fmt: str, file_name: str, fetch: Fetch, pin: tuple[str, int] | None = None
+    ) -> Path:
         """The version folder for the artifact ``sha256`` (fetched with ``fetch`` if needed):
-        ``<sha>/files`` holding ``file_name``, or ``<sha>/tree`` for a tar/zip archive."""
+        ``<sha>/files`` holding ``file_name``, or ``<sha>/tree`` for a tar/zip archive. ``pin``
+        (model, version) pins the entry from the start (kept when this returns, undone when it
+        raises); the entry is never evicted while the get runs."""
+        previous = None
+        if pin is not None:
+            with self._lock:
+                previous = self._pins.get(pin)
+                self._pins[pin] = sha256
+        self._use(sha256, 1)
+        try:
+            return await self._get(sha256, fmt, file_name, fetch)
+        except BaseException:
+            if pin is not None:
+                with self._lock:
+                    if previous is None:
+                        self._pins.pop(pin, None)
+                    else:
+                        self._pins[pin] = previous
+            raise
+        finally:
+            self._use(sha256, -1)
+
+    async def _get(self, sha256: str, fmt: str, file_name: str, fetch: Fetch) -> Path:
         data = await self._data(sha256, fetch)
         entry = data.parent
         (entry / "used").touch()
         if fmt in ("tar", "zip"):
-            return await asyncio.to_thread(self._tree, entry, data, fmt)
+            tree = self._trees.get(sha256)
+            if tree is None:  # single flight: one unpack per digest at a time
+                tree = asyncio.ensure_future(asyncio.to_thread(self._tree, entry, data, fmt))
+                self._trees[sha256] = tree
+                self._use(sha256, 1)
+                tree.add_done_callback(self._landed(self._trees, sha256))
+            return await asyncio.shield(tree)
         files = entry / "files"
         target = files / file_name
         if not target.exists():
@@ -120,7 +178,8 @@ class ArtifactCache:
         if flight is None:
             flight = asyncio.ensure_future(self._ensure(sha256, fetch))
             self._flights[sha256] = flight
-            flight.add_done_callback(lambda _t: self._flights.pop(sha256, None))
+            self._use(sha256, 1)  # until the download ends, even if every waiter is cancelled
+            flight.add_done_callback(self._landed(self._flights, sha256))
         return await asyncio.shield(flight)
 
     async def _ensure(self, sha256: str, fetch: Fetch) -> Path:
@@ -169,6 +228,7 @@ class ArtifactCache:
         if done.exists():
             return tree
         shutil.rmtree(tree, ignore_errors=True)
+        self.unpacks += 1
         try:
             unpack_archive(data, fmt, tree, self.archive_limits)
         except ArchiveRefused as exc:
@@ -179,12 +239,12 @@ class ArtifactCache:
     # -- eviction ------------------------------------------------------------------------------
     def evict(self, keep: str = "") -> int:
         """Removes least recently used entries until the cache fits ``max_bytes``; never ``keep``
-        nor a pinned digest. Returns how many were removed."""
-        pinned = set(self._pins.values()) | {keep} | set(self._flights)
+        nor a pinned digest, nor one a get or a download/unpack in flight uses. Returns how many
+        were removed."""
         entries = []
         total = 0
         for entry in self.root.iterdir():
-            if not entry.is_dir():
+            if not entry.is_dir() or entry.name.startswith("."):
                 continue
             size = _size(entry)
             total += size
@@ -195,9 +255,12 @@ class ArtifactCache:
         for _when, entry, size in sorted(entries, key=lambda e: e[0]):
             if total <= self.max_bytes:
                 break
-            if entry.name in pinned:
-                continue
-            shutil.rmtree(entry, ignore_errors=True)
+            with self._lock:  # checked and moved aside atomically: a get starting now refetches
+                if entry.name == keep or entry.name in self._pins.values() or entry.name in self._using:
+                    continue
+                trash = self.root / f".evicted-{entry.name}-{uuid.uuid4().hex[:8]}"
+                entry.rename(trash)
+            shutil.rmtree(trash, ignore_errors=True)
             self._verified.discard(entry.name)
             total -= size
             removed += 1
