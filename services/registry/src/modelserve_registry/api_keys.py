@@ -81,6 +81,31 @@ def secret_expiry(key: ApiKey, stored: KeySecrets, secret: str, now: int) -> int
     return expires
 
 
+def _lower(a: float, b: float) -> float:
+    """The stricter of two limits where 0 means "no limit of its own"."""
+    return min(a, b) if a > 0 and b > 0 else max(a, b)
+
+
+def effective_limit(key: RateLimit, tenant: RateLimit) -> RateLimit:
+    """A key never gets more than its tenant: the lower of the two per field (0 = unset)."""
+    return RateLimit(
+        requests_per_second=_lower(key.requests_per_second, tenant.requests_per_second),
+        burst=int(_lower(key.burst, tenant.burst)),
+    )
+
+
+def check_within_tenant_limit(key: RateLimit, limit: RateLimit, tenant: str) -> None:
+    """A tenant caller may not give a key more than the tenant's own rate limit."""
+    over_rate = 0 < limit.requests_per_second < key.requests_per_second
+    over_burst = 0 < limit.burst < key.burst
+    if over_rate or over_burst:
+        raise errors.InvalidField(
+            f"rate_limit: the key's limit ({key.requests_per_second:g} requests/s, burst {key.burst}) "
+            f"exceeds tenant {tenant!r}'s limit ({limit.requests_per_second:g} requests/s, "
+            f"burst {limit.burst}); only a platform administrator may set it higher"
+        )
+
+
 class ApiKeyOps(ServiceCore):
     async def _key(self, tx: StoreTx, caller: Caller, tenant: str, key: str) -> tuple[ApiKey, KeySecrets]:
         await self._tenant(tx, caller, tenant)
@@ -108,7 +133,9 @@ class ApiKeyOps(ServiceCore):
             create_time=now,
         )
         async with self._store.transaction(write=True) as tx:
-            await self._tenant(tx, caller, tenant)
+            owner = await self._tenant(tx, caller, tenant)
+            if not caller.is_trusted:
+                check_within_tenant_limit(k.rate_limit, owner.rate_limit, tenant)
             await tx.record("CREATED", tenant, "", created)
             await tx.insert_key(created, KeySecrets(hash_secret(secret), None, None))
         self._notify()
@@ -181,5 +208,5 @@ class ApiKeyOps(ServiceCore):
             key.scopes = sorted(
                 {TENANT_ADMIN if s == ADMIN else s for s in key.scopes}, key=TENANT_SCOPES.index
             )
-        limit = key.rate_limit if key.rate_limit.requests_per_second > 0 else tenant.rate_limit
+        limit = effective_limit(key.rate_limit, tenant.rate_limit)
         return key, limit, expires

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 import structlog
@@ -30,7 +31,8 @@ from modelserve_registry.core import ServiceCore
 from modelserve_registry.domain import ModelVersion
 from modelserve_registry.signatures import fill_onnx_signature
 from modelserve_registry.store import StoreTx, now_us
-from modelserve_registry.validation import check_version_input, require
+from modelserve_registry.upload_room import Reservation, UploadRoom
+from modelserve_registry.validation import check_tensor_specs, check_version_input, require
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +45,6 @@ UPLOADED_BYTES = Counter(
     ["tenant"],
 )
 
-ARTIFACT_FORMATS = ("", "tar", "zip")
 _SHA_PLACEHOLDER = "0" * 64
 
 
@@ -56,6 +57,8 @@ class ArtifactLimits:
     blob_grace_s: float = 3600.0
     max_signature_bytes: int = 512 * 1024**2
     """Largest ONNX file whose signature is read at upload (larger: specs are left as given)."""
+    max_concurrent_signature_reads: int = 2
+    """Uploaded ONNX files whose signature is read at the same time (each holds the file in memory)."""
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,14 @@ class ArtifactOps(ServiceCore):
     _artifacts: ArtifactStore | None = None
     _artifact_limits: ArtifactLimits = ArtifactLimits()
 
+    _upload_room: UploadRoom
+    _signature_reads: asyncio.Semaphore
+
     def use_artifact_store(self, store: ArtifactStore, limits: ArtifactLimits) -> None:
         self._artifacts = store
         self._artifact_limits = limits
+        self._upload_room = UploadRoom()
+        self._signature_reads = asyncio.Semaphore(limits.max_concurrent_signature_reads)
 
     def _artifact_store(self) -> ArtifactStore:
         if self._artifacts is None:
@@ -110,10 +118,6 @@ class ArtifactOps(ServiceCore):
         store = self._artifact_store()
         limits = self._artifact_limits
         expected_sha = v.artifact_sha256
-        if v.artifact_format not in ARTIFACT_FORMATS:
-            raise errors.InvalidField(
-                f"artifact_format must be one of {list(ARTIFACT_FORMATS)}, got {v.artifact_format!r}"
-            )
         if size_bytes < 0:
             raise errors.InvalidField(f"size_bytes must be >= 0 (0: unknown), got {size_bytes}")
         if size_bytes > limits.max_artifact_bytes:
@@ -126,27 +130,48 @@ class ArtifactOps(ServiceCore):
         async with self._store.transaction(write=False) as tx:
             model = await self._model(tx, caller, model_name, write=True)
             await self._check_code_permission(tx, caller, model, v.backend)
-            used = await tx.tenant_storage_used(model.tenant)
             quota = await self._quota(tx, model.tenant)
-        room = limits.max_artifact_bytes
-        if quota:
-            self._check_quota(model.tenant, used, 0, quota)
-            room = min(room, quota - used)
-        try:
-            blob = await store.put(
-                _idle_bounded(chunks, limits.upload_idle_timeout_s),
-                max_bytes=room,
-                expected_sha256=expected_sha,
-                expected_size=size_bytes or -1,
-            )
-        except ResourceExhausted:
-            if quota and room < limits.max_artifact_bytes:
-                self._check_quota(model.tenant, used, room + 1, quota, at_least=True)
-            raise
-        async with self._store.transaction(write=True) as tx:  # from now on the sweeper knows it
-            await tx.touch_blob(blob.sha256, blob.size, now_us())
+        async with self._reserve(model.tenant, quota, size_bytes) as held:
+            try:
+                blob = await store.put(
+                    _idle_bounded(chunks, limits.upload_idle_timeout_s),
+                    max_bytes=held.room,
+                    expected_sha256=expected_sha,
+                    expected_size=size_bytes or -1,
+                )
+            except ResourceExhausted:
+                if quota and held.room < limits.max_artifact_bytes:
+                    self._check_quota(model.tenant, held.used, held.room + 1, quota, at_least=True)
+                raise
+            async with self._store.transaction(write=True) as tx:  # the sweeper and the quota know it
+                await tx.touch_blob(blob.sha256, blob.size, now_us(), model.tenant)
         await self._fill_signature(store, v, blob)
         return await self._create_uploaded(caller, model_name, v, blob)
+
+    @property
+    def upload_idle_timeout_s(self) -> float:
+        return self._artifact_limits.upload_idle_timeout_s
+
+    def _reserve(self, tenant: str, quota: int, size_bytes: int) -> AbstractAsyncContextManager[Reservation]:
+        """The room this upload may fill: the artifact limit, within the tenant's quota less its
+        stored blobs (referenced, or uploaded and not yet swept) and the room other uploads of
+        the tenant hold; ``size_bytes`` (when given) is all it holds."""
+        limit = self._artifact_limits.max_artifact_bytes
+
+        async def stored() -> int:
+            if not quota:
+                return 0
+            async with self._store.transaction(write=False) as tx:
+                return await tx.tenant_storage_used(tenant)
+
+        def room(used: int) -> int:
+            wanted = size_bytes or limit
+            if not quota:
+                return wanted
+            self._check_quota(tenant, used, 0, quota)
+            return min(wanted, quota - used)
+
+        return self._upload_room.reserve(tenant, stored, room)
 
     async def _quota(self, tx: StoreTx, tenant: str) -> int:
         """The tenant's storage quota: its own (Tenant.storage_quota_bytes), else the registry's
@@ -167,8 +192,11 @@ class ArtifactOps(ServiceCore):
     async def _fill_signature(self, store: ArtifactStore, v: ModelVersion, blob: StoredBlob) -> None:
         if v.backend != "onnx" or v.artifact_format or blob.size > self._artifact_limits.max_signature_bytes:
             return
-        data = b"".join([chunk async for chunk in store.read(blob.sha256)])
-        await asyncio.to_thread(fill_onnx_signature, v, data)
+        async with self._signature_reads:  # each read holds the whole file in memory
+            data = b"".join([chunk async for chunk in store.read(blob.sha256)])
+            await asyncio.to_thread(fill_onnx_signature, v, data)
+        check_tensor_specs("inputs", v.inputs)  # names and shapes read from the file are input too
+        check_tensor_specs("outputs", v.outputs)
 
     async def _create_uploaded(
         self, caller: Caller, model_name: str, v: ModelVersion, blob: StoredBlob
@@ -179,9 +207,10 @@ class ArtifactOps(ServiceCore):
             await self._check_code_permission(tx, caller, model, v.backend)
             quota = await self._quota(tx, model.tenant)
             if quota and not await tx.tenant_references_blob(model.tenant, blob.sha256):
-                self._check_quota(model.tenant, await tx.tenant_storage_used(model.tenant), blob.size, quota)
+                used = await tx.tenant_storage_used(model.tenant, excluding=blob.sha256)
+                self._check_quota(model.tenant, used, blob.size, quota)
             now = now_us()
-            await tx.touch_blob(blob.sha256, blob.size, now)
+            await tx.touch_blob(blob.sha256, blob.size, now, model.tenant)
             if await store.stat(blob.sha256) != blob.size:  # swept between put and this lock
                 raise Aborted("the uploaded artifact was removed concurrently; upload it again")
             number = await tx.next_version_number(model.name)
@@ -209,6 +238,8 @@ class ArtifactOps(ServiceCore):
         store = self._artifact_store()
         async with self._store.transaction(write=False) as tx:
             model = await self._model(tx, caller, model_name)
+            if not caller.can_see(model.tenant):  # shared means usable, not downloadable
+                raise errors.ModelNotFound(f"model {model_name!r} not found")
             version = await self._version(tx, model, ref)
         digest = parse_blob_uri(version.artifact_uri)
         if digest is None:

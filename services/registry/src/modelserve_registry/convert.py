@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 
 import structlog
@@ -10,6 +11,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelserve.common.v1 import tensor_pb2 as tensor_pb
 from modelserve.registry.v1 import registry_service_pb2 as registry_pb
+from modelserve_common.errors import DeadlineExceeded
 from modelserve_common.identity import TRUSTED, Caller
 from modelserve_registry import errors
 from modelserve_registry.artifacts import Download
@@ -339,10 +341,17 @@ def verify_to_pb(k: ApiKey, limit: RateLimit, expires: int | None) -> registry_p
 
 
 async def upload_from_pb(
-    requests: AsyncIterator[registry_pb.UploadModelVersionRequest],
+    requests: AsyncIterator[registry_pb.UploadModelVersionRequest], idle_s: float
 ) -> tuple[registry_pb.UploadMetadata, AsyncIterator[bytes]]:
-    """An upload stream as (its first message's metadata, the bytes of the following chunks)."""
-    first = await anext(requests, None)
+    """An upload stream as (its first message's metadata, the bytes of the following chunks);
+    DEADLINE_EXCEEDED when the first message does not come within ``idle_s``."""
+    try:
+        async with asyncio.timeout(idle_s):
+            first = await anext(requests, None)
+    except TimeoutError:
+        raise DeadlineExceeded(
+            f"upload idle for more than {idle_s:g} s (REGISTRY_UPLOAD_IDLE_TIMEOUT_S)"
+        ) from None
     if first is None or first.WhichOneof("content") != "metadata":
         raise errors.InvalidField("the first message of an upload must carry its metadata")
 

@@ -22,6 +22,8 @@ from modelserve_registry.paging import Page, next_token, open_page
 from modelserve_registry.store import RegistryStore, StoreTx
 from modelserve_registry.validation import LATEST, check_name, check_tags, check_text
 
+MAX_VERSION_DIGITS = 18  # a version number fits a signed 64-bit column (9.2e18)
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -109,7 +111,9 @@ class ServiceCore:
         """A version number from a number, an alias or "latest"."""
         if not ref:
             raise errors.InvalidField("version is required (a number, an alias or 'latest')")
-        if ref.isdigit():
+        if ref.isascii() and ref.isdigit():
+            if len(ref) > MAX_VERSION_DIGITS:  # no such version; int() and the database stay safe
+                raise errors.ModelVersionNotFound(f"model {model.name!r} has no version {ref[:32]!r}")
             number = int(ref)
         elif ref == LATEST:
             number = model.latest_version

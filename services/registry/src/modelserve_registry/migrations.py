@@ -186,6 +186,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        6,
+        "the uploading tenant of each blob: its unreferenced, unswept uploads count toward its quota",
+        ("ALTER TABLE blobs ADD COLUMN tenant TEXT NOT NULL DEFAULT ''",),
+    ),
 )
 
 SCHEMA = MigrationSet(

@@ -150,6 +150,7 @@ async def running_server(
             upload_idle_timeout_s=settings.upload_idle_timeout_s,
             blob_grace_s=settings.blob_grace_s,
             max_signature_bytes=settings.max_signature_bytes,
+            max_concurrent_signature_reads=settings.max_concurrent_signature_reads,
         ),
     )
     service.use_prediction_logs(prediction_limits(settings))

@@ -66,7 +66,7 @@ class RegistryServicer(registry_grpc.RegistryServiceServicer):
     async def UploadModelVersion(
         self, request_iterator: AsyncIterator[pb.UploadModelVersionRequest], context: Ctx
     ) -> pb.UploadModelVersionResponse:
-        meta, chunks = await c.upload_from_pb(request_iterator)
+        meta, chunks = await c.upload_from_pb(request_iterator, self._s.upload_idle_timeout_s)
         version = await self._s.upload_version(
             _caller(context), meta.model, c.model_version_from_pb(meta.model_version), meta.size_bytes, chunks
         )

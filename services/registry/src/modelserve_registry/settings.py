@@ -65,6 +65,9 @@ class RegistrySettings(BaseServiceSettings, DatabaseSettings):
     """How often the sweeper deletes unreferenced blobs and stale temporary uploads."""
     max_signature_bytes: int = Field(default=512 * 1024**2, ge=0)
     """Largest uploaded ONNX file whose signature is read to fill/check tensor specs."""
+    max_concurrent_signature_reads: int = Field(default=2, ge=1, le=64)
+    """Uploaded ONNX files whose signature is read at once (each is held in memory while read:
+    up to this many times max_signature_bytes); further uploads wait their turn."""
 
     prediction_log_max_batch: int = Field(default=1000, ge=1)
     """Most records one WritePredictionLogs call may carry (more: INVALID_ARGUMENT)."""

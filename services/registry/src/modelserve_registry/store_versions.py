@@ -115,21 +115,25 @@ class VersionStatements(TxBase):
         await self._tx.execute("DELETE FROM aliases WHERE model = ? AND alias = ?", (model, alias))
 
     # -- blobs (uploaded artifacts; see artifacts.py) ----------------------------------------
-    async def touch_blob(self, sha256: str, size: int, now: int) -> None:
-        """Records a stored blob, or marks a known one as just used (the sweeper spares it)."""
+    async def touch_blob(self, sha256: str, size: int, now: int, tenant: str) -> None:
+        """Records a stored blob uploaded by ``tenant``, or marks a known one as just used (the
+        sweeper spares it) by its latest uploader."""
         await self._tx.execute(
-            "INSERT INTO blobs (sha256, size_bytes, touch_time) VALUES (?, ?, ?) "
-            "ON CONFLICT (sha256) DO UPDATE SET touch_time = excluded.touch_time",
-            (sha256, size, now),
+            "INSERT INTO blobs (sha256, size_bytes, touch_time, tenant) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (sha256) DO UPDATE SET touch_time = excluded.touch_time, tenant = excluded.tenant",
+            (sha256, size, now, tenant),
         )
 
-    async def tenant_storage_used(self, tenant: str) -> int:
-        """Bytes of the distinct blobs the tenant's versions reference."""
+    async def tenant_storage_used(self, tenant: str, *, excluding: str = "") -> int:
+        """Bytes of the distinct blobs the tenant's versions reference, plus those it uploaded
+        that no version references and the sweeper has not deleted yet (a deleted version's
+        bytes count until they are swept); ``excluding``: leave that blob out."""
         row = await self._tx.fetchone(
-            "SELECT COALESCE(SUM(size_bytes), 0) FROM blobs WHERE sha256 IN ("
+            "SELECT COALESCE(SUM(b.size_bytes), 0) FROM blobs b WHERE b.sha256 <> ? AND (b.sha256 IN ("
             "SELECT substr(v.artifact_uri, 13) FROM model_versions v JOIN models m ON m.name = v.model "
-            "WHERE m.tenant = ? AND v.artifact_uri LIKE ?)",
-            (tenant, "blob:sha256:%"),
+            "WHERE m.tenant = ? AND v.artifact_uri LIKE ?) OR (b.tenant = ? AND NOT EXISTS ("
+            "SELECT 1 FROM model_versions v WHERE v.artifact_uri = 'blob:sha256:' || b.sha256)))",
+            (excluding, tenant, "blob:sha256:%", tenant),
         )
         return int(row[0]) if row else 0
 

@@ -23,6 +23,8 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 ALIAS_RE = re.compile(r"^[a-z][a-z0-9._-]{0,62}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 LATEST = "latest"
+ARTIFACT_FORMATS = ("", "tar", "zip")
+"""An artifact's packaging: a single file (""), or a tar or zip archive of a folder."""
 FILTER_FIELDS = {"name", "description", "tenant"}
 FILTER_TERM_RE = re.compile(r'^\s*([a-z_]+(?:\.[A-Za-z0-9_.-]+)?)\s*(!=|=|:)\s*"((?:[^"\\]|\\.)*)"\s*$')
 
@@ -154,6 +156,10 @@ def check_version_input(v: ModelVersion, max_tags: int, max_bytes: int) -> None:
         )
     if v.backend not in BACKENDS:
         raise errors.InvalidField(f"backend must be one of {list(BACKENDS)}, got {v.backend!r}")
+    if v.artifact_format not in ARTIFACT_FORMATS:
+        raise errors.InvalidField(
+            f"artifact_format must be one of {list(ARTIFACT_FORMATS)}, got {v.artifact_format[:80]!r}"
+        )
     check_tensor_specs("inputs", v.inputs)
     check_tensor_specs("outputs", v.outputs)
     check_batching("batching", v.batching)
