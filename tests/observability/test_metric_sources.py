@@ -1,5 +1,6 @@
 """Where metrics come from, checked against real parts: the database metrics on a real PostgreSQL
-(latency, constraint and outage errors, pool use), the orchestrator's sampled gauges on a real
+(latency, constraint and outage errors, pool use), a Triton replica that does not answer
+(ejected, counted), the orchestrator's sampled gauges on a real
 PostgreSQL with rows in every state, and the gateway's authentication-failure reasons (every
 refusal the authenticator can give has its own bounded reason)."""
 
@@ -15,6 +16,8 @@ from prometheus_client import REGISTRY
 from modelserve_common.db import ConstraintViolation, DatabaseUnavailable, PostgresDatabase, migrate
 from modelserve_common.testing import free_port
 from modelserve_gateway.metrics import AUTH_REASONS, auth_failure_reason
+from modelserve_model_server.settings import ModelServerSettings
+from modelserve_model_server.triton_pool import TritonPool
 from modelserve_orchestrator.db import open_database
 from modelserve_orchestrator.metrics import MetricsSampler
 from modelserve_orchestrator.migrations import SCHEMA
@@ -112,3 +115,25 @@ def test_every_authentication_refusal_has_its_own_reason() -> None:
         assert reason != "other", f"no reason for {message!r}: add its prefix to modelserve_gateway.metrics"
         assert reason in AUTH_REASONS
     assert auth_failure_reason("something new") == "other"
+
+
+async def test_a_triton_replica_that_does_not_answer_is_ejected_and_counted(tmp_path: Path) -> None:
+    settings = ModelServerSettings(
+        triton_url=f"127.0.0.1:{free_port()}",  # nothing listens there
+        triton_probe_timeout_s=0.5,
+        model_repository=tmp_path,
+        data_dir=tmp_path,
+    )
+    ejections = _value("modelserve_model_server_triton_replica_ejections_total")
+    unavailable = _value("modelserve_model_server_triton_requests_total", code="UNAVAILABLE")
+    pool = TritonPool(settings)
+    await pool.start()
+    try:
+        assert _value("modelserve_model_server_triton_replica_ejections_total") == ejections + 1
+        assert _value("modelserve_model_server_triton_replicas_available") == 0
+        with pytest.raises(Exception, match="no Triton replica available"):
+            await pool.call_within("/inference.GRPCInferenceService/ModelInfer", b"", 1.0)
+    finally:
+        await pool.close()
+    # refused before any call left: nothing was forwarded, so no Triton outcome is counted
+    assert _value("modelserve_model_server_triton_requests_total", code="UNAVAILABLE") == unavailable
