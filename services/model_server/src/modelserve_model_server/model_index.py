@@ -52,6 +52,18 @@ class IndexEntry:
     reason: str
 
 
+def is_number(version: str) -> bool:
+    """ASCII digits only: "²".isdigit() is True but int("²") raises, and int() of a
+    5000-digit string raises ValueError (Python's digit limit); neither may reach int()."""
+    return version.isascii() and version.isdigit()
+
+
+def positive_version(version: str) -> bool:
+    """A positive integer version ref, judged without int() (a huge number is a version this
+    server does not have: the missing-version NOT_FOUND, not an error)."""
+    return is_number(version) and version.strip("0") != ""
+
+
 def check_model_name(name: str) -> None:
     """A model name the repository could hold, or INVALID_ARGUMENT saying why not."""
     try:
@@ -115,7 +127,7 @@ class ModelIndex:
             check_name("model", name)
         except InvalidModelConfig as exc:
             return InvalidArgument(exc.message)
-        if version and not (version.isdigit() and int(version) > 0):
+        if version and not positive_version(version):
             return InvalidArgument(
                 f"model version {clip(version)} is not valid: expected a positive integer or empty"
             )
@@ -124,7 +136,7 @@ class ModelIndex:
     def _explain_miss(self, name: str, version: str) -> ModelVersion:
         check_model_name(name)
         routing = self._table.routing(name)
-        if version and routing is not None and not version.isdigit():
+        if version and routing is not None and not is_number(version):
             if version in routing.aliases:
                 raise ModelNotFound(
                     f"alias {clip(version)} of model {name!r} points at version "
@@ -133,7 +145,7 @@ class ModelIndex:
             raise ModelNotFound(
                 f"model {name!r} has no alias {clip(version)}; aliases {sorted(routing.aliases)}"
             )
-        if version and not (version.isdigit() and int(version) > 0):
+        if version and not positive_version(version):
             raise InvalidArgument(
                 f"model version {clip(version)} is not valid: expected a positive integer or empty"
             )
