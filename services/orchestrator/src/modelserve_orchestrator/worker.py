@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -214,7 +215,8 @@ class ExecutionWorker:
             )
             return True
         recorder = _NodeRecorder(self._store, self._finisher, eid, self._config.node_record_delay_s)
-        running = self._runner.run(
+        running = functools.partial(
+            self._runner.run,
             pipeline,
             claimed.inputs,
             ex.parameters,
