@@ -43,6 +43,7 @@ _UPLOAD_PATH = re.compile(r"^/v1/models/([^/:]+)/versions:upload$")
 _DOWNLOAD_PATH = re.compile(r"^/v1/models/([^/:]+)/versions/([^/:]+):download$")
 _PARAMS = ("backend", "sha256", "format", "description", "spec")
 CHUNK_BYTES = 1024 * 1024
+INT64_MAX = 2**63 - 1
 
 
 def _bad(message: str) -> GatewayError:
@@ -91,6 +92,12 @@ class ArtifactRoutes:
         if declared is not None:
             if not (declared.isascii() and declared.isdigit()):
                 raise _bad(f"Content-Length must be a number, got {declared[:40]!r}")
+            if len(declared.lstrip("0")) > 19 or int(declared) > INT64_MAX:  # int() of >4300 digits raises
+                raise GatewayError(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"Content-Length {declared[:40]} does not fit a 64-bit size; the most is {INT64_MAX}",
+                    http_override=413,
+                )
             size = int(declared)
         version = registry_pb.ModelVersion()
         if params.get("spec"):
