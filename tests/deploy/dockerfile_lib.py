@@ -64,6 +64,8 @@ def parse_dockerfile(path: Path, build_args: dict[str, str] | None = None) -> li
         pending = ""
         keyword, _, args = text.partition(" ")
         keyword = keyword.upper()
+        if keyword == "ARG" and not stages:  # a global ARG (usable in FROM), substituted above
+            continue
         if keyword == "FROM":
             words = args.split()
             flags = [w for w in words if w.startswith("--")]
@@ -99,6 +101,36 @@ def image_of(service: Service) -> Stage:
     while chain[0].image in by_name:
         chain.insert(0, by_name[chain[0].image])
     return Stage(chain[0].image, service.package, [i for s in chain for i in s.instructions])
+
+
+def dependencies(stages: list[Stage], target: str) -> set[str]:
+    """The stages BuildKit builds for ``--target``: the target, the stages it is built FROM and
+    those it copies from (``COPY --from=<stage>``), transitively."""
+    by_name = {s.name: s for s in stages}
+    seen: set[str] = set()
+    todo = [target]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in by_name:
+            continue
+        seen.add(name)
+        stage = by_name[name]
+        todo.append(stage.image)
+        for instruction in stage.find("COPY"):
+            flags, _, _ = copy_sources(instruction)
+            if "from" in flags:
+                todo.append(flags["from"])
+    return seen
+
+
+def build_chain(service: Service) -> list[Instruction]:
+    """The instructions that make the ``build`` stage as ``--build-arg SERVICE=<package>`` builds
+    it: those of the stages it is built FROM first."""
+    by_name = {s.name: s for s in stages_of(service)}
+    chain = [by_name["build"]]
+    while chain[0].image in by_name:
+        chain.insert(0, by_name[chain[0].image])
+    return [i for s in chain for i in s.instructions]
 
 
 def build_stage(service: Service) -> Stage:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,7 +17,16 @@ from types import ModuleType
 
 import pytest
 from deploy_testlib import ROOT, SERVICES, Service
-from dockerfile_lib import DOCKERFILE, build_stage, copy_sources, image_of, parse_dockerfile, stages_of
+from dockerfile_lib import (
+    DOCKERFILE,
+    build_chain,
+    build_stage,
+    copy_sources,
+    dependencies,
+    image_of,
+    parse_dockerfile,
+    stages_of,
+)
 
 DOCKER_HELPERS = ROOT / "deploy" / "docker"
 PINNED_IMAGE = re.compile(
@@ -240,6 +250,32 @@ def test_dockerignore_sends_only_what_the_images_copy() -> None:
         assert in_context(path, rules), f"{path} is needed by the images"
 
 
+def test_dockerignore_sends_the_console_sources_only() -> None:
+    rules = load_dockerignore()
+    for path in (
+        "console/package.json",
+        "console/package-lock.json",
+        "console/index.html",
+        "console/vite.config.ts",
+        "console/tsconfig.json",
+        "console/src/main.tsx",
+        "console/src/components/TryIt.tsx",
+        "console/docs/init.js",
+        "console/scripts/copy-docs.mjs",
+    ):
+        assert in_context(path, rules), f"{path} is needed to build the console"
+    for path in (
+        "console/node_modules/vite/package.json",
+        "console/node_modules/.modelserve-setup",
+        "console/e2e/screenshots/02-overview.png",
+        "console/tests/weights.test.ts",
+        # a local build: the image makes its own, so a stale one never ships
+        "services/gateway/src/modelserve_gateway/assets/console/index.html",
+        "services/gateway/src/modelserve_gateway/assets/console/assets/index-abc123.js",
+    ):
+        assert not in_context(path, rules), f"{path} should stay out of the build context"
+
+
 def test_every_copied_path_reaches_the_context(service: Service) -> None:
     rules = load_dockerignore()
     for stage in stages_of(service):
@@ -250,9 +286,74 @@ def test_every_copied_path_reaches_the_context(service: Service) -> None:
             for source in sources:
                 path = ROOT / source
                 assert path.exists(), f"line {instruction.line}: {source} does not exist"
-                files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
-                sent = [f for f in files if in_context(str(f.relative_to(ROOT)), rules)]
+                files = [path] if path.is_file() else (p for p in path.rglob("*") if p.is_file())
+                sent = any(in_context(str(f.relative_to(ROOT)), rules) for f in files)
                 assert sent, f"line {instruction.line}: .dockerignore leaves out all of {source}"
+
+
+# ---- the web console (gateway image only) ---------------------------------------------------------
+
+CONSOLE_BUILD = "services/gateway/src/modelserve_gateway/assets/console"
+
+
+def _vite_out_dir() -> str:
+    """Where ``npm run build`` writes, relative to the repository root (vite.config.ts OUT_DIR)."""
+    config = (ROOT / "console" / "vite.config.ts").read_text(encoding="utf-8")
+    match = re.search(r'OUT_DIR\s*=\s*"([^"]+)"', config)
+    assert match, 'console/vite.config.ts: export const OUT_DIR = "..."'
+    return os.path.normpath(f"console/{match.group(1)}")
+
+
+def _console_stage() -> tuple[str, list[str]]:
+    """(name, RUN commands) of the stage that runs ``npm run build`` in console/."""
+    stages = parse_dockerfile(DOCKERFILE, {"SERVICE": "gateway"})
+    found = [s for s in stages if any("npm run build" in i.args for i in s.find("RUN"))]
+    assert len(found) == 1, "one stage builds the console (npm ci, npm run build)"
+    stage = found[0]
+    assert stage.name, "the console stage is named, so the gateway can COPY --from it"
+    assert stage.image.startswith("node:20."), f"Node 20 builds the console, not {stage.image}"
+    assert [i.args for i in stage.find("WORKDIR")] == ["/src/console"]
+    runs = [i.args for i in stage.find("RUN")]
+    copies = [copy_sources(i)[1] for i in stage.find("COPY")]
+    assert copies[0] == ["console/package.json", "console/package-lock.json"], (
+        "package.json and the lock first, so npm ci is cached until the lock changes"
+    )
+    assert runs[0].startswith("npm ci") and runs[-1].startswith("npm run build"), runs
+    return stage.name, runs
+
+
+def test_gateway_build_has_the_console_before_its_install() -> None:
+    assert _vite_out_dir() == CONSOLE_BUILD
+    console, _ = _console_stage()
+    gateway = next(s for s in SERVICES if s.package == "gateway")
+    copied_before_install = False
+    for instruction in build_chain(gateway):
+        if instruction.keyword == "COPY":
+            flags, sources, dest = copy_sources(instruction)
+            if flags.get("from") == console:
+                assert sources == [f"/src/{CONSOLE_BUILD}"], f"line {instruction.line}: the Vite build"
+                assert dest.rstrip("/") in {CONSOLE_BUILD, f"/src/{CONSOLE_BUILD}"}, (
+                    f"line {instruction.line}"
+                )
+                copied_before_install = True
+        if instruction.keyword == "RUN" and "--no-deps" in instruction.args:
+            assert copied_before_install, f"line {instruction.line}: the gateway installed before the console"
+            assert "./services/gateway" in instruction.args
+            break
+    else:
+        pytest.fail("no pip install of the gateway in its build")
+    pyproject = (ROOT / "services/gateway/pyproject.toml").read_text(encoding="utf-8")
+    assert '"assets/console/**/*"' in pyproject, "the gateway package ships the console as package data"
+
+
+def test_only_the_gateway_image_depends_on_the_console_stage(service: Service) -> None:
+    console, _ = _console_stage()
+    needed = dependencies(stages_of(service), service.package)
+    assert "build" in needed and "runtime" in needed, needed
+    if service.package == "gateway":
+        assert console in needed, "--target gateway builds the console"
+    else:
+        assert console not in needed, f"--target {service.package} must not need Node or console/"
 
 
 # ---- helper scripts run inside the images ----------------------------------------------------------
