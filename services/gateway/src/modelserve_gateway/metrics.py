@@ -53,5 +53,7 @@ def auth_failure_reason(message: str) -> str:
 
 def tenant_label(tenant: str) -> str:
     return tenant or "-"
+
+
 for _mode in ("open", "closed"):  # every series from start-up, so alerts and panels find the names
     LIMITER_ERRORS.labels(_mode)
