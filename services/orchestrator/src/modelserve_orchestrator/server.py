@@ -23,7 +23,8 @@ from modelserve_orchestrator.clients import AliasResolvingCaller, InferenceClien
 from modelserve_orchestrator.db import Database, open_database
 from modelserve_orchestrator.metrics import MetricsSampler
 from modelserve_orchestrator.migrations import SCHEMA
-from modelserve_orchestrator.pipeline import Defaults, ModelCaller, PipelineRunner
+from modelserve_orchestrator.pipeline import ModelCaller, PipelineRunner
+from modelserve_orchestrator.pipeline_checks import Defaults
 from modelserve_orchestrator.queue import MemoryWorkQueue, RedisOptions, RedisWorkQueue, WorkQueue
 from modelserve_orchestrator.service import Limits, OrchestratorService
 from modelserve_orchestrator.servicer import OrchestratorServicer

@@ -31,7 +31,8 @@ from modelserve_orchestrator.domain import (
     trace_from_dict,
 )
 from modelserve_orchestrator.errors import ExecutionNotFound, PipelineNotFound
-from modelserve_orchestrator.pipeline import Defaults, NodeFailed, PipelineRunner, check_inputs, validate
+from modelserve_orchestrator.pipeline import NodeFailed, PipelineRunner
+from modelserve_orchestrator.pipeline_checks import Defaults, check_inputs, validate
 from modelserve_orchestrator.queue import WorkQueue
 from modelserve_orchestrator.store import OrchestratorStore
 from modelserve_orchestrator.webhooks import AllowList, check_destination

@@ -26,7 +26,7 @@ from modelserve_orchestrator.domain import (
     WeightedTarget,
 )
 from modelserve_orchestrator.errors import InvalidPipeline
-from modelserve_orchestrator.pipeline import Defaults, validate
+from modelserve_orchestrator.pipeline_checks import Defaults, validate
 
 
 def model(name: str, source: str = "inputs.x", outputs: tuple[str, ...] = ("y",)) -> NodeSpec:
