@@ -9,7 +9,8 @@ an :class:`ArchiveRefused` message naming the entry:
 - a hard link; a symbolic link whose target is absolute or leaves the folder (zip: any link);
 - devices, FIFOs, GNU sparse files and other special entries;
 - a GNU long-name/long-link or PAX header over ``_MAX_META_BYTES`` (64 KiB): tarfile would read
-  its whole declared size into memory before any budget counts it;
+  its whole declared size into memory before any budget counts it; more than ``_MAX_META_CHAIN``
+  (8) such headers in a row (tarfile reads a chain recursively);
 - more than ``max_files`` entries;
 - more than ``max_bytes`` unpacked bytes in all (the decompression bomb);
 - a corrupt archive.
@@ -41,6 +42,11 @@ from typing import IO
 _CHUNK = 1024 * 1024
 _MAX_META_BYTES = 64 * 1024
 """Largest GNU long-name/long-link or PAX extended header accepted (names and attributes only)."""
+_MAX_META_CHAIN = 8
+"""Most such headers in a row before one entry (tarfile reads each chained header recursively,
+holding the previous ones: thousands in a row would exhaust the stack and memory). A real entry
+has at most four: a global and a per-entry PAX header, a GNU long name and a GNU long link."""
+_CHAIN_ATTR = "_modelserve_meta_chain"
 _META_TYPES = frozenset(
     (
         tarfile.GNUTYPE_LONGNAME,
@@ -109,6 +115,12 @@ class _BoundedTarInfo(tarfile.TarInfo):
     sparse members (their extension blocks are read into memory without a bound)."""
 
     def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        chain = getattr(tarfile_, _CHAIN_ATTR, 0) + 1 if self.type in _META_TYPES else 0
+        setattr(tarfile_, _CHAIN_ATTR, chain)
+        if chain > _MAX_META_CHAIN:
+            raise ArchiveRefused(
+                f"more than {_MAX_META_CHAIN} long-name/PAX headers in a row before one entry"
+            )
         if self.type in _META_TYPES and self.size > _MAX_META_BYTES:
             raise ArchiveRefused(
                 f"tar header of type {self.type!r} declares {self.size} bytes, more than "
@@ -200,7 +212,7 @@ def _unpack_zip(path: Path, dest: Path, budget: _Budget) -> None:
             if stat.S_ISLNK(mode):
                 raise ArchiveRefused(f"entry {info.filename[:200]!r}: links are not allowed in zip archives")
             if info.is_dir():
-                (dest / name).mkdir(parents=True, exist_ok=True)
+                _inside(dest, name, info.filename).mkdir(parents=True, exist_ok=True)
                 continue
             with zf.open(info) as src:
                 budget.copy(info.filename, src, _inside(dest, name, info.filename))

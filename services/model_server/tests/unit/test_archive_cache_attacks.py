@@ -139,6 +139,23 @@ def test_huge_metadata_header_is_refused_before_it_is_read(tmp_path: Path, kind:
     assert not (tmp_path / "out").exists()
 
 
+def test_a_long_chain_of_long_name_headers_is_refused(tmp_path: Path) -> None:
+    """tarfile reads chained long-name headers recursively: 3000 in a row exhausted the stack."""
+    out = io.BytesIO()
+    for _ in range(3000):
+        info = tarfile.TarInfo("././@LongLink")
+        info.type = tarfile.GNUTYPE_LONGNAME
+        info.size = 100
+        out.write(info.tobuf(tarfile.GNU_FORMAT) + b"n" * 100 + bytes(412))
+    last = tarfile.TarInfo("ok.py")
+    out.write(last.tobuf(tarfile.GNU_FORMAT) + bytes(1024))
+    path = tmp_path / "chain.tar"
+    path.write_bytes(out.getvalue())
+    with pytest.raises(ArchiveRefused, match="more than 8 long-name/PAX headers in a row"):
+        unpack_archive(path, "tar", tmp_path / "out", ArchiveLimits())
+    assert not (tmp_path / "out").exists()
+
+
 def test_small_long_names_still_unpack(tmp_path: Path) -> None:
     name = "/".join(["n" * 60] * 4) + "/m.py"  # 250 characters: needs a GNU long-name header
     archive = tmp_path / "long.tar"
