@@ -51,3 +51,21 @@ def test_client_refuses_both_key_and_token_and_bad_limits() -> None:
         Client("x:1", api_key="a", token="b")
     with pytest.raises(ValueError, match="must be > 0"):
         Client("x:1", timeout=0)
+
+
+def test_a_planted_temporary_file_or_link_never_receives_the_secret(tmp_path: Path) -> None:
+    """The old writer opened ``config.tmp`` with O_TRUNC (no O_EXCL/O_NOFOLLOW): a file planted
+    there world-readable, or a link to elsewhere, got the secret before the chmod."""
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    planted = cfg / "config.tmp"
+    planted.write_text("")
+    planted.chmod(0o644)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_text("")
+    (cfg / ".config.toml.tmp").symlink_to(elsewhere)
+    p = config.write_profile("default", "a:1", api_key="s3cret")
+    assert planted.read_text() == "" and stat.S_IMODE(planted.stat().st_mode) == 0o644
+    assert elsewhere.read_text() == ""
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600 and "s3cret" in p.read_text()
+    assert sorted(f.name for f in cfg.iterdir()) == [".config.toml.tmp", "config.tmp", "config.toml"]

@@ -5,6 +5,7 @@ $XDG_CONFIG_HOME/modelserve, else ~/.config/modelserve). The file is written wit
 from __future__ import annotations
 
 import os
+import secrets
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,13 +66,26 @@ def write_profile(
             lines.append(f"{k} = {str(v).lower() if isinstance(v, bool) else _quote(str(v))}")
     path = config_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    _write_private(path, "\n".join(lines) + "\n")
     return path
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Writes ``text`` to a fresh temporary file beside ``path`` (created here, never an existing
+    file or a link someone planted: O_EXCL | O_NOFOLLOW, mode 0600 from the start) and renames it
+    over ``path``; the secret is never in a file another user can read."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, flags, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def resolve(
