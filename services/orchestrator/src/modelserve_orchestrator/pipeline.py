@@ -145,19 +145,24 @@ class PipelineRunner:
         self._tracer = tracer  # one span per node (tracing on), parent of the node's model call
 
     async def traced(
-        self, execution: str, pipeline: str, creator: Mapping[str, str], run: Awaitable[RunResult]
+        self,
+        execution: str,
+        pipeline: str,
+        creator: Mapping[str, str],
+        run: Callable[[], Awaitable[RunResult]],
     ) -> RunResult:
-        """Awaits ``run`` (tracing on: under an ``execution.run`` span that starts a new trace
-        linked to the creating request's span, which ``creator`` names)."""
+        """Awaits ``run()`` (tracing on: under an ``execution.run`` span that starts a new trace
+        linked to the creating request's span, which ``creator`` names). A callable, so that a
+        task cancelled before it starts leaves no coroutine behind that was never awaited."""
         if self._tracer is None:
-            return await run
+            return await run()
         with self._tracer.start_as_current_span(
             "execution.run",
             context=Context(),  # a root: the creating request has long been answered
             links=links_from(creator),
             attributes={"execution.id": execution, "pipeline": pipeline},
         ):
-            return await run
+            return await run()
 
     async def check_models(self, p: Pipeline, caller: Caller) -> None:
         """ModelRefused when the caller may not use a model the pipeline names."""
