@@ -124,3 +124,28 @@ def test_monitoring_overlay_carries_the_rules_and_scrapes_every_service() -> Non
         )
         assert ann.get("prometheus.io/path") == endpoint["path"], name
     assert seen == set(SERVICES)
+
+
+def test_the_annotation_scrape_config_keeps_annotated_pods_and_sets_the_service_label() -> None:
+    """deploy/observability/prometheus.yml (Debian's promtool lacks Kubernetes discovery, so it
+    is read here): its rule file exists, it keeps pods annotated for scraping, and labels each
+    series with the pod's app.kubernetes.io/name as `service`."""
+    config = yaml.safe_load((OBS / "prometheus.yml").read_text())
+    for rule_file in config["rule_files"]:
+        assert (OBS / rule_file).is_file(), rule_file
+    relabel = config["scrape_configs"][0]["relabel_configs"]
+    keep = {
+        "source_labels": ["__meta_kubernetes_pod_annotation_prometheus_io_scrape"],
+        "action": "keep",
+        "regex": "true",
+    }
+    assert relabel[0] == keep
+    assert {
+        "source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
+        "target_label": "service",
+    } in relabel
+    port = next(r for r in relabel if r.get("target_label") == "__address__")
+    assert (
+        re.sub(port["regex"], port["replacement"].replace("$", "\\"), "10.0.0.7:50051;9093")
+        == "10.0.0.7:9093"
+    )
