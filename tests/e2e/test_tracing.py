@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import numpy as np
 import pytest
 
+from modelserve.inference.v2 import grpc_service_pb2 as infer_pb
+from modelserve.inference.v2 import grpc_service_pb2_grpc as infer_grpc
 from modelserve_common.testing import ServiceProcess, databases, free_port
 from modelserve_common.testing.tracing import OtlpReceiver, ReceivedSpan
 
@@ -34,6 +37,7 @@ ADMIN_H = {"authorization": f"Bearer {ADMIN}"}
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 CLIENT_SPAN = "b7ad6b7169203331"
 CREATE_TRACE = "5b8efff798038103d269b633813fc60c"
+FRONT_TRACE = "9c6d5e0f1a2b3c4d5e6f708192a3b4c5"
 FEATURES = [5.1, 3.5, 1.4, 0.2]
 RUN = "/modelserve.orchestrator.v1.OrchestratorService/RunPipeline"
 INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -43,6 +47,7 @@ INFER = "/inference.GRPCInferenceService/ModelInfer"
 class Suite:
     http: httpx.Client
     receiver: OtlpReceiver
+    gateway: str  # the gRPC front door's target
     procs: list[ServiceProcess]
 
     def logs(self) -> str:
@@ -116,7 +121,7 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
             for p in procs:
                 p.start(timeout=90)
             with httpx.Client(base_url=f"http://127.0.0.1:{ports['http']}", timeout=30) as http:
-                yield Suite(http, receiver, procs)
+                yield Suite(http, receiver, f"127.0.0.1:{ports['gateway']}", procs)
         finally:
             for p in procs:
                 p.stop()
@@ -298,6 +303,32 @@ def test_async_execution_spans_link_to_the_creating_request(suite: Suite, tenant
     assert sorted(x.attributes["pipeline.node"] for x in nodes) == ["n1", "n2"]
     assert all(x.parent_id == run.span_id for x in nodes)
     assert sum(x.service == "model_server" and x.name == INFER for x in spans) == 2
+
+
+def test_grpc_front_door_continues_the_trace_and_answers_its_id(
+    suite: Suite, tenant_h: dict[str, str]
+) -> None:
+    s = suite
+    x = np.asarray([FEATURES], dtype=np.float32)
+    request = infer_pb.ModelInferRequest(
+        model_name="classifier",
+        inputs=[infer_pb.ModelInferRequest.InferInputTensor(name="features", datatype="FP32", shape=[1, 4])],
+        raw_input_contents=[x.tobytes()],
+    )
+    with grpc.insecure_channel(s.gateway) as ch:
+        _, call = infer_grpc.GRPCInferenceServiceStub(ch).ModelInfer.with_call(
+            request,
+            metadata=(*tenant_h.items(), ("traceparent", f"00-{FRONT_TRACE}-{CLIENT_SPAN}-01")),
+            timeout=30,
+        )
+    assert dict(call.trailing_metadata())["x-trace-id"] == FRONT_TRACE
+    spans = _wait_for_trace(s, FRONT_TRACE, lambda sp: any(x.service == "model_server" for x in sp))
+    by_id = {x.span_id: x for x in spans}
+    (infer,) = [x for x in spans if x.service == "model_server" and x.name == INFER]
+    chain = _ancestors(infer, by_id)
+    assert [x.service for x in chain] == ["gateway", "gateway"], [(x.service, x.name) for x in chain]
+    assert chain[-1].parent_id == CLIENT_SPAN
+    assert infer.attributes["modelserve.tenant"] == "traced"
 
 
 def _ancestors(span: ReceivedSpan, by_id: dict[str, ReceivedSpan]) -> list[ReceivedSpan]:
