@@ -28,17 +28,25 @@ Rules (see README "Dynamic batching"):
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import deque
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import structlog
 from opentelemetry import trace
 
-from modelserve_common.errors import InvalidArgument, ServiceError
+from modelserve_common.errors import InvalidArgument
 from modelserve_model_server.backend import LoadedModel, Tensors
+from modelserve_model_server.batch_items import (
+    DONE,
+    QUEUED,
+    RUNNING,
+    Item,
+    clock_ns,
+    failure,
+    merge,
+    split,
+    trace_batch,
+)
 from modelserve_model_server.codec import Decoded
 from modelserve_model_server.config import ModelSpec
 from modelserve_model_server.errors import (
@@ -46,42 +54,10 @@ from modelserve_model_server.errors import (
     QueueFull,
     QueueTimeout,
     RequestExpired,
-    model_error,
 )
 from modelserve_model_server.stats import ModelStats
 
 log = structlog.get_logger(__name__)
-
-_QUEUED, _RUNNING, _DONE = 0, 1, 2
-_now = time.perf_counter_ns
-
-
-class _Item:
-    __slots__ = (
-        "decoded",
-        "future",
-        "state",
-        "enqueued",
-        "deadline",
-        "handle",
-        "result",
-        "error",
-        "span",
-        "parent",
-    )
-
-    def __init__(self, decoded: Decoded, enqueued: int, deadline: int) -> None:
-        self.decoded = decoded
-        self.deadline = deadline
-        """perf_counter_ns by which the caller stops waiting (its gRPC deadline); 0 = none."""
-        self.future: asyncio.Future[Tensors] | None = None
-        self.state = _QUEUED
-        self.enqueued = enqueued
-        self.handle: asyncio.TimerHandle | None = None
-        self.result: Tensors | None = None
-        self.error: BaseException | None = None
-        self.span: Any = None
-        self.parent: Any = None  # the caller's span (tracing on): gets the batch it rode in
 
 
 class Scheduler:
@@ -102,7 +78,7 @@ class Scheduler:
         self._target = max(b.preferred_batch_sizes, default=spec.max_batch_size)
         self._delay_ns = b.max_queue_delay_us * 1000
         self._max_queue = b.max_queue_size
-        self._levels: list[deque[_Item]] = [deque() for _ in range(b.priority_levels)]
+        self._levels: list[deque[Item]] = [deque() for _ in range(b.priority_levels)]
         self._default_priority = b.default_priority
         self._default_timeout_us = b.default_timeout_us
         self._allow_override = b.allow_timeout_override
@@ -154,14 +130,14 @@ class Scheduler:
         if self._closed:
             raise ModelNotReady(f"model {self._name!r} version {self._version} is unloading")
         level = self._level(priority)
-        now = _now()
+        now = clock_ns()
         deadline = 0
         if deadline_s is not None:
             if deadline_s <= 0:
                 self._stats.dropped("deadline")
                 raise self._expired()
             deadline = now + max(int(deadline_s * 1e9), 1)
-        item = _Item(decoded, now, deadline)
+        item = Item(decoded, now, deadline)
         if self._tracer is not None:
             item.parent = trace.get_current_span()
         self._in_flight += 1
@@ -186,7 +162,7 @@ class Scheduler:
             if self._in_flight == 0:
                 self._idle.set()
 
-    async def _enqueue(self, item: _Item, level: int, timeout_us: int) -> Tensors:
+    async def _enqueue(self, item: Item, level: int, timeout_us: int) -> Tensors:
         loop = asyncio.get_running_loop()
         item.future = loop.create_future()
         if self._tracer is not None:
@@ -202,13 +178,13 @@ class Scheduler:
         try:
             return await item.future
         except asyncio.CancelledError:
-            if item.state == _QUEUED:  # the caller went away while queued: never run it
+            if item.state == QUEUED:  # the caller went away while queued: never run it
                 self._remove(item)
                 self._stats.dropped("cancelled")
             raise
 
-    def _remove(self, item: _Item) -> None:
-        item.state = _DONE
+    def _remove(self, item: Item) -> None:
+        item.state = DONE
         self._depth -= 1
         self._rows -= item.decoded.rows
         if item.handle is not None:
@@ -221,7 +197,7 @@ class Scheduler:
             f"the deadline of the request to model {self._name!r} passed before it started; it was not run"
         )
 
-    def _dead(self, item: _Item, now: int) -> bool:
+    def _dead(self, item: Item, now: int) -> bool:
         """Whether ``item`` must not start: its caller went away (its future was cancelled, which
         happens at once when the caller's task is cancelled, before that task runs again) or its
         deadline passed. A dead item is failed and counted here."""
@@ -238,8 +214,8 @@ class Scheduler:
             return True
         return False
 
-    def _expire(self, item: _Item, timeout_us: int) -> None:
-        if item.state != _QUEUED:
+    def _expire(self, item: Item, timeout_us: int) -> None:
+        if item.state != QUEUED:
             return
         self._remove(item)
         self._stats.dropped("queue_timeout")
@@ -266,12 +242,12 @@ class Scheduler:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _head(self) -> _Item | None:
-        now = _now()
+    def _head(self) -> Item | None:
+        now = clock_ns()
         for level in self._levels:
             while level:
                 item = level[0]
-                if item.state == _QUEUED:
+                if item.state == QUEUED:
                     if not self._dead(item, now):
                         return item
                     self._remove(item)
@@ -287,7 +263,7 @@ class Scheduler:
         if head is None:
             return False
         due = head.enqueued + self._delay_ns
-        now = _now()
+        now = clock_ns()
         if now >= due:
             return False
         if self._timer is None:
@@ -298,15 +274,15 @@ class Scheduler:
         self._timer = None
         self._pump()
 
-    def _take(self) -> list[_Item]:
-        batch: list[_Item] = []
+    def _take(self) -> list[Item]:
+        batch: list[Item] = []
         rows = 0
         signature: tuple[object, ...] = ()
-        now = _now()
+        now = clock_ns()
         for level in self._levels:
             while level:
                 item = level[0]
-                if item.state != _QUEUED:
+                if item.state != QUEUED:
                     level.popleft()
                     continue
                 if self._dead(item, now):
@@ -318,7 +294,7 @@ class Scheduler:
                     return batch
                 level.popleft()
                 self._remove(item)
-                item.state = _RUNNING
+                item.state = RUNNING
                 batch.append(item)
                 rows += d.rows
                 signature = d.signature
@@ -326,8 +302,8 @@ class Scheduler:
                     return batch
         return batch
 
-    async def _execute(self, batch: list[_Item]) -> None:
-        t0 = _now()
+    async def _execute(self, batch: list[Item]) -> None:
+        t0 = clock_ns()
         span = None
         try:
             if batch[0].future is not None:  # taken from the queue: the caller may have left since
@@ -339,12 +315,12 @@ class Scheduler:
                 self._stats.queue.add(waited)
                 self._stats.queue_hist.observe(waited / 1e9)
             if self._tracer is not None:
-                span = self._trace_batch(batch, t0)
+                span = trace_batch(self._tracer, self._name, self._version, batch, t0)
             results = await self._compute(batch, t0)
             for item, result in zip(batch, results, strict=True):
                 self._deliver(item, result, None)
         except BaseException as exc:
-            err = self._failure(exc)
+            err = failure(self._name, self._version, exc)
             for item in batch:
                 self._deliver(item, None, err)
             if isinstance(exc, asyncio.CancelledError):
@@ -357,48 +333,31 @@ class Scheduler:
             if self._depth:
                 self._pump()
 
-    def _trace_batch(self, batch: list[_Item], t0: int) -> Any:
-        """Each request's span gets a ``model.batch`` event (batch size, its queue time, model,
-        version); the batch's ``model.compute`` span is a child of the first request's span and
-        links to the others' (a batch serves several traces)."""
-        attrs = {"model": self._name, "version": self._version, "batch_size": len(batch)}
-        for item in batch:
-            if item.parent is not None:
-                item.parent.add_event("model.batch", {**attrs, "queue_time_ms": (t0 - item.enqueued) / 1e6})
-        parents = [item.parent.get_span_context() for item in batch if item.parent is not None]
-        first = batch[0].parent
-        return self._tracer.start_span(
-            "model.compute",
-            context=trace.set_span_in_context(first) if first is not None else None,
-            attributes=attrs,
-            links=[trace.Link(ctx) for ctx in parents[1:] if ctx.is_valid],
-        )
-
-    def _live(self, batch: list[_Item], now: int) -> list[_Item]:
+    def _live(self, batch: list[Item], now: int) -> list[Item]:
         """The items of ``batch`` whose callers still wait; the others are marked done."""
         live = [item for item in batch if not self._dead(item, now)]
         if len(live) != len(batch):
             for item in batch:
                 if item not in live:
-                    item.state = _DONE
+                    item.state = DONE
         return live
 
-    async def _compute(self, batch: list[_Item], t0: int) -> list[Tensors]:
+    async def _compute(self, batch: list[Item], t0: int) -> list[Tensors]:
         """Runs the model on ``batch`` (merged when more than one) and records the phase timings."""
         if len(batch) == 1:
             d = batch[0].decoded
             rows = d.rows
             out = await self._model.execute(d.inputs, d.outputs or self._all_outputs)
             t0_in = t0
-            t1 = t2 = _now()
+            t1 = t2 = clock_ns()
             results = [out]
         else:
-            inputs, names, rows = self._merge(batch)
-            t0_in = _now()
+            inputs, names, rows = merge(batch, self._all_outputs)
+            t0_in = clock_ns()
             out = await self._model.execute(inputs, names)
-            t1 = _now()
-            results = self._split(batch, out, names, rows)
-            t2 = _now()
+            t1 = clock_ns()
+            results = split(batch, out, names, rows)
+            t2 = clock_ns()
         stats = self._stats
         n = len(batch)
         input_ns, infer_ns, output_ns = t0_in - t0, t1 - t0_in, t2 - t1
@@ -408,50 +367,8 @@ class Scheduler:
         stats.batch(rows, input_ns, infer_ns, output_ns)
         return results
 
-    def _failure(self, exc: BaseException) -> BaseException:
-        """The error every caller of a failed batch gets; the model's own failures are logged."""
-        if isinstance(exc, ServiceError):
-            return exc
-        if isinstance(exc, asyncio.CancelledError):
-            return ModelNotReady(f"model {self._name!r}: the batch was cancelled")
-        err = model_error(self._name, self._version, exc)
-        if isinstance(err, InvalidArgument):  # the caller's input: no stack (clients control it)
-            log.info("model.rejected_input", model=self._name, version=self._version, error=err.message)
-        else:
-            log.error("model.execute_failed", model=self._name, version=self._version, exc_info=exc)
-        return err
-
-    def _merge(self, batch: list[_Item]) -> tuple[Tensors, list[str], int]:
-        first = batch[0].decoded
-        inputs = {name: np.concatenate([it.decoded.inputs[name] for it in batch]) for name in first.inputs}
-        wanted: set[str] = set()
-        for it in batch:
-            if not it.decoded.outputs:
-                return inputs, list(self._all_outputs), sum(it.decoded.rows for it in batch)
-            wanted.update(it.decoded.outputs)
-        names = [n for n in self._all_outputs if n in wanted]
-        return inputs, names, sum(it.decoded.rows for it in batch)
-
-    def _split(self, batch: list[_Item], out: Tensors, names: Sequence[str], rows: int) -> list[Tensors]:
-        for name in names:
-            array = out.get(name)
-            if array is None:
-                raise RuntimeError(f"model did not produce output {name!r}")
-            if not isinstance(array, np.ndarray) or array.ndim == 0 or array.shape[0] != rows:
-                shape = getattr(array, "shape", None)
-                raise RuntimeError(
-                    f"output {name!r} has shape {shape}; expected a leading batch dim of {rows}"
-                )
-        results: list[Tensors] = []
-        start = 0
-        for item in batch:
-            end = start + item.decoded.rows
-            results.append({name: out[name][start:end] for name in names})
-            start = end
-        return results
-
-    def _deliver(self, item: _Item, result: Tensors | None, error: BaseException | None) -> None:
-        item.state = _DONE
+    def _deliver(self, item: Item, result: Tensors | None, error: BaseException | None) -> None:
+        item.state = DONE
         fut = item.future
         if fut is None:
             item.result, item.error = result, error
@@ -475,7 +392,7 @@ class Scheduler:
         for level in self._levels:
             while level:
                 item = level.popleft()
-                if item.state == _QUEUED:
+                if item.state == QUEUED:
                     self._remove(item)
                     if item.future is not None and not item.future.done():
                         item.future.set_exception(ModelNotReady(f"model {self._name!r} was unloaded"))
