@@ -60,7 +60,7 @@ def cache_with_secret(tmp_path: Path) -> tuple[Path, Path]:
     return root, entry / "tree"
 
 
-CHAINS = {
+CHAINS: dict[str, list[tuple[str, bytes, str | bytes]]] = {
     # each link looks harmless by its name; on disk a/b is b, and b -> .. leaves the folder
     "reviewer": [
         ("a", SYM, "."),
