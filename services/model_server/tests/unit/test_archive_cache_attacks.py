@@ -22,6 +22,10 @@ from modelserve_model_server.archive import ArchiveLimits, ArchiveRefused, unpac
 from modelserve_model_server.cache import ArtifactCache
 
 
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -233,3 +237,16 @@ async def test_get_pins_before_it_returns_and_a_failed_get_restores_the_pin(tmp_
     cache.max_bytes = 50_000
     assert cache.evict() >= 1  # a (and the empty folder the refused fetch left)
     assert not (tmp_path / sha(a)).exists()
+
+
+async def test_an_eviction_cut_short_is_cleaned_up_at_start(tmp_path: Path) -> None:
+    """Eviction moves an entry aside (.evicted-…) before removing it; a crash in between leaves
+    the moved folder, which the next start removes and which is never served."""
+    leftover = tmp_path / f".evicted-{'d' * 64}-0123abcd"
+    (leftover / "files").mkdir(parents=True)
+    (leftover / "data").write_bytes(b"x" * 1000)
+    data = os.urandom(1000)
+    cache = ArtifactCache(tmp_path, max_bytes=10**9)
+    assert not leftover.exists()
+    await cache.get(sha(data), "", "model.onnx", Source(data).fetch)
+    assert names(tmp_path) == [sha(data)]
