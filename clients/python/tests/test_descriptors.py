@@ -21,7 +21,7 @@ import tritonclient.grpc as tc
 from tritonclient.grpc import service_pb2 as tpb
 import modelserve_client
 from modelserve_client import _pool
-from modelserve_client._api import infer_request, infer_outputs
+from modelserve_client._messages import infer_request, infer_outputs
 
 req = infer_request("m", {"x": np.arange(6, dtype=np.float32).reshape(2, 3)}, None, None, None, None, None)
 wire = req.SerializeToString()

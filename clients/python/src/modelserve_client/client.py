@@ -11,12 +11,12 @@ from typing import Any
 import grpc
 
 from . import _pool
-from ._api import (
+from ._api import _Api
+from ._messages import (
     INF,
     ORC,
     REG,
     TERMINAL_STATES,
-    _Api,
     build,
     infer_outputs,
     infer_request,
