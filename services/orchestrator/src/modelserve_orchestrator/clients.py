@@ -33,6 +33,7 @@ from modelserve_orchestrator.pipeline import ModelCaller
 from modelserve_orchestrator.settings import OrchestratorSettings
 
 log = structlog.get_logger(__name__)
+MAX_VERSION_DIGITS = 18  # a version number fits a signed 64-bit column
 
 
 def map_rpc_error(exc: grpc.aio.AioRpcError, what: str) -> errors.ServiceError:
@@ -201,7 +202,7 @@ class AliasResolvingCaller:
         timeout_s: float,
         caller: Caller,
     ) -> tuple[dict[str, np.ndarray[Any, Any]], str]:
-        if version and not version.isdigit():
+        if version and not is_version_number(version):
             version = await self._resolve(model, version, timeout_s)
         return await self._caller.infer(model, version, inputs, outputs, timeout_s, caller)
 
@@ -247,6 +248,12 @@ class AliasResolvingCaller:
             return known[0]
         self._known[key] = (number, time.monotonic())
         return number
+
+
+def is_version_number(ref: str) -> bool:
+    """ASCII digits that fit a 64-bit version column ("²".isdigit() is True, int("²") raises);
+    anything else is an alias the registry resolves (or answers NOT_FOUND for)."""
+    return ref.isascii() and ref.isdigit() and len(ref) <= MAX_VERSION_DIGITS
 
 
 def _contents_to_raw(out: infer_pb.ModelInferResponse.InferOutputTensor) -> bytes:

@@ -63,6 +63,15 @@ class ClaimedExecution:
     """The creating request's W3C trace context (empty when it was not traced)."""
 
 
+# The execution's pipeline version, only while it is still its tenant's (a name deleted and taken
+# by another tenant is not: its executions find no pipeline); a trusted caller's execution
+# (tenant PLATFORM_OWNER = '') may run any tenant's pipeline, as it could when it was created.
+_OWN_PIPELINE = (
+    "p.name = orch_executions.pipeline AND p.version = orch_executions.pipeline_version "
+    "AND (p.tenant = orch_executions.tenant OR orch_executions.tenant = '')"
+)
+
+
 class ExecutionStore(StoreBase):
     async def create_execution(
         self,
@@ -132,10 +141,8 @@ class ExecutionStore(StoreBase):
                 "WHERE id = ? AND state IN (?, ?) "
                 "AND (lease_owner IS NULL OR lease_until < ? OR lease_owner = ?) "
                 f"RETURNING {_EXEC_COLS}, inputs, "
-                "(SELECT spec FROM orch_pipelines p WHERE p.name = orch_executions.pipeline "
-                "AND p.version = orch_executions.pipeline_version), "
-                "(SELECT create_time FROM orch_pipelines p WHERE p.name = orch_executions.pipeline "
-                "AND p.version = orch_executions.pipeline_version), trace_context",
+                f"(SELECT spec FROM orch_pipelines p WHERE {_OWN_PIPELINE}), "
+                f"(SELECT create_time FROM orch_pipelines p WHERE {_OWN_PIPELINE}), trace_context",
                 (
                     int(ExecutionState.RUNNING),
                     owner,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from modelserve_common.db import ConstraintViolation
-from modelserve_common.errors import Aborted
-from modelserve_orchestrator.domain import Pipeline, pipeline_from_dict
+from modelserve_common.errors import Aborted, FailedPrecondition
+from modelserve_orchestrator.domain import ExecutionState, Pipeline, pipeline_from_dict
 from modelserve_orchestrator.errors import PipelineAlreadyExists, PipelineNotFound
 from modelserve_orchestrator.store_base import DEFAULT_TENANT, StoreBase, tenant_filter
 
@@ -78,6 +78,22 @@ class PipelineStore(StoreBase):
         return [pipeline_from_dict(json.loads(r[0]), int(r[1]), float(r[2])) for r in rows]
 
     async def delete_pipeline(self, name: str, *, tenant: str | None = None) -> bool:
+        """Deletes every version; refused (FAILED_PRECONDITION) while an execution of the pipeline
+        is queued or running, so a name reused later (by any tenant) never inherits them."""
         cond, extra = tenant_filter(tenant)
         async with self.db.transaction() as tx:
+            found = await tx.fetchone(
+                f"SELECT 1 FROM orch_pipelines WHERE name = ?{cond} LIMIT 1", (name, *extra)
+            )
+            if found is None:
+                return False
+            pending = await tx.fetchone(  # names are global: any tenant's execution of it counts
+                "SELECT COUNT(*) FROM orch_executions WHERE pipeline = ? AND state IN (?, ?)",
+                (name, int(ExecutionState.QUEUED), int(ExecutionState.RUNNING)),
+            )
+            if pending and int(pending[0]) > 0:
+                raise FailedPrecondition(
+                    f"pipeline {name!r} has {int(pending[0])} queued or running executions; "
+                    "cancel them (or let them finish) before deleting it"
+                )
             return await tx.execute(f"DELETE FROM orch_pipelines WHERE name = ?{cond}", (name, *extra)) > 0

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import structlog
 
+from modelserve_common.identity import PLATFORM_OWNER
 from modelserve_orchestrator.domain import (
     DeliveryState,
     Execution,
@@ -215,7 +216,7 @@ class WebhookSender:
             return 0, f"{type(exc).__name__}: {exc}", None
         retry_after: float | None = None
         raw = resp.headers.get("retry-after")
-        if raw and raw.isdigit():
+        if raw and raw.isascii() and raw.isdigit() and len(raw) <= 9:
             retry_after = float(raw)
         return resp.status_code, "", retry_after
 
@@ -326,7 +327,8 @@ class DeliveryBuilder:
             ExecutionState.CANCELLED: WebhookEvent.CANCELLED,
         }[state]
         if pipeline is None:
-            pipeline = await self._store.get_pipeline(ex.pipeline, ex.pipeline_version)
+            owner = ex.tenant if ex.tenant != PLATFORM_OWNER else None  # a trusted caller's: any tenant's
+            pipeline = await self._store.get_pipeline(ex.pipeline, ex.pipeline_version, tenant=owner)
         hooks = [ex.webhook, pipeline.webhook if pipeline else None]
         if not any(w is not None and w.wants(event) for w in hooks):
             return []
