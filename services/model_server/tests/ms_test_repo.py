@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import textwrap
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +159,19 @@ def xy_config(backend: str = "python") -> config_pb.ModelConfig:
     cfg.input.add(name="x", data_type=config_pb.TYPE_FP32, dims=[1])
     cfg.output.add(name="y", data_type=config_pb.TYPE_FP32, dims=[1])
     return cfg
+
+
+class ByteSource:
+    """An artifact download for the cache tests: serves bytes in ``chunk``-sized pieces, yielding
+    to the loop between them (so concurrent callers overlap), and counts the downloads."""
+
+    def __init__(self, data: bytes, chunk: int = 4096) -> None:
+        self.data = data
+        self.chunk = chunk
+        self.downloads = 0
+
+    async def fetch(self) -> AsyncIterator[bytes]:
+        self.downloads += 1
+        for i in range(0, len(self.data), self.chunk):
+            await asyncio.sleep(0)
+            yield self.data[i : i + self.chunk]

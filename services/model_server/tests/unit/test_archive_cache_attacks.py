@@ -13,10 +13,10 @@ import os
 import tarfile
 import threading
 import tracemalloc
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from ms_test_repo import ByteSource
 
 from modelserve_model_server.archive import ArchiveLimits, ArchiveRefused, unpack_archive
 from modelserve_model_server.cache import ArtifactCache
@@ -168,16 +168,8 @@ def test_small_long_names_still_unpack(tmp_path: Path) -> None:
     assert (tmp_path / "out" / name).read_bytes() == b"ok"
 
 
-class Source:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.downloads = 0
-
-    async def fetch(self) -> AsyncIterator[bytes]:
-        self.downloads += 1
-        for i in range(0, len(self.data), 65536):
-            await asyncio.sleep(0)
-            yield self.data[i : i + 65536]
+def Source(data: bytes) -> ByteSource:  # noqa: N802 (reads as the class it builds)
+    return ByteSource(data, chunk=65536)
 
 
 async def test_concurrent_gets_of_one_archive_unpack_it_once(tmp_path: Path) -> None:

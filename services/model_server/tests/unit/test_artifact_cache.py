@@ -10,10 +10,10 @@ import io
 import os
 import tarfile
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from ms_test_repo import ByteSource
 from prometheus_client import REGISTRY
 
 from modelserve_model_server.archive import ArchiveLimits, ArchiveRefused, unpack_archive
@@ -28,18 +28,7 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class Source:
-    """Serves bytes in chunks and counts the downloads (slowly, so concurrent callers overlap)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.downloads = 0
-
-    async def fetch(self) -> AsyncIterator[bytes]:
-        self.downloads += 1
-        for i in range(0, len(self.data), 4096):
-            await asyncio.sleep(0)
-            yield self.data[i : i + 4096]
+Source = ByteSource
 
 
 async def test_cache_same_blob_for_many_versions_downloads_once(tmp_path: Path) -> None:
