@@ -44,3 +44,24 @@ else
   echo "generated $(find libs/contracts/src -name '*_pb2.py' | wc -l) modules into libs/contracts/src"
   $PY clients/python/scripts/gen_descriptors.py
 fi
+
+# The proto comments for the gateway's /openapi.json (descriptions of operations and fields): the
+# generated code drops SourceCodeInfo, so a descriptor set with it is written and turned into JSON
+# inside the gateway package. --check fails when the committed JSON differs from the protos.
+COMMENTS=services/gateway/src/modelserve_gateway/proto_comments.json
+COMMENTS_TMP=$(mktemp -d)
+trap 'rm -rf "$OUT" "$COMMENTS_TMP"' EXIT
+(cd protos && $PY -m grpc_tools.protoc -I . -I ../.build/googleapis -I "$GRPC_TOOLS_PROTO" \
+  --include_source_info --descriptor_set_out="$COMMENTS_TMP/protos.pb" "${PROTOS[@]}")
+$PY scripts/proto_comments.py "$COMMENTS_TMP/protos.pb" "$COMMENTS_TMP/proto_comments.json"
+if [[ "${1:-}" == "--check" ]]; then
+  if ! cmp -s "$COMMENTS" "$COMMENTS_TMP/proto_comments.json"; then
+    diff -u "$COMMENTS" "$COMMENTS_TMP/proto_comments.json" | head -20 || true
+    echo "$COMMENTS is stale: run 'make proto' and commit the result" >&2
+    exit 1
+  fi
+  echo "$COMMENTS is up to date"
+else
+  cp "$COMMENTS_TMP/proto_comments.json" "$COMMENTS"
+  echo "wrote $(grep -c '^ "' "$COMMENTS") proto comments into $COMMENTS"
+fi

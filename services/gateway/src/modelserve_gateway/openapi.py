@@ -1,9 +1,16 @@
-"""An OpenAPI 3.1 document generated from the same routes (and the KServe v2 REST surface)."""
+"""An OpenAPI 3.1 document generated from the same routes (and the KServe v2 REST surface).
+
+Descriptions come from the proto comments: an operation's summary and description from its RPC's
+comment, a schema's from its message's, a property's or parameter's from its field's. The
+generated code drops the comments, so ``make proto`` writes them to ``proto_comments.json`` in this
+package (scripts/proto_comments.py; ``make proto-check`` fails when it is stale)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from importlib import resources
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
@@ -50,8 +57,29 @@ STATUS_SCHEMA = {
 }
 
 
+@functools.cache
+def proto_comments() -> dict[str, str]:
+    """The proto comments by full name (``pkg.Message.field``, ``pkg.Service.Method``)."""
+    text = resources.files("modelserve_gateway").joinpath("proto_comments.json").read_text(encoding="utf-8")
+    comments = json.loads(text)
+    assert isinstance(comments, dict)
+    return comments
+
+
+def _summary(comment: str) -> str:
+    """The first sentence of a comment's first paragraph, on one line."""
+    paragraph = " ".join(comment.split("\n\n", 1)[0].split())
+    sentence, dot, _ = paragraph.partition(". ")
+    return sentence + dot.strip()
+
+
+def _described(schema: dict[str, Any], comment: str | None) -> dict[str, Any]:
+    return {**schema, "description": comment} if comment else schema
+
+
 class _Schemas:
-    def __init__(self) -> None:
+    def __init__(self, comments: dict[str, str]) -> None:
+        self.comments = comments
         self.components: dict[str, Any] = {"google.rpc.Status": STATUS_SCHEMA}
 
     def ref(self, desc: Descriptor) -> dict[str, Any]:
@@ -63,8 +91,9 @@ class _Schemas:
         return {"$ref": f"#/components/schemas/{desc.full_name}"}
 
     def _message(self, desc: Descriptor) -> dict[str, Any]:
-        props = {f.json_name: self.field(f) for f in desc.fields}
-        return {"type": "object", "properties": props, "additionalProperties": False}
+        props = {f.json_name: _described(self.field(f), self.comments.get(f.full_name)) for f in desc.fields}
+        schema = {"type": "object", "properties": props, "additionalProperties": False}
+        return _described(schema, self.comments.get(desc.full_name))
 
     def scalar(self, f: FieldDescriptor) -> dict[str, Any]:
         t = f.type
@@ -136,6 +165,8 @@ def _query_params(
         ):
             continue
         param: dict[str, Any] = {"name": name, "in": "query", "required": False, "schema": schemas.field(f)}
+        if comment := schemas.comments.get(f.full_name):
+            param["description"] = comment
         if f.is_repeated:
             param["style"] = "form"
             param["explode"] = True
@@ -143,10 +174,44 @@ def _query_params(
     return out
 
 
+def _field_comment(desc: Descriptor, field_path: str, comments: dict[str, str]) -> str | None:
+    """The comment of the field a dotted path (``model.name``) ends at."""
+    field = None
+    for part in field_path.split("."):
+        if desc is None or part not in desc.fields_by_name:
+            return None
+        field = desc.fields_by_name[part]
+        desc = field.message_type
+    return comments.get(field.full_name) if field is not None else None
+
+
+def _path_params(r: Route, comments: dict[str, str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": var.field_path.replace(".", "_"),
+            "description": _field_comment(r.request_type.DESCRIPTOR, var.field_path, comments)
+            or f"Field {var.field_path}.",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "pattern": "^[^/]+$" if not var.multi_segment else ".+"},
+        }
+        for var in r.template.variables
+    ]
+
+
+def _rpc_text(method: str, comments: dict[str, str]) -> dict[str, str]:
+    """summary and description of an operation from its RPC's comment (the method name without one)."""
+    comment = comments.get(method.strip("/").replace("/", "."))
+    if not comment:
+        return {"summary": method}
+    return {"summary": _summary(comment), "description": f"{comment}\n\ngRPC: `{method}`"}
+
+
 def build_openapi(
     routes: list[Route], *, title: str = "ModelServe", version: str = "0.1.0"
 ) -> dict[str, Any]:
-    schemas = _Schemas()
+    comments = proto_comments()
+    schemas = _Schemas(comments)
     paths: dict[str, Any] = {}
     errors = {
         "default": {
@@ -159,17 +224,7 @@ def build_openapi(
         op_id = r.method.strip("/").replace("/", ".") + (
             "" if r.binding_index == 0 else f".{r.binding_index}"
         )
-        params: list[dict[str, Any]] = []
-        for var in r.template.variables:
-            params.append(
-                {
-                    "name": var.field_path.replace(".", "_"),
-                    "description": f"Field {var.field_path}.",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string", "pattern": "^[^/]+$" if not var.multi_segment else ".+"},
-                }
-            )
+        params = _path_params(r, comments)
         bound = {v.field_path for v in r.template.variables}
         req_desc = r.request_type.DESCRIPTOR
         if not r.body:
@@ -191,7 +246,7 @@ def build_openapi(
             }
         op: dict[str, Any] = {
             "operationId": op_id,
-            "summary": r.method,
+            **_rpc_text(r.method, comments),
             "tags": [r.service_name],
             "parameters": params,
             "responses": {
@@ -208,7 +263,7 @@ def build_openapi(
                 body_schema = schemas.field(f)
             op["requestBody"] = {"required": False, "content": {"application/json": {"schema": body_schema}}}
         paths.setdefault(path, {})[r.verb.lower()] = op
-    _kserve_paths(paths)
+    _kserve_paths(paths, comments)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -244,7 +299,7 @@ _V2_ERROR = {
 }
 
 
-def _kserve_paths(paths: dict[str, Any]) -> None:
+def _kserve_paths(paths: dict[str, Any], comments: dict[str, str]) -> None:
     """The KServe v2 routes, from the one route table the REST router reads."""
     for route in KSERVE_ROUTES:
         for path in route.openapi_paths():
@@ -268,6 +323,8 @@ def _kserve_paths(paths: dict[str, Any]) -> None:
                 "responses": {"200": ok, **extra, **_V2_ERROR},
                 "x-scope": required_scope(route.method),
             }
+            if comment := comments.get(route.method.strip("/").replace("/", ".")):
+                op["description"] = f"{comment}\n\ngRPC: `{route.method}`"
             if route.method in PUBLIC_METHODS:
                 op["security"] = []
             if route.request_schema is not None:
