@@ -40,7 +40,7 @@ def _enum_names(
     name = f"{prefix}.{enum.name}"
     yield path, name
     for i, value in enumerate(enum.value):
-        # enum values are scoped like siblings of their enum (protobuf's C++ scoping rule)
+        # keyed under their enum (pkg.Enum.VALUE), though protobuf scopes values beside the enum
         yield (*path, _ENUM_VALUE, i), f"{name}.{value.name}"
 
 
