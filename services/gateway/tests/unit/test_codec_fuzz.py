@@ -17,7 +17,7 @@ from modelserve.inference.v2 import grpc_service_pb2 as inference_pb
 from modelserve_common.errors import InvalidArgument
 from modelserve_common.tensors import BY_NAME, NAMES
 from modelserve_gateway.transcoding import kserve
-from modelserve_gateway.transcoding.codec import check_json_depth, parse_json
+from modelserve_gateway.transcoding.safe_json import check_json_depth, parse_json
 
 FUZZ = settings(max_examples=200, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 DATATYPES = [*NAMES, "FP8", ""]
@@ -194,7 +194,7 @@ nested = st.recursive(
 @FUZZ
 @given(value=nested, limit=st.integers(min_value=1, max_value=8))
 def test_depth_prescan_agrees_with_the_parsed_depth(value: Any, limit: int) -> None:
-    from modelserve_gateway.transcoding.codec import json_depth
+    from modelserve_gateway.transcoding.safe_json import json_depth
 
     raw = json.dumps(value).encode()
     real = json_depth(value, 1_000)

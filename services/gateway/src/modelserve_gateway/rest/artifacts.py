@@ -35,7 +35,7 @@ from modelserve_gateway.errors import GatewayError
 from modelserve_gateway.guard import Guard
 from modelserve_gateway.rest.http import JSON, ClientGone, Headers, Request, Send, raw_headers
 from modelserve_gateway.settings import GatewaySettings
-from modelserve_gateway.transcoding.codec import dumps
+from modelserve_gateway.transcoding.safe_json import dumps
 
 UPLOAD = f"/{REGISTRY_SERVICE.full_name}/UploadModelVersion"
 DOWNLOAD = f"/{REGISTRY_SERVICE.full_name}/DownloadModelVersion"

@@ -17,7 +17,7 @@ from modelserve_gateway.clients import Upstream
 from modelserve_gateway.errors import GatewayError, error_headers
 from modelserve_gateway.guard import Admission
 from modelserve_gateway.settings import GatewaySettings
-from modelserve_gateway.transcoding.codec import dumps
+from modelserve_gateway.transcoding.safe_json import dumps
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]

@@ -20,7 +20,7 @@ from modelserve_gateway.guard import Admission, Guard
 from modelserve_gateway.rest.http import JSON, Headers, Request
 from modelserve_gateway.settings import GatewaySettings
 from modelserve_gateway.transcoding import kserve
-from modelserve_gateway.transcoding.codec import dumps, parse_json
+from modelserve_gateway.transcoding.safe_json import dumps, parse_json
 
 SERVICE = inference_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 VERSION_HEADER = "x-modelserve-model-version"

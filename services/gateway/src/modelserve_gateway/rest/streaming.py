@@ -13,8 +13,9 @@ from modelserve_gateway import metadata
 from modelserve_gateway.clients import Upstream
 from modelserve_gateway.errors import GatewayError
 from modelserve_gateway.rest.http import Headers, Send, raw_headers
-from modelserve_gateway.transcoding.codec import dumps, response_json
+from modelserve_gateway.transcoding.codec import response_json
 from modelserve_gateway.transcoding.routes import Route
+from modelserve_gateway.transcoding.safe_json import dumps
 
 
 class Framer:

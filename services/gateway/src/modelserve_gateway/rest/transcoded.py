@@ -14,8 +14,9 @@ from modelserve_gateway.rest import streaming
 from modelserve_gateway.rest.http import JSON, Headers, Request, Send, call_unary, send_response
 from modelserve_gateway.scopes import is_write
 from modelserve_gateway.settings import GatewaySettings
-from modelserve_gateway.transcoding.codec import build_request, dumps, response_json
+from modelserve_gateway.transcoding.codec import build_request, response_json
 from modelserve_gateway.transcoding.routes import Route, Router
+from modelserve_gateway.transcoding.safe_json import dumps
 
 
 class TranscodedRoutes:

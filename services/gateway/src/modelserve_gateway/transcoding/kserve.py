@@ -18,7 +18,7 @@ from modelserve.inference.v2 import grpc_service_pb2 as inference_pb
 from modelserve_common.errors import InvalidArgument
 from modelserve_common.tensors import BY_NAME, check_raw_size, encode_bytes, split_bytes
 from modelserve_common.tensors import datatype as v2_datatype
-from modelserve_gateway.transcoding.codec import parse_json
+from modelserve_gateway.transcoding.safe_json import parse_json
 
 HEADER_LENGTH = "inference-header-content-length"
 MAX_DIM = 2**63 - 1
