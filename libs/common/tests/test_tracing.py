@@ -139,9 +139,26 @@ async def test_failed_and_streaming_calls_end_their_client_spans() -> None:
     assert clients[ready].attributes is not None
     assert clients[ready].attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
     assert clients[stream_name].status.status_code == trace.StatusCode.UNSET
+    # the server spans carry the final code too (the chain's error mapping ran inside them)
+    assert servers[ready].status.status_code == trace.StatusCode.ERROR
+    assert servers[ready].attributes is not None
+    assert servers[ready].attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert servers[stream_name].attributes is not None
+    assert servers[stream_name].attributes["rpc.grpc.status_code"] == grpc.StatusCode.OK.value[0]
     for name in (ready, stream_name):
         parent = servers[name].parent
         assert parent is not None and parent.span_id == clients[name].context.span_id
+
+
+async def test_health_checks_are_not_traced() -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    provider, exported = memory_tracing()
+    async with grpc_server(settings(), [probe_service(ProbeServicer())], tracer_provider=provider) as srv:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+            await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            await pb_grpc.GRPCInferenceServiceStub(ch).ModelReady(pb.ModelReadyRequest(name="m"), timeout=10)
+    assert [x.name for x in exported.get_finished_spans()] == [f"/{SERVICE}/ModelReady"]
 
 
 async def test_untraced_server_answers_without_a_trace_id() -> None:

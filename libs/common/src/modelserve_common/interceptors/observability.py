@@ -170,8 +170,9 @@ class _Call:
         if span.get_span_context().is_valid:  # tracing on: the caller can report the trace id
             tid = trace.format_trace_id(span.get_span_context().trace_id)
             context.set_trailing_metadata(((REQUEST_ID_HEADER, rid), (TRACE_ID_HEADER, tid)))
-            tenant, _ = caller_identity(context.invocation_metadata())
-            span.set_attribute("modelserve.tenant", tenant or "")  # "" = trusted caller
+            if span.is_recording():  # sampled: worth the metadata scan
+                tenant, _ = caller_identity(context.invocation_metadata())
+                span.set_attribute("modelserve.tenant", tenant or "")  # "" = trusted caller
         else:
             context.set_trailing_metadata(((REQUEST_ID_HEADER, rid),))
         m.started.inc()
