@@ -5,10 +5,13 @@ caller's context; stored carriers become links; bad traceparents start a new tra
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import time
 
 import grpc
 import pytest
+import structlog
 from helpers import SERVICE, ProbeServicer, probe_service
 from opentelemetry import trace
 
@@ -17,6 +20,7 @@ from modelserve.inference.v2 import grpc_service_pb2_grpc as pb_grpc
 from modelserve_common.channels import create_channel
 from modelserve_common.config import BaseServiceSettings
 from modelserve_common.context import TENANT_HEADER
+from modelserve_common.logging import configure_logging
 from modelserve_common.server import grpc_server
 from modelserve_common.testing import memory_tracing
 from modelserve_common.testing.tracing import OtlpReceiver
@@ -208,3 +212,35 @@ def test_carrier_round_trip_and_links() -> None:
     assert parent is not None
     with provider.get_tracer("t").start_as_current_span("child", context=parent):
         assert current_trace_id() == TRACE
+
+
+async def test_access_log_carries_trace_ids_sampled_or_not() -> None:
+    """Tracing on: a sampled RPC's access line goes through structlog in the RPC's context, an
+    unsampled one takes the direct JSON path; both carry the request's trace and span ids, with
+    the same fields."""
+    out = io.StringIO()
+    s = settings(service_name="probe-svc")
+    configure_logging(s, stream=out)
+    provider, _ = memory_tracing()
+    unsampled = "1" * 32
+    try:
+        async with grpc_server(s, [probe_service(ProbeServicer())], tracer_provider=provider) as srv:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+                stub = pb_grpc.GRPCInferenceServiceStub(ch)
+                for tp, rid in ((TRACEPARENT, "sampled"), (f"00-{unsampled}-{PARENT}-00", "unsampled")):
+                    await stub.ModelReady(
+                        pb.ModelReadyRequest(name="m"),
+                        metadata=(("traceparent", tp), ("x-request-id", rid)),
+                        timeout=10,
+                    )
+            deadline = time.monotonic() + 10
+            while out.getvalue().count("rpc.handled") < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+    finally:
+        structlog.reset_defaults()
+    lines = [json.loads(ln) for ln in out.getvalue().splitlines() if ln.startswith("{")]
+    handled = {ln["request_id"]: ln for ln in lines if ln["event"] == "rpc.handled"}
+    assert handled["sampled"]["trace_id"] == TRACE
+    assert handled["unsampled"]["trace_id"] == unsampled
+    assert set(handled["sampled"]) == set(handled["unsampled"]) >= {"span_id", "rpc_method", "timestamp"}
+    assert handled["sampled"]["span_id"] != PARENT and len(handled["unsampled"]["span_id"]) == 16

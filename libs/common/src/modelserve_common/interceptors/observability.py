@@ -108,38 +108,50 @@ class AccessLog:
         pending = self._pending
         if not pending:
             asyncio.get_running_loop().call_soon(self._flush, context=contextvars.Context())
-        # with tracing on, the line is written in the RPC's own context (span ids, bound values)
-        ctx = contextvars.copy_context() if self._structured_only else None
-        pending.append((method.method, code, elapsed, rid, sent, ctx))
+        ctx = ids = None
+        if self._structured_only:
+            # tracing on: a sampled RPC's line is written in its own context (span ids, bound
+            # values); an unsampled one takes the fast path with its trace and span ids
+            span = trace.get_current_span()
+            if span.is_recording():
+                ctx = contextvars.copy_context()
+            elif (sc := span.get_span_context()).is_valid:
+                ids = (format(sc.trace_id, "032x"), format(sc.span_id, "016x"))
+        pending.append((method.method, code, elapsed, rid, sent, ctx, ids))
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
-        sink = None if self._structured_only else mslogging.json_sink()
+        sink = mslogging.json_sink()
         if sink is None:
             self._flush_structlog(pending)
             return
+        if self._structured_only and any(p[5] is not None for p in pending):
+            self._flush_structlog([p for p in pending if p[5] is not None])
+            pending = [p for p in pending if p[5] is None]
         stream, service_json, level = sink
         if level > logging.INFO:
             return
         stamp = self._stamp
         lines = []
-        for method, code, elapsed, rid, sent, _ in pending:
+        for method, code, elapsed, rid, sent, _, ids in pending:
             rid_json = json.dumps(rid) if sent else f'"{rid}"'
+            tail = f', "trace_id": "{ids[0]}", "span_id": "{ids[1]}"}}\n' if ids else "}\n"
             lines.append(
                 f'{{"grpc_code": "{code}", "duration_ms": {round(elapsed * 1000, 3)!r}, '
                 f'"event": "rpc.handled", "request_id": {rid_json}, "rpc_method": {json.dumps(method)}, '
-                f'"level": "info", "timestamp": "{stamp()}", "service": {service_json}}}\n'
+                f'"level": "info", "timestamp": "{stamp()}", "service": {service_json}{tail}'
             )
         stream.write("".join(lines))
 
     def _flush_structlog(self, pending: list[tuple[Any, ...]]) -> None:
         info = self._log.info
-        for method, code, elapsed, rid, _, ctx in pending:
+        for method, code, elapsed, rid, _, ctx, ids in pending:
             ms = round(elapsed * 1000, 3)
             if ctx is not None:
                 ctx.run(info, "rpc.handled", grpc_code=code, duration_ms=ms)
             else:
-                with structlog.contextvars.bound_contextvars(request_id=rid, rpc_method=method):
+                traced = {"trace_id": ids[0], "span_id": ids[1]} if ids else {}
+                with structlog.contextvars.bound_contextvars(request_id=rid, rpc_method=method, **traced):
                     info("rpc.handled", grpc_code=code, duration_ms=ms)
 
     def _stamp(self) -> str:
