@@ -8,7 +8,6 @@ model_version."""
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -17,15 +16,23 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
 from modelserve.inference.v2 import grpc_service_pb2 as inference_pb
-from modelserve_common.context import REQUEST_ID_HEADER, current_request_id
 from modelserve_common.errors import InvalidArgument, ServiceError
 from modelserve_common.handlers import Arity, method_handler
-from modelserve_common.wire import infer_routing, scan_strings
+from modelserve_common.wire import infer_routing
 from modelserve_gateway import metadata
 from modelserve_gateway.audit import audited
-from modelserve_gateway.auth import Credentials
-from modelserve_gateway.clients import Reply, Upstream, Upstreams, UpstreamStream
+from modelserve_gateway.clients import Reply, Upstream, Upstreams
 from modelserve_gateway.guard import Admission, Guard
+from modelserve_gateway.proxy_relay import (
+    InOrder,
+    credentials_of,
+    relay_failure,
+    relay_stream,
+    set_trailing,
+    stream_error,
+    upstream_deadline,
+    with_version,
+)
 from modelserve_gateway.scopes import is_write
 
 _INF = "/inference.GRPCInferenceService/"
@@ -43,44 +50,6 @@ MODEL_METHODS = {
 CANARY_METHODS = {_INF + "ModelInfer", _INF + "ModelStreamInfer"}
 STREAM_INFER = _INF + "ModelStreamInfer"
 STATISTICS = _INF + "ModelStatistics"
-
-
-def stream_error(message: str, request: bytes) -> bytes:
-    """A ModelStreamInferResponse answering ``request`` with ``message``: the request's model
-    name, version and id (when readable) come back in ``infer_response`` for correlation."""
-    try:
-        fields = scan_strings(request, (1, 2, 3))
-    except InvalidArgument:
-        fields = {}
-    return inference_pb.ModelStreamInferResponse(
-        error_message=message,
-        infer_response=inference_pb.ModelInferResponse(
-            model_name=fields.get(1, ""), model_version=fields.get(2, ""), id=fields.get(3, "")
-        ),
-    ).SerializeToString()
-
-
-def with_version(buf: bytes, version: str) -> bytes:
-    data = version.encode()
-    out = bytearray(buf)
-    out.append(0x12)
-    length = len(data)
-    while length > 0x7F:
-        out.append((length & 0x7F) | 0x80)
-        length >>= 7
-    out.append(length)
-    out += data
-    return bytes(out)
-
-
-def _creds(md: Sequence[tuple[str, Any]]) -> Credentials:
-    auth = key = None
-    for k, v in md:
-        if k == "authorization" and auth is None:
-            auth = str(v)
-        elif k == "x-api-key" and key is None:
-            key = str(v)
-    return Credentials(auth, key)
 
 
 class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic only in grpc-stubs
@@ -117,9 +86,9 @@ class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic on
         """Guards the call; the caller releases ``in_flight`` when the call ends."""
         md: Any = context.invocation_metadata() or ()
         try:
-            adm = await self._guard.admit(method, _creds(md))
+            adm = await self._guard.admit(method, credentials_of(md))
         except ServiceError as exc:
-            _trailing(context, getattr(exc, "headers", ()))
+            set_trailing(context, getattr(exc, "headers", ()))
             raise
         return adm, metadata.from_grpc(md, adm)
 
@@ -143,7 +112,7 @@ class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic on
         try:
             routed = await self._guard.route_model(adm, model, version, key)
         except ServiceError as exc:
-            _trailing(context, getattr(exc, "headers", ()))
+            set_trailing(context, getattr(exc, "headers", ()))
             raise
         if method in CANARY_METHODS and routed.version and routed.version != version:
             return with_version(request, routed.version)
@@ -155,7 +124,7 @@ class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic on
         guard_write = is_write(method)
 
         def timeout(context: grpc.aio.ServicerContext[Any, Any]) -> float:
-            return _deadline(context, up.timeout_s, server_streaming)
+            return upstream_deadline(context, up.timeout_s, server_streaming)
 
         if not client_streaming and not server_streaming:
 
@@ -166,7 +135,7 @@ class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic on
                     with audited(adm.principal, method, enabled=guard_write):
                         reply = await up.call_unary(method, request, md, timeout(context))
                 except grpc.aio.AioRpcError as exc:
-                    await _fail(exc, context)
+                    await relay_failure(exc, context)
                     raise
                 return await self._answer(method, adm, reply, context)
 
@@ -179,9 +148,9 @@ class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic on
             ) -> AsyncIterator[bytes]:
                 adm, md = await self._admit(method, context)
                 call = up.open_stream(method, request, md, timeout(context))
-                async for item in _relay(call, adm, context, method, guard_write):
+                async for item in relay_stream(call, adm, context, method, guard_write):
                     yield item
-                _trailing(context, metadata.to_grpc(await call.trailing_metadata()))
+                set_trailing(context, metadata.to_grpc(await call.trailing_metadata()))
 
             return self._serve((False, True), unary_stream)
 
@@ -197,7 +166,7 @@ class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic on
                             method, self._routed(method, adm, request_iter, context), md, timeout(context)
                         )
                 except grpc.aio.AioRpcError as exc:
-                    await _fail(exc, context)
+                    await relay_failure(exc, context)
                     raise
 
             return self._serve((True, False), stream_unary)
@@ -212,7 +181,7 @@ class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic on
             call = up.open_stream(
                 method, self._routed(method, adm, request_iter, context), md, timeout(context)
             )
-            async for item in _relay(call, adm, context, method, guard_write):
+            async for item in relay_stream(call, adm, context, method, guard_write):
                 yield item
 
         return self._serve((True, True), stream_stream)
@@ -239,7 +208,7 @@ class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic on
         initial = metadata.to_grpc(reply.initial_metadata)
         if initial or adm.headers:
             await context.send_initial_metadata(initial + adm.headers)
-        _trailing(context, metadata.to_grpc(reply.trailing_metadata))
+        set_trailing(context, metadata.to_grpc(reply.trailing_metadata))
         return resp
 
     async def _own_stats(self, resp: bytes, tenant: str) -> bytes:
@@ -301,7 +270,7 @@ class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic on
                 await out.put(None)
 
             relay_task = asyncio.create_task(relay(), name="front-door-stream-relay")
-            order = _InOrder(self._stream_buffer)
+            order = InOrder(self._stream_buffer)
             sent_md = False
             try:
                 while True:
@@ -315,7 +284,7 @@ class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic on
                         break
                 if failure:
                     if isinstance(failure[0], grpc.aio.AioRpcError):
-                        await _fail(failure[0], context)
+                        await relay_failure(failure[0], context)
                     raise failure[0]
                 if not sent_md:
                     await context.send_initial_metadata(upstream_md + adm.headers)
@@ -324,7 +293,7 @@ class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic on
                 relay_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await relay_task
-            _trailing(context, metadata.to_grpc(await call.trailing_metadata()))
+            set_trailing(context, metadata.to_grpc(await call.trailing_metadata()))
 
         return stream_infer
 
@@ -354,75 +323,3 @@ class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic on
                 limiter.release()
 
         return method_handler(kind, unary)
-
-
-def _deadline(context: grpc.aio.ServicerContext[Any, Any], default_s: float, streaming: bool) -> float:
-    """The upstream deadline: the caller's; for a unary answer capped by the upstream default."""
-    left = context.time_remaining()
-    if left is None:
-        return default_s
-    return left if streaming else min(left, default_s)
-
-
-async def _fail(exc: grpc.aio.AioRpcError, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-    """Relays an upstream failure: its status, details and trailing metadata."""
-    _trailing(context, metadata.to_grpc(exc.trailing_metadata()))
-    await context.abort(exc.code(), exc.details() or "")
-
-
-async def _relay(
-    call: UpstreamStream,
-    adm: Admission,
-    context: grpc.aio.ServicerContext[Any, Any],
-    method: str,
-    write: bool,
-) -> AsyncIterator[bytes]:
-    """A streaming upstream call's initial metadata and messages, audited when it is a write."""
-    try:
-        with audited(adm.principal, method, enabled=write):
-            initial = metadata.to_grpc(await call.initial_metadata())
-            await context.send_initial_metadata(initial + adm.headers)
-            async for item in call:
-                yield item
-    except grpc.aio.AioRpcError as exc:
-        await _fail(exc, context)
-        raise
-    finally:
-        call.cancel()
-
-
-class _InOrder:
-    """The answer order of ModelStreamInfer: an upstream answer goes out at once; a refusal is
-    held until the upstream has answered the messages sent before it, or more than ``limit`` are
-    held; the upstream's end (``None``) releases every held one."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.held: collections.deque[tuple[int, bytes]] = collections.deque()
-        self.answered = 0
-
-    def take(self, entry: tuple[int | None, bytes] | None) -> list[bytes]:
-        """What may go out now that ``entry`` has come: (None, answer) from the upstream, or
-        (messages sent upstream before it, refusal)."""
-        if entry is None:
-            ready = [answer for _, answer in self.held]
-            self.held.clear()
-            return ready
-        after, answer = entry
-        ready = []
-        if after is None:
-            self.answered += 1
-            ready.append(answer)
-        else:
-            self.held.append((after, answer))
-        while self.held and (self.held[0][0] <= self.answered or len(self.held) > self.limit):
-            ready.append(self.held.popleft()[1])
-        return ready
-
-
-def _trailing(context: grpc.aio.ServicerContext[Any, Any], extra: Any) -> None:
-    rid = current_request_id()
-    md = [(REQUEST_ID_HEADER, rid)] if rid else []
-    context.set_trailing_metadata(
-        tuple(md + [(k, str(v)) if not k.endswith("-bin") else (k, v) for k, v in extra])
-    )

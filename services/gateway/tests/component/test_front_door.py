@@ -16,7 +16,7 @@ from gwtest.v1 import template_service_pb2_grpc as tpl_grpc
 from modelserve.inference.v2 import grpc_service_pb2 as inf_pb
 from modelserve.inference.v2 import grpc_service_pb2_grpc as inf_grpc
 from modelserve_common.wire import infer_routing
-from modelserve_gateway.proxy import with_version
+from modelserve_gateway.proxy_relay import with_version
 
 CLIENTS = Path(__file__).parent.parent / "clients"
 

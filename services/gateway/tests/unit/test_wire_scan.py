@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelserve.inference.v2 import grpc_service_pb2 as inf_pb
-from modelserve_gateway.proxy import stream_error
+from modelserve_gateway.proxy_relay import stream_error
 
 
 def _request(name: str = "add", version: str = "3", rid: str = "r-1") -> bytes:
