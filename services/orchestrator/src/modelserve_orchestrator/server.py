@@ -21,6 +21,7 @@ from modelserve_common.readiness import DependencyReadiness
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
 from modelserve_orchestrator.clients import AliasResolvingCaller, InferenceClient, RegistryClient
 from modelserve_orchestrator.db import Database, open_database
+from modelserve_orchestrator.finisher import Finisher
 from modelserve_orchestrator.metrics import MetricsSampler
 from modelserve_orchestrator.migrations import SCHEMA
 from modelserve_orchestrator.pipeline import ModelCaller, PipelineRunner
@@ -37,7 +38,7 @@ from modelserve_orchestrator.webhooks import (
     WebhookPolicy,
     WebhookSender,
 )
-from modelserve_orchestrator.worker import ExecutionWorker, Finisher, WorkerConfig
+from modelserve_orchestrator.worker import ExecutionWorker, WorkerConfig
 
 SERVICE_NAME = "modelserve.orchestrator.v1.OrchestratorService"
 log = structlog.get_logger(__name__)

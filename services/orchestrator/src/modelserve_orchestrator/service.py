@@ -31,12 +31,13 @@ from modelserve_orchestrator.domain import (
     trace_from_dict,
 )
 from modelserve_orchestrator.errors import ExecutionNotFound, PipelineNotFound
+from modelserve_orchestrator.finisher import Finisher
 from modelserve_orchestrator.pipeline import NodeFailed, PipelineRunner
 from modelserve_orchestrator.pipeline_checks import Defaults, check_inputs, validate
 from modelserve_orchestrator.queue import WorkQueue
 from modelserve_orchestrator.store import OrchestratorStore
 from modelserve_orchestrator.webhooks import AllowList, check_destination
-from modelserve_orchestrator.worker import ExecutionWorker, Finisher
+from modelserve_orchestrator.worker import ExecutionWorker
 
 MAX_KEY = 255
 log = structlog.get_logger(__name__)
