@@ -151,6 +151,7 @@ def test_model_server_follows_registry_processes_through_a_registry_kill(tmp_pat
             registry.signal(signal.SIGKILL)
             assert registry.proc is not None
             registry.proc.wait(10)
+            registry.stop()  # the process is gone; this closes its log file before it is replaced
             assert answer() == ("1", 2.0)  # serving goes on without the registry
         registry = ServiceProcess("modelserve_registry", reg_env, reg_port, cwd=tmp_path).start(timeout=60)
         with (

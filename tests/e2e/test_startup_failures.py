@@ -113,3 +113,5 @@ def test_orchestrator_with_database_down_waits_and_stops_on_sigterm(tmp_path: Pa
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
