@@ -205,6 +205,7 @@ def test_rest_request_through_a_two_node_pipeline_is_one_trace(
     def complete(spans: list[ReceivedSpan]) -> bool:
         """Every span the assertions below need has arrived (each process exports on its own)."""
         seen = [(x.service, x.name) for x in spans]
+        orchestrator = {x.span_id for x in spans if x.service == "orchestrator"}
         return (
             seen.count(("gateway", RUN)) == 1
             and any(x.service == "gateway" and x.parent_id == CLIENT_SPAN for x in spans)
@@ -212,7 +213,7 @@ def test_rest_request_through_a_two_node_pipeline_is_one_trace(
             and sum(n.startswith("pipeline.node") for _, n in seen) == 2
             and seen.count(("orchestrator", INFER)) == 2
             and seen.count(("model_server", INFER)) == 2
-            and any(x.service == "registry" for x in spans)
+            and any(x.service == "registry" and x.parent_id in orchestrator for x in spans)
         )
 
     spans = _wait_for_trace(s, TRACE, complete)
@@ -249,12 +250,13 @@ def test_rest_request_through_a_two_node_pipeline_is_one_trace(
     assert all(x.parent_id in by_id or x.parent_id == CLIENT_SPAN for x in spans), [
         (x.service, x.name, x.parent_id) for x in spans if x.parent_id not in by_id
     ]
-    # the orchestrator's registry look-ups (may the tenant use the model?) are in the trace too
+    # the registry look-ups (the orchestrator's "may the tenant use the model?") are in the trace
     lookups = [x for x in spans if x.service == "registry"]
     assert lookups, [(x.service, x.name) for x in spans]
     for lookup in lookups:
         assert _ancestors(lookup, by_id)[-1] is http_span
-    assert run[0] in _ancestors(lookups[0], by_id)
+    # (the gateway's own key check may be among them, or answered from its cache)
+    assert any(run[0] in _ancestors(lookup, by_id) for lookup in lookups)
 
 
 def test_async_execution_spans_link_to_the_creating_request(suite: Suite, tenant_h: dict[str, str]) -> None:
@@ -322,7 +324,14 @@ def test_grpc_front_door_continues_the_trace_and_answers_its_id(
             timeout=30,
         )
     assert dict(call.trailing_metadata())["x-trace-id"] == FRONT_TRACE
-    spans = _wait_for_trace(s, FRONT_TRACE, lambda sp: any(x.service == "model_server" for x in sp))
+
+    def reached(sp: list[ReceivedSpan]) -> bool:
+        """The model server's span and its whole chain up to the client's span have arrived."""
+        ids = {x.span_id: x for x in sp}
+        infers = [x for x in sp if x.service == "model_server" and x.name == INFER]
+        return bool(infers) and (_ancestors(infers[0], ids) or [infers[0]])[-1].parent_id == CLIENT_SPAN
+
+    spans = _wait_for_trace(s, FRONT_TRACE, reached)
     by_id = {x.span_id: x for x in spans}
     (infer,) = [x for x in spans if x.service == "model_server" and x.name == INFER]
     chain = _ancestors(infer, by_id)
