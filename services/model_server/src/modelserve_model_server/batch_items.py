@@ -89,18 +89,21 @@ def split(batch: list[Item], out: Tensors, names: Sequence[str], rows: int) -> l
 def trace_batch(tracer: Any, name: str, version: str, batch: list[Item], t0: int) -> Any:
     """Each request's span gets a ``model.batch`` event (batch size, its queue time, model,
     version); the batch's ``model.compute`` span is a child of the first request's span and
-    links to the others' (a batch serves several traces)."""
+    links to the others' (a batch serves several traces). None when no request of the batch is
+    sampled."""
+    if all(item.parent is None for item in batch):
+        return None
     attrs = {"model": name, "version": version, "batch_size": len(batch)}
     for item in batch:
         if item.parent is not None:
             item.parent.add_event("model.batch", {**attrs, "queue_time_ms": (t0 - item.enqueued) / 1e6})
     parents = [item.parent.get_span_context() for item in batch if item.parent is not None]
-    first = batch[0].parent
+    first = next(item.parent for item in batch if item.parent is not None)
     return tracer.start_span(
         "model.compute",
-        context=trace.set_span_in_context(first) if first is not None else None,
+        context=trace.set_span_in_context(first),
         attributes=attrs,
-        links=[trace.Link(ctx) for ctx in parents[1:] if ctx.is_valid],
+        links=[trace.Link(ctx) for ctx in parents[1:]],
     )
 
 

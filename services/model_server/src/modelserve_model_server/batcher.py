@@ -139,7 +139,9 @@ class Scheduler:
             deadline = now + max(int(deadline_s * 1e9), 1)
         item = Item(decoded, now, deadline)
         if self._tracer is not None:
-            item.parent = trace.get_current_span()
+            current = trace.get_current_span()
+            if current.is_recording():  # sampled: an unsampled request costs no spans here
+                item.parent = current
         self._in_flight += 1
         self._idle.clear()
         try:
@@ -165,7 +167,7 @@ class Scheduler:
     async def _enqueue(self, item: Item, level: int, timeout_us: int) -> Tensors:
         loop = asyncio.get_running_loop()
         item.future = loop.create_future()
-        if self._tracer is not None:
+        if self._tracer is not None and item.parent is not None:
             item.span = self._tracer.start_span(
                 "model.queue", attributes={"model": self._name, "version": self._version, "priority": level}
             )

@@ -85,3 +85,25 @@ async def test_each_caller_span_records_the_batch_it_rode_in() -> None:
     assert linked | {batch.parent.span_id} == members and batch.parent.span_id not in linked
     assert {q.parent.span_id for q in queues if q.parent} == members
     assert all(trace.format_trace_id(q.context.trace_id) for q in queues)
+
+
+async def test_unsampled_requests_cost_no_batcher_spans() -> None:
+    provider, exported = memory_tracing()
+    cfg = config_pb.ModelConfig(backend="python", max_batch_size=8)
+    cfg.input.add(name="x", data_type=config_pb.TYPE_INT64, dims=[1])
+    cfg.output.add(name="y", data_type=config_pb.TYPE_INT64, dims=[1])
+    cfg.dynamic_batching.SetInParent()
+    cfg.instance_group.add(count=1)
+    model = GatedModel()
+    sched = Scheduler(
+        spec_from_config(cfg, name="unsampled"),
+        "1",
+        model,
+        ModelStats("unsampled", "1"),
+        provider.get_tracer("t"),
+    )
+    calls = [asyncio.ensure_future(sched.submit(req(tag))) for tag in (1, 2, 3)]  # no sampled span
+    await settle()
+    model.gate.set()
+    await asyncio.wait_for(asyncio.gather(*calls), 10)
+    assert exported.get_finished_spans() == ()
