@@ -67,8 +67,11 @@ class FeatureValues:
     values: dict[str, list[np.ndarray[Any, Any]]] = field(default_factory=dict)
 
     def add(self, tensors: Iterable[LoggedTensor]) -> None:
+        """CPU work proportional to the data (callers run it in a worker thread). A 2-D tensor is
+        cut to its first ``max_features`` columns before anything is converted: columns are taken
+        in order, so column j can be a feature only when columns 0..j are, j < max_features."""
         for t in tensors:
-            for name, column in _columns(t):
+            for name, column in _columns(t, self.max_features):
                 if name not in self.values and len(self.values) >= self.max_features:
                     continue
                 self.values.setdefault(name, []).append(column)
@@ -77,13 +80,18 @@ class FeatureValues:
         return {k: np.concatenate(v) for k, v in self.values.items() if v}
 
 
-def _columns(t: LoggedTensor) -> list[tuple[str, np.ndarray[Any, Any]]]:
+def _columns(t: LoggedTensor, max_columns: int) -> list[tuple[str, np.ndarray[Any, Any]]]:
+    """The tensor's features: a 1-D tensor whole, a 2-D one's first ``max_columns`` columns (the
+    rest is never converted, so a [1, 2_000_000] tensor costs what 256 columns cost)."""
     if t.datatype not in NUMERIC or not t.raw or len(t.shape) not in (1, 2):
         return []
     try:
-        array = from_raw(t.raw, t.datatype, list(t.shape), f"tensor {t.name!r}").astype(np.float64)
+        array = from_raw(t.raw, t.datatype, list(t.shape), f"tensor {t.name!r}")
     except InvalidTensor:
         return []
+    if array.ndim == 2:
+        array = array[:, :max_columns]
+    array = array.astype(np.float64)
     array = array[np.isfinite(array).all(axis=-1)] if array.ndim == 2 else array[np.isfinite(array)]
     if array.ndim == 1:
         return [(t.name, array)]
@@ -140,3 +148,24 @@ def score(
             )
         )
     return out
+
+
+def build_reference(
+    samples: Iterable[Iterable[LoggedTensor]], max_features: int, bins: int
+) -> dict[str, FeatureReference]:
+    """The reference of every feature of ``samples`` (each a request's inputs), in name order;
+    CPU-bound: callers run it in a worker thread so the event loop keeps serving."""
+    values = FeatureValues(max_features)
+    for tensors in samples:
+        values.add(tensors)
+    return {k: reference_of(v, bins) for k, v in sorted(values.arrays().items())}
+
+
+def score_window(
+    reference: dict[str, FeatureReference], samples: Iterable[Iterable[LoggedTensor]], max_features: int
+) -> list[FeatureScore]:
+    """``score`` of the features of ``samples`` (a window's logged inputs); CPU-bound, as above."""
+    values = FeatureValues(max_features)
+    for tensors in samples:
+        values.add(tensors)
+    return score(reference, values.arrays())

@@ -6,10 +6,12 @@ sweep and the drift gauge."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -184,23 +186,21 @@ class PredictionLogOps(ServiceCore):
             raise errors.InvalidField(
                 f"from_logged_requests must be within 0..{limits.drift_max_records}, got {first_n}"
             )
-        values = drift.FeatureValues(limits.drift_max_features)
         async with self._store.transaction(write=False) as stx:
             model = await self._model(stx, caller, model_name, write=True)
             version = (await self._version(stx, model, ref)).version
+        samples: list[Sequence[drift.LoggedTensor]] = [sample]
         if first_n:
             async with self._logs().transaction(write=False) as tx:
-                for r in await tx.oldest(model.name, version, first_n):
-                    values.add(r.inputs)
-        else:
-            values.add(sample)
-        arrays = values.arrays()
-        if not arrays:
+                samples = [r.inputs for r in await tx.oldest(model.name, version, first_n)]
+        reference = await asyncio.to_thread(
+            drift.build_reference, samples, limits.drift_max_features, limits.drift_bins
+        )
+        if not reference:
             raise errors.InvalidField(
                 "the reference has no numeric features: give a sample of 1-D or 2-D numeric inputs "
                 "(or from_logged_requests N once requests of this version are logged)"
             )
-        reference = {k: drift.reference_of(v, limits.drift_bins) for k, v in sorted(arrays.items())}
         async with self._logs().transaction(write=True) as tx:
             await tx.set_reference(model.name, version, reference, now_us())
         log.info("drift.reference_set", model=model.name, version=version, features=len(reference))
@@ -232,10 +232,8 @@ class PredictionLogOps(ServiceCore):
                     "SetDriftReference"
                 )
             records = await tx.query(LogQuery(model, version, start, None, None, limits.drift_max_records))
-        values = drift.FeatureValues(limits.drift_max_features)
-        for r in records:
-            values.add(r.inputs)
-        return drift.score(reference, values.arrays())
+        samples = [r.inputs for r in records]
+        return await asyncio.to_thread(drift.score_window, reference, samples, limits.drift_max_features)
 
     # -- background ----------------------------------------------------------------------------
     async def sweep_prediction_logs(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -20,6 +21,7 @@ import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 from onnx import TensorProto, helper
 
+from modelserve.common.v1 import tensor_pb2 as tensor_pb
 from modelserve.registry.v1 import registry_service_pb2 as pb
 from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from modelserve_registry.server import running_server
@@ -265,3 +267,44 @@ async def test_shared_model_is_not_downloadable_by_other_tenants(
         assert hidden == (grpc.StatusCode.NOT_FOUND, missing[1].replace("nope", "m"))
         assert await download(as_tenant("acme")) == b"print('secret')\n"
         assert await download(()) == b"print('secret')\n"  # trusted callers
+
+
+# -- drift references of wide tensors --------------------------------------------------------
+
+
+async def test_wide_drift_sample_is_bounded_and_leaves_the_loop_free(
+    tmp_path: Path, registry_settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A [1, 2_000_000] BOOL sample gives only drift_max_features features, and the reference
+    is computed off the event loop: while it is held inside the computation, another RPC of the
+    same server completes (before the fix the handler ran on the loop and blocked it)."""
+    from modelserve_registry import drift
+
+    entered, release = threading.Event(), threading.Event()
+    finished: list[bool] = []
+    real = drift.reference_of
+
+    def held(values: Any, bins: int) -> Any:
+        entered.set()
+        release.wait(10)
+        finished.append(True)
+        return real(values, bins)
+
+    monkeypatch.setattr(drift, "reference_of", held)
+    url = f"sqlite:///{tmp_path}/registry.db"
+    async with registry(registry_settings, url, tmp_path) as stub:
+        await upload(stub, "m", b"artifact", as_tenant("acme"))
+        wide = tensor_pb.Tensor(
+            name="b", datatype="BOOL", shape=[1, 2_000_000], raw_contents=b"\x01" * 2_000_000
+        )
+        setting = asyncio.ensure_future(
+            stub.SetDriftReference(pb.SetDriftReferenceRequest(model="m", version="1", sample=[wide]))
+        )
+        try:
+            await _poll(entered.is_set)
+            got = await stub.GetModel(pb.GetModelRequest(model="m"), timeout=20)
+            assert got.model.name == "m" and finished == []  # served while the reference is computed
+        finally:
+            release.set()
+        features = list((await setting).features)
+    assert features == sorted(f"b[{j}]" for j in range(256))
