@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from modelserve_common.db import ConstraintViolation, DatabaseUnavailable, PostgresDatabase, migrate
+from modelserve_common.db import ConstraintViolation, DatabaseUnavailable, PostgresDatabase
+from modelserve_common.migrations import migrate
 from modelserve_common.testing import free_port
 from modelserve_gateway.metrics import AUTH_REASONS, auth_failure_reason
 from modelserve_model_server.settings import ModelServerSettings

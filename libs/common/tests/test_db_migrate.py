@@ -14,14 +14,11 @@ import pytest
 from modelserve_common.db import (
     ConstraintViolation,
     Database,
-    Migration,
-    MigrationSet,
-    SchemaTooNew,
     Tx,
-    migrate,
     open_database,
 )
 from modelserve_common.errors import ServiceError
+from modelserve_common.migrations import Migration, MigrationSet, SchemaTooNew, migrate
 
 
 async def _seed(tx: Tx) -> None:

@@ -1,6 +1,6 @@
 """The orchestrator's numbered schema migrations (PostgreSQL and SQLite), recorded in
 ``orch_schema_migrations`` (its own table: the registry may share the database);
-modelserve_common.db.migrate applies them in one transaction under the orchestrator's advisory
+modelserve_common.migrations.migrate applies them in one transaction under the orchestrator's advisory
 lock, and a schema newer than this list raises SchemaTooNew. Never edit a released migration;
 append a new one."""
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from modelserve_common.db import Migration, MigrationSet
+from modelserve_common.migrations import Migration, MigrationSet
 
 MIGRATION_LOCK = 80080  # pg_advisory_xact_lock key of the orchestrator's migrations
 

@@ -16,7 +16,7 @@ import structlog
 from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve.orchestrator.v1 import orchestrator_service_pb2_grpc as svc_grpc
-from modelserve_common.db import SchemaTooNew, migrate
+from modelserve_common.migrations import SchemaTooNew, migrate
 from modelserve_common.readiness import DependencyReadiness
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
 from modelserve_orchestrator.clients import AliasResolvingCaller, InferenceClient, RegistryClient

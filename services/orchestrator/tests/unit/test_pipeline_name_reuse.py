@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from modelserve_common.db import migrate
 from modelserve_common.errors import FailedPrecondition
 from modelserve_common.identity import PLATFORM_OWNER
+from modelserve_common.migrations import migrate
 from modelserve_orchestrator.db import open_database
 from modelserve_orchestrator.domain import Execution, ExecutionState, Pipeline, Webhook
 from modelserve_orchestrator.migrations import SCHEMA

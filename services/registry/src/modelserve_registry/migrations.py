@@ -1,5 +1,5 @@
 """The registry's numbered schema migrations, one set for PostgreSQL and SQLite, recorded in
-``schema_migrations``; modelserve_common.db.migrate applies them (one transaction under the
+``schema_migrations``; modelserve_common.migrations.migrate applies them (one transaction under the
 registry's advisory lock; a schema newer than this list raises SchemaTooNew).
 
 Portable types only: TEXT, BIGINT, INTEGER. Times are BIGINT microseconds since the epoch.
@@ -11,7 +11,8 @@ import json
 
 import structlog
 
-from modelserve_common.db import Migration, MigrationSet, Tx
+from modelserve_common.db import Tx
+from modelserve_common.migrations import Migration, MigrationSet
 
 log = structlog.get_logger(__name__)
 

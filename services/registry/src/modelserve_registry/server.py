@@ -12,9 +12,9 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from modelserve.registry.v1 import registry_service_pb2_grpc as svc_grpc
 from modelserve_common.artifact_store import ArtifactStore, artifact_store
-from modelserve_common.db import SchemaTooNew, migrate
 from modelserve_common.errors import ServiceError
 from modelserve_common.health import HealthReporter
+from modelserve_common.migrations import SchemaTooNew, migrate
 from modelserve_common.readiness import DependencyReadiness
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
 from modelserve_registry.artifacts import ArtifactLimits

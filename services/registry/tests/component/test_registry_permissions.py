@@ -24,7 +24,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from modelserve.registry.v1 import registry_service_pb2 as pb
 from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
-from modelserve_common.db import migrate
+from modelserve_common.migrations import migrate
 from modelserve_registry.db import Database, open_database
 from modelserve_registry.migrations import MIGRATIONS, SCHEMA
 from modelserve_registry.server import running_server

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelserve.registry.v1 import registry_service_pb2 as pb
 from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
-from modelserve_common.db import Migration, SchemaTooNew, migrate
+from modelserve_common.migrations import Migration, SchemaTooNew, migrate
 from modelserve_common.testing.databases import ThrowawayPostgres
 from modelserve_registry.db import Database, DatabaseUnavailable, open_database
 from modelserve_registry.domain import Model, ModelVersion

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from modelserve_common.db import migrate
+from modelserve_common.migrations import migrate
 from modelserve_registry.db import open_database
 from modelserve_registry.domain import ApiKey, Tenant
 from modelserve_registry.migrations import SCHEMA
