@@ -1,5 +1,5 @@
 """The model server's Triton-hop metrics (per-model inference metrics are in stats.py, the failed
-model gauge in manager.py, artifact cache metrics in cache.py; the gRPC server, readiness and
+model gauge in model_index.py, artifact cache metrics in cache.py; the gRPC server, readiness and
 client metrics come from modelserve_common.metrics).
 
 Labels are bounded: ``code`` is a gRPC status name (or CANCELLED when our caller went away).

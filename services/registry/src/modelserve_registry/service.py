@@ -1,4 +1,4 @@
-"""The registry's rules, one operation group a module; all SQL is in store.py.
+"""The registry's rules, one operation group a module; all SQL is in the store*.py modules.
 
 - core.py: the store, the limits, the change-stream wake-up and the lookups under tenancy
 - validation.py: input rules (names, bounds, specs, targets, filter/order_by); paging.py: tokens
