@@ -29,7 +29,7 @@ import numpy as np
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve.inference.v2 import grpc_service_pb2_grpc as pb_grpc
 from modelserve_client import AsyncClient, Client
-from modelserve_client._api import infer_outputs, infer_request
+from modelserve_client._messages import infer_outputs, infer_request
 from modelserve_common.testing import ServiceProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
