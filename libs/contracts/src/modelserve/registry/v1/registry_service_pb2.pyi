@@ -726,6 +726,20 @@ class GetModelVersionDriftResponse(_message.Message):
     max_score: float
     def __init__(self, features: _Optional[_Iterable[_Union[FeatureDrift, _Mapping]]] = ..., max_score: _Optional[float] = ...) -> None: ...
 
+class RollbackDeploymentRequest(_message.Message):
+    __slots__ = ("model", "etag")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    etag: str
+    def __init__(self, model: _Optional[str] = ..., etag: _Optional[str] = ...) -> None: ...
+
+class RollbackDeploymentResponse(_message.Message):
+    __slots__ = ("deployment",)
+    DEPLOYMENT_FIELD_NUMBER: _ClassVar[int]
+    deployment: Deployment
+    def __init__(self, deployment: _Optional[_Union[Deployment, _Mapping]] = ...) -> None: ...
+
 class UpdateTenantRequest(_message.Message):
     __slots__ = ("tenant", "update_mask")
     TENANT_FIELD_NUMBER: _ClassVar[int]

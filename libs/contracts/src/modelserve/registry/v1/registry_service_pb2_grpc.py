@@ -120,6 +120,11 @@ class RegistryServiceStub(object):
                 request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateDeploymentRequest.SerializeToString,
                 response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateDeploymentResponse.FromString,
                 _registered_method=True)
+        self.RollbackDeployment = channel.unary_unary(
+                '/modelserve.registry.v1.RegistryService/RollbackDeployment',
+                request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.RollbackDeploymentRequest.SerializeToString,
+                response_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.RollbackDeploymentResponse.FromString,
+                _registered_method=True)
         self.GetDeployment = channel.unary_unary(
                 '/modelserve.registry.v1.RegistryService/GetDeployment',
                 request_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.GetDeploymentRequest.SerializeToString,
@@ -339,6 +344,15 @@ class RegistryServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RollbackDeployment(self, request, context):
+        """RollbackDeployment restores the deployment the model had before its last change (targets,
+        overrides, rate limit, logging policy); FAILED_PRECONDITION when there is none. With etag,
+        the current deployment must still be that one (ABORTED otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetDeployment(self, request, context):
         """GetDeployment returns a model's deployment (empty targets when nothing is deployed).
         """
@@ -553,6 +567,11 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.UpdateDeployment,
                     request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateDeploymentRequest.FromString,
                     response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateDeploymentResponse.SerializeToString,
+            ),
+            'RollbackDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackDeployment,
+                    request_deserializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.RollbackDeploymentRequest.FromString,
+                    response_serializer=modelserve_dot_registry_dot_v1_dot_registry__service__pb2.RollbackDeploymentResponse.SerializeToString,
             ),
             'GetDeployment': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDeployment,
@@ -1100,6 +1119,33 @@ class RegistryService(object):
             '/modelserve.registry.v1.RegistryService/UpdateDeployment',
             modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateDeploymentRequest.SerializeToString,
             modelserve_dot_registry_dot_v1_dot_registry__service__pb2.UpdateDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/modelserve.registry.v1.RegistryService/RollbackDeployment',
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.RollbackDeploymentRequest.SerializeToString,
+            modelserve_dot_registry_dot_v1_dot_registry__service__pb2.RollbackDeploymentResponse.FromString,
             options,
             channel_credentials,
             insecure,
