@@ -26,7 +26,8 @@ import pytest
 
 from modelserve.inference.v2 import grpc_service_pb2 as infer_pb
 from modelserve.inference.v2 import grpc_service_pb2_grpc as infer_grpc
-from modelserve_common.testing import ServiceProcess, databases, free_port
+from modelserve_common.testing.suite import Suite as RunningSuite
+from modelserve_common.testing.suite import running_suite
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -41,10 +42,10 @@ class Suite:
     gateway: grpc.Channel
     model_server: grpc.Channel
     artifacts: Path
-    procs: list[ServiceProcess]
+    running: RunningSuite
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.module}\n{p.output()[-3000:]}" for p in self.procs)
+        return self.running.logs(3000)
 
 
 def _wait(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -63,68 +64,13 @@ def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Suite]:
     artifacts.mkdir()
     shutil.copy(ROOT / "models/classifier/1/model.onnx", artifacts / "clf.onnx")
     shutil.copy(ROOT / "models/linear/1/model.py", artifacts / "linear.py")
-    reg_db, _ = databases.create_database()
-    orch_db, _ = databases.create_database()
-    ports = {n: free_port() for n in ("registry", "model_server", "orchestrator", "gateway", "http")}
-    reg_target = f"127.0.0.1:{ports['registry']}"
-    ms_target = f"127.0.0.1:{ports['model_server']}"
-    orch_target = f"127.0.0.1:{ports['orchestrator']}"
-    common = {"MODELSERVE_DATA_DIR": str(tmp), "PYTHONWARNINGS": "ignore"}
-    specs: dict[str, dict[str, str]] = {
-        "registry": {
-            "REGISTRY_GRPC_PORT": str(ports["registry"]),
-            "REGISTRY_METRICS_PORT": "-1",
-            "REGISTRY_DATABASE_URL": reg_db,
-            "REGISTRY_WATCH_POLL_INTERVAL_S": "0.1",
-            "REGISTRY_ARTIFACT_ROOTS": str(artifacts),
-            "REGISTRY_ACCESS_LOG": "false",
-        },
-        "model_server": {
-            "MODEL_SERVER_GRPC_PORT": str(ports["model_server"]),
-            "MODEL_SERVER_METRICS_PORT": "-1",
-            "MODEL_SERVER_MODEL_REPOSITORY": str(ROOT / "models"),
-            "MODEL_SERVER_REGISTRY_URL": reg_target,
-            "MODEL_SERVER_ARTIFACT_ROOTS": str(artifacts),
-            "MODEL_SERVER_DATA_DIR": str(tmp / "ms"),
-            "MODEL_SERVER_ACCESS_LOG": "false",
-        },
-        "orchestrator": {
-            "ORCHESTRATOR_GRPC_PORT": str(ports["orchestrator"]),
-            "ORCHESTRATOR_METRICS_PORT": "-1",
-            "ORCHESTRATOR_DATABASE_URL": orch_db,
-            "ORCHESTRATOR_REDIS_URL": databases.redis_url(),
-            "ORCHESTRATOR_REDIS_PREFIX": f"mstest:isolation:{time.time_ns()}:",
-            "ORCHESTRATOR_REGISTRY_URL": reg_target,
-            "ORCHESTRATOR_MODEL_SERVER_URL": ms_target,
-            "ORCHESTRATOR_DATA_DIR": str(tmp / "orc"),
-            "ORCHESTRATOR_ACCESS_LOG": "false",
-        },
-        "gateway": {
-            "GATEWAY_GRPC_PORT": str(ports["gateway"]),
-            "GATEWAY_HTTP_PORT": str(ports["http"]),
-            "GATEWAY_METRICS_PORT": "-1",
-            "GATEWAY_REGISTRY_URL": reg_target,
-            "GATEWAY_MODEL_SERVER_URL": ms_target,
-            "GATEWAY_ORCHESTRATOR_URL": orch_target,
-            "GATEWAY_ADMIN_API_KEY": ADMIN,
-            "GATEWAY_ACCESS_LOG": "false",
-        },
-    }
-    procs = [
-        ServiceProcess(f"modelserve_{n}", {**common, **env}, ports[n], cwd=tmp) for n, env in specs.items()
-    ]
-    try:
-        for p in procs:
-            p.start(timeout=90)
-        with (
-            httpx.Client(base_url=f"http://127.0.0.1:{ports['http']}", timeout=20) as http,
-            grpc.insecure_channel(f"127.0.0.1:{ports['gateway']}") as gw,
-            grpc.insecure_channel(ms_target) as ms,
-        ):
-            yield Suite(http, gw, ms, artifacts, procs)
-    finally:
-        for p in procs:
-            p.stop()
+    with (
+        running_suite(tmp, artifacts, ROOT / "models", ADMIN) as running,
+        httpx.Client(base_url=running.http_url, timeout=20) as http,
+        grpc.insecure_channel(f"127.0.0.1:{running.ports['gateway']}") as gw,
+        grpc.insecure_channel(f"127.0.0.1:{running.ports['model_server']}") as ms,
+    ):
+        yield Suite(http, gw, ms, artifacts, running)
 
 
 ADMIN_H = {"authorization": f"Bearer {ADMIN}"}
