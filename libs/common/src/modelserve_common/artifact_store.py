@@ -488,13 +488,16 @@ class S3ArtifactStore:
             return None
         return int(head["ContentLength"])
 
-    async def read(self, sha256: str) -> AsyncIterator[bytes]:
+    def read(self, sha256: str) -> AsyncIterator[bytes]:
+        return self.read_key(self.key(sha256), f"blob sha256:{sha256}")
+
+    async def read_key(self, key: str, what: str) -> AsyncIterator[bytes]:
+        """The object ``key`` of this store's bucket in chunks (a missing one: NotFound naming
+        ``what``); also how the registry reads a version's ``s3://`` reference."""
         try:
-            answer = await self._call(
-                "reading a blob", "get_object", Bucket=self._bucket, Key=self.key(sha256)
-            )
+            answer = await self._call("reading a blob", "get_object", Bucket=self._bucket, Key=key)
         except NotFound:
-            raise NotFound(f"{self.description}: blob sha256:{sha256} not found") from None
+            raise NotFound(f"{self.description}: {what} not found") from None
         body = answer["Body"]
         from botocore.exceptions import BotoCoreError
 

@@ -189,6 +189,10 @@ class ArtifactStore:
             digest = parse_blob_uri(record.artifact_uri)
         except InvalidArgument as exc:
             raise ArtifactError(exc.message) from None
+        if digest is None and record.artifact_uri.startswith("s3://"):
+            digest = record.artifact_sha256  # fetched through the registry, which verifies it
+            if len(digest) != 64:
+                raise ArtifactError("an s3:// artifact needs artifact_sha256")
         if digest is not None:
             return await self._stage_blob(model, version, record, digest)
         return await asyncio.to_thread(self._stage, model, version, record)
@@ -201,8 +205,8 @@ class ArtifactStore:
                 f"backend {record.backend!r} cannot be served by the model server's CPU backends"
             )
         if self._cache is None or self._download is None:
-            raise ArtifactError("uploaded (blob:) artifacts need the artifact cache and a registry")
-        if digest != record.artifact_sha256:
+            raise ArtifactError("uploaded (blob:) and s3:// artifacts need the artifact cache and a registry")
+        if digest != record.artifact_sha256:  # (always equal for an s3:// reference)
             raise ArtifactError(f"artifact URI {record.artifact_uri!r} does not match artifact_sha256")
         download = self._download
         try:
@@ -234,7 +238,7 @@ class ArtifactStore:
         except ArtifactError:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if digest != record.artifact_sha256:
+        if digest != record.artifact_sha256:  # (always equal for an s3:// reference)
             shutil.rmtree(tmp, ignore_errors=True)
             log.warning(
                 "artifact.sha256_mismatch",

@@ -150,3 +150,32 @@ async def test_stage_refuses_folder_file_linking_out_of_the_roots(tmp_path: Path
         await store.stage("m", 1, _record(f"file://{art}", "0" * 64))
     assert "777" not in str(err.value) and "secret" not in str(err.value)
     assert list((tmp_path / "staged" / "m").iterdir()) == []
+
+
+async def test_stage_s3_reference_fetches_through_the_registry_and_verifies(tmp_path: Path) -> None:
+    from collections.abc import AsyncIterator
+
+    from modelserve_model_server.cache import ArtifactCache
+
+    data = b"\x00onnx" * 5000
+    asked: list[tuple[str, int]] = []
+    served = {1: data, 2: b"other bytes"}
+
+    async def download(model: str, version: int) -> AsyncIterator[bytes]:
+        asked.append((model, version))
+        yield served[version]
+
+    store = ArtifactStore(
+        tmp_path / "staged", [tmp_path], cache=ArtifactCache(tmp_path / "cache", 10**8), download=download
+    )
+    digest = hashlib.sha256(data).hexdigest()
+    record = _record("s3://refs/m.onnx", digest, backend="onnx")
+    staged = await store.stage("m", 1, record)
+    assert staged.sha256 == digest and asked == [("m", 1)]
+    assert b"".join(p.read_bytes() for p in staged.version_dir.rglob("*") if p.is_file()) == data
+    with pytest.raises(ArtifactError):  # the bytes served do not have the version's digest
+        await store.stage(
+            "m", 2, _record("s3://refs/x.onnx", hashlib.sha256(b"x").hexdigest(), backend="onnx")
+        )
+    with pytest.raises(ArtifactError, match="needs artifact_sha256"):
+        await store.stage("m", 3, _record("s3://refs/m.onnx", "", backend="onnx"))

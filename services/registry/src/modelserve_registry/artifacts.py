@@ -29,6 +29,7 @@ from modelserve_common.identity import Caller
 from modelserve_registry import errors
 from modelserve_registry.core import ServiceCore
 from modelserve_registry.domain import ModelVersion
+from modelserve_registry.s3_refs import DIGEST_MISMATCH, S3References, is_s3_uri, no_references
 from modelserve_registry.signatures import fill_onnx_signature
 from modelserve_registry.store import StoreTx, now_us
 from modelserve_registry.upload_room import Reservation, UploadRoom
@@ -91,12 +92,16 @@ async def _idle_bounded(chunks: AsyncIterator[bytes], idle_s: float) -> AsyncIte
 class ArtifactOps(ServiceCore):
     _artifacts: ArtifactStore | None = None
     _artifact_limits: ArtifactLimits = ArtifactLimits()
+    _s3_refs: S3References = no_references()
 
     _upload_room: UploadRoom
     _signature_reads: asyncio.Semaphore
 
-    def use_artifact_store(self, store: ArtifactStore, limits: ArtifactLimits) -> None:
+    def use_artifact_store(
+        self, store: ArtifactStore, limits: ArtifactLimits, references: S3References | None = None
+    ) -> None:
         self._artifacts = store
+        self._s3_refs = references or no_references()
         self._artifact_limits = limits
         self._upload_room = UploadRoom()
         self._signature_reads = asyncio.Semaphore(limits.max_concurrent_signature_reads)
@@ -241,6 +246,8 @@ class ArtifactOps(ServiceCore):
             if not caller.can_see(model.tenant):  # shared means usable, not downloadable
                 raise errors.ModelNotFound(f"model {model_name!r} not found")
             version = await self._version(tx, model, ref)
+        if is_s3_uri(version.artifact_uri):
+            return Download(version=version, chunks=self._read_reference(model.name, version))
         digest = parse_blob_uri(version.artifact_uri)
         if digest is None:
             raise FailedPrecondition(
@@ -250,6 +257,25 @@ class ArtifactOps(ServiceCore):
         if not version.artifact_size_bytes:
             version.artifact_size_bytes = await store.stat(digest) or 0
         return Download(version=version, chunks=store.read(digest))
+
+    def _read_reference(self, model: str, version: ModelVersion) -> AsyncIterator[bytes]:
+        """The s3:// object, verified; a digest mismatch turns the version FAILED."""
+        number = version.version
+
+        async def fail() -> None:
+            async with self._store.transaction(write=True) as tx:
+                current = await tx.get_version(model, number)
+                if current is None or current.status == "FAILED":
+                    return
+                current.status, current.status_message = "FAILED", DIGEST_MISMATCH
+                current.update_time = now_us()
+                owner = await tx.get_model(model)
+                await tx.record("UPDATED", owner.tenant if owner else "", model, current)
+                await tx.update_version(current)
+            self._notify()
+            log.warning("model_version.digest_mismatch", model=model, version=number)
+
+        return self._s3_refs.read_verified(version.artifact_uri, version.artifact_sha256, fail)
 
     async def sweep_blobs(self, limit: int = 1000) -> int:
         """Deletes blobs no version references and untouched for blob_grace_s (store bytes first,

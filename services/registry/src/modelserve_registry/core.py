@@ -19,6 +19,7 @@ from modelserve_common.identity import Caller
 from modelserve_registry import errors
 from modelserve_registry.domain import CODE_BACKENDS, Model, ModelVersion, Tenant
 from modelserve_registry.paging import Page, next_token, open_page
+from modelserve_registry.s3_refs import check_s3_reference, is_s3_uri
 from modelserve_registry.store import RegistryStore, StoreTx
 from modelserve_registry.validation import LATEST, check_name, check_tags, check_text
 
@@ -33,6 +34,8 @@ class Limits:
     key_grace_period_s: float = 86400.0
     max_key_rotation_grace_s: float = 30 * 86400.0
     artifact_roots: tuple[Path, ...] = dataclasses.field(default_factory=tuple)
+    s3_allowed: tuple[tuple[str, str], ...] = ()
+    """(bucket, key prefix) pairs an s3:// artifact_uri must lie under (s3_refs.py)."""
     watch_poll_interval_s: float = 0.5
     watch_progress_interval_s: float = 15.0
 
@@ -64,13 +67,17 @@ class ServiceCore:
     def _next_token(page: Page, got: int) -> str:
         return next_token(page, got)
 
-    async def _check_artifact_uri(self, uri: str) -> None:
-        """file:// URIs under REGISTRY_ARTIFACT_ROOTS only (modelserve_common.artifact_uri holds
-        the rules; its refusal names the rule and never a fact about the file)."""
+    async def _check_artifact_uri(self, uri: str, sha256: str = "") -> None:
+        """file:// URIs under REGISTRY_ARTIFACT_ROOTS (modelserve_common.artifact_uri holds the
+        rules; its refusal names the rule and never a fact about the file), or s3://bucket/key
+        with a sha256 under REGISTRY_ARTIFACT_S3_ALLOWED (s3_refs.py)."""
         if not uri:
             raise errors.InvalidField(
                 "artifact_uri is required: a file:///absolute/path under an artifact root"
             )
+        if is_s3_uri(uri):
+            check_s3_reference(uri, sha256, self._limits.s3_allowed)
+            return
         await asyncio.to_thread(
             resolve_artifact_uri, uri, self._limits.artifact_roots, max_length=self._limits.max_text_bytes
         )

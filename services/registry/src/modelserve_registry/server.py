@@ -22,6 +22,7 @@ from modelserve_registry.core import Limits
 from modelserve_registry.db import Database, DatabaseUnavailable, open_database
 from modelserve_registry.migrations import SCHEMA
 from modelserve_registry.prediction_logs import PredictionLimits
+from modelserve_registry.s3_refs import S3References, parse_allowed
 from modelserve_registry.service import RegistryService
 from modelserve_registry.servicer import RegistryServicer
 from modelserve_registry.settings import RegistrySettings
@@ -137,6 +138,7 @@ async def running_server(
         key_grace_period_s=settings.key_grace_period_s,
         max_key_rotation_grace_s=settings.max_key_rotation_grace_s,
         artifact_roots=settings.artifact_root_paths(),
+        s3_allowed=parse_allowed(settings.artifact_s3_allowed),
         watch_poll_interval_s=settings.watch_poll_interval_s,
         watch_progress_interval_s=settings.watch_progress_interval_s,
     )
@@ -152,6 +154,7 @@ async def running_server(
             max_signature_bytes=settings.max_signature_bytes,
             max_concurrent_signature_reads=settings.max_concurrent_signature_reads,
         ),
+        S3References(settings.artifacts.s3, limits.s3_allowed),
     )
     service.use_prediction_logs(prediction_limits(settings))
     servicer = RegistryServicer(service)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from modelserve_common.artifact_store import ArtifactStoreSettings
 from modelserve_common.config import BaseServiceSettings, DatabaseSettings
+from modelserve_registry.s3_refs import parse_allowed
 
 
 class RegistrySettings(BaseServiceSettings, DatabaseSettings):
@@ -34,6 +35,10 @@ class RegistrySettings(BaseServiceSettings, DatabaseSettings):
     artifact_roots: str = ""
     """Comma list of folders a version's file:// artifact_uri must lie under (after resolving
     symbolic links); empty means <data_dir>/artifacts."""
+    artifact_s3_allowed: str = ""
+    """Comma list of ``bucket`` or ``bucket/prefix`` an ``s3://bucket/key`` artifact_uri must lie
+    under (it also needs artifact_sha256); empty (default) refuses s3:// references. The objects
+    are read with the REGISTRY_ARTIFACTS__S3__* endpoint and credentials."""
     watch_poll_interval_s: float = Field(default=0.5, gt=0)
     """How often Watch looks for changes committed by other registry replicas."""
     watch_progress_interval_s: float = Field(default=15.0, gt=0)
@@ -101,6 +106,12 @@ class RegistrySettings(BaseServiceSettings, DatabaseSettings):
                 f"({self.max_key_rotation_grace_s})"
             )
         return self
+
+    @field_validator("artifact_s3_allowed")
+    @classmethod
+    def _s3_allowed_buckets(cls, value: str) -> str:
+        parse_allowed(value)  # a bad bucket name is a ValueError naming the setting
+        return value
 
     def artifact_root_paths(self) -> tuple[Path, ...]:
         """The allowed artifact roots (artifact_roots, else <data_dir>/artifacts)."""

@@ -35,7 +35,9 @@ class VersionOps(ServiceCore):
     async def create_version(self, caller: Caller, model_name: str, v: ModelVersion) -> ModelVersion:
         require(caller, "write")
         check_version_input(v, self._limits.max_tags, self._limits.max_text_bytes)
-        await self._check_artifact_uri(v.artifact_uri)  # outside the write lock: it stats files
+        await self._check_artifact_uri(
+            v.artifact_uri, v.artifact_sha256
+        )  # outside the write lock: it stats files
         async with self._store.transaction(write=True) as tx:
             model = await self._model(tx, caller, model_name, write=True)
             await self._check_code_permission(tx, caller, model, v.backend)
