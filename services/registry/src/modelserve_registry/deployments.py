@@ -63,9 +63,53 @@ class DeploymentOps(ServiceCore):
             )
             await tx.record("UPDATED" if current else "CREATED", model.tenant, model.name, result)
             await tx.upsert_deployment(result)
+            await tx.set_previous_deployment(model.name, current)
         self._notify()
         log.info(
             "deployment.updated", model=model.name, targets=[(t.version, t.weight, t.mirror) for t in targets]
+        )
+        return result
+
+    async def rollback_deployment(self, caller: Caller, model_name: str, etag: str) -> Deployment:
+        """Restores the deployment the model had before its last change; the replaced one becomes
+        the previous (a second rollback undoes the first). The same checks as update_deployment:
+        write scope, ownership, etag, every target still deployable (exists, not FAILED, the
+        tenant's code-execution permission)."""
+        require(caller, "write")
+        async with self._store.transaction(write=True) as tx:
+            model = await self._model(tx, caller, model_name, write=True)
+            current = await tx.get_deployment(model.name)
+            check_etag("deployment", etag, current.revision if current else 0)
+            previous = await tx.get_previous_deployment(model.name)
+            if current is None or previous is None:
+                raise errors.NothingToRollBack(
+                    f"model {model.name!r} has no previous deployment to roll back to"
+                )
+            wanted = [
+                Target(version=t.version, weight=t.weight, mirror=t.mirror, requested=str(t.version))
+                for t in previous.targets
+            ]
+            targets = await self._targets(tx, caller, model, wanted)
+            for restored, old in zip(targets, previous.targets, strict=True):
+                restored.requested = old.requested or restored.requested
+            result = Deployment(
+                model=model.name,
+                tenant=model.tenant,
+                targets=targets,
+                batching_overrides=previous.batching_overrides,
+                rate_limit=previous.rate_limit,
+                update_time=now_us(),
+                shared=model.shared,
+                prediction_logging=previous.prediction_logging,
+            )
+            await tx.record("UPDATED", model.tenant, model.name, result)
+            await tx.upsert_deployment(result)
+            await tx.set_previous_deployment(model.name, current)
+        self._notify()
+        log.info(
+            "deployment.rolled_back",
+            model=model.name,
+            targets=[(t.version, t.weight, t.mirror) for t in targets],
         )
         return result
 

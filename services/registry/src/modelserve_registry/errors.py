@@ -55,6 +55,10 @@ class StillDeployed(FailedPrecondition):
     """The model or version is part of a deployment."""
 
 
+class NothingToRollBack(FailedPrecondition):
+    """RollbackDeployment on a model whose deployment has no previous state."""
+
+
 class InvalidTransition(FailedPrecondition):
     """A version status change that the lifecycle does not allow, or deploying a FAILED version."""
 

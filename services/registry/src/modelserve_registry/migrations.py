@@ -192,6 +192,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "the uploading tenant of each blob: its unreferenced, unswept uploads count toward its quota",
         ("ALTER TABLE blobs ADD COLUMN tenant TEXT NOT NULL DEFAULT ''",),
     ),
+    Migration(
+        7,
+        "the deployment each model had before its last change, for RollbackDeployment (issue 17)",
+        ("ALTER TABLE deployments ADD COLUMN previous_spec TEXT",),
+    ),
 )
 
 SCHEMA = MigrationSet(

@@ -136,6 +136,12 @@ class RegistryServicer(registry_grpc.RegistryServiceServicer):
         )
         return pb.UpdateDeploymentResponse(deployment=c.deployment_to_pb(deployment))
 
+    async def RollbackDeployment(
+        self, request: pb.RollbackDeploymentRequest, context: Ctx
+    ) -> pb.RollbackDeploymentResponse:
+        deployment = await self._s.rollback_deployment(_caller(context), request.model, request.etag)
+        return pb.RollbackDeploymentResponse(deployment=c.deployment_to_pb(deployment))
+
     async def GetDeployment(self, request: pb.GetDeploymentRequest, context: Ctx) -> pb.GetDeploymentResponse:
         deployment = await self._s.get_deployment(_caller(context), request.model)
         return pb.GetDeploymentResponse(deployment=c.deployment_to_pb(deployment))

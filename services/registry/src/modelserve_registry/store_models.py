@@ -147,19 +147,29 @@ class ModelStatements(TxBase):
         return _deployment(row) if row else None
 
     async def upsert_deployment(self, d: Deployment) -> None:
-        spec = dumps(
-            {
-                "targets": [to_plain(t) for t in d.targets],
-                "batching_overrides": to_plain(d.batching_overrides),
-                "rate_limit": to_plain(d.rate_limit),
-                "prediction_logging": to_plain(d.prediction_logging),
-            }
-        )
-        await self._tx.execute("DELETE FROM deployments WHERE model = ?", (d.model,))
+        """Writes the deployment; the stored previous one (rollback) is left as it is."""
+        spec = _deployment_spec(d)
         await self._tx.execute(
-            "INSERT INTO deployments (model, spec, revision, update_time) VALUES (?, ?, ?, ?)",
+            "INSERT INTO deployments (model, spec, revision, update_time) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (model) DO UPDATE SET spec = excluded.spec, revision = excluded.revision, "
+            "update_time = excluded.update_time",
             (d.model, spec, d.revision, d.update_time),
         )
+
+    async def set_previous_deployment(self, model: str, previous: Deployment | None) -> None:
+        """Remembers the deployment a change replaced (None: forget it), for RollbackDeployment.
+        Call after upsert_deployment (the row must exist)."""
+        spec = _deployment_spec(previous) if previous is not None else None
+        await self._tx.execute("UPDATE deployments SET previous_spec = ? WHERE model = ?", (spec, model))
+
+    async def get_previous_deployment(self, model: str) -> Deployment | None:
+        """The deployment the last change replaced (its spec; revision and time are not kept)."""
+        row = await self._tx.fetchone(
+            "SELECT d.model, m.tenant, d.previous_spec, 0, 0, m.shared FROM deployments d "
+            "JOIN models m ON m.name = d.model WHERE d.model = ? AND d.previous_spec IS NOT NULL",
+            (model,),
+        )
+        return _deployment(row) if row else None
 
     async def list_deployments(self, tenant: str | None) -> list[Deployment]:
         sql = (
@@ -201,4 +211,15 @@ def _deployment(row: Row) -> Deployment:
         update_time=int(utime),
         shared=bool(shared),
         prediction_logging=from_plain(PredictionLogging, s.get("prediction_logging", {})),
+    )
+
+
+def _deployment_spec(d: Deployment) -> str:
+    return dumps(
+        {
+            "targets": [to_plain(t) for t in d.targets],
+            "batching_overrides": to_plain(d.batching_overrides),
+            "rate_limit": to_plain(d.rate_limit),
+            "prediction_logging": to_plain(d.prediction_logging),
+        }
     )
