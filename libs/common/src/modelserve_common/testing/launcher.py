@@ -70,15 +70,17 @@ class ServiceProcess:
     def start(self, wait: bool = True, timeout: float = 60.0) -> ServiceProcess:
         fd, path = tempfile.mkstemp(prefix=f"{self.module}-", suffix=".log")
         self.log_path = Path(path)
-        self._log = os.fdopen(fd, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", self.module, *self.args],
-            env=self.env,
-            cwd=self.cwd,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # The child keeps its own copy of the descriptor: ours is closed at once, so a process
+        # killed and started again (or replaced without stop()) leaks no file.
+        with os.fdopen(fd, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", self.module, *self.args],
+                env=self.env,
+                cwd=self.cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         if wait:
             try:
                 self.wait_serving(timeout)
