@@ -480,10 +480,12 @@ class S3ArtifactStore:
             raise self._error(exc, "storing the artifact") from None
 
     async def stat(self, sha256: str) -> int | None:
+        return await self.stat_key(self.key(sha256))
+
+    async def stat_key(self, key: str) -> int | None:
+        """The size of the object ``key`` of this store's bucket (None: missing)."""
         try:
-            head = await self._call(
-                "reading a blob", "head_object", Bucket=self._bucket, Key=self.key(sha256)
-            )
+            head = await self._call("reading a blob", "head_object", Bucket=self._bucket, Key=key)
         except NotFound:
             return None
         return int(head["ContentLength"])

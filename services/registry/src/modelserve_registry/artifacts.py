@@ -247,6 +247,10 @@ class ArtifactOps(ServiceCore):
                 raise errors.ModelNotFound(f"model {model_name!r} not found")
             version = await self._version(tx, model, ref)
         if is_s3_uri(version.artifact_uri):
+            if not version.artifact_size_bytes:  # the REST download's Content-Length
+                version.artifact_size_bytes = await self._s3_refs.size(
+                    version.artifact_uri, version.artifact_sha256
+                )
             return Download(version=version, chunks=self._read_reference(model.name, version))
         digest = parse_blob_uri(version.artifact_uri)
         if digest is None:

@@ -11,7 +11,8 @@ it as it goes, and the model server fetches an ``s3://`` version exactly like an
 (into its verified cache). Why not directly from the model server: the S3 credentials (the
 REGISTRY_ARTIFACTS__S3__* endpoint and keys) then live in one service, and the allowed-bucket rule
 is enforced where the reference was accepted. If the object's digest is not the version's
-``artifact_sha256``, the stream ends with DATA_LOSS and the version turns FAILED with the reason
+``artifact_sha256``, the stream ends with DATA_LOSS before its last chunk (a REST download is cut
+short of its Content-Length) and the version turns FAILED with the reason
 :data:`DIGEST_MISMATCH`, which names no size, digest nor key.
 """
 
@@ -22,7 +23,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from modelserve_common.artifact_store import S3ArtifactStore, S3StoreSettings
-from modelserve_common.errors import DataLoss, InvalidArgument
+from modelserve_common.errors import DataLoss, InvalidArgument, NotFound
 
 SCHEME = "s3://"
 DIGEST_MISMATCH = "artifact digest mismatch: the S3 object is not the bytes the version names"
@@ -96,6 +97,15 @@ class S3References:
             self._clients[bucket] = S3ArtifactStore(self._settings.model_copy(update={"bucket": bucket}))
         return self._clients[bucket]
 
+    async def size(self, uri: str, sha256: str) -> int:
+        """The referenced object's size (NOT_FOUND naming the store when it is missing)."""
+        bucket, key = check_s3_reference(uri, sha256, self.allowed)
+        client = self._client(bucket)
+        size = await client.stat_key(key)
+        if size is None:
+            raise NotFound(f"{client.description}: referenced object not found")
+        return size
+
     def read_verified(
         self, uri: str, sha256: str, on_mismatch: Callable[[], Awaitable[None]]
     ) -> AsyncIterator[bytes]:
@@ -109,12 +119,17 @@ async def _verified(
     chunks: AsyncIterator[bytes], sha256: str, on_mismatch: Callable[[], Awaitable[None]]
 ) -> AsyncIterator[bytes]:
     digest = hashlib.sha256()
+    held: bytes | None = None  # the last chunk goes out only after the digest is checked
     async for chunk in chunks:
         digest.update(chunk)
-        yield chunk
+        if held is not None:
+            yield held
+        held = chunk
     if digest.hexdigest() != sha256:
         await on_mismatch()
         raise DataLoss(DIGEST_MISMATCH)
+    if held is not None:
+        yield held
 
 
 def no_references() -> S3References:

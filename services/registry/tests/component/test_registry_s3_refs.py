@@ -68,7 +68,9 @@ async def download(stub: Stub, version: str) -> bytes:
     request = pb.DownloadModelVersionRequest(model="m", version=version)
     messages = [m async for m in stub.DownloadModelVersion(request, metadata=TENANT)]
     assert messages[0].WhichOneof("content") == "metadata"
-    return b"".join(m.chunk for m in messages[1:])
+    body = b"".join(m.chunk for m in messages[1:])
+    assert messages[0].metadata.size_bytes == len(body)  # the REST download's Content-Length
+    return body
 
 
 def test_uri_and_setting_parsing() -> None:
@@ -88,7 +90,7 @@ async def test_s3_reference_disabled_by_default(tmp_path: Path, registry_setting
 async def test_s3_reference_rules_download_and_digest_mismatch(
     tmp_path: Path, registry_settings: Any
 ) -> None:
-    good, other = b"model bytes " * 10_000, b"not the model"
+    good, other = b"model bytes " * 10_000, b"not the model" * 200_000  # other: several read chunks
     with MotoS3Server() as s3:
         s3.create_bucket("refs")
         client = s3.client()
@@ -128,4 +130,7 @@ async def test_s3_reference_rules_download_and_digest_mismatch(
             ).model_version
             assert pb.ModelVersion.Status.Name(got.status) == "STATUS_FAILED"
             assert got.status_message == DIGEST_MISMATCH
+            gone = await create(stub, "s3://refs/ok/missing.onnx", sha(good))
+            code, details = await refused(download(stub, str(gone.version)))
+            assert code is grpc.StatusCode.NOT_FOUND and "referenced object not found" in details
             assert sha(other) not in got.status_message and str(len(other)) not in got.status_message
