@@ -142,6 +142,15 @@ try {
     const weights = await deployedWeights();
     if (weights !== "1:100") throw new Error(`the concurrent change was overwritten: ${weights}`);
   });
+  await step("07b-rollback", async () => {
+    // the deployment before the last change (someone else's 1:100) was the 90/10 of step 06
+    await page.goto(`${BASE}/console/#/models/${MODEL_A}`);
+    await page.reload();
+    await page.getByRole("button", { name: "Roll back to previous deployment" }).click();
+    await page.getByText("rolled back to the previous deployment").waitFor();
+    const weights = await deployedWeights();
+    if (weights !== "1:90,2:10") throw new Error(`rollback left ${weights}`);
+  });
   await step("08-upload-version", async () => {
     await page.locator("input[name=artifact]").setInputFiles(env("ARTIFACT"));
     await page.getByRole("button", { name: "Upload" }).click();

@@ -1,6 +1,7 @@
 import { useState } from "preact/hooks";
 import { ApiError, call, enc, errorText, get } from "../api";
 import { DeploymentEditor } from "../components/DeploymentEditor";
+import { Rollback } from "../components/Rollback";
 import { TryIt } from "../components/TryIt";
 import { Upload } from "../components/Upload";
 import { useLoad } from "../hooks";
@@ -124,6 +125,7 @@ export function ModelPage({ name }: { name: string }) {
             Undeploy…
           </button>
         )}
+        {dep.data?.deployment?.etag && <Rollback model={name} etag={dep.data.deployment.etag} onDone={dep.reload} />}
         {applyMsg && <p role="status" class={applyMsg === "applied" ? "ok" : "error"}>{applyMsg}</p>}
       </section>
       <TryIt model={name} />

@@ -1,5 +1,6 @@
 import { useState } from "preact/hooks";
 import { ApiError, call, enc, errorText, get } from "../api";
+import { PipelineDag } from "../components/PipelineDag";
 import { TensorForm } from "../components/TensorForm";
 import { toRawTensor } from "../tensors";
 import { useLoad } from "../hooks";
@@ -107,6 +108,10 @@ export function PipelinePage({ name }: { name: string }) {
             v{pipeline.version} · {(pipeline.nodes ?? []).map((n: any) => n.name).join(" → ")}{" "}
             <a href={`#/executions?pipeline=${encodeURIComponent(name)}`}>executions</a>
           </p>
+          <section aria-label="graph">
+            <h2>Graph</h2>
+            <PipelineDag pipeline={pipeline} />
+          </section>
           <section aria-label="run pipeline">
             <h2>Run (asynchronous execution)</h2>
             <TensorForm inputs={(pipeline.inputs ?? []).map((i: any) => ({ ...i, shape: (i.shape ?? []).map(Number) }))} onSubmit={run} busy={busy} />
