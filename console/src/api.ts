@@ -29,14 +29,20 @@ export interface Timed<T> {
   headers: Headers;
 }
 
-export async function call<T = any>(method: string, path: string, body?: unknown): Promise<Timed<T>> {
-  const headers: Record<string, string> = { accept: "application/json" };
+/** The caller's credentials as request headers. */
+export function authHeaders(): Record<string, string> {
+  const headers: Record<string, string> = {};
   const key = getKey();
   if (key) {
     // a JWT (three dot-separated parts) goes as a bearer token, an API key as x-api-key
     if (key.split(".").length === 3) headers.authorization = `Bearer ${key}`;
     else headers["x-api-key"] = key;
   }
+  return headers;
+}
+
+export async function call<T = any>(method: string, path: string, body?: unknown): Promise<Timed<T>> {
+  const headers: Record<string, string> = { accept: "application/json", ...authHeaders() };
   if (body !== undefined) headers["content-type"] = "application/json";
   const started = performance.now();
   const resp = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });

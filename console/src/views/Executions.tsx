@@ -1,7 +1,12 @@
-import { useState } from "preact/hooks";
-import { call, enc, get } from "../api";
+import { useEffect, useState } from "preact/hooks";
+import { call, enc, errorText, get } from "../api";
 import { useLoad } from "../hooks";
 import { fromRawTensor } from "../tensors";
+import { applyExecutionEvent, watchLines } from "../watch";
+
+/** Reconnects of an execution's watch stream that ended before the execution did (each one
+ * starts again from a snapshot, so nothing is missed). */
+const MAX_RECONNECTS = 5;
 
 const DONE = new Set(["EXECUTION_STATE_SUCCEEDED", "EXECUTION_STATE_FAILED", "EXECUTION_STATE_CANCELLED"]);
 
@@ -47,11 +52,37 @@ function seconds(d: string | undefined): number {
   return d ? parseFloat(d) : 0; // proto3 JSON Duration: "0.012s"
 }
 
-/** One execution's timeline per node, polled (GetExecution) until it ends. */
+/** One execution's events (GET /v1/executions/{id}:watch, NDJSON) until the terminal one. */
+export function useExecutionWatch(id: string): { execution: any; error: string | null } {
+  const [execution, setExecution] = useState<any>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    const abort = new AbortController();
+    let latest: any = null;
+    const run = async () => {
+      for (let attempt = 0; attempt <= MAX_RECONNECTS && !abort.signal.aborted; attempt++) {
+        await watchLines(
+          `/v1/executions/${enc(id)}:watch`,
+          (event) => {
+            latest = applyExecutionEvent(latest, event);
+            setExecution(latest);
+          },
+          abort.signal,
+        );
+        if (DONE.has(latest?.state)) return;
+      }
+      if (!abort.signal.aborted) setError("the execution's watch stream keeps ending early; reload the page");
+    };
+    run().catch((e) => !abort.signal.aborted && setError(errorText(e)));
+    return () => abort.abort();
+  }, [id]);
+  return { execution, error };
+}
+
+/** One execution's timeline per node, fed by its watch stream. */
 export function Execution({ id }: { id: string }) {
-  const [done, setDone] = useState(false);
-  const x = useLoad(() => get(`/v1/executions/${enc(id)}`).then((r) => (DONE.has(r.execution?.state) && setDone(true), r)), [id], done ? 0 : 2000);
-  const ex = x.data?.execution;
+  const x = useExecutionWatch(id);
+  const ex = x.execution;
   const trace: any[] = ex?.trace ?? [];
   const longest = Math.max(0.001, ...trace.map((t) => seconds(t.latency)));
   return (
@@ -65,7 +96,7 @@ export function Execution({ id }: { id: string }) {
             {ex.error && <span class="error"> · {ex.error}</span>}
           </p>
           {!DONE.has(ex.state) && (
-            <button type="button" onClick={() => call("POST", `/v1/executions/${enc(id)}:cancel`, {}).then(x.reload, x.reload)}>Cancel</button>
+            <button type="button" onClick={() => call("POST", `/v1/executions/${enc(id)}:cancel`, {}).catch(() => undefined)}>Cancel</button>
           )}
           <ol class="timeline" aria-label="timeline">
             {trace.map((t) => (
