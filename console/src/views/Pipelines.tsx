@@ -4,6 +4,7 @@ import { PipelineDag } from "../components/PipelineDag";
 import { TensorForm } from "../components/TensorForm";
 import { toRawTensor } from "../tensors";
 import { useLoad } from "../hooks";
+import { Format, formatPipeline, parsePipeline } from "../pipelineText";
 
 const EXAMPLE = JSON.stringify(
   {
@@ -31,15 +32,27 @@ export function describeError(e: unknown, nodes: string[]): { node: string | nul
 export function Pipelines() {
   const list = useLoad(() => get("/v1/pipelines?pageSize=200"), []);
   const [text, setText] = useState(EXAMPLE);
+  const [format, setFormat] = useState<Format>("json");
   const [error, setError] = useState<{ node: string | null; message: string } | null>(null);
   const [created, setCreated] = useState<string | null>(null);
+  const switchTo = (next: Format) => {
+    if (next === format) return;
+    try {
+      setText(formatPipeline(parsePipeline(text, format), next)); // the same pipeline, re-written
+      setError(null);
+    } catch (err) {
+      setError({ node: null, message: errorText(err) }); // keep the text as it is: nothing lost
+      return;
+    }
+    setFormat(next);
+  };
   const create = async (e: Event) => {
     e.preventDefault();
     let pipeline: any;
     try {
-      pipeline = JSON.parse(text);
+      pipeline = parsePipeline(text, format);
     } catch (err) {
-      setError({ node: null, message: `not valid JSON: ${errorText(err)}` });
+      setError({ node: null, message: errorText(err) });
       return;
     }
     try {
@@ -64,8 +77,15 @@ export function Pipelines() {
           </li>
         ))}
       </ul>
-      <h2>Create (JSON)</h2>
+      <h2>Create</h2>
       <form onSubmit={create} aria-label="create pipeline">
+        <fieldset class="inline" aria-label="format">
+          {(["json", "yaml"] as Format[]).map((f) => (
+            <label key={f}>
+              <input type="radio" name="format" value={f} checked={format === f} onChange={() => switchTo(f)} /> {f.toUpperCase()}
+            </label>
+          ))}
+        </fieldset>
         <textarea name="pipeline" rows={16} class="mono wide" value={text} onInput={(e) => setText((e.target as HTMLTextAreaElement).value)} />
         <button type="submit">Create</button>
       </form>
