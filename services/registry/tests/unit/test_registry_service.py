@@ -47,6 +47,7 @@ class _State:
         self.versions: dict[tuple[str, int], ModelVersion] = {}
         self.aliases: dict[tuple[str, str], Alias] = {}
         self.deployments: dict[str, Deployment] = {}
+        self.previous_deployments: dict[str, Deployment | None] = {}
         self.keys: dict[str, tuple[ApiKey, KeySecrets]] = {}
 
 
@@ -126,6 +127,12 @@ class FakeTx:
 
     async def upsert_deployment(self, d: Deployment) -> None:
         self.s.deployments[d.model] = copy.deepcopy(d)
+
+    async def set_previous_deployment(self, model: str, previous: Deployment | None) -> None:
+        self.s.previous_deployments[model] = copy.deepcopy(previous)
+
+    async def get_previous_deployment(self, model: str) -> Deployment | None:
+        return copy.deepcopy(self.s.previous_deployments.get(model))
 
     async def list_deployments(self, tenant: str | None) -> list[Deployment]:
         found = sorted(self.s.deployments.items())
