@@ -51,19 +51,7 @@ class DeploymentOps(ServiceCore):
             current = await tx.get_deployment(model.name)
             check_etag("deployment", etag, current.revision if current else 0)
             targets = await self._targets(tx, caller, model, d.targets)
-            result = Deployment(
-                model=model.name,
-                tenant=model.tenant,
-                targets=targets,
-                batching_overrides=d.batching_overrides,
-                rate_limit=d.rate_limit,
-                update_time=now_us(),
-                shared=model.shared,
-                prediction_logging=d.prediction_logging,
-            )
-            await tx.record("UPDATED" if current else "CREATED", model.tenant, model.name, result)
-            await tx.upsert_deployment(result)
-            await tx.set_previous_deployment(model.name, current)
+            result = await _replace(tx, model, current, targets, d)
         self._notify()
         log.info(
             "deployment.updated", model=model.name, targets=[(t.version, t.weight, t.mirror) for t in targets]
@@ -92,19 +80,7 @@ class DeploymentOps(ServiceCore):
             targets = await self._targets(tx, caller, model, wanted)
             for restored, old in zip(targets, previous.targets, strict=True):
                 restored.requested = old.requested or restored.requested
-            result = Deployment(
-                model=model.name,
-                tenant=model.tenant,
-                targets=targets,
-                batching_overrides=previous.batching_overrides,
-                rate_limit=previous.rate_limit,
-                update_time=now_us(),
-                shared=model.shared,
-                prediction_logging=previous.prediction_logging,
-            )
-            await tx.record("UPDATED", model.tenant, model.name, result)
-            await tx.upsert_deployment(result)
-            await tx.set_previous_deployment(model.name, current)
+            result = await _replace(tx, model, current, targets, previous)
         self._notify()
         log.info(
             "deployment.rolled_back",
@@ -126,3 +102,24 @@ class DeploymentOps(ServiceCore):
             revision, _ = await tx.revisions()
             found = await tx.list_deployments(None if caller.is_trusted else caller.tenant)
         return [d for d in found if d.targets], revision
+
+
+async def _replace(
+    tx: StoreTx, model: Model, current: Deployment | None, targets: list[Target], spec: Deployment
+) -> Deployment:
+    """Writes the model's new deployment (resolved targets, the rest from ``spec``), records the
+    change for Watch and keeps ``current`` as the previous one (RollbackDeployment)."""
+    result = Deployment(
+        model=model.name,
+        tenant=model.tenant,
+        targets=targets,
+        batching_overrides=spec.batching_overrides,
+        rate_limit=spec.rate_limit,
+        update_time=now_us(),
+        shared=model.shared,
+        prediction_logging=spec.prediction_logging,
+    )
+    await tx.record("UPDATED" if current else "CREATED", model.tenant, model.name, result)
+    await tx.upsert_deployment(result)
+    await tx.set_previous_deployment(model.name, current)
+    return result
