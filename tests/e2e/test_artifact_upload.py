@@ -55,7 +55,9 @@ def store_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
         return
     with MotoS3Server() as s3:
         s3.create_bucket("e2e-artifacts")
+        s3.create_bucket("e2e-refs")
         yield {
+            "REGISTRY_ARTIFACT_S3_ALLOWED": "e2e-refs/team",
             "REGISTRY_ARTIFACTS__KIND": "s3",
             "REGISTRY_ARTIFACTS__S3__BUCKET": "e2e-artifacts",
             "REGISTRY_ARTIFACTS__S3__ENDPOINT_URL": s3.endpoint_url,
@@ -271,3 +273,70 @@ def test_directory_model_as_tar_archive_is_unpacked_and_served(
     body = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP32", "data": [1.5, -2.0]}]}
     out = _ok(http.post("/v2/models/lin/infer", json=body, headers=who))
     assert out["outputs"][0]["data"] == [3.0, -4.0]
+
+
+def test_s3_reference_is_fetched_through_the_registry_verified_and_served(
+    suite: tuple[httpx.Client, grpc.Channel, list[ServiceProcess]], store_env: dict[str, str]
+) -> None:
+    """An s3://bucket/key version (REGISTRY_ARTIFACT_S3_ALLOWED) deploys: the model server fetches
+    it through the registry, which reads S3 and verifies the digest; a swapped object FAILS."""
+    if not store_env:
+        pytest.skip("needs the S3 server")
+    import boto3
+
+    http, _, procs = suite
+    data = (ROOT / "models/classifier/1/model.onnx").read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=store_env["REGISTRY_ARTIFACTS__S3__ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.put_object(Bucket="e2e-refs", Key="team/clf.onnx", Body=data)
+    s3.put_object(Bucket="e2e-refs", Key="team/swapped.onnx", Body=data)  # not the bytes v2 names
+    _ok(http.post("/v1/models", json={"name": "clf-spec"}, headers=ADMIN_H))
+    spec = _ok(http.post("/v1/models/clf-spec/versions:upload?backend=onnx", content=data, headers=ADMIN_H))
+    fields = {k: spec["modelVersion"][k] for k in ("inputs", "outputs")}
+    _ok(http.post("/v1/models", json={"name": "clf-s3"}, headers=ADMIN_H))
+    other = hashlib.sha256(data + b"!").hexdigest()  # not in the model server's cache either
+    for key, named in (("clf", digest), ("swapped", other)):
+        version = {
+            "backend": "onnx",
+            "artifactUri": f"s3://e2e-refs/team/{key}.onnx",
+            "artifactSha256": named,
+        }
+        _ok(http.post("/v1/models/clf-s3/versions", json={**version, **fields}, headers=ADMIN_H))
+    refused = http.post(
+        "/v1/models/clf-s3/versions",
+        json={
+            "backend": "onnx",
+            "artifactUri": "s3://e2e-artifacts/x.onnx",
+            "artifactSha256": digest,
+            **fields,
+        },
+        headers=ADMIN_H,
+    )
+    assert refused.status_code == 400 and "REGISTRY_ARTIFACT_S3_ALLOWED" in refused.text, refused.text
+    _deploy_and_infer(http, ADMIN_H, "clf-s3", "1", procs)
+    r = http.get("/v1/models/clf-s3/versions/1:download", headers=ADMIN_H)
+    assert r.status_code == 200 and r.content == data
+
+    _ok(
+        http.put(
+            "/v1/models/clf-s3/deployment",
+            json={"targets": [{"version": "2", "weight": 100}]},
+            headers=ADMIN_H,
+        )
+    )
+    _wait(
+        lambda: (
+            _ok(http.get("/v1/models/clf-s3/versions/2", headers=ADMIN_H))["modelVersion"].get("status")
+            == "STATUS_FAILED"
+        ),
+        60,
+        "the swapped s3 object's version FAILED\n" + procs[1].output()[-3000:],
+    )
+    failed = _ok(http.get("/v1/models/clf-s3/versions/2", headers=ADMIN_H))["modelVersion"]
+    assert "digest" in failed["statusMessage"] and "swapped" not in failed["statusMessage"]
