@@ -214,7 +214,7 @@ async def test_versions_numbered_resolved_by_alias_and_latest(registry: Stub) ->
 @pytest.mark.parametrize(
     ("over", "needle"),
     [
-        ({"artifact_uri": "s3://bucket/x"}, "file:///"),
+        ({"artifact_uri": "s3://bucket/x"}, "REGISTRY_ARTIFACT_S3_ALLOWED"),
         ({"artifact_uri": "file:///models/../etc/passwd"}, "'..'"),
         ({"artifact_uri": "file:///models/m/1.onnx"}, "not under an allowed artifact root"),
         ({"artifact_sha256": "abc"}, "64 lowercase hex"),
