@@ -9,12 +9,14 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+import grpc
 import numpy as np
 
 from modelserve_common.errors import (
-    Cancelled,
+    Internal,
     InvalidArgument,
     ServiceError,
+    from_status,
 )
 from modelserve_orchestrator.domain import (
     Combiner,
@@ -150,11 +152,8 @@ def collect_outputs(
 
 
 def error_of(trace: NodeTrace) -> ServiceError:
-    from modelserve_common import errors
-
-    for cls in errors.all_error_classes():
-        if cls.code.name == trace.error_code:
-            return cls(trace.message)
-    if trace.error_code == "CANCELLED":
-        return Cancelled(trace.message)
-    return errors.Internal(trace.message or "node failed")
+    """The error a failed node's trace records, with the status it was recorded with."""
+    code = grpc.StatusCode.__members__.get(trace.error_code)
+    if code is None or code is grpc.StatusCode.OK:
+        return Internal(trace.message or "node failed")
+    return from_status(code, trace.message)
