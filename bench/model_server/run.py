@@ -48,7 +48,27 @@ VARIANTS = {
     "nobatching": {"batching": False, "args": []},
     "workers2": {"batching": True, "args": ["--workers", "2"]},
     "tracing": {"batching": True, "args": ["--tracing-enabled", "true"]},
+    # the calibration server: a bare grpc.aio KServe-v2 servicer (numpy matmul, nothing else)
+    "lean": {"batching": False, "args": [], "cmd": "lean_server.py"},
 }
+PEER_BENCH = Path(os.environ.get("PEER_BENCH", ROOT.parent / "shared" / "peer-bench"))
+
+
+def wait_live(target: str, timeout: float) -> None:
+    """For the calibration server, which has no gRPC health service: until ServerLive answers."""
+    from modelserve.inference.v2 import grpc_service_pb2 as pb
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as ch:
+        stub = svc_grpc.GRPCInferenceServiceStub(ch)
+        while True:
+            try:
+                stub.ServerLive(pb.ServerLiveRequest(), timeout=1)
+                return
+            except grpc.RpcError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
 
 
 def make_repo(dst: Path, batching: bool) -> Path:
@@ -166,20 +186,19 @@ def run_variant(name: str, a: argparse.Namespace, work: Path) -> list[dict]:
     spec = VARIANTS[name]
     repo = make_repo(work / name, spec["batching"])
     port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "modelserve_model_server",
-        "--grpc-port",
-        str(port),
-        "--grpc-host",
-        "127.0.0.1",
-    ]
-    cmd += ["--metrics-port", "0", "--model-repository", str(repo), "--load-models", "linear", *spec["args"]]
+    if "cmd" in spec:
+        cmd = [sys.executable, str(PEER_BENCH / "servers" / str(spec["cmd"])), "--port", str(port)]
+    else:
+        cmd = [sys.executable, "-m", "modelserve_model_server", "--grpc-port", str(port)]
+        cmd += ["--grpc-host", "127.0.0.1", "--metrics-port", "0", "--model-repository", str(repo)]
+        cmd += ["--load-models", "linear", *spec["args"]]
     logf = open(work / f"server-{name}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for_health(f"127.0.0.1:{port}", timeout=60)
+        if "cmd" in spec:
+            wait_live(f"127.0.0.1:{port}", timeout=60)
+        else:
+            wait_for_health(f"127.0.0.1:{port}", timeout=60)
         time.sleep(1.0)
         pids = tree_pids(proc.pid)
         idle = rss_mib(pids)
@@ -216,7 +235,9 @@ def run_variant(name: str, a: argparse.Namespace, work: Path) -> list[dict]:
                     work / "h2.tsv",
                     max_conns,
                 )
-                cell["server_cpu_cores"] = round((cpu_s(pids) - c0) / (time.monotonic() - t0), 2)
+                cores = (cpu_s(pids) - c0) / (time.monotonic() - t0)
+                cell["server_cpu_cores"] = round(cores, 2)
+                cell["cpu_us_per_req"] = round(1e6 * cores / cell["rps"], 1) if cell.get("rps") else None
                 cells.append(cell)
                 print(f"  {name} conns<={max_conns} c={c}: {cell}", file=sys.stderr, flush=True)
             label = name if len(a.conns) == 1 else f"{name}, <={max_conns} conns"
@@ -234,18 +255,26 @@ def run_variant(name: str, a: argparse.Namespace, work: Path) -> list[dict]:
 
 
 def table(results: list[dict], concurrency: list[int]) -> str:
+    """One row per variant; "x lean" is the variant's req/s over the calibration server's (the
+    `lean` variant) in the same run, "µs/req" the server's CPU time per request."""
+    lean = {c["concurrency"]: c["rps"] for r in results if r["variant"] == "lean" for c in r["cells"]}
     head = (
         "| variant | idle RSS MiB | "
-        + " | ".join(f"c={c} rps | c={c} p50/p99 ms" for c in concurrency)
+        + " | ".join(f"c={c} rps (x lean) | c={c} p50/p99 ms | c={c} µs/req" for c in concurrency)
         + " | errors |"
     )
-    lines = [head, "|" + "---|" * (3 + 2 * len(concurrency))]
+    lines = [head, "|" + "---|" * (3 + 3 * len(concurrency))]
     for r in results:
         cells = {c["concurrency"]: c for c in r["cells"]}
         row = [r["variant"], str(r["idle_rss_mib"])]
         for c in concurrency:
             cell = cells[c]
-            row += [f"{cell['rps']:.0f}", f"{cell['p50_ms']:.2f} / {cell['p99_ms']:.2f}"]
+            ratio = f" ({cell['rps'] / lean[c]:.2f}x)" if lean.get(c) else ""
+            row += [
+                f"{cell['rps']:.0f}{ratio}",
+                f"{cell['p50_ms']:.2f} / {cell['p99_ms']:.2f}",
+                str(cell.get("cpu_us_per_req")),
+            ]
         row.append(str(sum(c["errors"] for c in r["cells"])))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
