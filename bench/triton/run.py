@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""Triton direct vs through the model server, in one run.
+"""Triton direct, through the bare proxy (calibration) and through the model server, in one run.
 
 Model ``linear`` (y = x @ W, python backend, dynamic batching, max batch 64) on a real tritonserver
-(nvidia-pytriton's binary, CPU), and the model server (``python -m modelserve_model_server`` with
-MODEL_SERVER_TRITON_URL) in front of it. h2load replays one verified gRPC frame at each concurrency;
-errors under load are caught by byte accounting (a gRPC error is a trailers-only response without
-DATA, so data bytes must equal successes x the verified response size). Prints JSON and a table:
-req/s, p50, p99, the model server's CPU per 1,000 requests, and the ratio lines. Then the
-large-tensor case (4 MiB and 32 MiB FP32 inputs to ``identity_fp``) with the model server's RSS.
+(nvidia-pytriton's binary, CPU). In front of the same Triton: the calibration hop
+``../shared/peer-bench/servers/lean_proxy.py`` (a bare grpc.aio pass-through, bytes in/bytes out,
+nothing else: the floor of a Python hop) and the model server (``python -m modelserve_model_server``
+with MODEL_SERVER_TRITON_URL, default settings but the access log off and no metrics port). h2load
+replays one verified gRPC frame at each concurrency; errors under load are caught by byte accounting
+(a gRPC error is a trailers-only response without DATA, so data bytes must equal successes x the
+verified response size). Prints JSON and a Markdown table: req/s, p50, p99 and the hop process's CPU
+µs per request for each path, the model server's ratios to the proxy (throughput, CPU per request)
+and the added p50 over direct. Then the large-tensor case (4 MiB and 32 MiB FP32 inputs to
+``identity_fp``, one call at a time): p50 direct / via proxy / via model server, the added p50, and
+each hop's RSS idle, peak during the calls and after.
 
-    .venv/bin/python bench/triton/run.py [--duration 3] [--concurrency 1,8,32,64] [--out results.json]
+    .venv/bin/python bench/triton/run.py [--duration 3] [--concurrency 1,32] [--rounds 1] [--out results.json]
 """
 
 from __future__ import annotations
@@ -27,11 +32,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+LEAN_PROXY = ROOT.parent / "shared/peer-bench/servers/lean_proxy.py"
 REPO = ROOT / "services/model_server/tests/integration/triton_repo"
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 W = np.random.RandomState(0).randn(16, 4).astype(np.float32)
@@ -95,6 +102,8 @@ def h2load(
         stdin=subprocess.DEVNULL,
     ).stdout
     cpu = cpu_seconds(pid) - cpu0 if pid else None
+    if cpu is not None and cpu < 0.05 * duration:  # /proc ticks are 10 ms: too few to mean anything
+        cpu = None
     succ = int(m.group(1)) if (m := re.search(r"(\d+) succeeded", out)) else 0
     data = int(m.group(1)) if (m := re.search(r"\((\d+)\) data", out)) else 0
     lat = sorted(
@@ -112,11 +121,11 @@ def h2load(
         "p50_ms": pct(50),
         "p99_ms": pct(99),
         "errors": missing,
-        "ms_cpu_s_per_1000": cpu / max(1, succ) * 1000 if cpu is not None else None,
+        "cpu_us_per_req": cpu / max(1, succ) * 1e6 if cpu is not None else None,
     }
 
 
-def large_case(target: str, pid: int | None, mib: int, seconds: float, conc: int = 2) -> dict[str, float]:
+def large_case(target: str, pid: int | None, mib: int, seconds: float, conc: int = 1) -> dict[str, float]:
     n = mib * (1 << 20) // 4
     x = np.random.RandomState(2).rand(n).astype(np.float32)
     req = pb.ModelInferRequest(model_name="identity_fp")
@@ -168,86 +177,197 @@ def large_case(target: str, pid: int | None, mib: int, seconds: float, conc: int
     }
 
 
+def start_hop(name: str, cmd: list[str], env: dict[str, str], workdir: Path) -> subprocess.Popen[bytes]:
+    log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115  # closed with the process
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _median(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """The cell whose req/s is the median of the rounds (its own p50/p99/CPU, not mixed)."""
+    return sorted(cells, key=lambda c: c["rps"])[len(cells) // 2]
+
+
+def _f(v: float | None, fmt: str) -> str:
+    return "–" if v is None else format(v, fmt)
+
+
+def verified_frames(targets: dict[str, str]) -> dict[str, tuple[Path, int]]:
+    frames = {}
+    for path, target in targets.items():
+        for attempt in range(50):  # the proxy has no health service: its first call says it is up
+            try:
+                frames[path] = linear_frame(target)
+                break
+            except grpc.RpcError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.2)
+    assert len({exp for _, exp in frames.values()}) == 1
+    return frames
+
+
+def measure(
+    result: dict[str, Any],
+    targets: dict[str, str],
+    pids: dict[str, int | None],
+    paths: list[str],
+    concs: list[int],
+    a: argparse.Namespace,
+) -> None:
+    frames = verified_frames(targets)
+    for c in concs:
+        rounds: dict[str, list[dict[str, Any]]] = {p: [] for p in paths}
+        for r in range(a.rounds):
+            for path in paths if r % 2 == 0 else paths[::-1]:
+                frame, exp = frames[path]
+                port = int(targets[path].rsplit(":", 1)[1])
+                rounds[path].append(h2load(port, frame, c, a.duration, exp, pid=pids[path]))
+        cell: dict[str, Any] = {"concurrency": c, **{p: _median(rounds[p]) for p in paths}}
+        if a.rounds > 1:
+            cell["rounds"] = rounds
+        result["cells"].append(cell)
+    for mib in [int(s) for s in a.large.split(",") if s]:
+        result["large"].append({p: large_case(targets[p], pids[p], mib, a.large_seconds) for p in paths})
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per measured cell")
-    ap.add_argument("--concurrency", default="1,8,32,64")
+    ap.add_argument("--concurrency", default="1,32")
+    ap.add_argument("--rounds", type=int, default=1, help="cells repeated (interleaved); the median is kept")
     ap.add_argument("--large", default="4,32", help="MiB sizes of the large-tensor case ('' skips it)")
     ap.add_argument("--large-seconds", type=float, default=3.0)
+    ap.add_argument(
+        "--before",
+        default="",
+        help="a source tree (e.g. `git archive <commit>` unpacked) whose model server runs as a "
+        "fourth row, 'before', in the same run",
+    )
     ap.add_argument("--out", default="")
     a = ap.parse_args()
     if shutil.which("h2load") is None:
         print("h2load not found (apt-get install nghttp2-client)", file=sys.stderr)
         return 2
+    if not LEAN_PROXY.exists():
+        print(f"calibration proxy not found: {LEAN_PROXY}", file=sys.stderr)
+        return 2
     concs = [int(c) for c in a.concurrency.split(",")]
     triton = TritonProcess(REPO, models=("linear", "identity_fp")).start()
-    ms_port = free_port()
-    env = {
-        **os.environ,
-        "MODEL_SERVER_GRPC_PORT": str(ms_port),
-        "MODEL_SERVER_GRPC_HOST": "127.0.0.1",
-        "MODEL_SERVER_METRICS_PORT": "-1",
-        "MODEL_SERVER_ACCESS_LOG": "false",
-        "MODEL_SERVER_LOAD_MODELS": "",
-        "MODEL_SERVER_MODEL_REPOSITORY": tempfile.mkdtemp(prefix="bench-empty-repo-"),
-        "MODEL_SERVER_TRITON_URL": triton.target,
-        "MODEL_SERVER_LOG_LEVEL": "WARNING",
-    }
-    log = open(triton.workdir / "model_server.log", "wb")  # noqa: SIM115
-    ms = subprocess.Popen(
-        [sys.executable, "-m", "modelserve_model_server"], env=env, stdout=log, stderr=subprocess.STDOUT
+    ports = {"proxy": free_port(), "ms": free_port()}
+    if a.before:
+        ports["before"] = free_port()
+
+    def ms_env(port: int) -> dict[str, str]:
+        return {
+            **os.environ,
+            "MODEL_SERVER_GRPC_PORT": str(port),
+            "MODEL_SERVER_GRPC_HOST": "127.0.0.1",
+            "MODEL_SERVER_METRICS_PORT": "-1",
+            "MODEL_SERVER_ACCESS_LOG": "false",
+            "MODEL_SERVER_LOAD_MODELS": "",
+            "MODEL_SERVER_MODEL_REPOSITORY": tempfile.mkdtemp(prefix="bench-empty-repo-"),
+            "MODEL_SERVER_TRITON_URL": triton.target,
+            "MODEL_SERVER_LOG_LEVEL": "WARNING",
+        }
+
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    procs["proxy"] = start_hop(
+        "proxy",
+        [sys.executable, str(LEAN_PROXY), "--port", str(ports["proxy"]), "--upstream", triton.target],
+        dict(os.environ),
+        triton.workdir,
     )
-    result: dict[str, object] = {"machine": f"{os.cpu_count()} cores, shared", "cells": [], "large": []}
+    procs["ms"] = start_hop(
+        "ms", [sys.executable, "-m", "modelserve_model_server"], ms_env(ports["ms"]), triton.workdir
+    )
+    if a.before:
+        tree = Path(a.before).resolve()
+        env = ms_env(ports["before"])
+        env["PYTHONPATH"] = f"{tree}/libs/common/src:{tree}/services/model_server/src"
+        procs["before"] = start_hop(
+            "before", [sys.executable, "-m", "modelserve_model_server"], env, triton.workdir
+        )
+    hops = list(procs)  # proxy, ms[, before]
+    paths = ["direct", *hops]
+    result: dict[str, Any] = {
+        "machine": f"{os.cpu_count()} cores, shared",
+        "load_average": os.getloadavg(),
+        "cells": [],
+        "large": [],
+    }
     try:
-        wait_for_health(f"127.0.0.1:{ms_port}", timeout=60)
-        frame_d, exp_d = linear_frame(triton.target)
-        frame_v, exp_v = linear_frame(f"127.0.0.1:{ms_port}")
-        assert exp_d == exp_v
-        rows = []
-        for c in concs:
-            direct = h2load(triton.grpc_port, frame_d, c, a.duration, exp_d)
-            via = h2load(ms_port, frame_v, c, a.duration, exp_v, pid=ms.pid)
-            rows.append((c, direct, via))
-            result["cells"].append({"concurrency": c, "direct": direct, "via_model_server": via})  # type: ignore[attr-defined]
-        for mib in [int(s) for s in a.large.split(",") if s]:
-            d = large_case(triton.target, None, mib, a.large_seconds)
-            v = large_case(f"127.0.0.1:{ms_port}", ms.pid, mib, a.large_seconds)
-            result["large"].append({"direct": d, "via_model_server": v})  # type: ignore[attr-defined]
+        for name in ("ms", "before"):
+            if name in ports:
+                wait_for_health(f"127.0.0.1:{ports[name]}", timeout=60)
+        targets = {"direct": triton.target, **{h: f"127.0.0.1:{ports[h]}" for h in hops}}
+        pids: dict[str, int | None] = {"direct": None, **{h: procs[h].pid for h in hops}}
+        measure(result, targets, pids, paths, concs, a)
     finally:
-        ms.terminate()
-        try:
-            ms.wait(15)
-        except subprocess.TimeoutExpired:
-            ms.kill()
-        log.close()
+        for proc in procs.values():
+            stop(proc)
         triton.stop()
     print(json.dumps(result, indent=1))
     if a.out:
         Path(a.out).write_text(json.dumps(result, indent=1))
-    print(
-        "\nlinear, 1 row/request, h2load; model server -> Triton on the same 2-core machine (shared, loaded)"
-    )
-    print(
-        f"{'c':>3} | {'direct rps':>10} {'p50':>7} {'p99':>7} | {'via rps':>8} {'p50':>7} {'p99':>7} "
-        f"{'err':>4} {'MS cpu s/1k':>11}"
-    )
-    for c, d, v in rows:
-        print(
-            f"{c:>3} | {d['rps']:>10.0f} {d['p50_ms']:>7.3f} {d['p99_ms']:>7.3f} | {v['rps']:>8.0f} "
-            f"{v['p50_ms']:>7.3f} {v['p99_ms']:>7.3f} {(d['errors'] or 0) + (v['errors'] or 0):>4} "
-            f"{v['ms_cpu_s_per_1000']:>11.3f}"
-        )
-    for c, d, v in rows:
-        added = (v["p50_ms"] or 0) - (d["p50_ms"] or 0)
-        print(f"ratio c={c}: throughput via/direct = {v['rps'] / d['rps']:.2f}; added p50 = {added:+.3f} ms")
-    for item in result["large"]:  # type: ignore[attr-defined]
-        d, v = item["direct"], item["via_model_server"]
-        print(
-            f"large {v['mib']} MiB: p50 direct {d['p50_ms']:.1f} ms, via {v['p50_ms']:.1f} ms "
-            f"({v['requests']} req); model-server RSS before {v['rss_before_mib']:.0f} MiB, "
-            f"peak {v['rss_peak_mib']:.0f}, after {v['rss_after_mib']:.0f}"
-        )
+    print_tables(result, paths, a.duration, a.rounds)
     return 0
+
+
+def print_tables(result: dict[str, Any], paths: list[str], duration: float, rounds: int) -> None:
+    load = ", ".join(f"{x:.2f}" for x in result["load_average"])
+    print(
+        f"\nlinear, 1 row/request, h2load, {duration:g} s/cell, median of {rounds} round(s); "
+        f"direct = Triton, proxy = lean_proxy.py (bare grpc.aio pass-through), ms = model server; "
+        f"load average at start {load}\n"
+    )
+    print(
+        "| c | path | req/s | p50 ms | p99 ms | errors | hop CPU µs/req | req/s ÷ proxy | CPU ÷ proxy "
+        "| added p50 ms |"
+    )
+    print("|---" * 10 + "|")
+    for cell in result["cells"]:
+        proxy = cell["proxy"]
+        for path in paths:
+            v = cell[path]
+            rel_rps = v["rps"] / proxy["rps"] if path != "direct" and proxy["rps"] else None
+            rel_cpu = (
+                v["cpu_us_per_req"] / proxy["cpu_us_per_req"]
+                if path not in ("direct", "proxy") and v["cpu_us_per_req"] and proxy["cpu_us_per_req"]
+                else None
+            )
+            added = (v["p50_ms"] or 0) - (cell["direct"]["p50_ms"] or 0) if path != "direct" else None
+            print(
+                f"| {cell['concurrency']} | {path} | {v['rps']:.0f} | {_f(v['p50_ms'], '.3f')} | "
+                f"{_f(v['p99_ms'], '.3f')} | {v['errors']} | {_f(v['cpu_us_per_req'], '.0f')} | "
+                f"{_f(rel_rps, '.2f')} | {_f(rel_cpu, '.2f')} | {_f(added, '+.3f')} |"
+            )
+    if result["large"]:
+        print("\nidentity_fp, FP32 input, one call at a time; RSS of the hop process (MiB)\n")
+        print("| MiB | path | calls | p50 ms | added p50 ms | RSS idle | RSS peak | peak − idle | after |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for item in result["large"]:
+            d = item["direct"]
+            for path in paths:
+                v = item[path]
+                hop = path != "direct"
+                print(
+                    f"| {v['mib']} | {path} | {v['requests']} | {v['p50_ms']:.1f} | "
+                    f"{_f(v['p50_ms'] - d['p50_ms'] if hop else None, '+.1f')} | "
+                    f"{_f(v['rss_before_mib'] if hop else None, '.0f')} | "
+                    f"{_f(v['rss_peak_mib'] if hop else None, '.0f')} | "
+                    f"{_f(v['rss_peak_mib'] - v['rss_before_mib'] if hop else None, '.0f')} | "
+                    f"{_f(v['rss_after_mib'] if hop else None, '.0f')} |"
+                )
 
 
 if __name__ == "__main__":
