@@ -8,6 +8,7 @@ or once per batch (compute time, batch size). Queue depth and in-flight are read
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from dataclasses import dataclass, field
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -72,6 +73,30 @@ class Duration:
         return pb.StatisticDuration(count=self.count, ns=self.ns)
 
 
+# Bucket bounds of the statistics' duration histograms: 25 µs to about 105 s, four per doubling
+# (a percentile read from them is within 19 % of the true value, less with interpolation).
+HISTOGRAM_BOUNDS_NS = tuple(round(25_000 * 2 ** (k / 4)) for k in range(4 * 22 + 1))
+
+
+class HistogramDuration(Duration):
+    """count + total nanoseconds + events per bucket of :data:`HISTOGRAM_BOUNDS_NS` (what the
+    statistics' ``success_histogram``/``queue_histogram`` carry, for percentiles)."""
+
+    __slots__ = ("buckets",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.buckets = [0] * (len(HISTOGRAM_BOUNDS_NS) + 1)
+
+    def add(self, ns: int, count: int = 1) -> None:
+        self.count += count
+        self.ns += ns
+        self.buckets[bisect_left(HISTOGRAM_BOUNDS_NS, ns)] += count
+
+    def histogram_pb(self) -> pb.DurationHistogram:
+        return pb.DurationHistogram(bounds_ns=HISTOGRAM_BOUNDS_NS, counts=self.buckets)
+
+
 @dataclass
 class BatchStats:
     compute_input: Duration = field(default_factory=Duration)
@@ -85,9 +110,9 @@ class ModelStats:
     def __init__(self, model: str, version: str) -> None:
         self.model = model
         self.version = version
-        self.success = Duration()
+        self.success = HistogramDuration()
         self.fail = Duration()
-        self.queue = Duration()
+        self.queue = HistogramDuration()
         self.compute_input = Duration()
         self.compute_infer = Duration()
         self.compute_output = Duration()
@@ -152,6 +177,8 @@ class ModelStats:
                 )
                 for size, b in sorted(self.batches.items())
             ],
+            success_histogram=self.success.histogram_pb(),
+            queue_histogram=self.queue.histogram_pb(),
         )
 
 
