@@ -14,7 +14,7 @@ upload files or override configs, are refused).
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -79,6 +79,10 @@ class TritonRouter:
     def __init__(self, backend: TritonPool, ready: Callable[[], bool] | None = None) -> None:
         self._backend = backend
         self._ready = ready
+        self.prediction_log: (
+            Callable[[bytes, Awaitable[bytes], grpc.aio.ServicerContext[Any, Any]], Awaitable[bytes]] | None
+        ) = None
+        """Set by the composition root: forwarded ModelInfer calls go through the prediction logger."""
         self._builders: dict[
             str, Callable[[str, grpc.RpcMethodHandler[Any, Any]], grpc.RpcMethodHandler[Any, Any]]
         ] = {
@@ -110,6 +114,9 @@ class TritonRouter:
 
         async def model_infer(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
             if backend.serves(string_field(request, 1)):
+                if self.prediction_log is not None:
+                    forwarded = backend.call(methods.MODEL_INFER, request, context)
+                    return await self.prediction_log(request, forwarded, context)
                 return await backend.call(methods.MODEL_INFER, request, context)
             reply: bytes = await _local_unary(inner, request, context)
             return reply
