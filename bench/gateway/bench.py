@@ -1,12 +1,20 @@
-"""Gateway benchmark: REST infer (JSON, binary) through the gateway vs gRPC straight to the model
-server, and the gRPC front door vs straight, same model (`linear`), one run, h2load as the client.
-With --guard: the cost of authentication + rate limiting (API key verified through the real
-registry, cached; GCRA in Redis when MODELSERVE_REDIS_URL/--redis-url is set) vs auth off.
+"""Gateway benchmark, one run, h2load as the client, model `linear` (1 row per request):
 
-Prints a table and writes JSON (requests/s, p50, p99 in ms, CPU seconds per 1,000 requests of
-the gateway and of the model server).
+- gRPC straight to the model server (``grpc_direct``);
+- the calibration hop: ``../shared/peer-bench/servers/lean_proxy.py`` (a bare grpc.aio
+  pass-through, bytes in and out, nothing else) in front of the same model server (``lean_proxy``);
+- the gateway's gRPC front door, REST JSON and REST binary with auth off;
+- with --guard: the same gRPC and REST JSON calls through a second gateway with auth on, with an API
+  key that has no rate limit (``*_key``: the cost of authentication) and one with a rate limit high
+  enough never to refuse (``*_key_rl``: authentication + the rate-limit check; GCRA in Redis when
+  --redis-url / MODELSERVE_REDIS_URL is set, in process otherwise). Keys are verified by the real
+  registry, then cached.
 
-    .venv/bin/python bench/gateway/bench.py --duration 3 --concurrency 1,8,32,64 --guard
+Per row: req/s, p50/p99 ms, CPU µs per request of the hop process (the lean proxy or the gateway)
+and of the model server (from /proc/<pid>/stat, warm-up excluded), the ratios to the lean proxy at
+the same concurrency (req/s and hop CPU) and the p50 added over grpc_direct. JSON + a Markdown table.
+
+    .venv/bin/python bench/gateway/bench.py --duration 3 --concurrency 1,32 --guard
 """
 
 from __future__ import annotations
@@ -19,8 +27,10 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import grpc
 import httpx
 import numpy as np
 
@@ -28,8 +38,10 @@ from modelserve.inference.v2 import grpc_service_pb2 as inf_pb
 from modelserve_common.testing import ServiceProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+PEER_BENCH = Path(os.environ.get("PEER_BENCH", ROOT.parent / "shared" / "peer-bench"))
 TICK = os.sysconf("SC_CLK_TCK")
 ADMIN = "bench-admin-secret"
+INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 
 def cpu_s(pid: int) -> float:
@@ -44,21 +56,8 @@ def grpc_frame(msg: bytes) -> bytes:
 def h2load(url: str, body: Path, headers: list[str], conc: int, duration: float, h1: bool) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".log", delete=False) as f:
         log = f.name
-    cmd = [
-        "h2load",
-        "-D",
-        f"{int(duration * 1000)}ms",
-        "--warm-up-time",
-        "300ms",
-        "-c",
-        str(conc),
-        "-m",
-        "1",
-        "-d",
-        str(body),
-        "--log-file",
-        log,
-    ]
+    cmd = ["h2load", "-D", f"{int(duration * 1000)}ms", "-c", str(conc), "-m", "1"]
+    cmd += ["-d", str(body), "--log-file", log]
     if h1:
         cmd.append("--h1")
     for h in headers:
@@ -81,12 +80,32 @@ def h2load(url: str, body: Path, headers: list[str], conc: int, duration: float,
     }
 
 
-def measure(pids: dict[str, int], *h2load_args) -> dict:
-    before = {k: cpu_s(p) for k, p in pids.items()}
-    result = h2load(*h2load_args)
+def verify(url: str, body: Path, headers: list[str], h1: bool) -> None:
+    """One call as h2load will make it must succeed (a gRPC error is an HTTP 200 to h2load)."""
+    hdrs = dict(h.split(": ", 1) for h in headers)
+    if h1:
+        r = httpx.post(url, content=body.read_bytes(), headers=hdrs, timeout=10)
+        if r.status_code != 200:
+            raise RuntimeError(f"{url}: {r.status_code} {r.text[:300]}")
+        return
+    target, method = url.removeprefix("http://").split("/", 1)
+    md = [(k, v) for k, v in hdrs.items() if k not in ("content-type", "te")]
+    with grpc.insecure_channel(target) as ch:
+        ch.unary_unary("/" + method)(body.read_bytes()[5:], metadata=md, timeout=10)
+
+
+def measure(hop: int | None, ms: int, url: str, body: Path, headers, conc: int, duration: float, h1: bool):
+    """One cell: a short warm-up run, then the measured one; CPU µs per answered request of the
+    hop process (None: no hop) and the model server over the measured run only."""
+    h2load(url, body, headers, conc, min(0.5, duration), h1)
+    pids = {"hop": hop, "model_server": ms}
+    before = {k: cpu_s(p) for k, p in pids.items() if p is not None}
+    result = h2load(url, body, headers, conc, duration, h1)
     n = max(result["ok"], 1)
-    for k, p in pids.items():
-        result[f"cpu_per_1k_{k}_s"] = (cpu_s(p) - before[k]) / n * 1000
+    for k, t0 in before.items():
+        result[f"{k}_cpu_us"] = (cpu_s(pids[k]) - t0) / n * 1e6  # type: ignore[arg-type]
+    if hop is None:
+        result["hop_cpu_us"] = 0.0
     return result
 
 
@@ -107,16 +126,57 @@ def start_gateway(
     return ServiceProcess("modelserve_gateway", env, port, cwd=tmp).start(timeout=60), http
 
 
+class LeanProxy:
+    """The calibration hop, run with this interpreter (the venv has the KServe stubs it needs)."""
+
+    def __init__(self, upstream: str, tmp: Path) -> None:
+        self.port = free_port()
+        self.target = f"127.0.0.1:{self.port}"
+        script = PEER_BENCH / "servers" / "lean_proxy.py"
+        self.log = open(tmp / "lean_proxy.log", "wb")  # noqa: SIM115  # closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script), "--port", str(self.port), "--upstream", upstream],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        with grpc.insecure_channel(self.target) as ch:
+            live = ch.unary_unary("/inference.GRPCInferenceService/ServerLive")
+            while True:
+                try:
+                    live(inf_pb.ServerLiveRequest().SerializeToString(), timeout=1)
+                    return
+                except grpc.RpcError:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        self.stop()
+                        raise RuntimeError(
+                            f"lean_proxy did not start (see {tmp / 'lean_proxy.log'})"
+                        ) from None
+                    time.sleep(0.1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=float, default=3.0)
-    ap.add_argument("--concurrency", default="1,8,32,64")
-    ap.add_argument("--guard", action="store_true", help="also measure auth + rate limit cost")
-    ap.add_argument("--guard-concurrency", default="1,32")
+    ap.add_argument("--concurrency", default="1,32")
+    ap.add_argument("--guard", action="store_true", help="also measure auth and rate limit cost")
+    ap.add_argument("--guard-concurrency", default=None, help="default: --concurrency")
     ap.add_argument("--redis-url", default=os.environ.get("MODELSERVE_REDIS_URL"))
+    ap.add_argument("--only", default=None, help="comma-separated modes to run (default: all)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "gateway" / "results.json"))
     args = ap.parse_args()
     concs = [int(c) for c in args.concurrency.split(",")]
+    guard_concs = [int(c) for c in (args.guard_concurrency or args.concurrency).split(",")]
+    only = set(args.only.split(",")) if args.only else None
     tmp = Path(tempfile.mkdtemp(prefix="gwbench-"))
 
     x = np.random.RandomState(0).randn(1, 16).astype(np.float32)
@@ -150,18 +210,26 @@ def main() -> None:
             "MODEL_SERVER_METRICS_PORT": "-1",
             "MODEL_SERVER_ACCESS_LOG": "false",
             "MODEL_SERVER_LOG_LEVEL": "WARNING",
+            # tenant keys (the guard rows) see a local model only when it is shared
+            "MODEL_SERVER_SHARED_MODELS": "linear",
         },
         ms_port,
         args=["--model-repository", str(ROOT / "models")],
         cwd=tmp,
     ).start(timeout=90)
-    procs = [ms]
+    procs: list = [ms]
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
     results: dict = {
-        "machine": "shared, loaded 2-core machine; figures are indicative only",
+        "machine": "shared, loaded 2-core machine; compare rows of one run only",
+        "loadavg_at_start": load,
         "duration_s": args.duration,
+        "redis": bool(args.redis_url),
         "cells": [],
     }
     try:
+        lean = LeanProxy(ms.target, tmp)
+        procs.append(lean)
         gw, http = start_gateway(
             ms.target,
             f"127.0.0.1:{free_port()}",
@@ -169,46 +237,40 @@ def main() -> None:
             {"GATEWAY_AUTH_ENABLED": "false", "GATEWAY_WATCH_REGISTRY": "false"},
         )
         procs.append(gw)
-        pids = {"gateway": gw.proc.pid, "model_server": ms.proc.pid}
+        ms_pid, gw_pid = ms.proc.pid, gw.proc.pid
+        rest_url = f"http://127.0.0.1:{http}/v2/models/linear/infer"
         modes = [
-            (
-                "grpc_direct",
-                f"http://{ms.target}/inference.GRPCInferenceService/ModelInfer",
-                "grpc.bin",
-                grpc_h,
-                False,
-            ),
-            (
-                "grpc_front_door",
-                f"http://{gw.target}/inference.GRPCInferenceService/ModelInfer",
-                "grpc.bin",
-                grpc_h,
-                False,
-            ),
-            ("rest_json", f"http://127.0.0.1:{http}/v2/models/linear/infer", "rest.json", json_h, True),
-            ("rest_binary", f"http://127.0.0.1:{http}/v2/models/linear/infer", "rest.bin", bin_h, True),
+            ("grpc_direct", None, f"http://{ms.target}{INFER}", "grpc.bin", grpc_h, False),
+            ("lean_proxy", lean.proc.pid, f"http://{lean.target}{INFER}", "grpc.bin", grpc_h, False),
+            ("grpc_front_door", gw_pid, f"http://{gw.target}{INFER}", "grpc.bin", grpc_h, False),
+            ("rest_json", gw_pid, rest_url, "rest.json", json_h, True),
+            ("rest_binary", gw_pid, rest_url, "rest.bin", bin_h, True),
         ]
-        for c in concs:
-            for name, url, body, headers, h1 in modes:
-                cell = measure(pids, url, tmp / body, headers, c, args.duration, h1)
+        guard_modes = guard_setup(args, tmp, ms, procs, grpc_h, json_h) if args.guard else []
+        for c in sorted(set(concs) | set(guard_concs if args.guard else [])):
+            todo = (modes if c in concs else modes[:3]) + (guard_modes if c in guard_concs else [])
+            for name, hop, url, body, headers, h1 in todo:
+                if only is not None and name not in only and name not in ("grpc_direct", "lean_proxy"):
+                    continue
+                verify(url, tmp / body, headers, h1)
+                cell = measure(hop, ms_pid, url, tmp / body, headers, c, args.duration, h1)
                 cell.update(mode=name, concurrency=c)
                 results["cells"].append(cell)
                 print(json.dumps(cell), file=sys.stderr)
-        if args.guard:
-            results["guard"] = guard_bench(args, tmp, ms, gw, http, procs, grpc_h, json_h)
     finally:
         for p in reversed(procs):
             p.stop()
+    with open("/proc/loadavg") as f:
+        results["loadavg_at_end"] = f.read().split()[:3]
+    add_ratios(results)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
     table(results)
 
 
-def guard_bench(
-    args, tmp: Path, ms: ServiceProcess, open_gw: ServiceProcess, open_http: int, procs: list, grpc_h, json_h
-) -> list[dict]:
-    """Same calls with auth off vs an API key (verified by the real registry, then cached) and a
-    per-key rate limit high enough never to refuse."""
+def guard_setup(args, tmp: Path, ms: ServiceProcess, procs: list, grpc_h, json_h) -> list[tuple]:
+    """A registry and a gateway with auth on; two API keys of tenant `bench` (which owns model
+    `linear`): one without a rate limit, one with a limit high enough never to refuse."""
     reg_port = free_port()
     reg = ServiceProcess(
         "modelserve_registry",
@@ -231,81 +293,76 @@ def guard_bench(
     admin = {"authorization": f"Bearer {ADMIN}"}
     with httpx.Client(base_url=f"http://127.0.0.1:{http}", timeout=10) as c:
         c.post("/v1/tenants", json={"name": "bench"}, headers=admin).raise_for_status()
-        r = c.post(
-            "/v1/tenants/bench/apiKeys",
-            json={
-                "displayName": "bench",
-                "scopes": ["infer", "read", "write"],
-                "rateLimit": {"requestsPerSecond": 1e6, "burst": 1000000},
-            },
-            headers=admin,
-        )
-        r.raise_for_status()
-        secret = r.json()["secret"]
-        c.post("/v1/models", json={"name": "linear"}, headers={"x-api-key": secret}).raise_for_status()
-    key_h = [f"x-api-key: {secret}"]
-    # Tenant keys reach only models their tenant owns: `linear` is registered for tenant bench.
-    rows = []
-    for conc in [int(c) for c in args.guard_concurrency.split(",")]:
-        for name, url, body, headers, h1, gw_proc in (
-            (
-                "grpc_auth_off",
-                f"http://{open_gw.target}/inference.GRPCInferenceService/ModelInfer",
-                "grpc.bin",
-                grpc_h,
-                False,
-                open_gw,
-            ),
-            (
-                "grpc_auth_on",
-                f"http://{gw.target}/inference.GRPCInferenceService/ModelInfer",
-                "grpc.bin",
-                grpc_h + key_h,
-                False,
-                gw,
-            ),
-            (
-                "rest_auth_off",
-                f"http://127.0.0.1:{open_http}/v2/models/linear/infer",
-                "rest.json",
-                json_h,
-                True,
-                open_gw,
-            ),
-            (
-                "rest_auth_on",
-                f"http://127.0.0.1:{http}/v2/models/linear/infer",
-                "rest.json",
-                json_h + key_h,
-                True,
-                gw,
-            ),
-        ):
-            cell = measure(
-                {"gateway": gw_proc.proc.pid},
-                url,
-                tmp / body,
-                headers,
-                conc,
-                args.duration,
-                h1,
-            )
-            cell.update(mode=name, concurrency=conc)
-            rows.append(cell)
-            print(json.dumps(cell), file=sys.stderr)
-    return rows
+        secrets = []
+        for limit in (None, {"requestsPerSecond": 1e6, "burst": 1000000}):
+            body: dict = {"displayName": "bench", "scopes": ["infer", "read", "write"]}
+            if limit:
+                body["rateLimit"] = limit
+            r = c.post("/v1/tenants/bench/apiKeys", json=body, headers=admin)
+            r.raise_for_status()
+            secrets.append(r.json()["secret"])
+        c.post("/v1/models", json={"name": "linear"}, headers={"x-api-key": secrets[0]}).raise_for_status()
+    pid = gw.proc.pid
+    grpc_url = f"http://{gw.target}{INFER}"
+    rest_url = f"http://127.0.0.1:{http}/v2/models/linear/infer"
+    key, key_rl = [f"x-api-key: {secrets[0]}"], [f"x-api-key: {secrets[1]}"]
+    return [
+        ("grpc_key", pid, grpc_url, "grpc.bin", grpc_h + key, False),
+        ("grpc_key_rl", pid, grpc_url, "grpc.bin", grpc_h + key_rl, False),
+        ("rest_json_key", pid, rest_url, "rest.json", json_h + key, True),
+        ("rest_json_key_rl", pid, rest_url, "rest.json", json_h + key_rl, True),
+    ]
+
+
+def add_ratios(results: dict) -> None:
+    """x lean: req/s and hop CPU over the lean proxy's at the same concurrency; added p50 over
+    grpc_direct's."""
+    by = {(c["mode"], c["concurrency"]): c for c in results["cells"]}
+    for cell in results["cells"]:
+        c = cell["concurrency"]
+        lean, direct = by.get(("lean_proxy", c)), by.get(("grpc_direct", c))
+        if lean:
+            cell["rps_x_lean"] = cell["rps"] / lean["rps"]
+            cell["hop_cpu_x_lean"] = cell["hop_cpu_us"] / lean["hop_cpu_us"] if cell["hop_cpu_us"] else None
+        if direct:
+            cell["added_p50_ms"] = cell["p50_ms"] - direct["p50_ms"]
+    for c in sorted({c["concurrency"] for c in results["cells"]}):
+        off = by.get(("grpc_front_door", c))
+        for mode in ("grpc_key", "grpc_key_rl"):
+            on = by.get((mode, c))
+            if off and on:
+                on["guard_cpu_us"] = on["hop_cpu_us"] - off["hop_cpu_us"]
+        off = by.get(("rest_json", c))
+        for mode in ("rest_json_key", "rest_json_key_rl"):
+            on = by.get((mode, c))
+            if off and on:
+                on["guard_cpu_us"] = on["hop_cpu_us"] - off["hop_cpu_us"]
 
 
 def table(results: dict) -> None:
-    print(f"{'mode':<18}{'c':>4}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'gw cpu/1k':>11}{'ms cpu/1k':>11}")
-    for cell in results["cells"] + results.get("guard", []):
-        gw_cpu = cell.get("cpu_per_1k_gateway_s", float("nan"))
-        ms_cpu = cell.get("cpu_per_1k_model_server_s", float("nan"))
+    def f(v, fmt):
+        return "" if v is None else format(v, fmt)
+
+    print(
+        f"load average: start {' '.join(results['loadavg_at_start'])}, "
+        f"end {' '.join(results['loadavg_at_end'])}"
+    )
+    print()
+    print(
+        "| mode | c | req/s | x lean | p50 ms | p99 ms | added p50 ms | hop CPU µs/req | x lean "
+        "| auth/limit µs/req | model server CPU µs/req |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for cell in sorted(results["cells"], key=lambda c: c["concurrency"]):
         print(
-            f"{cell['mode']:<18}{cell['concurrency']:>4}{cell['rps']:>10.0f}"
-            f"{cell['p50_ms']:>9.2f}{cell['p99_ms']:>9.2f}{gw_cpu:>11.3f}{ms_cpu:>11.3f}"
+            f"| {cell['mode']} | {cell['concurrency']} | {cell['rps']:.0f} "
+            f"| {f(cell.get('rps_x_lean'), '.2f')} "
+            f"| {cell['p50_ms']:.2f} | {cell['p99_ms']:.2f} | {f(cell.get('added_p50_ms'), '+.2f')} "
+            f"| {f(cell['hop_cpu_us'] or None, '.0f')} | {f(cell.get('hop_cpu_x_lean'), '.2f')} "
+            f"| {f(cell.get('guard_cpu_us'), '+.0f')} | {cell['model_server_cpu_us']:.0f} |"
         )
-    print("figures taken on a shared, loaded machine (2 cores for everyone): indicative only")
+    print()
+    print("shared, loaded 2-core machine: compare rows of one run only")
 
 
 if __name__ == "__main__":
