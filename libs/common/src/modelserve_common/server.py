@@ -30,6 +30,7 @@ from modelserve_common.handlers import HandlerCache
 from modelserve_common.health import HealthReporter
 from modelserve_common.interceptors import HandlerWrapper, server_chain
 from modelserve_common.metrics import MetricsEndpoint, start_metrics_endpoint
+from modelserve_common.reuseport import steer_round_robin
 from modelserve_common.tls import server_credentials
 
 log = structlog.get_logger(__name__)
@@ -179,11 +180,15 @@ async def grpc_server(
     tracer_provider: TracerProvider | None = None,
     handlers: Sequence[grpc.GenericRpcHandler[Any, Any]] = (),
     wrappers: Sequence[HandlerWrapper] = (),
+    extra_addresses: Sequence[str] = (),
 ) -> AsyncIterator[RunningServer]:
     """Starts a gRPC server for ``services``; health stays NOT_SERVING until the caller calls
     ``running.health.set_serving()``. On exit: NOT_SERVING, drain for ``shutdown_grace_s``, stop.
     ``handlers`` are generic handlers served beside ``services``; ``wrappers`` (applied once per
-    method handler) join THE chain where modelserve_common.interceptors describes."""
+    method handler) join THE chain where modelserve_common.interceptors describes.
+    ``extra_addresses`` (e.g. ``unix:/path``, for sibling workers) are served too, without TLS.
+    With ``reuse_port`` and ``workers`` > 1 in the settings, the port's SO_REUSEPORT group hands
+    new connections to the workers in turn (modelserve_common.reuseport) instead of by hash."""
     health = HealthReporter([s.name for s in services])
     chain = server_chain(settings, tracer_provider, wrappers)
     server = grpc.aio.server(
@@ -222,8 +227,22 @@ async def grpc_server(
     if port == 0:  # lost a race since check_port, or grpc refused the address itself
         why = bind_problem(settings.grpc_host, settings.grpc_port) or ("grpc could not bind it", True)
         raise _listen_error(settings, "gRPC", "grpc_port", settings.grpc_host, settings.grpc_port, *why)
+    for extra in extra_addresses:
+        try:
+            bound = server.add_insecure_port(extra)
+        except RuntimeError:
+            bound = 0
+        if bound == 0:
+            raise StartupError(f"{settings.service_name}: cannot listen on {extra}")
     await health.start()
     await server.start()
+    workers = int(getattr(settings, "workers", 1))
+    if getattr(settings, "reuse_port", False) and workers > 1:
+        why_not = steer_round_robin(port, workers)
+        if why_not is None:
+            log.info("server.workers_round_robin", grpc_port=port, workers=workers)
+        else:  # the kernel's hash: two connections may land on one worker
+            log.warning("server.workers_hashed", grpc_port=port, workers=workers, reason=why_not)
     try:
         endpoint = start_metrics_endpoint(settings.metrics_port)
     except OSError as exc:

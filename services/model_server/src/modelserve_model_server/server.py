@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from opentelemetry.sdk.trace import TracerProvider
 
@@ -29,6 +30,7 @@ from modelserve_model_server.servicer import InferenceServicer
 from modelserve_model_server.settings import ModelServerSettings
 from modelserve_model_server.triton import TritonRouter
 from modelserve_model_server.triton_pool import triton_pool
+from modelserve_model_server.workers import Siblings, socket_path
 
 SERVICE_NAME = "inference.GRPCInferenceService"
 # Registry reads the follower may retry on UNAVAILABLE (idempotent).
@@ -45,6 +47,16 @@ def default_backends(settings: ModelServerSettings) -> dict[str, Backend]:
         "onnxruntime": OnnxBackend(settings.onnx_intra_op_threads, settings.onnx_inter_op_threads),
         "python": PythonBackend(),
     }
+
+
+def _siblings(settings: ModelServerSettings) -> tuple[Siblings, list[str]]:
+    """The other workers of this server (workers.py; none with one worker) and this worker's
+    unix socket address."""
+    if settings.workers < 2 or settings.worker_dir is None:
+        return Siblings(Path(), 0, 1), []
+    own_socket = socket_path(settings.worker_dir, settings.worker_index)
+    own_socket.unlink(missing_ok=True)
+    return Siblings(settings.worker_dir, settings.worker_index, settings.workers), [f"unix:{own_socket}"]
 
 
 @asynccontextmanager
@@ -134,9 +146,16 @@ async def running_server(
         service.prediction_logger = prediction_logger_for(
             settings, registry_grpc.RegistryServiceStub(registry_channel), follower.logging_policy
         )
+    # Workers of one server (--workers N) answer readiness, statistics and load/unload for all.
+    siblings, extra_addresses = _siblings(settings)
+    wrappers = [siblings.wrap, *wrappers]
     try:
         async with grpc_server(
-            settings, services, tracer_provider=tracer_provider, wrappers=wrappers
+            settings,
+            services,
+            tracer_provider=tracer_provider,
+            wrappers=wrappers,
+            extra_addresses=extra_addresses,
         ) as running:
 
             async def follow_readiness() -> None:
@@ -172,6 +191,7 @@ async def running_server(
                 running.extra["prediction_logger"] = service.prediction_logger
             yield running
     finally:
+        await siblings.close()
         if service.prediction_logger is not None:
             await service.prediction_logger.close()
         if follower is not None:

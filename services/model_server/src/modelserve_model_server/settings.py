@@ -31,8 +31,15 @@ class ModelServerSettings(TritonSettings, BaseServiceSettings):
     """Comma-separated models that must be READY for the server to report ready (besides at least
     one ready model); empty = none beyond that."""
     workers: int = Field(default=1, ge=1, le=64)
-    """Server processes sharing the gRPC port (SO_REUSEPORT). Each process has its own models,
-    queues and statistics."""
+    """Server processes sharing the gRPC port (SO_REUSEPORT; new connections go to the workers in
+    turn where the kernel lets us load the eBPF program, else by the kernel's hash). Each worker
+    loads the same models and has its own queues; ServerReady, ModelReady, ModelStatistics and
+    repository load/unload answer for all workers (README, "Workers")."""
+    worker_index: int = Field(default=0, ge=0, le=63)
+    """Set by the first process for the workers it starts (1..workers-1); leave it at 0."""
+    worker_dir: Path | None = None
+    """Set by the first process: the folder of the workers' unix sockets, through which they
+    answer for each other; leave it unset."""
     reuse_port: bool = False
     """Bind the gRPC port with SO_REUSEPORT (set automatically when workers > 1)."""
     onnx_intra_op_threads: int = Field(default=1, ge=0, le=256)
