@@ -253,6 +253,14 @@ def main() -> int:
         help="a source tree (e.g. `git archive <commit>` unpacked) whose model server runs as a "
         "fourth row, 'before', in the same run",
     )
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VAL[,KEY=VAL]",
+        help="another model server row (this tree) with these environment overrides, e.g. "
+        "'ch1:MODEL_SERVER_TRITON_CHANNELS_PER_ENDPOINT=1'; repeatable",
+    )
     ap.add_argument("--out", default="")
     a = ap.parse_args()
     if shutil.which("h2load") is None:
@@ -266,6 +274,11 @@ def main() -> int:
     ports = {"proxy": free_port(), "ms": free_port()}
     if a.before:
         ports["before"] = free_port()
+    variants = {}
+    for spec in a.variant:
+        name, _, pairs = spec.partition(":")
+        variants[name] = dict(kv.split("=", 1) for kv in pairs.split(",") if kv)
+        ports[name] = free_port()
 
     def ms_env(port: int) -> dict[str, str]:
         return {
@@ -297,7 +310,14 @@ def main() -> int:
         procs["before"] = start_hop(
             "before", [sys.executable, "-m", "modelserve_model_server"], env, triton.workdir
         )
-    hops = list(procs)  # proxy, ms[, before]
+    for name, overrides in variants.items():
+        procs[name] = start_hop(
+            name,
+            [sys.executable, "-m", "modelserve_model_server"],
+            {**ms_env(ports[name]), **overrides},
+            triton.workdir,
+        )
+    hops = list(procs)  # proxy, ms[, before][, variants]
     paths = ["direct", *hops]
     result: dict[str, Any] = {
         "machine": f"{os.cpu_count()} cores, shared",
@@ -306,9 +326,8 @@ def main() -> int:
         "large": [],
     }
     try:
-        for name in ("ms", "before"):
-            if name in ports:
-                wait_for_health(f"127.0.0.1:{ports[name]}", timeout=60)
+        for name in hops[1:]:
+            wait_for_health(f"127.0.0.1:{ports[name]}", timeout=60)
         targets = {"direct": triton.target, **{h: f"127.0.0.1:{ports[h]}" for h in hops}}
         pids: dict[str, int | None] = {"direct": None, **{h: procs[h].pid for h in hops}}
         measure(result, targets, pids, paths, concs, a)

@@ -24,6 +24,7 @@ from modelserve_common.errors import InvalidArgument
 from modelserve_common.malformed import MalformedRequest
 from modelserve_common.wire import scan_fields, string_field
 from modelserve_model_server import methods
+from modelserve_model_server.methods import MODEL_INFER
 from modelserve_model_server.triton_pool import TritonPool
 
 # --------------------------------------------------------------------------- the router
@@ -113,11 +114,11 @@ class TritonRouter:
         backend = self._backend
 
         async def model_infer(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-            if backend.serves(string_field(request, 1)):
+            if backend.serves(string_field(request, 1)):  # bytes go on as received: no copy, no parse
+                forwarded = backend.call_within(MODEL_INFER, request, context.time_remaining())
                 if self.prediction_log is not None:
-                    forwarded = backend.call(methods.MODEL_INFER, request, context)
                     return await self.prediction_log(request, forwarded, context)
-                return await backend.call(methods.MODEL_INFER, request, context)
+                return await forwarded
             reply: bytes = await _local_unary(inner, request, context)
             return reply
 

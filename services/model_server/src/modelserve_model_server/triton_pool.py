@@ -43,6 +43,8 @@ from modelserve_model_server.triton_replica import Replica, connect, triton_erro
 
 log = structlog.get_logger(__name__)
 
+_perf = time.perf_counter
+_REQUESTS_OK = TRITON_REQUESTS.labels("OK")
 _SERVER_READY_TRUE = pb.ServerReadyResponse(ready=True).SerializeToString()
 _ALL_STATISTICS = pb.ModelStatisticsRequest().SerializeToString()
 
@@ -226,8 +228,10 @@ class TritonPool:
         return min(remaining, self._settings.triton_max_timeout_s)
 
     def _pick(self, exclude: Replica | None = None) -> Replica:
-        best: Replica | None = None
         n = len(self.replicas)
+        if n == 1 and not (r := self.replicas[0]).ejected and r is not exclude:
+            return r
+        best: Replica | None = None
         start = next(self._rotate) % n
         for i in range(n):
             r = self.replicas[(start + i) % n]
@@ -242,15 +246,17 @@ class TritonPool:
         return best
 
     @staticmethod
-    def _metadata() -> tuple[tuple[str, str], ...] | None:
+    def _metadata() -> grpc.aio.Metadata | None:
         """The request id and, tracing on, the W3C ``traceparent``/``tracestate`` of the current
-        span: the keys Triton's OpenTelemetry trace mode reads from gRPC metadata."""
+        span: the keys Triton's OpenTelemetry trace mode reads from gRPC metadata. A
+        ``grpc.aio.Metadata`` (compares equal to the tuple of its pairs): a tuple would cost grpc.aio
+        an ``isinstance(..., typing.Sequence)`` check and a conversion per call."""
         rid = request_id_var.get()
-        md: tuple[tuple[str, str], ...] = ((REQUEST_ID_HEADER, rid),) if rid else ()
         carrier = current_carrier()
         if carrier:
-            md += tuple(carrier.items())
-        return md or None
+            pairs = ((REQUEST_ID_HEADER, rid), *carrier.items()) if rid else tuple(carrier.items())
+            return grpc.aio.Metadata(*pairs)
+        return grpc.aio.Metadata((REQUEST_ID_HEADER, rid)) if rid else None
 
     async def _down(self, replica: Replica, exc: grpc.aio.AioRpcError) -> bool:
         """After UNAVAILABLE: is the replica itself down (then eject it) or was it Triton's answer?"""
@@ -265,38 +271,44 @@ class TritonPool:
 
     async def call_within(self, method: str, payload: bytes, remaining: float | None) -> bytes:
         """Sends one unary call's bytes (``remaining``: the caller's time left, None = no deadline);
-        on a replica found down, retries once on another."""
-        timeout = self._timeout_within(remaining, self._settings.triton_timeout_s)
-        deadline = time.monotonic() + timeout
+        on a replica found down, retries once on another. The hot path: one await of the
+        bytes-in/bytes-out multicallable; the payload is passed on as received (never copied)."""
+        first_timeout = timeout = self._timeout_within(remaining, self._settings.triton_timeout_s)
         metadata = self._metadata()
         failed: Replica | None = None
-        started = time.perf_counter()
-        while True:
-            replica = self._pick(exclude=failed)
-            replica.outstanding += 1
-            try:
-                reply: bytes = await replica.unary(method)(payload, timeout=timeout, metadata=metadata)
+        started = _perf()
+        try:
+            while True:
+                replica = self._pick(failed)
+                replica.outstanding += 1
+                try:
+                    reply: bytes = await replica.unary(method)(payload, timeout=timeout, metadata=metadata)
+                except grpc.aio.AioRpcError as exc:
+                    code = exc.code()
+                    self._count(code.name)
+                    if code is not grpc.StatusCode.UNAVAILABLE or not await self._down(replica, exc):
+                        raise triton_error(exc) from None
+                    if failed is not None:
+                        raise Unavailable(f"Triton replicas unavailable: {exc.details()}") from None
+                    failed = replica
+                    timeout = first_timeout - (_perf() - started)
+                    if timeout <= 0:
+                        raise DeadlineExceeded("deadline exceeded while Triton was unavailable") from None
+                    continue
+                except asyncio.CancelledError:
+                    self._count("CANCELLED")  # the client went away; grpc.aio cancelled the call
+                    raise
+                finally:
+                    replica.outstanding -= 1
                 self.outcomes["OK"] += 1
-                TRITON_REQUESTS.labels("OK").inc()
+                _REQUESTS_OK.inc()
                 return reply
-            except grpc.aio.AioRpcError as exc:
-                self.outcomes[exc.code().name] += 1
-                TRITON_REQUESTS.labels(exc.code().name).inc()
-                if exc.code() is not grpc.StatusCode.UNAVAILABLE or not await self._down(replica, exc):
-                    raise triton_error(exc) from None
-                if failed is not None:
-                    raise Unavailable(f"Triton replicas unavailable: {exc.details()}") from None
-                failed = replica
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    raise DeadlineExceeded("deadline exceeded while Triton was unavailable") from None
-            except asyncio.CancelledError:
-                self.outcomes["CANCELLED"] += 1  # the client went away; grpc.aio cancelled the call
-                TRITON_REQUESTS.labels("CANCELLED").inc()
-                raise
-            finally:
-                replica.outstanding -= 1
-                TRITON_REQUEST_SECONDS.observe(time.perf_counter() - started)
+        finally:
+            TRITON_REQUEST_SECONDS.observe(_perf() - started)
+
+    def _count(self, code: str) -> None:
+        self.outcomes[code] += 1
+        TRITON_REQUESTS.labels(code).inc()
 
     async def statistics(self, remaining: float | None) -> list[pb.ModelStatistics]:
         """ModelStatistics of every model served through Triton (one replica's answer)."""
@@ -325,19 +337,16 @@ class TritonPool:
         try:
             async for item in call:
                 yield item
-            self.outcomes["OK"] += 1
-            TRITON_REQUESTS.labels("OK").inc()
+            self._count("OK")
         except grpc.aio.AioRpcError as exc:
-            self.outcomes[exc.code().name] += 1
-            TRITON_REQUESTS.labels(exc.code().name).inc()
+            self._count(exc.code().name)
             if exc.code() is grpc.StatusCode.UNAVAILABLE:
                 await self._down(replica, exc)
             raise triton_error(exc) from None
         finally:
             replica.outstanding -= 1
             if not call.done():
-                self.outcomes["CANCELLED"] += 1
-                TRITON_REQUESTS.labels("CANCELLED").inc()
+                self._count("CANCELLED")
                 call.cancel()
 
     async def broadcast(
