@@ -11,6 +11,8 @@ Parts:
   peers        our model server beside KServe and Triton's own server (../shared/peer-bench, one run)
   model_server our model server: batching on/off, workers (h2load + Python verification)
   triton       Triton direct vs through the model server, CPU per 1k requests, 4/32 MiB tensors
+  batching     dynamic batching under real compute (fixed ~1 ms per call + MLP per row): our model
+               server beside KServe, MLServer adaptive batching and Triton's dynamic batcher
   gateway      REST JSON/binary and the gRPC front door vs straight to the model server; guard cost
   orchestrator per-node overhead of pipelines; async executions/s on PostgreSQL + Redis
   registry     registry RPC latency/throughput on SQLite and PostgreSQL
@@ -53,6 +55,16 @@ def parts(quick: bool) -> dict[str, list[str]]:
             d,
             "--out",
             str(RESULTS / "triton.json"),
+        ],
+        "batching": [
+            PY,
+            "bench/batching/run.py",
+            "--concurrency",
+            conc,
+            "--duration",
+            "2" if quick else "4",
+            "--out",
+            str(RESULTS / "batching.json"),
         ],
         "gateway": [
             PY,
