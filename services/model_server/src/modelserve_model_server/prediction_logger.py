@@ -1,15 +1,21 @@
 """Prediction logging (issue 18): the deployment's policy (``Deployment.prediction_logging``, from
 the registry follower) decides which requests are logged; a sampled request/response pair becomes
-a ``PredictionLog`` put on a bounded in-memory queue, and one background task writes the queue in
-batches to a sink (the registry's ``WritePredictionLogs``: the platform's database).
+a ``PredictionLog`` put on a bounded in-memory queue per sink, and one background task per sink
+writes its queue in batches: the registry's ``WritePredictionLogs`` (the platform's database), a
+JSON-lines file with size-based rotation, or CloudEvents over HTTP (prediction_sinks.py);
+``MODEL_SERVER_PREDICTION_LOG_SINKS`` names one or several.
 
 Logging never blocks or fails inference: sampling is one random draw, building a record is local
-work on the sampled request only (a failure there is counted and dropped), the queue is never
+work on the sampled request only (a failure there is counted and dropped), the queues are never
 waited on (full: the record is dropped and counted), and a sink outage drops a batch after
 ``max_attempts`` tries (counted). Counters: ``modelserve_model_server_prediction_logs_total``
 {outcome="sampled"|"written"} and ``modelserve_model_server_prediction_logs_dropped_total``
-{reason="queue_full"|"sink_unavailable"|"encode_error"}. Requests routed to Triton by name do not
-pass through this server's inference service and are not logged."""
+{reason="queue_full"|"sink_unavailable"|"encode_error"} (with several sinks, written and the
+sink drops count once per sink), and per sink
+``modelserve_model_server_prediction_log_sink_records_total`` {sink, outcome}. Only the owner's and
+trusted callers' requests are logged. ModelInfer requests the server forwards to Triton are logged
+the same way (:meth:`PredictionLogger.observe_forwarded`, parsed only when sampled);
+ModelStreamInfer streams forwarded to Triton are not."""
 
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+import grpc
 import numpy as np
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -30,8 +37,10 @@ from modelserve.common.v1 import tensor_pb2 as tensor_pb
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve.registry.v1 import registry_service_pb2 as registry_pb
 from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
-from modelserve_common.context import current_request_id
+from modelserve_common.context import caller_identity, current_request_id
 from modelserve_common.tensors import BY_NAME, encode_bytes
+from modelserve_common.wire import string_field
+from modelserve_model_server.prediction_sinks import CloudEventsSink, JsonLinesSink
 from modelserve_model_server.settings import ModelServerSettings
 
 log = structlog.get_logger(__name__)
@@ -52,6 +61,12 @@ MAX_ERROR_CHARS = 1024
 (the registry refuses a whole batch holding a text over its REGISTRY_MAX_TEXT_BYTES, 4096 bytes
 by default; 1024 characters of UTF-8 stay under it)."""
 
+SINK_RECORDS = Counter(
+    "modelserve_model_server_prediction_log_sink_records_total",
+    "Prediction log records by sink (registry, jsonl, cloudevents) and outcome (written, queue_full, "
+    "sink_unavailable): each sink has its own queue, so one sink's outage drops only its records.",
+    ["sink", "outcome"],
+)
 QUEUE_DEPTH = Gauge(
     "modelserve_model_server_prediction_log_queue_depth",
     "Sampled prediction records waiting for the writer (bounded by prediction_log_queue_size).",
@@ -75,6 +90,8 @@ class Sink(Protocol):
 
 class RegistrySink:
     """The registry's WritePredictionLogs (the platform's database)."""
+
+    name = "registry"
 
     def __init__(self, stub: registry_grpc.RegistryServiceStub, timeout_s: float) -> None:
         self._stub = stub
@@ -159,12 +176,24 @@ def build_record(
     return record
 
 
+class _Writer:
+    """One sink's bounded queue, background task and counts."""
+
+    def __init__(self, sink: Sink, queue_size: int) -> None:
+        self.sink = sink
+        self.name: str = getattr(sink, "name", type(sink).__name__)
+        self.queue: asyncio.Queue[registry_pb.PredictionLog] = asyncio.Queue(queue_size)
+        self.task: asyncio.Task[None] | None = None
+        self.counts = {"written": 0, "queue_full": 0, "sink_unavailable": 0}
+
+
 class PredictionLogger:
-    """Samples by the model's policy, queues (bounded), writes batches in the background."""
+    """Samples by the model's policy, queues (bounded, one queue per sink), writes batches to each
+    sink in the background."""
 
     def __init__(
         self,
-        sink: Sink,
+        sink: Sink | Sequence[Sink],
         policies: PolicyLookup,
         *,
         queue_size: int = 10_000,
@@ -175,16 +204,15 @@ class PredictionLogger:
         default_max_record_bytes: int = 64 * 1024,
         sampler: Sampler | None = None,
     ) -> None:
-        self._sink = sink
+        sinks = list(sink) if isinstance(sink, Sequence) else [sink]
+        self._writers = [_Writer(s, queue_size) for s in sinks]
         self._policies = policies
-        self._queue: asyncio.Queue[registry_pb.PredictionLog] = asyncio.Queue(queue_size)
         self._batch_size = batch_size
         self._flush_interval_s = flush_interval_s
         self._max_attempts = max_attempts
         self._retry_backoff_s = retry_backoff_s
         self._default_cap = default_max_record_bytes
         self._sampler = sampler or Sampler()
-        self._task: asyncio.Task[None] | None = None
         self.counts: dict[str, int] = {
             "sampled": 0,
             "written": 0,
@@ -192,8 +220,22 @@ class PredictionLogger:
             "sink_unavailable": 0,
             "encode_error": 0,
         }
+        """Totals; with several sinks, written/queue_full/sink_unavailable count once per sink."""
+
+    @property
+    def sink_counts(self) -> dict[str, dict[str, int]]:
+        """Per sink (by name): written, queue_full, sink_unavailable."""
+        return {w.name: w.counts for w in self._writers}
 
     # -- the inference path --------------------------------------------------------------------
+    def _policy_for(self, model: str, caller: str | None) -> tuple[Policy, str] | None:
+        """The policy and owner when this request is to be logged (owner or trusted caller, and
+        the sampler's draw says so); else None."""
+        found = self._policies(model)
+        if found is None or (caller is not None and caller != found[1]):
+            return None
+        return found if self._sampler.sample(found[0].sample_ratio) else None
+
     async def observe(
         self,
         model: str,
@@ -203,25 +245,57 @@ class PredictionLogger:
     ) -> pb.ModelInferResponse:
         """Awaits ``answer`` (the inference) and, when the policy samples this request, queues
         its record; what ``answer`` returns or raises passes through unchanged."""
-        found = self._policies(model)
-        caller = CALLER_TENANT.get()
-        if found is None or (caller is not None and caller != found[1]):
+        found = self._policy_for(model, CALLER_TENANT.get())
+        if found is None:
             return await answer
-        policy = found[0]
-        if not self._sampler.sample(policy.sample_ratio):
-            return await answer
+        policy, owner = found
         try:
             response = await answer
         except Exception as exc:
             message = (str(exc) or type(exc).__name__)[:MAX_ERROR_CHARS]
-            self._offer(policy, model, version, request, None, message)
+            self._offer(policy, owner, model, version, request, None, message)
             raise
-        self._offer(policy, model, version, request, response, "")
+        self._offer(policy, owner, model, version, request, response, "")
         return response
+
+    async def observe_forwarded(
+        self, request: bytes, answer: Awaitable[bytes], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> bytes:
+        """:meth:`observe` for a ModelInfer the server forwards undecoded (to Triton): the same
+        policy and owner-only rule; the bytes are parsed only for a sampled request."""
+        model = string_field(request, 1)
+        caller, _scopes = caller_identity(context.invocation_metadata())
+        found = self._policy_for(model, caller)
+        if found is None:
+            return await answer
+        policy, owner = found
+        try:
+            reply = await answer
+        except Exception as exc:
+            self._offer_forwarded(policy, owner, model, request, None, (str(exc) or type(exc).__name__))
+            raise
+        self._offer_forwarded(policy, owner, model, request, reply, "")
+        return reply
+
+    def _offer_forwarded(
+        self, policy: Policy, owner: str, model: str, request: bytes, reply: bytes | None, error: str
+    ) -> None:
+        try:
+            parsed = pb.ModelInferRequest.FromString(request)
+            response = pb.ModelInferResponse.FromString(reply) if reply is not None else None
+        except Exception as exc:  # never fail inference for a log record
+            log.warning("prediction_log.encode_failed", model=model, error=str(exc))
+            self._count("sampled")
+            self._count("encode_error")
+            return
+        served = response.model_version if response is not None else parsed.model_version
+        version = int(served) if served.isdigit() else 0
+        self._offer(policy, owner, model, version, parsed, response, error[:MAX_ERROR_CHARS])
 
     def _offer(
         self,
         policy: Policy,
+        owner: str,
         model: str,
         version: int,
         request: pb.ModelInferRequest,
@@ -231,81 +305,120 @@ class PredictionLogger:
         self._count("sampled")
         try:
             record = build_record(policy, self._default_cap, model, version, request, response, error)
+            record.tenant = owner  # output only for the registry (it sets the owner itself)
         except Exception as exc:  # never fail inference for a log record
             log.warning("prediction_log.encode_failed", model=model, error=str(exc))
             self._count("encode_error")
             return
-        try:
-            self._queue.put_nowait(record)
-        except asyncio.QueueFull:
-            self._count("queue_full")
-        QUEUE_DEPTH.set(self._queue.qsize())
+        for writer in self._writers:
+            try:
+                writer.queue.put_nowait(record)
+            except asyncio.QueueFull:
+                self._count("queue_full", writer=writer)
+        QUEUE_DEPTH.set(self.queued)
 
-    def _count(self, what: str, n: int = 1) -> None:
+    def _count(self, what: str, n: int = 1, writer: _Writer | None = None) -> None:
         self.counts[what] += n
         if what in ("sampled", "written"):
             LOGGED.labels(what).inc(n)
         else:
             DROPPED.labels(what).inc(n)
+        if writer is not None:
+            writer.counts[what] += n
+            SINK_RECORDS.labels(writer.name, what).inc(n)
 
-    # -- the background writer -----------------------------------------------------------------
+    # -- the background writers ----------------------------------------------------------------
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
+        for writer in self._writers:
+            if writer.task is None:
+                writer.task = asyncio.create_task(self._run(writer))
 
     async def close(self) -> None:
-        """Stops the writer; what is still queued gets one write attempt (else counted dropped)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        while not self._queue.empty():
-            batch = [self._queue.get_nowait() for _ in range(min(self._batch_size, self._queue.qsize()))]
-            await self._write(batch, attempts=1)
+        """Stops the writers; what is still queued gets one write attempt (else counted dropped)."""
+        for writer in self._writers:
+            if writer.task is not None:
+                writer.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer.task
+                writer.task = None
+        for writer in self._writers:
+            queue = writer.queue
+            while not queue.empty():
+                batch = [queue.get_nowait() for _ in range(min(self._batch_size, queue.qsize()))]
+                await self._write(writer, batch, attempts=1)
+            aclose = getattr(writer.sink, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        return sum(w.queue.qsize() for w in self._writers)
 
-    async def _run(self) -> None:
+    async def _run(self, writer: _Writer) -> None:
         loop = asyncio.get_running_loop()
+        queue = writer.queue
         while True:
-            batch = [await self._queue.get()]
+            batch = [await queue.get()]
             deadline = loop.time() + self._flush_interval_s
             while len(batch) < self._batch_size:
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     break
                 try:
-                    batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    batch.append(await asyncio.wait_for(queue.get(), remaining))
                 except TimeoutError:
                     break
-            QUEUE_DEPTH.set(self._queue.qsize())
-            await self._write(batch, self._max_attempts)
+            QUEUE_DEPTH.set(self.queued)
+            await self._write(writer, batch, self._max_attempts)
 
-    async def _write(self, batch: list[registry_pb.PredictionLog], attempts: int) -> None:
+    async def _write(self, writer: _Writer, batch: list[registry_pb.PredictionLog], attempts: int) -> None:
         for attempt in range(1, attempts + 1):
             try:
-                await self._sink.write(batch)
+                await writer.sink.write(batch)
             except Exception as exc:  # any sink failure: retry, then drop and count
                 log.warning(
-                    "prediction_log.write_failed", attempt=attempt, records=len(batch), error=str(exc)
+                    "prediction_log.write_failed",
+                    sink=writer.name,
+                    attempt=attempt,
+                    records=len(batch),
+                    error=str(exc),
                 )
                 if attempt < attempts:
                     await asyncio.sleep(self._retry_backoff_s * attempt)
                 continue
-            self._count("written", len(batch))
+            self._count("written", len(batch), writer)
             return
-        self._count("sink_unavailable", len(batch))
+        self._count("sink_unavailable", len(batch), writer)
 
 
 def prediction_logger_for(
     settings: ModelServerSettings, stub: registry_grpc.RegistryServiceStub, policies: PolicyLookup
 ) -> PredictionLogger:
-    """The logger the settings describe, writing to the registry."""
+    """The logger the settings describe, writing to the sinks ``prediction_log_sinks`` names."""
+    sinks: list[Sink] = []
+    for name in settings.prediction_log_sink_names():
+        if name == "registry":
+            sinks.append(RegistrySink(stub, settings.prediction_log_write_timeout_s))
+        elif name == "jsonl":
+            sinks.append(
+                JsonLinesSink(
+                    settings.prediction_log_jsonl_file(),
+                    settings.prediction_log_jsonl_max_bytes,
+                    settings.prediction_log_jsonl_backups,
+                )
+            )
+        elif name == "cloudevents":
+            sinks.append(
+                CloudEventsSink(
+                    settings.prediction_log_cloudevents_url,
+                    source=settings.prediction_log_cloudevents_source,
+                    batched=settings.prediction_log_cloudevents_batched,
+                    timeout_s=settings.prediction_log_write_timeout_s,
+                )
+            )
     return PredictionLogger(
-        RegistrySink(stub, settings.prediction_log_write_timeout_s),
+        sinks,
         policies,
         queue_size=settings.prediction_log_queue_size,
         batch_size=settings.prediction_log_batch_size,

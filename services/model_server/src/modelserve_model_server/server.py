@@ -109,11 +109,8 @@ async def running_server(
         return local_ok and triton.ready
 
     # The ownership guard sits outside the Triton router: Triton-served models are confined too.
-    wrappers = (
-        [OwnershipGuard(ownership, manager.missing).wrap, TritonRouter(triton, ready=is_ready).wrap]
-        if triton is not None
-        else []
-    )
+    router = TritonRouter(triton, ready=is_ready) if triton is not None else None
+    wrappers = [OwnershipGuard(ownership, manager.missing).wrap, router.wrap] if router is not None else []
     # Registry follower (registry_follower.py): None unless MODEL_SERVER_REGISTRY_URL is set.
     registry_channel = None
     follower = None
@@ -146,6 +143,8 @@ async def running_server(
         service.prediction_logger = prediction_logger_for(
             settings, registry_grpc.RegistryServiceStub(registry_channel), follower.logging_policy
         )
+        if router is not None:  # requests forwarded to Triton are logged like local ones
+            router.prediction_log = service.prediction_logger.observe_forwarded
     # Workers of one server (--workers N) answer readiness, statistics and load/unload for all.
     siblings, extra_addresses = _siblings(settings)
     wrappers = [siblings.wrap, *wrappers]

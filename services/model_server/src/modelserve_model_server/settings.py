@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from modelserve_common.config import BaseServiceSettings
 from modelserve_model_server.triton_settings import TritonSettings
+
+PREDICTION_LOG_SINKS = ("registry", "jsonl", "cloudevents")
 
 
 class ModelServerSettings(TritonSettings, BaseServiceSettings):
@@ -122,6 +124,54 @@ class ModelServerSettings(TritonSettings, BaseServiceSettings):
     prediction_log_max_record_bytes: int = Field(default=64 * 1024, ge=0)
     """Tensor bytes one record keeps when the deployment's policy names no max_record_bytes; a
     larger request or response is logged by datatype and shape only."""
+
+    prediction_log_sinks: str = "registry"
+    """Comma-separated sinks of logged predictions, several at once allowed: ``registry`` (the
+    registry's database, readable over the API), ``jsonl`` (a JSON-lines file with size-based
+    rotation) and ``cloudevents`` (CloudEvents over HTTP to prediction_log_cloudevents_url). Each
+    sink has its own queue of prediction_log_queue_size records and its own retries."""
+    prediction_log_jsonl_path: Path | None = None
+    """The JSON-lines file; unset = <data_dir>/prediction-logs/predictions.jsonl. Rotated to
+    <path>.1 ... <path>.<prediction_log_jsonl_backups> before it would pass
+    prediction_log_jsonl_max_bytes."""
+    prediction_log_jsonl_max_bytes: int = Field(default=64 * 1024**2, ge=1024)
+    """Largest size of the JSON-lines file before it is rotated."""
+    prediction_log_jsonl_backups: int = Field(default=5, ge=0, le=1000)
+    """Rotated JSON-lines files kept (the oldest is deleted): the files hold at most
+    (backups + 1) * max_bytes."""
+    prediction_log_cloudevents_url: str = ""
+    """HTTP(S) URL the ``cloudevents`` sink POSTs to (structured content mode)."""
+    prediction_log_cloudevents_batched: bool = True
+    """True: one ``application/cloudevents-batch+json`` POST per batch; false: one
+    ``application/cloudevents+json`` POST per record."""
+    prediction_log_cloudevents_source: str = "/modelserve/model_server"
+    """The CloudEvents ``source`` attribute of the events."""
+
+    @field_validator("prediction_log_sinks")
+    @classmethod
+    def _known_sinks(cls, value: str) -> str:
+        names = [n.strip() for n in value.split(",") if n.strip()]
+        unknown = sorted(set(names) - set(PREDICTION_LOG_SINKS))
+        if unknown:
+            raise ValueError(f"unknown prediction log sinks {unknown}; known: {list(PREDICTION_LOG_SINKS)}")
+        return ",".join(dict.fromkeys(names))
+
+    @model_validator(mode="after")
+    def _cloudevents_needs_a_url(self) -> ModelServerSettings:
+        if "cloudevents" in self.prediction_log_sink_names() and not self.prediction_log_cloudevents_url:
+            raise ValueError("prediction_log_sinks names cloudevents: set prediction_log_cloudevents_url")
+        url = self.prediction_log_cloudevents_url
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError(f"prediction_log_cloudevents_url must be an http(s) URL, got {url!r}")
+        return self
+
+    def prediction_log_sink_names(self) -> list[str]:
+        """The sinks ``prediction_log_sinks`` names, in order."""
+        return [n for n in self.prediction_log_sinks.split(",") if n]
+
+    def prediction_log_jsonl_file(self) -> Path:
+        """Where the ``jsonl`` sink writes."""
+        return self.prediction_log_jsonl_path or self.data_dir / "prediction-logs" / "predictions.jsonl"
 
     def artifact_root_paths(self) -> list[Path]:
         """The allowed artifact roots (``artifact_roots``, or its default), made absolute."""
