@@ -237,7 +237,8 @@ async def grpc_server(
     await health.start()
     await server.start()
     workers = int(getattr(settings, "workers", 1))
-    if getattr(settings, "reuse_port", False) and workers > 1:
+    round_robin = getattr(settings, "worker_balance", "round_robin") == "round_robin"
+    if getattr(settings, "reuse_port", False) and workers > 1 and round_robin:
         why_not = steer_round_robin(port, workers)
         if why_not is None:
             log.info("server.workers_round_robin", grpc_port=port, workers=workers)

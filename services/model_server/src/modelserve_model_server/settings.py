@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -37,6 +38,10 @@ class ModelServerSettings(TritonSettings, BaseServiceSettings):
     turn where the kernel lets us load the eBPF program, else by the kernel's hash). Each worker
     loads the same models and has its own queues; ServerReady, ModelReady, ModelStatistics and
     repository load/unload answer for all workers (README, "Workers")."""
+    worker_balance: Literal["round_robin", "hash"] = "round_robin"
+    """How new connections are spread over the workers: ``round_robin`` (in turn; needs CAP_BPF,
+    else falls back to the hash with a warning in the log) or ``hash`` (the kernel's SO_REUSEPORT
+    hash of addresses and ports: two connections land on one worker half the time)."""
     worker_index: int = Field(default=0, ge=0, le=63)
     """Set by the first process for the workers it starts (1..workers-1); leave it at 0."""
     worker_dir: Path | None = None
