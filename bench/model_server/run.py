@@ -13,8 +13,14 @@ has no body). Results: JSON (--out) and a Markdown table on stdout.
     .venv/bin/python bench/model_server/run.py --variants batching,workers2 --concurrency 32 --duration 3
     .venv/bin/python bench/model_server/run.py --variants workers2 --conns 2,8 --concurrency 32,64
 
-With workers=2 the kernel spreads *connections* over the workers (SO_REUSEPORT hash), so h2load's
-default 2 connections may land on one worker; --conns 8 shows what several clients get.
+With workers=N the server hands new *connections* to the workers in turn (an eBPF program on the
+SO_REUSEPORT group; `workers2hash` is the kernel's hash instead, what there was before), so one
+client connection is served by one worker, 2 connections by 2 workers. For worker variants the
+table's "share" column is the busiest worker's share of the requests of that cell. --taskset pins
+the server (all its workers) to CPUs, --client-taskset pins h2load:
+
+    .venv/bin/python bench/model_server/run.py --variants lean,batching,workers2 --conns 1,2,8 \
+        --concurrency 32,64 --duration 3 --warmup 1 --taskset 0,1
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -47,6 +54,7 @@ VARIANTS = {
     "batching": {"batching": True, "args": []},
     "nobatching": {"batching": False, "args": []},
     "workers2": {"batching": True, "args": ["--workers", "2"]},
+    "workers2hash": {"batching": True, "args": ["--workers", "2", "--worker-balance", "hash"]},
     "tracing": {"batching": True, "args": ["--tracing-enabled", "true"]},
     # the calibration server: a bare grpc.aio KServe-v2 servicer (numpy matmul, nothing else)
     "lean": {"batching": False, "args": [], "cmd": "lean_server.py"},
@@ -136,6 +144,25 @@ async def verify(target: str) -> int:
     return 256
 
 
+def worker_counts(worker_dir: Path | None, workers: int) -> list[int]:
+    """Successful requests of model linear per worker, each worker asked alone (its unix socket,
+    with the header the workers use between themselves: no summing)."""
+    if worker_dir is None:
+        return []
+    from modelserve.inference.v2 import grpc_service_pb2 as pb
+
+    counts = []
+    for i in range(workers):
+        with grpc.insecure_channel(f"unix:{worker_dir / f'worker-{i}.sock'}") as ch:
+            stats = svc_grpc.GRPCInferenceServiceStub(ch).ModelStatistics(
+                pb.ModelStatisticsRequest(name="linear"),
+                metadata=[("x-modelserve-worker-hop", "bench")],
+                timeout=10,
+            )
+            counts.append(sum(s.inference_stats.success.count for s in stats.model_stats))
+    return counts
+
+
 def h2load(
     port: int,
     frame: str,
@@ -145,13 +172,19 @@ def h2load(
     resp_bytes: int,
     log: Path,
     max_conns: int = 2,
+    client_cpus: str = "",
+    after_warmup: Callable[[], None] | None = None,
 ) -> dict:
     conns = max(1, min(conc, max_conns))
     streams = -(-conc // conns)
     url = f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"
     base = ["h2load", "-c", str(conns), "-m", str(streams), "-t", "1", "-d", frame]
+    if client_cpus:
+        base = ["taskset", "-c", client_cpus, *base]
     base += ["-H", "content-type: application/grpc", "-H", "te: trailers"]
     subprocess.run([*base, "-D", f"{warmup}s", url], capture_output=True, timeout=warmup + 30)
+    if after_warmup is not None:
+        after_warmup()
     log.unlink(missing_ok=True)
     out = subprocess.run(
         [*base, "-D", f"{duration}s", "--log-file", str(log), url],
@@ -192,6 +225,13 @@ def run_variant(name: str, a: argparse.Namespace, work: Path) -> list[dict]:
         cmd = [sys.executable, "-m", "modelserve_model_server", "--grpc-port", str(port)]
         cmd += ["--grpc-host", "127.0.0.1", "--metrics-port", "0", "--model-repository", str(repo)]
         cmd += ["--load-models", "linear", *spec["args"]]
+    workers = int(spec["args"][spec["args"].index("--workers") + 1]) if "--workers" in spec["args"] else 1
+    worker_dir = work / f"{name}-workers" if workers > 1 else None
+    if worker_dir is not None:
+        worker_dir.mkdir()
+        cmd += ["--worker-dir", str(worker_dir)]
+    if a.taskset:
+        cmd = ["taskset", "-c", a.taskset, *cmd]
     logf = open(work / f"server-{name}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -223,6 +263,7 @@ def run_variant(name: str, a: argparse.Namespace, work: Path) -> list[dict]:
         for max_conns in a.conns:
             cells = []
             for c in a.concurrency:
+                before: list[int] = []
                 c0 = cpu_s(pids)
                 t0 = time.monotonic()
                 cell = h2load(
@@ -234,15 +275,28 @@ def run_variant(name: str, a: argparse.Namespace, work: Path) -> list[dict]:
                     info["response_bytes"],
                     work / "h2.tsv",
                     max_conns,
+                    a.client_taskset,
+                    lambda before=before: before.extend(worker_counts(worker_dir, workers)),
                 )
                 cores = (cpu_s(pids) - c0) / (time.monotonic() - t0)
+                if worker_dir is not None:  # the measured run's requests (its own connections)
+                    done = [b - a_ for a_, b in zip(before, worker_counts(worker_dir, workers), strict=True)]
+                    cell["per_worker"] = done
+                    cell["busiest_share"] = round(max(done) / max(1, sum(done)), 2)
                 cell["server_cpu_cores"] = round(cores, 2)
                 cell["cpu_us_per_req"] = round(1e6 * cores / cell["rps"], 1) if cell.get("rps") else None
                 cells.append(cell)
                 print(f"  {name} conns<={max_conns} c={c}: {cell}", file=sys.stderr, flush=True)
             label = name if len(a.conns) == 1 else f"{name}, <={max_conns} conns"
             runs.append(
-                {"variant": label, "idle_rss_mib": round(idle, 1), "verified": checked, "cells": cells}
+                {
+                    "variant": label,
+                    "name": name,
+                    "max_conns": max_conns,
+                    "idle_rss_mib": round(idle, 1),
+                    "verified": checked,
+                    "cells": cells,
+                }
             )
         return runs
     finally:
@@ -256,24 +310,34 @@ def run_variant(name: str, a: argparse.Namespace, work: Path) -> list[dict]:
 
 def table(results: list[dict], concurrency: list[int]) -> str:
     """One row per variant; "x lean" is the variant's req/s over the calibration server's (the
-    `lean` variant) in the same run, "µs/req" the server's CPU time per request."""
-    lean = {c["concurrency"]: c["rps"] for r in results if r["variant"] == "lean" for c in r["cells"]}
+    `lean` variant, same connection count) in the same run, "µs/req" the server's CPU time per
+    request, "share" the busiest worker's share of the requests (worker variants)."""
+    lean = {
+        (r["max_conns"], c["concurrency"]): c["rps"]
+        for r in results
+        if r["name"] == "lean"
+        for c in r["cells"]
+    }
     head = (
         "| variant | idle RSS MiB | "
-        + " | ".join(f"c={c} rps (x lean) | c={c} p50/p99 ms | c={c} µs/req" for c in concurrency)
+        + " | ".join(
+            f"c={c} rps (x lean) | c={c} p50/p99 ms | c={c} µs/req | c={c} share" for c in concurrency
+        )
         + " | errors |"
     )
-    lines = [head, "|" + "---|" * (3 + 3 * len(concurrency))]
+    lines = [head, "|" + "---|" * (3 + 4 * len(concurrency))]
     for r in results:
         cells = {c["concurrency"]: c for c in r["cells"]}
         row = [r["variant"], str(r["idle_rss_mib"])]
         for c in concurrency:
             cell = cells[c]
-            ratio = f" ({cell['rps'] / lean[c]:.2f}x)" if lean.get(c) else ""
+            ref = lean.get((r["max_conns"], c))
+            ratio = f" ({cell['rps'] / ref:.2f}x)" if ref else ""
             row += [
                 f"{cell['rps']:.0f}{ratio}",
                 f"{cell['p50_ms']:.2f} / {cell['p99_ms']:.2f}",
                 str(cell.get("cpu_us_per_req")),
+                str(cell.get("busiest_share", "")),
             ]
         row.append(str(sum(c["errors"] for c in r["cells"])))
         lines.append("| " + " | ".join(row) + " |")
@@ -292,6 +356,8 @@ def main() -> int:
         help="most h2load connections (c spread over min(c, N)); a list runs each, e.g. 2,8",
     )
     p.add_argument("--variants", default="batching,nobatching,workers2", type=lambda s: s.split(","))
+    p.add_argument("--taskset", default="", help="CPUs the server runs on (taskset -c), e.g. 0,1")
+    p.add_argument("--client-taskset", default="", help="CPUs h2load runs on (taskset -c)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "model_server.json"))
     a = p.parse_args()
     if shutil.which("h2load") is None:
@@ -307,6 +373,8 @@ def main() -> int:
         "loadavg_at_end": os.getloadavg(),
         "duration_s": a.duration,
         "warmup_s": a.warmup,
+        "taskset": a.taskset,
+        "client_taskset": a.client_taskset,
     }
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(table(results, a.concurrency))
