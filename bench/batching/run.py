@@ -56,10 +56,12 @@ from modelserve.inference.v2 import grpc_service_pb2_grpc as svc_grpc  # noqa: E
 
 MODEL = "mlp"
 VENVS = Path(os.environ.get("BENCH_VENV_ROOT", Path.home() / ".cache" / "bench-venvs"))
-SERVERS = ("ours", "kserve", "mlserver", "triton")
+SERVERS = ("ours", "ours-x2", "ours-w2", "kserve", "mlserver", "triton")
 DESCRIPTION = {
     "ours": "our model server, python backend, dynamic_batching (delay {delay} us{pref}), 1 instance",
     "ours-x2": "our model server, python backend, dynamic_batching (delay {delay} us{pref}), 2 instances",
+    "ours-w2": "our model server --workers 2 (two processes, SO_REUSEPORT), each: dynamic_batching "
+    "(delay {delay} us{pref}), 1 instance",
     "ours-nobatch": "our model server, python backend, no dynamic_batching, 1 instance",
     "kserve": "KServe 0.21 ModelServer, v2 gRPC, async predict -> asyncio.to_thread (no batcher)",
     "mlserver": "MLServer 1.7.1, adaptive batching max_batch_size=64 max_batch_time={delay_s} s, "
@@ -178,6 +180,8 @@ def build(name: str, a: argparse.Namespace, work: Path, ports: list[int]) -> tup
             "127.0.0.1",
         ]
         cmd += ["--metrics-port", "0", "--model-repository", str(repo), "--load-models", MODEL]
+        if name == "ours-w2":
+            cmd += ["--workers", "2"]
         if a.ours_src:  # a snapshot (e.g. `git archive HEAD`) ahead of the working tree on the path
             src = Path(a.ours_src).resolve()
             dirs = ["services/model_server/src", "libs/common/src", "libs/contracts/src"]
@@ -300,7 +304,14 @@ def statistics(target: str) -> dict[str, int] | None:
     if not r.model_stats:
         return None
     s = r.model_stats[0]
-    return {"inference_count": s.inference_count, "execution_count": s.execution_count}
+    return {
+        "inference_count": s.inference_count,
+        "execution_count": s.execution_count,
+        "exec_infer_ns": sum(b.compute_infer.ns for b in s.batch_stats),
+        "exec_count": sum(b.compute_infer.count for b in s.batch_stats),
+        "queue_ns": s.inference_stats.queue.ns,
+        "requests": s.inference_stats.success.count,
+    }
 
 
 # ---------------------------------------------------------------------------- load
@@ -403,19 +414,22 @@ def run_server(name: str, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         res["idle_rss_mib"] = round(rss_mib(pids), 1)
         for c in a.concurrency:
             pids = tree_pids(proc.pid)
-            s0 = statistics(target)
+            # with --workers each process keeps its own statistics: two readings may come from different ones
+            s0 = None if name == "ours-w2" else statistics(target)
             c0, w0 = cpu_s(pids), time.monotonic()
             cell = h2load(ports[0], work / "frame.bin", c, a, resp_bytes, work / "h2.tsv")
             cores = (cpu_s(pids) - c0) / (time.monotonic() - w0)
-            s1 = statistics(target)
+            s1 = None if s0 is None else statistics(target)
             cell["server_cpu_cores"] = round(cores, 2)
             if s0 and s1 and s1["execution_count"] > s0["execution_count"]:
-                # includes the warm-up run: the mean rows per model call over the whole cell
-                cell["mean_batch"] = round(
-                    (s1["inference_count"] - s0["inference_count"])
-                    / (s1["execution_count"] - s0["execution_count"]),
-                    1,
-                )
+                # from the server's own statistics over the whole cell (warm-up run included): mean
+                # rows per model call, mean time of one model call, mean time a request queued
+                d = {k: s1[k] - s0[k] for k in s1}
+                cell["mean_batch"] = round(d["inference_count"] / d["execution_count"], 1)
+                if d["exec_count"]:
+                    cell["batch_compute_ms"] = round(d["exec_infer_ns"] / d["exec_count"] / 1e6, 2)
+                if d["requests"]:
+                    cell["queue_ms"] = round(d["queue_ns"] / d["requests"] / 1e6, 2)
             res["cells"].append(cell)
             print(f"[{name}] {cell}", file=sys.stderr, flush=True)
             if proc.poll() is not None:
@@ -463,7 +477,10 @@ def table(results: list[dict[str, Any]], concurrency: list[int], bound_ms: float
         for cell in r["cells"]:
             best_peer[cell["concurrency"]] = max(best_peer.get(cell["concurrency"], 0.0), cell["rps"])
     head = "| server | " + " | ".join(f"c={c} req/s | c={c} p50 / p99 ms" for c in concurrency)
-    lines = [head + " | mean batch (c=max) | errors |", "|" + "---|" * (3 + 2 * len(concurrency))]
+    lines = [
+        head + " | c=max: mean batch / ms per model call | errors |",
+        "|" + "---|" * (3 + 2 * len(concurrency)),
+    ]
     for r in results:
         if not r["cells"]:
             reason = r.get("skipped") or r.get("failed")
@@ -487,7 +504,7 @@ def table(results: list[dict[str, Any]], concurrency: list[int], bound_ms: float
             mark = "" if p99 is None or p99 <= bound_ms or not r["server"].startswith("ours") else " ⚠"
             row += [f"{cell['rps']:.0f}{ratio}", f"{cell['p50_ms']:.2f} / {p99:.2f}{mark}"]
         last = cells.get(concurrency[-1], {})
-        row.append(str(last.get("mean_batch", "–")))
+        row.append(f"{last.get('mean_batch', '–')} / {last.get('batch_compute_ms', '–')}")
         row.append(str(sum(c["errors"] for c in r["cells"])))
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
