@@ -14,7 +14,8 @@ waited on (full: the record is dropped and counted), and a sink outage drops a b
 sink drops count once per sink), and per sink
 ``modelserve_model_server_prediction_log_sink_records_total`` {sink, outcome}. Only the owner's and
 trusted callers' requests are logged. ModelInfer requests the server forwards to Triton are logged
-the same way (:meth:`PredictionLogger.observe_forwarded`, parsed only when sampled);
+the same way (:meth:`PredictionLogger.observe_forwarded`, parsed only when sampled; a failed one
+that names no version is logged under the version Triton last answered with for that model);
 ModelStreamInfer streams forwarded to Triton are not."""
 
 from __future__ import annotations
@@ -213,6 +214,9 @@ class PredictionLogger:
         self._retry_backoff_s = retry_backoff_s
         self._default_cap = default_max_record_bytes
         self._sampler = sampler or Sampler()
+        self._forwarded_versions: dict[str, int] = {}
+        """Model (deployed, so bounded) -> the version Triton last answered a forwarded call with:
+        the version a failed forwarded call without one is logged under."""
         self.counts: dict[str, int] = {
             "sampled": 0,
             "written": 0,
@@ -289,7 +293,17 @@ class PredictionLogger:
             self._count("encode_error")
             return
         served = response.model_version if response is not None else parsed.model_version
-        version = int(served) if served.isdigit() else 0
+        if served.isdigit():
+            version = int(served)
+            if response is not None:
+                self._forwarded_versions[model] = version
+        else:  # a failed call without a version: the version Triton last answered with
+            version = self._forwarded_versions.get(model, 0)
+        if version <= 0:
+            log.warning("prediction_log.version_unknown", model=model)
+            self._count("sampled")
+            self._count("encode_error")
+            return
         self._offer(policy, owner, model, version, parsed, response, error[:MAX_ERROR_CHARS])
 
     def _offer(
