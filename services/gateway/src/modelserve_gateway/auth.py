@@ -4,7 +4,7 @@ by configuration) and the bootstrap admin key. Produces a Principal; secrets nev
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jwt
 import structlog
@@ -15,7 +15,7 @@ from modelserve_common.identity import ADMIN, ALL_SCOPES, TENANT_ADMIN
 from modelserve_gateway.audit import audit
 from modelserve_gateway.metrics import AUTH_FAILURES, auth_failure_reason
 from modelserve_gateway.ratelimit import Limit
-from modelserve_gateway.registry_cache import RegistryCache
+from modelserve_gateway.registry_cache import RegistryCache, VerifiedKey
 from modelserve_gateway.settings import GatewaySettings
 
 log = structlog.get_logger(__name__)
@@ -31,18 +31,24 @@ class Principal:
     tenant: str
     scopes: frozenset[str]
     limit: Limit | None = None
+    _metadata: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False, default=())
+
+    def __post_init__(self) -> None:
+        if self.tenant:
+            md = ((TENANT_HEADER, self.tenant), (SCOPES_HEADER, ",".join(sorted(self.scopes))))
+            object.__setattr__(self, "_metadata", md)
 
     def metadata(self) -> list[tuple[str, str]]:
         """Downstream metadata naming the caller (the registry scopes what it returns by it)."""
-        if not self.tenant:
-            return []
-        return [(TENANT_HEADER, self.tenant), (SCOPES_HEADER, ",".join(sorted(self.scopes)))]
+        return list(self._metadata)
 
 
 ANONYMOUS = Principal("anonymous", "anonymous", "", frozenset(ALL_SCOPES))
 """The principal when auth is disabled: trusted, like an in-cluster caller."""
 
 ADMIN_ID = "bootstrap-admin"
+MAX_CACHED_PRINCIPALS = 10_000
+ADMIN_PRINCIPAL = Principal("admin", ADMIN_ID, "", frozenset(ALL_SCOPES))
 
 
 def tenant_scopes(raw: frozenset[str]) -> frozenset[str]:
@@ -82,6 +88,10 @@ class Authenticator:
             None if not self._issuer else (issuers[0] if len(issuers) == 1 else issuers)
         )
         self._default_limit = Limit.of(settings.default_rate_limit_rps, settings.default_rate_limit_burst)
+        # key id -> (the registry cache's VerifiedKey, its Principal): reused only while the cache
+        # answers with that very VerifiedKey, so the cache's TTL, expiry and Watch revocation
+        # decide as before; this only saves building the same Principal on every request.
+        self._principals: dict[str, tuple[VerifiedKey, Principal]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -117,12 +127,19 @@ class Authenticator:
         if not token:
             raise Unauthenticated("credentials required: Authorization: Bearer <key> or x-api-key")
         if self._admin is not None and hmac.compare_digest(token.encode(), self._admin):
-            return Principal("admin", ADMIN_ID, "", frozenset(ALL_SCOPES))
+            return ADMIN_PRINCIPAL
         if token.count(".") == 2 and creds.authorization:
             return self._jwt(token)
         key = await self._cache.verify(token)
+        hit = self._principals.get(key.key)
+        if hit is not None and hit[0] is key:
+            return hit[1]
         limit = Limit.of(key.rate, key.burst) or self._default_limit
-        return Principal("api_key", key.key, key.tenant, tenant_scopes(key.scopes), limit)
+        principal = Principal("api_key", key.key, key.tenant, tenant_scopes(key.scopes), limit)
+        if len(self._principals) >= MAX_CACHED_PRINCIPALS:
+            self._principals.clear()
+        self._principals[key.key] = (key, principal)
+        return principal
 
     def _jwt(self, token: str) -> Principal:
         if self._alg is None or self._jwt_key is None:

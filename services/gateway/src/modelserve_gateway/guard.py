@@ -13,7 +13,7 @@ import structlog
 from modelserve.registry.v1 import registry_service_pb2 as registry_pb
 from modelserve_common.errors import NotFound, PermissionDenied, ResourceExhausted, ServiceError, Unavailable
 from modelserve_gateway.audit import audit
-from modelserve_gateway.auth import Authenticator, Credentials, Principal
+from modelserve_gateway.auth import MAX_CACHED_PRINCIPALS, Authenticator, Credentials, Principal
 from modelserve_gateway.metrics import AUTH_FAILURES, RATE_LIMIT_DECISIONS
 from modelserve_gateway.protection import InFlightLimiter
 from modelserve_gateway.ratelimit import LIMITED, Decision, Limit, LimiterUnavailable, RateLimiter
@@ -22,6 +22,11 @@ from modelserve_gateway.scopes import PUBLIC_METHODS, has_scope, required_scope
 from modelserve_gateway.settings import GatewaySettings
 
 log = structlog.get_logger(__name__)
+
+
+STABLE_PRINCIPALS = frozenset({"anonymous", "admin", "api_key"})
+"""Principal kinds the authenticator hands out as the same object request after request (auth
+off, the bootstrap admin, a cached API key): their Admission is built once."""
 
 
 class RateLimited(ResourceExhausted):
@@ -58,6 +63,7 @@ class Guard:
         self._sticky_per_key = settings.canary_sticky_per_key
         self._rng = random.Random()
         self.in_flight = InFlightLimiter(settings.max_in_flight)
+        self._admissions: dict[int, tuple[Principal, Admission]] = {}
 
     @property
     def cache(self) -> RegistryCache:
@@ -81,11 +87,20 @@ class Guard:
             raise PermissionDenied(
                 f"{method} needs scope {needed!r}; the credentials carry {sorted(principal.scopes)}"
             )
-        headers: list[tuple[str, str]] = []
         if principal.limit is not None:
             decision = await self._check(f"key:{principal.id}", principal.limit, "key")
-            headers = decision.headers()
-        return Admission(principal, principal.metadata(), headers)
+            return Admission(principal, principal.metadata(), decision.headers())
+        if principal.kind not in STABLE_PRINCIPALS:
+            return Admission(principal, principal.metadata())
+        # nothing per request: one Admission per (cached) principal, never mutated by its users
+        hit = self._admissions.get(id(principal))
+        if hit is not None and hit[0] is principal:
+            return hit[1]
+        if len(self._admissions) >= MAX_CACHED_PRINCIPALS:
+            self._admissions.clear()
+        adm = Admission(principal, principal.metadata())
+        self._admissions[id(principal)] = (principal, adm)
+        return adm
 
     async def _check(self, key: str, limit: Limit, scope: str) -> Decision:
         try:
