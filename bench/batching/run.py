@@ -56,12 +56,14 @@ from modelserve.inference.v2 import grpc_service_pb2_grpc as svc_grpc  # noqa: E
 
 MODEL = "mlp"
 VENVS = Path(os.environ.get("BENCH_VENV_ROOT", Path.home() / ".cache" / "bench-venvs"))
-SERVERS = ("ours", "ours-x2", "ours-w2", "kserve", "mlserver", "triton")
+SERVERS = ("ours", "ours-x2", "ours-w2", "ours-onnx", "kserve", "mlserver", "triton")
 DESCRIPTION = {
     "ours": "our model server, python backend, dynamic_batching (delay {delay} us{pref}), 1 instance",
     "ours-x2": "our model server, python backend, dynamic_batching (delay {delay} us{pref}), 2 instances",
     "ours-w2": "our model server --workers 2 (two processes, SO_REUSEPORT), each: dynamic_batching "
     "(delay {delay} us{pref}), 1 instance",
+    "ours-onnx": "our model server, the same computation as an ONNX graph (make_onnx.py) on its ONNX Runtime "
+    "backend (1 thread), dynamic_batching (delay {delay} us{pref}), 1 instance",
     "ours-nobatch": "our model server, python backend, no dynamic_batching, 1 instance",
     "kserve": "KServe 0.21 ModelServer, v2 gRPC, async predict -> asyncio.to_thread (no batcher)",
     "mlserver": "MLServer 1.7.1, adaptive batching max_batch_size=64 max_batch_time={delay_s} s, "
@@ -164,8 +166,14 @@ def build(name: str, a: argparse.Namespace, work: Path, ports: list[int]) -> tup
     g, h, m = ports
     if name.startswith("ours"):
         repo = work / "repo"
-        shutil.copytree(HERE / "ours", repo, ignore=shutil.ignore_patterns("__pycache__"))
-        with_compute(repo / MODEL / "1")
+        if name == "ours-onnx":
+            shutil.copytree(HERE / "ours_onnx", repo, ignore=shutil.ignore_patterns("__pycache__", ".keep"))
+            subprocess.run(
+                [sys.executable, str(HERE / "make_onnx.py"), str(repo / MODEL / "1/model.onnx")], check=True
+            )
+        else:
+            shutil.copytree(HERE / "ours", repo, ignore=shutil.ignore_patterns("__pycache__"))
+            with_compute(repo / MODEL / "1")
         instances = 2 if name == "ours-x2" else 1
         set_batching(
             repo / MODEL / "config.pbtxt", a.delay_us, a.preferred, name != "ours-nobatch", instances
