@@ -16,5 +16,7 @@ export default defineConfig({
   test: {
     environment: "jsdom",
     include: ["tests/**/*.test.ts?(x)"],
+    // the default 5 s is not enough for a jsdom render on a loaded shared machine (no test is timed)
+    testTimeout: 30000,
   },
 });

@@ -1,7 +1,7 @@
 // The console in a real browser (Debian's chromium, driven by playwright-core) against a gateway,
 // registry and model server started by services/gateway/tests/console/test_console_browser.py.
 // Env: CONSOLE_URL (gateway origin), KEY_A / KEY_B (tenant keys), MODEL_A / MODEL_B (their models),
-// ADMIN_KEY, TENANT_A, ARTIFACT (an ONNX file to upload), SCREENSHOTS (a git-ignored folder). Every step waits for selectors; no fixed sleeps. Exit 0 = pass.
+// ADMIN_KEY, TENANT_A, JWT_B (a JWT of tenant B's), ARTIFACT (an ONNX file to upload), SCREENSHOTS (a git-ignored folder). Every step waits for selectors; no fixed sleeps. Exit 0 = pass.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
@@ -111,6 +111,23 @@ try {
     await page.getByText("curl and Python").click();
     await page.getByText(`/v2/models/${MODEL_A}/infer`).first().waitFor();
   });
+  await step("05b-overview-live-charts", async () => {
+    await page.goto(`${BASE}/console/#/`);
+    const card = page.locator("section[aria-label='model charts'] .card").filter({ has: page.getByRole("heading", { name: MODEL_A, exact: true }) });
+    await card.getByRole("img", { name: "latency p50 / p99 chart" }).waitFor();
+    await card.getByRole("img", { name: "queue time mean / p99 chart" }).waitFor();
+    await card.getByRole("img", { name: "batch size mean / max chart" }).waitFor();
+    // traffic from outside the browser until a poll interval with requests shows its percentiles
+    const body = { inputs: [{ name: "features", datatype: "FP32", shape: [1, 4], data: [5.1, 3.5, 1.4, 0.2] }] };
+    const latest = card.getByLabel(`latest ${MODEL_A}`);
+    const deadline = Date.now() + TIMEOUT;
+    while (!/p99 \d/.test(await latest.innerText())) {
+      if (Date.now() > deadline) throw new Error(`no percentiles shown: ${await latest.innerText()}`);
+      await api("POST", `/v2/models/${MODEL_A}/infer`, body);
+    }
+    const text = await latest.innerText();
+    if (!/p50 \d+\.\d+ ms · p99 \d+\.\d+ ms · queue \d+\.\d+ ms · batch \d/.test(text)) throw new Error(`latest line: ${text}`);
+  });
   await step("06-deploy-90-10", async () => {
     await page.goto(`${BASE}/console/#/models/${MODEL_A}`);
     await page.getByRole("button", { name: "v2" }).click();
@@ -187,6 +204,21 @@ try {
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     if (overflow > 0) throw new Error(`the page is ${overflow}px wider than a 390px screen`);
     await page.setViewportSize({ width: 1280, height: 800 });
+  });
+  await step("12b-jwt-sign-in-tenant-b", async () => {
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await signIn(env("JWT_B"));
+    if (page.url().includes(env("JWT_B"))) throw new Error("the JWT is in the URL");
+    if ((await context.cookies()).length) throw new Error("a cookie was set");
+    const names = await modelNames();
+    if (!names.includes(MODEL_B) || names.includes(MODEL_A)) throw new Error(`the JWT user of tenant B sees ${names}`);
+    await page.goto(`${BASE}/console/#/`);
+    const cards = page.locator("section[aria-label='model charts'] .card h3");
+    await cards.filter({ hasText: MODEL_B }).waitFor();
+    const charted = await cards.allInnerTexts();
+    if (charted.includes(MODEL_A)) throw new Error(`the JWT user of tenant B sees statistics of ${charted}`);
+    await page.goto(`${BASE}/console/#/models/${MODEL_A}`);
+    await page.locator("section[aria-label='try it'] .error").filter({ hasText: "404" }).waitFor();
   });
   await step("13-tenant-b-isolated", async () => {
     await page.getByRole("button", { name: "Sign out" }).click();

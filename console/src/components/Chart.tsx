@@ -21,6 +21,8 @@ export function Chart({ title, times, series, unit }: { title: string; times: nu
         width,
         height: 160,
         series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2 }))],
+        // one point alone would be scaled to a range of years: show the minute before it
+        scales: { x: { time: true, range: (_u, min, max) => (min === max ? [min - 60, max + 1] : [min, max]) } },
         axes: [{}, { label: unit, size: 56 }],
         legend: { live: false },
       },

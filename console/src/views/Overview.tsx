@@ -2,13 +2,14 @@ import { useMemo, useRef } from "preact/hooks";
 import { call, get } from "../api";
 import { Chart, Series } from "../components/Chart";
 import { useLoad } from "../hooks";
+import { ModelTotals, point, Point, readStats } from "../stats";
 
 const POLL_MS = 3000;
 const KEEP = 60; // points per chart (3 minutes at the poll interval)
 
 interface Sample {
   t: number;
-  byModel: Map<string, { count: number; fail: number; ns: number }>;
+  byModel: Map<string, ModelTotals>;
 }
 
 async function probe(path: string): Promise<string> {
@@ -43,16 +44,7 @@ export function Overview() {
   }, [], 10000);
   const samples = useRef<Sample[]>([]);
   const stats = useLoad(async () => {
-    const r = await get("/v2/models/stats");
-    const byModel = new Map<string, { count: number; fail: number; ns: number }>();
-    for (const s of r.model_stats ?? []) {
-      const prev = byModel.get(s.name) ?? { count: 0, fail: 0, ns: 0 };
-      const st = s.inference_stats ?? {};
-      prev.count += Number(st.success?.count ?? 0);
-      prev.ns += Number(st.success?.ns ?? 0);
-      prev.fail += Number(st.fail?.count ?? 0);
-      byModel.set(s.name, prev);
-    }
+    const byModel = readStats(await get("/v2/models/stats"));
     samples.current = [...samples.current, { t: Date.now() / 1000, byModel }].slice(-KEEP);
     return samples.current;
   }, [], POLL_MS);
@@ -90,14 +82,22 @@ export function Overview() {
       </section>
       <section aria-label="model charts">
         <h2>Traffic</h2>
-        <p class="hint">From the model server's v2 statistics (GET /v2/models/stats, cumulative counters) polled every {POLL_MS / 1000} s: requests/s, errors/s and the mean success latency between two polls.</p>
+        <p class="hint">
+          From the model server's v2 statistics (GET /v2/models/stats: cumulative counters and latency
+          histograms) polled every {POLL_MS / 1000} s; each point is the difference between two polls:
+          requests/s, errors/s, p50/p99 of the successful requests' end-to-end latency, the mean and p99
+          time in the queue, and the realised batch size (rows per executed batch, mean and largest).
+        </p>
         {stats.error && <p class="error">{stats.error}</p>}
         <div class="charts">
           {charts.map((c) => (
             <div key={c.name} class="card">
               <h3>{c.name}</h3>
+              <p class="latest" aria-label={`latest ${c.name}`}>{c.latest}</p>
               <Chart title="requests / errors per s" unit="per s" times={c.times} series={c.rate} />
-              <Chart title="mean latency" unit="ms" times={c.times} series={c.latency} />
+              <Chart title="latency p50 / p99" unit="ms" times={c.times} series={c.latency} />
+              <Chart title="queue time mean / p99" unit="ms" times={c.times} series={c.queue} />
+              <Chart title="batch size mean / max" unit="rows" times={c.times} series={c.batch} />
             </div>
           ))}
         </div>
@@ -111,27 +111,38 @@ function perModel(samples: Sample[]) {
   samples.forEach((s) => s.byModel.forEach((_, n) => names.add(n)));
   const times = samples.slice(1).map((s) => s.t);
   return [...names].sort().map((name) => {
-    const rps: Array<number | null> = [];
-    const eps: Array<number | null> = [];
-    const ms: Array<number | null> = [];
+    const points: Array<Point | null> = [];
     for (let i = 1; i < samples.length; i++) {
       const a = samples[i - 1].byModel.get(name);
       const b = samples[i].byModel.get(name);
-      const dt = samples[i].t - samples[i - 1].t || 1;
-      if (!a || !b) {
-        rps.push(null), eps.push(null), ms.push(null);
-        continue;
-      }
-      const dc = b.count - a.count;
-      rps.push(dc / dt);
-      eps.push((b.fail - a.fail) / dt);
-      ms.push(dc > 0 ? (b.ns - a.ns) / dc / 1e6 : null);
+      points.push(a && b ? point(a, b, samples[i].t - samples[i - 1].t) : null);
     }
+    const col = (k: keyof Point) => points.map((p) => (p ? p[k] : null));
     const rate: Series[] = [
-      { label: "requests/s", values: rps, color: "#1f6feb" },
-      { label: "errors/s", values: eps, color: "#cf222e" },
+      { label: "requests/s", values: col("rps"), color: "#1f6feb" },
+      { label: "errors/s", values: col("eps"), color: "#cf222e" },
     ];
-    const latency: Series[] = [{ label: "ms", values: ms, color: "#1a7f37" }];
-    return { name, times, rate, latency };
+    const latency: Series[] = [
+      { label: "p50", values: col("p50Ms"), color: "#1a7f37" },
+      { label: "p99", values: col("p99Ms"), color: "#9a6700" },
+    ];
+    const queue: Series[] = [
+      { label: "mean", values: col("queueMeanMs"), color: "#8250df" },
+      { label: "p99", values: col("queueP99Ms"), color: "#bf3989" },
+    ];
+    const batch: Series[] = [
+      { label: "mean", values: col("batchMean"), color: "#0969da" },
+      { label: "max", values: col("batchMax"), color: "#57606a" },
+    ];
+    return { name, times, rate, latency, queue, batch, latest: latest(points) };
   });
+}
+
+const fmt = (v: number | null, digits = 2) => (v === null ? "–" : v.toFixed(digits));
+
+/** The last interval that had successful requests, as text (what the charts' right edge shows). */
+function latest(points: Array<Point | null>): string {
+  const p = [...points].reverse().find((x) => x && x.p50Ms !== null);
+  if (!p) return "no successful requests in the last polls";
+  return `latest interval with requests: ${fmt(p.rps)} req/s · p50 ${fmt(p.p50Ms)} ms · p99 ${fmt(p.p99Ms)} ms · queue ${fmt(p.queueMeanMs)} ms · batch ${fmt(p.batchMean, 1)}`;
 }

@@ -1,10 +1,12 @@
 """The console in a real browser: a registry (PostgreSQL), a model server, an orchestrator and a
 gateway run as processes; two tenants each register an ONNX model (A with two versions);
 console/e2e/console.e2e.mjs drives Debian's chromium through playwright-core: sign in (a wrong key
-refused), overview, models, try a model and see its output, deploy 90/10 (a 110 total refused, the
+refused), overview, models, try a model and see its output, the overview's live charts (p50/p99
+latency, queue time and batch size from the statistics) after traffic, deploy 90/10 (a 110 total refused, the
 diff shown), a concurrent deployment change reported and not overwritten, a version uploaded from
 a file, a pipeline with a validation error shown at its node then fixed, an asynchronous execution
-watched until SUCCEEDED, a phone-width page, a tenant that does not see the other tenant's model,
+watched until SUCCEEDED, a phone-width page, a JWT user of tenant B signed in who sees only tenant
+B's model and statistics, a tenant that does not see the other tenant's model,
 deleting a model (refused while deployed, then undeployed and deleted), an administrator's new key
 shown once then rotated (the old secret refused after a 1 s grace), and the API reference.
 Screenshots of each step go to console/e2e/screenshots/ (git-ignored); the failing step's
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 
 from modelserve_common.testing.suite import running_suite
@@ -33,6 +36,8 @@ CONSOLE = ROOT / "console"
 CHROMIUM = Path("/usr/bin/chromium")
 ADMIN = "console-e2e-admin"
 FEATURES = [5.1, 3.5, 1.4, 0.2]
+JWT_KEY = "console-e2e-jwt-signing-key-of-32+-bytes"
+JWT_ISSUER = "https://issuer.console-e2e.example"
 
 
 def _missing() -> str | None:
@@ -87,6 +92,18 @@ def _register(http: httpx.Client, key: str, name: str, blob: Path) -> None:
     )
 
 
+def _jwt(tenant: str) -> str:
+    """A tenant user's token as an identity provider would sign it (HS256, the gateway's key)."""
+    claims = {
+        "sub": f"console-jwt-user@{tenant}",
+        "tenant": tenant,
+        "scope": "read write infer",
+        "iss": JWT_ISSUER,
+        "exp": int(time.time()) + 900,
+    }
+    return jwt.encode(claims, JWT_KEY, algorithm="HS256")
+
+
 def test_console_in_chromium(tmp_path: Path) -> None:
     reason = _missing()
     if reason:
@@ -96,7 +113,14 @@ def test_console_in_chromium(tmp_path: Path) -> None:
     blob = artifacts / "clf.onnx"
     shutil.copy(ROOT / "models/classifier/1/model.onnx", blob)
     # a rotated-out secret is refused soon after its grace (the gateway's key cache)
-    overrides = {"gateway": {"GATEWAY_API_KEY_CACHE_TTL_S": "1"}}
+    overrides = {
+        "gateway": {
+            "GATEWAY_API_KEY_CACHE_TTL_S": "1",
+            "GATEWAY_JWT_ALGORITHM": "HS256",
+            "GATEWAY_JWT_KEY": JWT_KEY,
+            "GATEWAY_JWT_ISSUER": JWT_ISSUER,
+        }
+    }
     shots = CONSOLE / "e2e" / "screenshots"
     shutil.rmtree(shots, ignore_errors=True)
     with running_suite(tmp_path, artifacts, ROOT / "models", ADMIN, overrides) as suite:
@@ -126,6 +150,7 @@ def test_console_in_chromium(tmp_path: Path) -> None:
             "ARTIFACT": str(blob),
             "ADMIN_KEY": ADMIN,
             "TENANT_A": "ca",
+            "JWT_B": _jwt("cb"),
             "SCREENSHOTS": str(shots),
         }
         proc = subprocess.run(
