@@ -429,6 +429,7 @@ def run_server(name: str, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             cores = (cpu_s(pids) - c0) / (time.monotonic() - w0)
             s1 = None if s0 is None else statistics(target)
             cell["server_cpu_cores"] = round(cores, 2)
+            cell["cpu_us_per_req"] = round(1e6 * cores / cell["rps"]) if cell["rps"] else None
             if s0 and s1 and s1["execution_count"] > s0["execution_count"]:
                 # from the server's own statistics over the whole cell (warm-up run included): mean
                 # rows per model call, mean time of one model call, mean time a request queued
@@ -518,6 +519,23 @@ def table(results: list[dict[str, Any]], concurrency: list[int], bound_ms: float
     return "\n".join(lines)
 
 
+def details(results: list[dict[str, Any]]) -> str:
+    """Per cell: server CPU per request and, from the server's statistics (ours, Triton), the mean
+    batch, the mean time of one model call and the mean time a request queued before its batch."""
+    lines = [
+        "| server | c | req/s | server CPU cores | CPU µs/req | mean batch | ms per model call | queue ms |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        for c in r["cells"]:
+            lines.append(
+                f"| {r['server']} | {c['concurrency']} | {c['rps']:.0f} | {c['server_cpu_cores']} | "
+                f"{c.get('cpu_us_per_req', '–')} | {c.get('mean_batch', '–')} | "
+                f"{c.get('batch_compute_ms', '–')} | {c.get('queue_ms', '–')} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--servers", default=",".join(SERVERS), type=lambda s: s.split(","))
@@ -565,6 +583,8 @@ def main() -> int:
     }
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(table(results, a.concurrency, bound))
+    print()
+    print(details(results))
     print(
         f"\nmodel cost (this process, fastest of 30): fixed {cost['fixed_ms']} ms, 1-row call "
         f"{cost['call_1_row_ms']} ms, 64-row call {cost['call_64_rows_ms']} ms; ⚠ = our p99 above "
