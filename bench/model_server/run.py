@@ -79,6 +79,24 @@ def wait_live(target: str, timeout: float) -> None:
                 time.sleep(0.1)
 
 
+def wait_all_ready(target: str, timeout: float) -> None:
+    """For a server with workers: until ServerReady, which is true only when every worker is."""
+    from modelserve.inference.v2 import grpc_service_pb2 as pb
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as ch:
+        stub = svc_grpc.GRPCInferenceServiceStub(ch)
+        while True:
+            try:
+                if stub.ServerReady(pb.ServerReadyRequest(), timeout=5).ready:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{target}: the workers did not all become ready")
+            time.sleep(0.2)
+
+
 def make_repo(dst: Path, batching: bool) -> Path:
     repo = dst / "repo"
     shutil.copytree(ROOT / "models" / "linear", repo / "linear", ignore=shutil.ignore_patterns("__pycache__"))
@@ -239,6 +257,8 @@ def run_variant(name: str, a: argparse.Namespace, work: Path) -> list[dict]:
             wait_live(f"127.0.0.1:{port}", timeout=60)
         else:
             wait_for_health(f"127.0.0.1:{port}", timeout=60)
+        if worker_dir is not None:  # every worker up (ServerReady answers for all of them)
+            wait_all_ready(f"127.0.0.1:{port}", timeout=120)
         time.sleep(1.0)
         pids = tree_pids(proc.pid)
         idle = rss_mib(pids)

@@ -16,6 +16,7 @@ import uvicorn
 from google.protobuf.descriptor import ServiceDescriptor
 from opentelemetry.sdk.trace import TracerProvider
 
+from modelserve_common.reuseport import steer_round_robin
 from modelserve_common.server import GrpcService, RunningServer, check_port, grpc_server
 from modelserve_gateway.auth import Authenticator
 from modelserve_gateway.clients import FRONTED, REGISTRY, Upstreams
@@ -40,12 +41,14 @@ class _UvicornServer(uvicorn.Server):
         yield
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only then (a
     # response is two writes, headers and body; with Nagle on, the second waits ~40 ms for an ACK).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:  # workers share the port (--workers)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host.strip("[]"), port))
     sock.listen(2048)
     sock.setblocking(False)
@@ -119,8 +122,13 @@ async def running_server(
         stream_buffer=settings.stream_infer_buffer,
     )
     services = [GrpcService(svc.full_name, lambda s: None) for svc, _ in fronted]
-    check_port(settings, "HTTP", "http_port", settings.http_host, settings.http_port)
-    sock = _bind(settings.http_host, settings.http_port)
+    if not settings.reuse_port:  # workers sharing the port bind it together
+        check_port(settings, "HTTP", "http_port", settings.http_host, settings.http_port)
+    sock = _bind(settings.http_host, settings.http_port, settings.reuse_port)
+    if settings.reuse_port and settings.workers > 1 and settings.worker_balance == "round_robin":
+        why_not = steer_round_robin(sock.getsockname()[1], settings.workers)
+        if why_not is not None:  # the kernel's hash: two connections may land on one worker
+            log.warning("gateway.http_workers_hashed", workers=settings.workers, reason=why_not)
     config = uvicorn.Config(
         app,
         lifespan="off",

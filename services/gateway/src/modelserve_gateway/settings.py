@@ -25,6 +25,18 @@ class GatewaySettings(BaseServiceSettings):
     """Address the REST (HTTP/1.1) server binds."""
     http_port: int = Field(default=8080, ge=0, le=65535)
     """REST port; 0 picks a free port."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Gateway processes sharing the gRPC and HTTP ports (SO_REUSEPORT; new connections go to the
+    workers in turn, or by the kernel's hash where the eBPF program cannot be loaded: README,
+    "Workers"). Worker i serves metrics on metrics_port + i. Each worker has its own registry cache
+    and upstream channels; without redis_url each also has its own rate-limit buckets."""
+    worker_balance: Literal["round_robin", "hash"] = "round_robin"
+    """How new connections are spread over the workers: ``round_robin`` (in turn; needs CAP_BPF,
+    else the hash with a warning in the log) or ``hash`` (the kernel's SO_REUSEPORT hash)."""
+    worker_index: int = Field(default=0, ge=0, le=63)
+    """Set by the first process for the workers it starts (1..workers-1); leave it at 0."""
+    reuse_port: bool = False
+    """Bind the gRPC and HTTP ports with SO_REUSEPORT (set automatically when workers > 1)."""
 
     registry_url: str = "localhost:50051"
     """gRPC target of the registry (modelserve.registry.v1.RegistryService)."""

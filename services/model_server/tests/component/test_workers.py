@@ -142,8 +142,8 @@ def test_connections_go_to_workers_in_turn_and_statistics_are_the_sum(tmp_path: 
     with proc:
         _wait_ready(proc.target)
         calls = 20
-        for i in range(calls):  # one short connection per call
-            with grpc.insecure_channel(proc.target) as ch:
+        for i in range(calls):  # one short connection per call (no connection shared by channels)
+            with grpc.insecure_channel(proc.target, options=[("grpc.use_local_subchannel_pool", 1)]) as ch:
                 _infer(svc_grpc.GRPCInferenceServiceStub(ch), i)
         per_worker = []
         for i in range(2):
