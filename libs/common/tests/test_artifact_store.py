@@ -322,3 +322,47 @@ async def test_s3_server_stopped_mid_upload_is_unavailable_then_retry_works() ->
     finally:
         server.stop()
         gc.collect()
+
+
+async def test_s3_parts_in_flight_with_uneven_chunks_store_the_exact_bytes(moto: MotoS3Server) -> None:
+    moto.create_bucket("b-flight")
+    store = S3ArtifactStore(s3_settings(moto, "b-flight", parts_in_flight=3))
+    data = os.urandom(23 * MiB + 7)
+    sizes = [1, 3 * MiB + 5, 7 * MiB, 11, 64 * 1024]
+    chunks, offset, i = [], 0, 0
+    while offset < len(data):
+        chunks.append(data[offset : offset + sizes[i % len(sizes)]])
+        offset += sizes[i % len(sizes)]
+        i += 1
+    declared = await store.put(stream(*chunks), max_bytes=64 * MiB, expected_sha256=sha(data))
+    undeclared = await store.put(stream(*chunks), max_bytes=64 * MiB)  # temporary key, then copied
+    assert declared == undeclared
+    assert await read_all(store, declared.sha256) == data
+    assert bucket_keys(moto, "b-flight") == [f"ms/sha256/{declared.sha256}"]  # no temporary key left
+    assert open_uploads(moto, "b-flight") == []
+
+
+async def test_s3_declared_digest_of_a_stored_blob_verifies_the_stream_and_keeps_the_blob(
+    moto: MotoS3Server,
+) -> None:
+    moto.create_bucket("b-dedup")
+    store = S3ArtifactStore(s3_settings(moto, "b-dedup"))
+    data = os.urandom(6 * MiB)
+    blob = await store.put(stream(data), max_bytes=64 * MiB)
+    again = await store.put(stream(data[:MiB], data[MiB:]), max_bytes=64 * MiB, expected_sha256=blob.sha256)
+    assert again == blob
+    with pytest.raises(InvalidArgument, match="sha256 mismatch"):  # other bytes claiming its digest
+        await store.put(stream(os.urandom(6 * MiB)), max_bytes=64 * MiB, expected_sha256=blob.sha256)
+    with pytest.raises(ResourceExhausted):
+        await store.put(stream(data), max_bytes=MiB, expected_sha256=blob.sha256)
+    assert await read_all(store, blob.sha256) == data  # untouched
+    assert open_uploads(moto, "b-dedup") == []
+
+
+def test_s3_part_settings_are_enforced() -> None:
+    with pytest.raises(ValueError, match="part_size_bytes"):
+        S3StoreSettings(bucket="b", part_size_bytes=MIN_S3_PART_BYTES - 1)
+    with pytest.raises(ValueError, match="parts_in_flight"):
+        S3StoreSettings(bucket="b", parts_in_flight=0)
+    with pytest.raises(ValueError, match="parts_in_flight"):
+        S3StoreSettings(bucket="b", parts_in_flight=17)
