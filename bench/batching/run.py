@@ -65,7 +65,8 @@ DESCRIPTION = {
     "ours-onnx": "our model server, the same computation as an ONNX graph (make_onnx.py) on its ONNX Runtime "
     "backend (1 thread), dynamic_batching (delay {delay} us{pref}), 1 instance",
     "ours-nobatch": "our model server, python backend, no dynamic_batching, 1 instance",
-    "kserve": "KServe 0.21 ModelServer, v2 gRPC, async predict -> asyncio.to_thread (no batcher)",
+    "kserve": "KServe 0.21 ModelServer, v2 gRPC, async predict computing on the event loop (no batcher)",
+    "kserve-thread": "KServe 0.21 ModelServer, v2 gRPC, async predict -> asyncio.to_thread (no batcher)",
     "mlserver": "MLServer 1.7.1, adaptive batching max_batch_size=64 max_batch_time={delay_s} s, "
     "parallel_workers=1",
     "triton": "Triton 2.51 (PyTriton 0.7.0 wheel) python backend, dynamic_batching "
@@ -195,9 +196,10 @@ def build(name: str, a: argparse.Namespace, work: Path, ports: list[int]) -> tup
             dirs = ["services/model_server/src", "libs/common/src", "libs/contracts/src"]
             return cmd, server_env(work, PYTHONPATH=":".join(str(src / d) for d in dirs))
         return cmd, server_env(work)
-    if name == "kserve":
+    if name.startswith("kserve"):
         cmd = [str(VENVS / "kserve/bin/python"), str(HERE / "kserve_mlp.py"), "--grpc_port", str(g)]
         cmd += ["--http_port", str(h), "--enable_latency_logging", "false", "--quiet", "true"]
+        cmd += ["--inline", "false" if name == "kserve-thread" else "true"]
         return cmd, server_env(work)
     if name == "mlserver":
         (work / MODEL).mkdir(parents=True, exist_ok=True)
@@ -226,7 +228,7 @@ def build(name: str, a: argparse.Namespace, work: Path, ports: list[int]) -> tup
     raise SystemExit(f"unknown server {name!r}; known: {', '.join(DESCRIPTION)}")
 
 
-VENV_OF = {"kserve": "kserve", "mlserver": "mlserver", "triton": "triton"}
+VENV_OF = {"kserve": "kserve", "kserve-thread": "kserve", "mlserver": "mlserver", "triton": "triton"}
 
 
 # ---------------------------------------------------------------------------- checks
