@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from modelserve.registry.v1 import registry_service_pb2 as registry_pb
-from modelserve_common.errors import NotFound, PermissionDenied, ResourceExhausted, ServiceError, Unavailable
+from modelserve_common.errors import NotFound, PermissionDenied, ResourceExhausted, Unavailable
 from modelserve_gateway.audit import audit
 from modelserve_gateway.auth import MAX_CACHED_PRINCIPALS, Authenticator, Credentials, Principal
 from modelserve_gateway.metrics import AUTH_FAILURES, RATE_LIMIT_DECISIONS
@@ -137,10 +137,8 @@ class Guard:
         if principal.tenant:
             dep: registry_pb.Deployment | None = await self._cache.usable_deployment(model, principal.tenant)
         else:
-            try:
-                dep = await self._cache.deployment(model)
-            except ServiceError:
-                dep = None  # trusted callers still reach the model server when the registry is down
+            # trusted callers still reach the model server when the registry is down
+            dep = await self._cache.deployment(model, down_ok=True)
         headers: list[tuple[str, str]] = []
         if dep is None:
             return Routed(version, headers)

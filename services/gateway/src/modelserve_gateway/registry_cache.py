@@ -127,8 +127,9 @@ class RegistryCache:
 
     # Deployments ----------------------------------------------------------------------------
 
-    async def deployment(self, model: str) -> registry_pb.Deployment | None:
-        """The model's deployment; None when the registry has no such model.
+    async def deployment(self, model: str, *, down_ok: bool = False) -> registry_pb.Deployment | None:
+        """The model's deployment; None when the registry has no such model (and, with
+        ``down_ok``, when the registry is down).
 
         Stale-while-revalidate: once a model has been looked up, requests never wait for the
         registry again; an expired entry is refreshed by one background lookup. Only the first
@@ -144,6 +145,8 @@ class RegistryCache:
             self._inflight[model] = asyncio.create_task(self._fetch(model))
         value = entry[0]
         if value is _DOWN:
+            if down_ok:
+                return None
             raise Unavailable(f"cannot look up model {model!r}: registry unavailable")
         return value  # type: ignore[return-value]
 

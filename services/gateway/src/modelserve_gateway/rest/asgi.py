@@ -55,6 +55,10 @@ HTTP_SECONDS = Histogram(
 )
 
 
+WATCH_AFTER_S = 0.05
+"""How long a request runs before a task watches for its client going away."""
+
+
 def _is_kserve(path: str) -> bool:
     return path == "/v2" or path.startswith("/v2/")
 
@@ -86,6 +90,8 @@ class GatewayApp:
         self._kserve = KServeRoutes(settings, upstreams.by_service[INFERENCE_SERVICE.full_name], guard)
         self._artifacts = ArtifactRoutes(settings, upstreams, guard)
         self._console = ConsoleAssets(settings)  # /console and /docs (console.py)
+        # (route, status, tenant) -> the bound children of HTTP_SECONDS and REQUESTS
+        self._metrics: dict[tuple[str, int, str], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -168,7 +174,8 @@ class GatewayApp:
     async def _admitted(self, req: Request, send: Send, base: Headers, rid: str) -> None:
         """A request inside the in-flight bound: body, route, errors, disconnects, metrics."""
         task = asyncio.current_task()
-        watcher: asyncio.Task[None] | None = None
+        watcher: list[asyncio.Task[None]] = []
+        armed: asyncio.TimerHandle | None = None
         started = time.perf_counter()
         status = [499]
         kserve_style = _is_kserve(req.path)
@@ -183,13 +190,19 @@ class GatewayApp:
                 await self._artifacts.handle(req, counted, base)
                 return
             body = await self._body(req)
-            watcher = asyncio.create_task(_watch_disconnect(req.receive, task))
+            # The disconnect watcher (a task) starts only for a request still running after
+            # WATCH_AFTER_S: most answers come sooner and cost no task; a client gone earlier is
+            # noticed then (its receive() answers http.disconnect at once).
+            armed = asyncio.get_running_loop().call_later(
+                WATCH_AFTER_S,
+                lambda: watcher.append(asyncio.create_task(_watch_disconnect(req.receive, task))),
+            )
             handler = self._kserve if kserve_style else self._transcoded
             await handler.handle(req, body, counted, base)
         except ClientGone:
             log.info("http.client_gone", path=req.path)
         except asyncio.CancelledError:
-            if watcher is None or not watcher.done() or task is None:
+            if not watcher or not watcher[0].done() or task is None:
                 raise
             task.uncancel()
             log.info("http.client_gone", path=req.path)
@@ -205,11 +218,23 @@ class GatewayApp:
                 internal = GatewayError(grpc.StatusCode.INTERNAL, "internal error")
                 await send_error(counted, internal, base, kserve_style)
         finally:
-            if watcher is not None:
-                watcher.cancel()
+            if armed is not None:
+                armed.cancel()
+            for w in watcher:
+                w.cancel()
             elapsed = time.perf_counter() - started
-            HTTP_SECONDS.labels(req.route_label, str(status[0])).observe(elapsed)
-            REQUESTS.labels(req.route_label, str(status[0]), tenant_label(req.tenant)).inc()
+            key = (req.route_label, status[0], req.tenant)
+            children = self._metrics.get(key)
+            if children is None:
+                if len(self._metrics) >= 10_000:
+                    self._metrics.clear()
+                code = str(status[0])
+                children = self._metrics[key] = (
+                    HTTP_SECONDS.labels(req.route_label, code),
+                    REQUESTS.labels(req.route_label, code, tenant_label(req.tenant)),
+                )
+            children[0].observe(elapsed)
+            children[1].inc()
             self._access(req, status[0], elapsed, rid)
 
     async def _body(self, req: Request) -> bytes:
