@@ -1,10 +1,13 @@
-"""Tracing for tests: an in-memory provider, and a real OTLP/gRPC receiver."""
+"""Tracing for tests: an in-memory provider, a real OTLP/gRPC receiver and a real OTLP/HTTP
+receiver (protobuf or JSON bodies; Triton's OpenTelemetry trace mode exports OTLP/HTTP)."""
 
 from __future__ import annotations
 
+import gzip
 import threading
 from concurrent import futures
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
@@ -86,6 +89,100 @@ class OtlpReceiver:
 
     def trace(self, trace_id: str) -> list[ReceivedSpan]:
         return [s for s in self.spans() if s.trace_id == trace_id]
+
+
+class OtlpHttpReceiver(OtlpReceiver):
+    """A real OTLP/HTTP trace receiver (``POST /v1/traces``, ``application/x-protobuf`` or
+    ``application/json``, gzip or not) on a free loopback port, keeping every span it is sent.
+    ``url`` is the full traces URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT; Triton's
+    ``--trace-config opentelemetry,url=`` takes ``url`` without the scheme). ``requests`` counts
+    the export requests. Use as a context manager (a threaded HTTP server of its own)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._http: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.requests = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.endpoint}/v1/traces"
+
+    def __enter__(self) -> OtlpHttpReceiver:
+        from google.protobuf import json_format
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as ts_pb
+
+        receiver = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                if self.headers.get("content-encoding", "") == "gzip":
+                    body = gzip.decompress(body)
+                if self.path.split("?")[0] != "/v1/traces":
+                    self._answer(404, b"", "text/plain")
+                    return
+                request = ts_pb.ExportTraceServiceRequest()
+                json_body = self.headers.get("content-type", "").startswith("application/json")
+                try:
+                    if json_body:
+                        json_format.Parse(body, request, ignore_unknown_fields=True)
+                    else:
+                        request.ParseFromString(body)
+                except Exception:
+                    self._answer(400, b"", "text/plain")
+                    return
+                if json_body:  # OTLP/JSON carries ids as hex strings: parsed as base64, so redo
+                    _hex_ids(request, body)
+                with receiver._lock:
+                    receiver.requests += 1
+                receiver._keep(request)
+                reply = ts_pb.ExportTraceServiceResponse()
+                if json_body:
+                    self._answer(200, json_format.MessageToJson(reply).encode(), "application/json")
+                else:
+                    self._answer(200, reply.SerializeToString(), "application/x-protobuf")
+
+            def _answer(self, status: int, body: bytes, ctype: str) -> None:
+                self.send_response(status)
+                self.send_header("content-type", ctype)
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self._http = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._http.daemon_threads = True
+        self.port = self._http.server_address[1]
+        self._thread = threading.Thread(target=self._http.serve_forever, name="otlp-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+def _hex_ids(request: Any, body: bytes) -> None:
+    """OTLP/JSON encodes trace and span ids as hex (not proto3 JSON's base64): set them again."""
+    import json
+
+    doc = json.loads(body)
+    for rs, rs_doc in zip(request.resource_spans, doc.get("resourceSpans", []), strict=False):
+        for ss, ss_doc in zip(rs.scope_spans, rs_doc.get("scopeSpans", []), strict=False):
+            for span, span_doc in zip(ss.spans, ss_doc.get("spans", []), strict=False):
+                span.trace_id = bytes.fromhex(span_doc.get("traceId", ""))
+                span.span_id = bytes.fromhex(span_doc.get("spanId", ""))
+                span.parent_span_id = bytes.fromhex(span_doc.get("parentSpanId", ""))
 
 
 @dataclass(frozen=True)

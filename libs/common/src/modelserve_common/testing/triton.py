@@ -231,3 +231,19 @@ class TritonProcess:
     def __exit__(self, *exc: object) -> None:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def opentelemetry_args(url: str, *, service_name: str = "triton", schedule_delay_ms: int = 100) -> list[str]:
+    """``tritonserver`` flags that trace every request in OpenTelemetry mode (``rate=1``, level
+    TIMESTAMPS) and export the spans over OTLP/HTTP to ``url`` (``host:port/v1/traces``, no
+    scheme; e.g. an :class:`~modelserve_common.testing.tracing.OtlpHttpReceiver`'s ``url``). Triton
+    reads a W3C ``traceparent`` from the gRPC metadata of a request and makes its spans children
+    of it (``InferRequest`` -> ``<model>`` -> ``compute``)."""
+    return [
+        "--trace-config=mode=opentelemetry",
+        "--trace-config=rate=1",
+        "--trace-config=level=TIMESTAMPS",
+        f"--trace-config=opentelemetry,url={url.removeprefix('http://')}",
+        f"--trace-config=opentelemetry,resource=service.name={service_name}",
+        f"--trace-config=opentelemetry,bsp_schedule_delay={schedule_delay_ms}",
+    ]
