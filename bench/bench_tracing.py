@@ -99,6 +99,8 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--sampling", default="off,1%,100%", type=lambda s: s.split(","))
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "tracing.json"))
+    p.add_argument("--taskset", default="", help="CPUs the server runs on (taskset -c)")
+    p.add_argument("--client-taskset", default="", help="CPUs h2load runs on (taskset -c)")
     a = p.parse_args()
     a.conns = [2]
     if shutil.which("h2load") is None:
