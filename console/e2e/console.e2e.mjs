@@ -248,7 +248,16 @@ try {
     await page.goto(`${BASE}/console/#/tenants`);
     const tenant = page.locator(`section[aria-label="tenant ${env("TENANT_A")}"]`);
     await tenant.locator("input[name=keyName]").fill("rotated");
+    // a burst without a rate is refused in the form, before anything is sent
+    await tenant.locator("input[name=burst]").fill("100");
+    await tenant.getByRole("alert", { name: "key form errors" }).filter({ hasText: "burst needs a rate limit" }).waitFor();
+    if (!(await tenant.getByRole("button", { name: "Create key" }).isDisabled())) throw new Error("a burst without a rate could be sent");
+    await tenant.locator("input[name=rps]").fill("50");
+    await tenant.locator("input[name=expires]").fill("2099-01-01T00:00");
     await tenant.getByRole("button", { name: "Create key" }).click();
+    const row = tenant.locator("tr[data-key=rotated]");
+    await row.filter({ hasText: "50/s, burst 100" }).waitFor();
+    await row.filter({ hasText: /expires 2099-01-0[12]T/ }).waitFor();
     const oldSecret = await tenant.locator(".secret code").innerText();
     if ((await fetch(`${BASE}/v1/models`, { headers: { "x-api-key": oldSecret } })).status !== 200) throw new Error("the new key does not work");
     await tenant.locator("input[name=grace]").fill("1");

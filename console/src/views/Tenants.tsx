@@ -1,13 +1,11 @@
 import { useState } from "preact/hooks";
 import { call, enc, errorText, get } from "../api";
+import { KeyForm } from "../components/KeyForm";
 import { useLoad } from "../hooks";
-
-const SCOPES = ["read", "write", "infer", "tenant-admin"];
+import { describeExpiry, describeLimit } from "../keys";
 
 function Keys({ tenant }: { tenant: string }) {
   const keys = useLoad(() => get(`/v1/tenants/${enc(tenant)}/apiKeys`), [tenant]);
-  const [scopes, setScopes] = useState<string[]>(["read", "infer"]);
-  const [name, setName] = useState("");
   const [secret, setSecret] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [grace, setGrace] = useState("");
@@ -29,6 +27,8 @@ function Keys({ tenant }: { tenant: string }) {
             <tr key={k.key} data-key={k.displayName || k.key}>
               <td>{k.displayName || k.key}</td>
               <td>{(k.scopes ?? []).join(", ")}</td>
+              <td>{describeLimit(k)}</td>
+              <td>{describeExpiry(k, new Date())}</td>
               <td>{k.revokeTime ? "revoked" : "active"}</td>
               <td>
                 <button type="button" onClick={() => act(() => call("POST", `/v1/tenants/${enc(tenant)}/apiKeys/${enc(k.key)}:rotate`, grace.trim() ? { gracePeriod: `${Number(grace)}s` } : {}))}>rotate</button>
@@ -42,16 +42,7 @@ function Keys({ tenant }: { tenant: string }) {
         rotation grace (s, empty: the server's default)
         <input name="grace" type="number" min={0} value={grace} onInput={(e) => setGrace((e.target as HTMLInputElement).value)} />
       </label>
-      <form class="inline" onSubmit={(e) => { e.preventDefault(); act(() => call("POST", `/v1/tenants/${enc(tenant)}/apiKeys`, { displayName: name, scopes })); }}>
-        <input name="keyName" placeholder="key name" value={name} onInput={(e) => setName((e.target as HTMLInputElement).value)} />
-        {SCOPES.map((s) => (
-          <label key={s}>
-            <input type="checkbox" checked={scopes.includes(s)} onChange={(e) => setScopes((e.target as HTMLInputElement).checked ? [...scopes, s] : scopes.filter((x) => x !== s))} />
-            {s}
-          </label>
-        ))}
-        <button type="submit">Create key</button>
-      </form>
+      <KeyForm onCreate={(body) => act(() => call("POST", `/v1/tenants/${enc(tenant)}/apiKeys`, body))} />
       {secret && (
         <p class="secret" role="status">
           New secret (shown once): <code>{secret}</code>{" "}
