@@ -44,8 +44,8 @@ class S3StoreSettings(BaseModel):
         ge=1,
         le=16,
         description="parts of one upload sent at the same time; an upload holds at most "
-        "(parts_in_flight + 2) x part_size_bytes in memory (the parts being sent, the next one "
-        "filling up and its joined copy)",
+        "(parts_in_flight + 1) x part_size_bytes in memory (the parts being sent and the next "
+        "one filling up)",
     )
     max_attempts: int = Field(default=3, ge=1, le=20, description="tries per S3 request")
     connect_timeout_s: float = Field(default=5.0, gt=0, le=300)

@@ -9,7 +9,9 @@ event loop never waits on the network.
 
 An upload is a multipart upload whose parts (``part_size_bytes``) are sent while the stream is still
 read, at most ``parts_in_flight`` at a time (the stream is not read further while that many are
-being sent), so an upload holds at most ``(parts_in_flight + 2) x part_size_bytes``. It is completed
+being sent), from ``parts_in_flight + 1`` part buffers reused for the whole upload (each byte is
+copied once, into a buffer, which is the request body as it is): an upload holds at most
+``(parts_in_flight + 1) x part_size_bytes``. It is completed
 only after the whole stream has been read and its digest and size verified; until then nothing is
 visible (an incomplete multipart upload is not an object). Where it goes:
 
@@ -29,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
@@ -156,39 +157,31 @@ class S3ArtifactStore:
         part_size = self._settings.part_size_bytes
         key = self.key(expected_sha256) if expected_sha256 else self._temporary_key()
         upload = _MultipartUpload(self, key)
-        pending: list[bytes] = []
-        pending_size = 0
         try:
+            part, filled = upload.buffer(), 0
             async for chunk in chunks:
                 verifier.feed(chunk)
-                pending.append(chunk)
-                pending_size += len(chunk)
-                if pending_size >= part_size:
-                    data = b"".join(pending)  # the one copy of the bytes in this process
-                    pending.clear()
-                    offset = 0
-                    while len(data) - offset >= part_size:
-                        await upload.send(data[offset : offset + part_size])  # whole: no copy
-                        offset += part_size
-                    if offset < len(data):
-                        pending.append(data[offset:])
-                    pending_size = len(data) - offset
-                    del data
+                view = memoryview(chunk)
+                while view:  # copied once, into the part buffer
+                    n = min(len(view), part_size - filled)
+                    part[filled : filled + n] = view[:n]
+                    filled += n
+                    view = view[n:]
+                    if filled == part_size:
+                        await upload.send(part, filled)
+                        part, filled = upload.buffer(), 0
             blob = verifier.finish()
-            last = b"".join(pending)
-            pending.clear()
             if not upload.started:  # smaller than one part: one request, straight to its address
                 await self._call(
                     "uploading",
                     "put_object",
                     Bucket=self._bucket,
                     Key=self.key(blob.sha256),
-                    Body=io.BytesIO(last),
+                    Body=_trimmed(part, filled),
                 )
                 return blob
-            if last:
-                await upload.send(last)
-            del last
+            if filled:
+                await upload.send(part, filled)
             await upload.complete()
         finally:
             await upload.close()
@@ -294,25 +287,37 @@ class S3ArtifactStore:
 
 
 class _MultipartUpload:
-    """One multipart upload: parts sent in worker threads, at most ``parts_in_flight`` at once."""
+    """One multipart upload: parts sent in worker threads, at most ``parts_in_flight`` at once,
+    from at most ``parts_in_flight + 1`` part buffers reused for the whole upload."""
 
     def __init__(self, store: S3ArtifactStore, key: str) -> None:
         self._store = store
         self._key = key
         self._limit = store._settings.parts_in_flight
+        self._part_size = store._settings.part_size_bytes
         self._upload_id = ""
         self._parts: dict[int, str] = {}
         self._next = 1
         self._sending: set[asyncio.Task[None]] = set()
+        self._free: list[bytearray] = []
         self._completed = False
 
     @property
     def started(self) -> bool:
         return bool(self._upload_id)
 
-    async def send(self, body: bytes) -> None:
-        """Start sending the next part; waits while ``parts_in_flight`` parts are being sent.
-        Raises the error of a part that failed."""
+    def buffer(self) -> bytearray:
+        """A part buffer to fill (after :meth:`send`, at most ``parts_in_flight`` are in use)."""
+        while self._free:
+            part = self._free.pop()
+            if len(part) == self._part_size:  # not a trimmed last part
+                return part
+        return bytearray(self._part_size)
+
+    async def send(self, part: bytearray, size: int) -> None:
+        """Start sending ``part[:size]`` as the next part (the buffer is the upload's until that
+        is done); waits while ``parts_in_flight`` parts are being sent. Raises the error of a
+        part that failed."""
         store = self._store
         if not self._upload_id:
             created = await store._call(
@@ -329,19 +334,22 @@ class _MultipartUpload:
             for task in done:
                 task.result()
         number, self._next = self._next, self._next + 1
-        self._sending.add(asyncio.create_task(self._send_part(number, body)))
+        self._sending.add(asyncio.create_task(self._send_part(number, part, size)))
 
-    async def _send_part(self, number: int, body: bytes) -> None:
+    async def _send_part(self, number: int, part: bytearray, size: int) -> None:
         store = self._store
-        answer = await store._call(
-            f"uploading part {number}",
-            "upload_part",
-            Bucket=store._bucket,
-            Key=self._key,
-            UploadId=self._upload_id,
-            PartNumber=number,
-            Body=io.BytesIO(body),  # bytes would be copied whole: botocore appends them to the headers
-        )
+        try:
+            answer = await store._call(
+                f"uploading part {number}",
+                "upload_part",
+                Bucket=store._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=_trimmed(part, size),
+            )
+        finally:
+            self._free.append(part)
         self._parts[number] = answer["ETag"]
 
     async def complete(self) -> None:
@@ -360,11 +368,12 @@ class _MultipartUpload:
         self._completed = True
 
     async def close(self) -> None:
-        """After a failure: wait for the parts still being sent (a thread cannot be stopped),
-        then abort the upload (best effort: the sweeper removes what this cannot reach)."""
+        """Wait for the parts still being sent (a thread cannot be stopped), then, after a
+        failure, abort the upload (best effort: the sweeper removes what this cannot reach)."""
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
             self._sending.clear()
+        self._free.clear()
         store = self._store
         if self._upload_id and not self._completed:
             with contextlib.suppress(Exception):
@@ -375,6 +384,16 @@ class _MultipartUpload:
                     UploadId=self._upload_id,
                 )
         store._active.discard(self._upload_id)
+
+
+def _trimmed(part: bytearray, size: int) -> bytearray:
+    """``part[:size]`` without a copy where possible. A bytearray body is sent as it is: botocore
+    hashes it and urllib3 writes it to the socket whole (a ``bytes`` body would do the same, but
+    a fresh ``bytes`` per part is what the reused buffers avoid; a file-like body would cost an
+    ``Expect: 100-continue`` round trip and block-sized reads)."""
+    if size < len(part):
+        del part[size:]  # the last part only: nothing else refers to the buffer
+    return part
 
 
 def _started(key: str, tmp: str, reported: float) -> float:
