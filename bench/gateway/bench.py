@@ -14,7 +14,12 @@ Per row: req/s, p50/p99 ms, CPU µs per request of the hop process (the lean pro
 and of the model server (from /proc/<pid>/stat, warm-up excluded), the ratios to the lean proxy at
 the same concurrency (req/s and hop CPU) and the p50 added over grpc_direct. JSON + a Markdown table.
 
-    .venv/bin/python bench/gateway/bench.py --duration 3 --concurrency 1,32 --guard
+With --baseline-src DIR (a gateway source tree, e.g. ``git archive <commit> services/gateway/src``
+unpacked), a second auth-off gateway runs that code and its rows (``…@base``) sit beside the
+current ones: before/after in one run.
+
+    .venv/bin/python bench/gateway/bench.py --duration 3 --concurrency 1,32 --guard \
+        --redis-url redis://127.0.0.1:6379/0
 """
 
 from __future__ import annotations
@@ -172,6 +177,12 @@ def main() -> None:
     ap.add_argument("--guard-concurrency", default=None, help="default: --concurrency")
     ap.add_argument("--redis-url", default=os.environ.get("MODELSERVE_REDIS_URL"))
     ap.add_argument("--only", default=None, help="comma-separated modes to run (default: all)")
+    ap.add_argument(
+        "--baseline-src",
+        default=None,
+        help="a gateway source tree (e.g. `git archive <commit> services/gateway/src`): its front door "
+        "and REST JSON rows (mode@base) are measured beside the current ones, auth off",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "gateway" / "results.json"))
     args = ap.parse_args()
     concs = [int(c) for c in args.concurrency.split(",")]
@@ -246,9 +257,33 @@ def main() -> None:
             ("rest_json", gw_pid, rest_url, "rest.json", json_h, True),
             ("rest_binary", gw_pid, rest_url, "rest.bin", bin_h, True),
         ]
+        if args.baseline_src:
+            src = str(Path(args.baseline_src).resolve())
+            pypath = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+            base, base_http = start_gateway(
+                ms.target,
+                f"127.0.0.1:{free_port()}",
+                tmp,
+                {"GATEWAY_AUTH_ENABLED": "false", "GATEWAY_WATCH_REGISTRY": "false", "PYTHONPATH": pypath},
+            )
+            procs.append(base)
+            base_rest = f"http://127.0.0.1:{base_http}/v2/models/linear/infer"
+            modes[3:3] = [
+                (
+                    "grpc_front_door@base",
+                    base.proc.pid,
+                    f"http://{base.target}{INFER}",
+                    "grpc.bin",
+                    grpc_h,
+                    False,
+                )
+            ]
+            modes.append(("rest_json@base", base.proc.pid, base_rest, "rest.json", json_h, True))
         guard_modes = guard_setup(args, tmp, ms, procs, grpc_h, json_h) if args.guard else []
         for c in sorted(set(concs) | set(guard_concs if args.guard else [])):
-            todo = (modes if c in concs else modes[:3]) + (guard_modes if c in guard_concs else [])
+            todo = (modes if c in concs else [m for m in modes if m[0].startswith(("grpc", "lean"))]) + (
+                guard_modes if c in guard_concs else []
+            )
             for name, hop, url, body, headers, h1 in todo:
                 if only is not None and name not in only and name not in ("grpc_direct", "lean_proxy"):
                     continue
