@@ -268,6 +268,8 @@ class PredictionLogger:
         """:meth:`observe` for a ModelInfer the server forwards undecoded (to Triton): the same
         policy and owner-only rule; the bytes are parsed only for a sampled request."""
         model = string_field(request, 1)
+        if self._policies(model) is None:  # not deployed: no metadata scan
+            return await answer
         caller, _scopes = caller_identity(context.invocation_metadata())
         found = self._policy_for(model, caller)
         if found is None:

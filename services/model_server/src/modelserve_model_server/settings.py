@@ -156,6 +156,8 @@ class ModelServerSettings(TritonSettings, BaseServiceSettings):
     @classmethod
     def _known_sinks(cls, value: str) -> str:
         names = [n.strip() for n in value.split(",") if n.strip()]
+        if not names:
+            raise ValueError("name at least one prediction log sink (registry, jsonl, cloudevents)")
         unknown = sorted(set(names) - set(PREDICTION_LOG_SINKS))
         if unknown:
             raise ValueError(f"unknown prediction log sinks {unknown}; known: {list(PREDICTION_LOG_SINKS)}")

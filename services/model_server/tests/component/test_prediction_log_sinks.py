@@ -257,6 +257,8 @@ async def test_cloudevents_one_event_per_post_and_the_same_ids_on_a_retry() -> N
 def test_sink_settings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown prediction log sinks"):
         ModelServerSettings(prediction_log_sinks="registry,kafka")
+    with pytest.raises(ValueError, match="name at least one prediction log sink"):
+        ModelServerSettings(prediction_log_sinks=" , ")
     with pytest.raises(ValueError, match="set prediction_log_cloudevents_url"):
         ModelServerSettings(prediction_log_sinks="cloudevents")
     both = ModelServerSettings(prediction_log_sinks=" jsonl, registry,jsonl", data_dir=tmp_path)
