@@ -62,10 +62,15 @@ def _identity(x: bytes) -> bytes:
     return x
 
 
-def direct_channel(target: str, settings: BaseServiceSettings, retry_methods: list[str]) -> grpc.aio.Channel:
+def direct_channel(
+    target: str, settings: BaseServiceSettings, retry_methods: list[str], own_connection: bool = False
+) -> grpc.aio.Channel:
     """A channel like ``create_channel``'s (same options, retries and credentials) without client
-    interceptors, for :meth:`Upstream.call_unary`, which does their work inline."""
+    interceptors, for :meth:`Upstream.call_unary`, which does their work inline. ``own_connection``:
+    a connection of its own (grpc otherwise shares one between channels with the same options)."""
     options = channel_options(settings, retry_methods)
+    if own_connection:
+        options = [*options, ("grpc.use_local_subchannel_pool", 1)]
     creds = channel_credentials(settings)
     if creds is not None:
         return grpc.aio.secure_channel(target, creds, options=options)
@@ -137,6 +142,21 @@ class UpstreamStream:
         self._ok()
 
 
+class _InTurn:
+    """Multicallables of one method on several channels, used in turn."""
+
+    __slots__ = ("_callables", "_next")
+
+    def __init__(self, callables: list[Any]) -> None:
+        self._callables = callables
+        self._next = 0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        i = self._next
+        self._next = (i + 1) % len(self._callables)
+        return self._callables[i](*args, **kwargs)
+
+
 @dataclass
 class Upstream:
     """One fronted service: its channel, default deadline and circuit breaker; multicallables are
@@ -152,6 +172,9 @@ class Upstream:
     _typed: dict[str, Any] = field(default_factory=dict)
     direct: grpc.aio.Channel | None = None
     """The channel without client interceptors for :meth:`call_unary` (None: ``channel``)."""
+    more_direct: tuple[grpc.aio.Channel, ...] = ()
+    """More channels like ``direct``, each with its own connection: unary calls go over ``direct``
+    and these in turn (``model_server_connections``: one connection per model-server worker)."""
     _metrics: _ClientMetrics = field(default_factory=_ClientMetrics)
 
     async def call_unary(self, method: str, request: bytes, metadata: Any, deadline_s: float | None) -> Reply:
@@ -219,6 +242,11 @@ class Upstream:
         if mc is None:
             channel = self.channel if self.direct is None else self.direct
             mc = self._unary[method] = channel.unary_unary(method, _identity, _identity)
+            if self.direct is not None and self.more_direct:
+                channels = (self.direct, *self.more_direct)
+                mc = self._unary[method] = _InTurn(
+                    [c.unary_unary(method, _identity, _identity) for c in channels]
+                )
         return mc
 
     def unary_stream(self, method: str) -> Any:
@@ -266,7 +294,9 @@ class Upstreams:
     """The three fronted services."""
 
     def __init__(self, settings: GatewaySettings, tracer_provider: TracerProvider | None = None) -> None:
-        def make(name: str, target: str, service: ServiceDescriptor, timeout: float) -> Upstream:
+        def make(
+            name: str, target: str, service: ServiceDescriptor, timeout: float, connections: int = 1
+        ) -> Upstream:
             retry = idempotent_methods(service)
             channel = create_channel(
                 target,
@@ -281,13 +311,23 @@ class Upstreams:
                 timeout,
                 CircuitBreaker(name, settings.breaker_failures, settings.breaker_open_s),
                 # traced calls need the tracing interceptor: they keep the one channel
-                direct=direct_channel(target, settings, retry) if tracer_provider is None else None,
+                direct=direct_channel(target, settings, retry, connections > 1)
+                if tracer_provider is None
+                else None,
+                more_direct=tuple(
+                    direct_channel(target, settings, retry, own_connection=True)
+                    for _ in range(connections - 1 if tracer_provider is None else 0)
+                ),
             )
 
         self.by_name: dict[str, Upstream] = {
             REGISTRY: make(REGISTRY, settings.registry_url, REGISTRY_SERVICE, settings.registry_timeout_s),
             MODEL_SERVER: make(
-                MODEL_SERVER, settings.model_server_url, INFERENCE_SERVICE, settings.model_server_timeout_s
+                MODEL_SERVER,
+                settings.model_server_url,
+                INFERENCE_SERVICE,
+                settings.model_server_timeout_s,
+                settings.model_server_connections,
             ),
             ORCHESTRATOR: make(
                 ORCHESTRATOR, settings.orchestrator_url, ORCHESTRATOR_SERVICE, settings.orchestrator_timeout_s
@@ -315,3 +355,5 @@ class Upstreams:
             await up.channel.close(None)
             if up.direct is not None:
                 await up.direct.close(None)
+            for channel in up.more_direct:
+                await channel.close(None)

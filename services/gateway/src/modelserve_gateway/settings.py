@@ -42,6 +42,11 @@ class GatewaySettings(BaseServiceSettings):
     """gRPC target of the registry (modelserve.registry.v1.RegistryService)."""
     model_server_url: str = "localhost:50053"
     """gRPC target of the model server (inference.GRPCInferenceService)."""
+    model_server_connections: int = Field(default=1, ge=1, le=64)
+    """Connections each gateway process opens to the model server; unary calls (REST and the gRPC
+    front door's ModelInfer) use them in turn. Set it to the model server's `workers`: the model
+    server hands each new connection to its next worker, so one gateway then reaches them all.
+    Streams, and every call while tracing is on, use one connection."""
     orchestrator_url: str = "localhost:50052"
     """gRPC target of the orchestrator (modelserve.orchestrator.v1.OrchestratorService)."""
     redis_url: str | None = Field(default=None, validation_alias=suite_fallback("GATEWAY_", "redis_url"))

@@ -1,10 +1,13 @@
 """Gateway --workers 2: both processes serve the HTTP and gRPC ports, new connections go to them in
-turn (or at least to both, where the kernel's hash is used), and SIGTERM to the first stops both."""
+turn (or at least to both, where the kernel's hash is used), and SIGTERM to the first stops both.
+model_server_connections: one gateway process reaches every worker of a model server."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -12,8 +15,13 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from modelserve.inference.v2 import grpc_service_pb2 as pb
+from modelserve.inference.v2 import grpc_service_pb2_grpc as svc_grpc
 from modelserve_common.reuseport import round_robin_available
 from modelserve_common.testing import ServiceProcess, free_port
+from modelserve_model_server.workers import HOP, socket_path
+
+ROOT = Path(__file__).resolve().parents[4]
 
 
 def _children(pid: int) -> list[int]:
@@ -152,3 +160,74 @@ def test_gateway_workers_need_fixed_ports(tmp_path: Path) -> None:
     assert proc.proc is not None
     assert proc.proc.wait(30) == 2
     assert "fixed --grpc-port" in proc.output()
+
+
+def test_one_gateway_reaches_every_model_server_worker(tmp_path: Path) -> None:
+    """model_server_connections=2 in front of a model server with 2 workers: the REST calls of one
+    gateway process are served by both workers (each worker's own statistics say so)."""
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT / "models" / "linear", repo / "linear", ignore=shutil.ignore_patterns("__pycache__"))
+    worker_dir = tmp_path / "w"
+    worker_dir.mkdir()
+    ms_port = free_port()
+    ms = ServiceProcess(
+        "modelserve_model_server",
+        {
+            "MODEL_SERVER_GRPC_PORT": str(ms_port),
+            "MODEL_SERVER_METRICS_PORT": "-1",
+            "MODEL_SERVER_WORKERS": "2",
+            "MODEL_SERVER_WORKER_DIR": str(worker_dir),
+        },
+        ms_port,
+        args=["--model-repository", str(repo)],
+        cwd=tmp_path,
+    )
+    gw_port, http_port = free_port(), free_port()
+    gw = ServiceProcess(
+        "modelserve_gateway",
+        {
+            "GATEWAY_GRPC_PORT": str(gw_port),
+            "GATEWAY_HTTP_PORT": str(http_port),
+            "GATEWAY_METRICS_PORT": "-1",
+            "GATEWAY_MODEL_SERVER_URL": f"127.0.0.1:{ms_port}",
+            "GATEWAY_MODEL_SERVER_CONNECTIONS": "2",
+            "GATEWAY_REGISTRY_URL": f"127.0.0.1:{free_port()}",  # no registry: trusted callers pass
+            "GATEWAY_AUTH_ENABLED": "false",
+            "GATEWAY_WATCH_REGISTRY": "false",
+        },
+        gw_port,
+        cwd=tmp_path,
+    )
+    with ms.start(timeout=90):
+        with grpc.insecure_channel(ms.target) as ch:  # every worker ready (ServerReady is for all)
+            stub = svc_grpc.GRPCInferenceServiceStub(ch)
+            deadline = time.monotonic() + 60
+            while not stub.ServerReady(pb.ServerReadyRequest(), timeout=5).ready:
+                assert time.monotonic() < deadline, "the model server's workers never all became ready"
+                time.sleep(0.1)
+        with gw.start(timeout=60):
+            body = json.dumps(
+                {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 16], "data": [0.5] * 16}]}
+            )
+            conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)  # one client connection
+            try:
+                for _ in range(20):
+                    conn.request(
+                        "POST", "/v2/models/linear/infer", body, {"content-type": "application/json"}
+                    )
+                    reply = conn.getresponse()
+                    assert reply.status == 200, reply.read()
+                    assert len(json.loads(reply.read())["outputs"][0]["data"]) == 4
+            finally:
+                conn.close()
+        per_worker = []
+        for i in range(2):  # each worker alone (its unix socket, the workers' own hop header)
+            with grpc.insecure_channel(f"unix:{socket_path(worker_dir, i)}") as ch:
+                stats = svc_grpc.GRPCInferenceServiceStub(ch).ModelStatistics(
+                    pb.ModelStatisticsRequest(name="linear"), metadata=[(HOP, "test")], timeout=5
+                )
+                per_worker.append(sum(m.inference_stats.success.count for m in stats.model_stats))
+        assert sum(per_worker) == 20, per_worker
+        assert min(per_worker) > 0, f"one model-server worker got every call: {per_worker}"
+        if round_robin_available():  # the gateway's two connections went to the two workers
+            assert per_worker == [10, 10], per_worker
