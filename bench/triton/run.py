@@ -125,7 +125,11 @@ def h2load(
     }
 
 
-def large_case(target: str, pid: int | None, mib: int, seconds: float, conc: int = 1) -> dict[str, float]:
+def large_case(
+    targets: dict[str, str], pids: dict[str, int | None], mib: int, seconds: float
+) -> dict[str, dict[str, float]]:
+    """One call at a time, the paths taken in turn (rotating), so the machine's load falls on all
+    alike; every hop's RSS sampled every 10 ms throughout."""
     n = mib * (1 << 20) // 4
     x = np.random.RandomState(2).rand(n).astype(np.float32)
     req = pb.ModelInferRequest(model_name="identity_fp")
@@ -133,47 +137,55 @@ def large_case(target: str, pid: int | None, mib: int, seconds: float, conc: int
     req.raw_input_contents.append(x.tobytes())
     payload = req.SerializeToString()
     opts = [("grpc.max_receive_message_length", 256 << 20), ("grpc.max_send_message_length", 256 << 20)]
-    lats: list[float] = []
-    peak = [rss_mib(pid) if pid else 0.0]
+    watched = {p: pid for p, pid in pids.items() if pid}
+    before = {p: rss_mib(pid) for p, pid in watched.items()}
+    peak = dict(before)
     stop = threading.Event()
 
     def sample() -> None:
-        while pid and not stop.is_set():
-            peak[0] = max(peak[0], rss_mib(pid))
-            time.sleep(0.02)
+        while not stop.is_set():
+            for p, pid in watched.items():
+                peak[p] = max(peak[p], rss_mib(pid))
+            time.sleep(0.01)
 
-    def worker() -> None:
-        with grpc.insecure_channel(target, options=opts) as ch:
-            call = ch.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
-            end = time.monotonic() + seconds
-            first = True
-            while time.monotonic() < end:
-                t = time.perf_counter()
-                raw = call(payload, timeout=60)
-                lats.append(time.perf_counter() - t)
-                if first:  # correctness once per worker (decoding costs time we do not measure)
-                    out = pb.ModelInferResponse.FromString(raw)
-                    assert out.raw_output_contents[0] == payload[-len(out.raw_output_contents[0]) :]
-                    first = False
-
-    before = rss_mib(pid) if pid else 0.0
+    channels = {p: grpc.insecure_channel(t, options=opts) for p, t in targets.items()}
+    calls = {
+        p: ch.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
+        for p, ch in channels.items()
+    }
+    for p, call in calls.items():  # connect, and check the answer once per path (not timed)
+        out = pb.ModelInferResponse.FromString(call(payload, timeout=120))
+        assert out.raw_output_contents[0] == payload[-len(out.raw_output_contents[0]) :], p
+    time.sleep(0.5)
+    before = {p: rss_mib(pid) for p, pid in watched.items()}  # idle, connected, after one call
+    peak = dict(before)
     sampler = threading.Thread(target=sample)
     sampler.start()
-    threads = [threading.Thread(target=worker) for _ in range(conc)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    lats: dict[str, list[float]] = {p: [] for p in targets}
+    order = list(targets)
+    end = time.monotonic() + seconds * len(order)
+    i = 0
+    while time.monotonic() < end or min(len(v) for v in lats.values()) < 3:
+        for p in order[i % len(order) :] + order[: i % len(order)]:
+            t = time.perf_counter()
+            calls[p](payload, timeout=120)
+            lats[p].append(time.perf_counter() - t)
+        i += 1
+    time.sleep(0.5)
     stop.set()
     sampler.join()
-    after = rss_mib(pid) if pid else 0.0
+    for ch in channels.values():
+        ch.close()
     return {
-        "mib": mib,
-        "requests": len(lats),
-        "p50_ms": statistics.median(lats) * 1000,
-        "rss_before_mib": before,
-        "rss_peak_mib": peak[0],
-        "rss_after_mib": after,
+        p: {
+            "mib": mib,
+            "requests": len(lats[p]),
+            "p50_ms": statistics.median(lats[p]) * 1000,
+            "rss_before_mib": before.get(p, 0.0),
+            "rss_peak_mib": peak.get(p, 0.0),
+            "rss_after_mib": rss_mib(watched[p]) if p in watched else 0.0,
+        }
+        for p in targets
     }
 
 
@@ -237,7 +249,7 @@ def measure(
             cell["rounds"] = rounds
         result["cells"].append(cell)
     for mib in [int(s) for s in a.large.split(",") if s]:
-        result["large"].append({p: large_case(targets[p], pids[p], mib, a.large_seconds) for p in paths})
+        result["large"].append(large_case(targets, pids, mib, a.large_seconds))
 
 
 def main() -> int:
@@ -246,12 +258,19 @@ def main() -> int:
     ap.add_argument("--concurrency", default="1,32")
     ap.add_argument("--rounds", type=int, default=1, help="cells repeated (interleaved); the median is kept")
     ap.add_argument("--large", default="4,32", help="MiB sizes of the large-tensor case ('' skips it)")
-    ap.add_argument("--large-seconds", type=float, default=3.0)
+    ap.add_argument("--large-seconds", type=float, default=3.0, help="per path (calls interleaved)")
     ap.add_argument(
         "--before",
         default="",
         help="a source tree (e.g. `git archive <commit>` unpacked) whose model server runs as a "
         "fourth row, 'before', in the same run",
+    )
+    ap.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="NAME:DIR",
+        help="like --before, under another name; repeatable",
     )
     ap.add_argument(
         "--variant",
@@ -272,8 +291,11 @@ def main() -> int:
     concs = [int(c) for c in a.concurrency.split(",")]
     triton = TritonProcess(REPO, models=("linear", "identity_fp")).start()
     ports = {"proxy": free_port(), "ms": free_port()}
+    trees = dict(t.split(":", 1) for t in a.tree)
     if a.before:
-        ports["before"] = free_port()
+        trees = {"before": a.before, **trees}
+    for name in trees:
+        ports[name] = free_port()
     variants = {}
     for spec in a.variant:
         name, _, pairs = spec.partition(":")
@@ -303,13 +325,11 @@ def main() -> int:
     procs["ms"] = start_hop(
         "ms", [sys.executable, "-m", "modelserve_model_server"], ms_env(ports["ms"]), triton.workdir
     )
-    if a.before:
-        tree = Path(a.before).resolve()
-        env = ms_env(ports["before"])
+    for name, tree_dir in trees.items():
+        tree = Path(tree_dir).resolve()
+        env = ms_env(ports[name])
         env["PYTHONPATH"] = f"{tree}/libs/common/src:{tree}/services/model_server/src"
-        procs["before"] = start_hop(
-            "before", [sys.executable, "-m", "modelserve_model_server"], env, triton.workdir
-        )
+        procs[name] = start_hop(name, [sys.executable, "-m", "modelserve_model_server"], env, triton.workdir)
     for name, overrides in variants.items():
         procs[name] = start_hop(
             name,
@@ -327,10 +347,15 @@ def main() -> int:
     }
     try:
         for name in hops[1:]:
-            wait_for_health(f"127.0.0.1:{ports[name]}", timeout=60)
+            wait_for_health(f"127.0.0.1:{ports[name]}", timeout=180)
         targets = {"direct": triton.target, **{h: f"127.0.0.1:{ports[h]}" for h in hops}}
         pids: dict[str, int | None] = {"direct": None, **{h: procs[h].pid for h in hops}}
-        measure(result, targets, pids, paths, concs, a)
+        try:
+            measure(result, targets, pids, paths, concs, a)
+        except BaseException:
+            if a.out:  # what was measured before the failure (hop logs: in Triton's workdir)
+                Path(a.out).write_text(json.dumps({**result, "failed_in": str(triton.workdir)}, indent=1))
+            raise
     finally:
         for proc in procs.values():
             stop(proc)
@@ -371,7 +396,10 @@ def print_tables(result: dict[str, Any], paths: list[str], duration: float, roun
                 f"{_f(rel_rps, '.2f')} | {_f(rel_cpu, '.2f')} | {_f(added, '+.3f')} |"
             )
     if result["large"]:
-        print("\nidentity_fp, FP32 input, one call at a time; RSS of the hop process (MiB)\n")
+        print(
+            "\nidentity_fp, FP32 input, one call at a time, paths in turn; RSS of the hop process (MiB): "
+            "idle = connected after one call, peak = during the calls, after = 0.5 s after the last\n"
+        )
         print("| MiB | path | calls | p50 ms | added p50 ms | RSS idle | RSS peak | peak − idle | after |")
         print("|---|---|---|---|---|---|---|---|---|")
         for item in result["large"]:
