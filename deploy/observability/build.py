@@ -303,6 +303,14 @@ MODEL_SERVER = Dashboard(
             "Artifact cache events/s",
             (f"sum by (event) (rate(modelserve_model_server_artifact_cache_total[{R}]))", "{{event}}"),
         ),
+        p(
+            "Prediction log records/s by sink",
+            (
+                f"sum by (sink, outcome) (rate(modelserve_model_server_prediction_log_sink_records_total[{R}]))",
+                "{{sink}} {{outcome}}",
+            ),
+            desc="Records each prediction-log sink (registry, jsonl, cloudevents) wrote or dropped (queue_full, sink_unavailable).",
+        ),
         *grpc_panels("model-server"),
     ),
 )

@@ -43,6 +43,7 @@ FEATURES = [5.1, 3.5, 1.4, 0.2]
 # series yet still has its HELP/TYPE lines there).
 NEEDS_SETUP = {
     "Feature drift (PSI)": "needs a drift reference and logged predictions (prediction logging)",
+    "Prediction log records/s by sink": "needs a deployment with a prediction-logging policy",
 }
 
 
