@@ -24,7 +24,7 @@ import grpc
 from prometheus_client import Counter
 
 from modelserve_common.errors import ServiceError
-from modelserve_common.handlers import arity, behaviour, replace_behaviour, replies_of, reply_of
+from modelserve_common.handlers import arity, behaviour, replace_behaviour
 from modelserve_gateway.errors import http_status
 from modelserve_gateway.ratelimit import LIMITER_ERRORS
 
@@ -114,7 +114,7 @@ def counted(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMe
             GRPC_TENANT.set("")
             code = None
             try:
-                async for item in replies_of(serve(request, context)):
+                async for item in serve(request, context):  # the front door's are async generators
                     yield item
             except BaseException as exc:
                 code = _code_of(exc, context)
@@ -128,7 +128,7 @@ def counted(method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMe
         GRPC_TENANT.set("")
         code = None
         try:
-            return await reply_of(serve(request, context))
+            return await serve(request, context)  # the front door's behaviours are coroutines
         except BaseException as exc:
             code = _code_of(exc, context)
             raise
