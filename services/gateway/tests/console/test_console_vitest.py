@@ -23,7 +23,7 @@ def test_vitest_component_tests_pass() -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=600,  # 10 jsdom files take minutes on the loaded shared machine
         check=False,
     )
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
