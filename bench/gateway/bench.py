@@ -176,6 +176,9 @@ def main() -> None:
     ap.add_argument("--guard", action="store_true", help="also measure auth and rate limit cost")
     ap.add_argument("--guard-concurrency", default=None, help="default: --concurrency")
     ap.add_argument("--redis-url", default=os.environ.get("MODELSERVE_REDIS_URL"))
+    ap.add_argument(
+        "--repeat", type=int, default=1, help="rounds per row, rows alternating; the median is kept"
+    )
     ap.add_argument("--only", default=None, help="comma-separated modes to run (default: all)")
     ap.add_argument(
         "--baseline-src",
@@ -235,6 +238,7 @@ def main() -> None:
         "machine": "shared, loaded 2-core machine; compare rows of one run only",
         "loadavg_at_start": load,
         "duration_s": args.duration,
+        "repeat": args.repeat,
         "redis": bool(args.redis_url),
         "cells": [],
     }
@@ -284,14 +288,17 @@ def main() -> None:
             todo = (modes if c in concs else [m for m in modes if m[0].startswith(("grpc", "lean"))]) + (
                 guard_modes if c in guard_concs else []
             )
-            for name, hop, url, body, headers, h1 in todo:
-                if only is not None and name not in only and name not in ("grpc_direct", "lean_proxy"):
-                    continue
+            todo = [m for m in todo if only is None or m[0] in only or m[0] in ("grpc_direct", "lean_proxy")]
+            for _, _, url, body, headers, h1 in todo:
                 verify(url, tmp / body, headers, h1)
-                cell = measure(hop, ms_pid, url, tmp / body, headers, c, args.duration, h1)
-                cell.update(mode=name, concurrency=c)
-                results["cells"].append(cell)
-                print(json.dumps(cell), file=sys.stderr)
+            rounds: dict[str, list[dict]] = {m[0]: [] for m in todo}
+            for _ in range(args.repeat):  # rows alternate, so a load change hits all of them
+                for name, hop, url, body, headers, h1 in todo:
+                    cell = measure(hop, ms_pid, url, tmp / body, headers, c, args.duration, h1)
+                    cell.update(mode=name, concurrency=c)
+                    rounds[name].append(cell)
+                    print(json.dumps(cell), file=sys.stderr)
+            results["cells"].extend(median_cell(cells) for cells in rounds.values())
     finally:
         for p in reversed(procs):
             p.stop()
@@ -347,6 +354,17 @@ def guard_setup(args, tmp: Path, ms: ServiceProcess, procs: list, grpc_h, json_h
         ("rest_json_key", pid, rest_url, "rest.json", json_h + key, True),
         ("rest_json_key_rl", pid, rest_url, "rest.json", json_h + key_rl, True),
     ]
+
+
+def median_cell(cells: list[dict]) -> dict:
+    """One row of several rounds: the median of each figure (and the rounds' req/s)."""
+    out = dict(cells[0])
+    for k, v in cells[0].items():
+        if isinstance(v, float) and k != "concurrency":
+            out[k] = float(np.median([c[k] for c in cells]))
+    out["rounds"] = len(cells)
+    out["rps_rounds"] = [c["rps"] for c in cells]
+    return out
 
 
 def add_ratios(results: dict) -> None:
