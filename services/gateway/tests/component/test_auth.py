@@ -456,3 +456,28 @@ async def test_platform_admin_issuer_without_claim_is_a_configuration_error(
     with pytest.raises(ValueError, match="PLATFORM_ADMIN_CLAIM"):
         async with make_gateway(**(auth_settings | {"jwt_platform_admin_issuer": PLATFORM})):
             pass
+
+
+async def test_revoked_key_refused_on_the_grpc_door_after_cached_calls(secured, registry) -> None:
+    """The Principal and Admission built for a cached key are reused only while the key cache
+    answers with that key: a revocation (Watch) refuses the next calls, as on REST."""
+    md = [("x-api-key", INFER_KEY)]
+    async with grpc.aio.insecure_channel(secured.grpc_target) as ch:
+        inf = inf_grpc.GRPCInferenceServiceStub(ch)
+        for _ in range(3):  # verified once, then served from the caches
+            await inf.ModelInfer(_infer_request("add"), metadata=md, timeout=5)
+        registry.revoke("k1")
+        deadline = time.monotonic() + 1.0
+        code = grpc.StatusCode.OK
+        while time.monotonic() < deadline:
+            try:
+                await inf.ModelInfer(_infer_request("add"), metadata=md, timeout=5)
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                break
+            await asyncio.sleep(0.02)
+        assert code is grpc.StatusCode.UNAUTHENTICATED
+        # other credentials of the tenant still pass
+        await inf.ModelInfer(
+            _infer_request("add"), metadata=[("authorization", f"Bearer {token()}")], timeout=5
+        )
