@@ -4,6 +4,7 @@ with tracing off it carries the request id only."""
 
 from __future__ import annotations
 
+import grpc
 from opentelemetry import trace
 
 from modelserve_common.context import REQUEST_ID_HEADER, request_id_var
@@ -16,6 +17,8 @@ def test_triton_metadata_carries_the_current_span() -> None:
     token = request_id_var.set("rid-1")
     try:
         assert TritonPool._metadata() == ((REQUEST_ID_HEADER, "rid-1"),)  # no span: no trace context
+        # grpc.aio takes a Metadata as it is (a tuple costs it a typing.Sequence check + a copy per call)
+        assert isinstance(TritonPool._metadata(), grpc.aio.Metadata)
         with provider.get_tracer("t").start_as_current_span("infer") as span:
             md = dict(TritonPool._metadata() or ())
     finally:
