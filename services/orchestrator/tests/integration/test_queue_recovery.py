@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,16 @@ def replicas() -> Iterator[list[ServiceProcess]]:
 def _log(p: ServiceProcess) -> str:
     """The replica's whole log (ServiceProcess.output() keeps only the tail)."""
     return p.log_path.read_text(errors="replace") if p.log_path is not None else ""
+
+
+def _log_until(p: ServiceProcess, done: Callable[[str], bool], within: float = 20.0) -> str:
+    """The replica's log once ``done`` holds for it (or as it is after ``within`` seconds)."""
+    deadline = time.monotonic() + within
+    text = _log(p)
+    while not done(text) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        text = _log(p)
+    return text
 
 
 def _restart(redis: ThrowawayRedis) -> None:
@@ -160,7 +170,10 @@ def test_redis_restart_under_two_replicas_loses_no_work(
         assert array(ex.outputs[0]).tolist() == [-2.0 * i]
     # each waiting execution ran once (re-queued once, not duplicated into several runs)
     assert [ex.attempts for ex in exs[1:]] == [1] * 7
-    log_a, log_b = _log(a), _log(b)
+    # the replicas write their log lines in batches (every 0.1 s, later on a starved machine):
+    # wait for the lines rather than read a log that is still behind
+    log_b = _log_until(b, lambda text: text.count("execution.requeued") >= 2)
+    log_a = _log(a)
     assert log_b.count("execution.requeued") >= 2
     # the missing group was noticed and created again, not retried twice a second forever
     # (once at the first start, once after the restart)
