@@ -131,19 +131,7 @@ class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic on
             return upstream_deadline(context, up.timeout_s, server_streaming)
 
         if not client_streaming and not server_streaming:
-
-            async def unary_unary(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
-                adm, md = await self._admit(method, context)
-                request = await self._route(method, adm, request, context)
-                try:
-                    with audited(adm.principal, method, enabled=guard_write):
-                        reply = await up.call_unary(method, request, md, timeout(context))
-                except grpc.aio.AioRpcError as exc:
-                    await relay_failure(exc, context)
-                    raise
-                return await self._answer(method, adm, reply, context)
-
-            return self._serve((False, False), unary_unary)
+            return self._unary_handler(method, up, guard_write)
 
         if not client_streaming:
 
@@ -190,6 +178,36 @@ class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic on
 
         return self._serve((True, True), stream_stream)
 
+    def _unary_handler(self, method: str, up: Upstream, guard_write: bool) -> grpc.RpcMethodHandler[Any, Any]:
+        """A unary method (the data path: ModelInfer): one coroutine around the upstream call, the
+        in-flight limit counted here rather than by a wrapper, no audit block for reads."""
+        limiter = self._guard.in_flight
+        routed = method in MODEL_METHODS
+        default_s = up.timeout_s
+
+        async def unary_unary(request: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+            limiter.acquire()
+            try:
+                adm, md = await self._admit(method, context)
+                if routed:
+                    request = await self._route(method, adm, request, context)
+                left = context.time_remaining()
+                deadline = default_s if left is None or left > default_s else left
+                try:
+                    if guard_write:
+                        with audited(adm.principal, method):
+                            reply = await up.call_unary(method, request, md, deadline)
+                    else:
+                        reply = await up.call_unary(method, request, md, deadline)
+                except grpc.aio.AioRpcError as exc:
+                    await relay_failure(exc, context)
+                    raise
+                return await self._answer(method, adm, reply, context)
+            finally:
+                limiter.release()
+
+        return method_handler((False, False), unary_unary)
+
     async def _routed(
         self,
         method: str,
@@ -209,7 +227,7 @@ class FrontDoor(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic on
         resp = reply.message
         if method == STATISTICS and adm.principal.tenant:
             resp = await self._own_stats(resp, adm.principal.tenant)
-        initial = metadata.to_grpc(reply.initial_metadata)
+        initial = metadata.to_grpc(reply.initial_metadata) if reply.initial_metadata else []
         if initial or adm.headers:
             await context.send_initial_metadata(initial + adm.headers)
         set_trailing(context, metadata.to_grpc(reply.trailing_metadata))
