@@ -56,10 +56,10 @@ async def test_malformed_unary(channel, method, kind):
 
 async def test_malformed_is_counted_with_its_mapped_code(channel):
     child = metrics.GRPC_SERVER_HANDLED.labels("unary", SERVICE, "ModelReady", "INVALID_ARGUMENT")
-    before = child._value.get()
+    before = child.get()
     with pytest.raises(grpc.aio.AioRpcError):
         await _raw(channel, f"/{SERVICE}/ModelReady")(MALFORMED["truncated"], timeout=5)
-    assert child._value.get() == before + 1
+    assert child.get() == before + 1
 
 
 async def test_malformed_unary_stream(channel):

@@ -14,23 +14,26 @@ from wsgiref.simple_server import WSGIServer
 import grpc
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 
-GRPC_SERVER_STARTED = Counter(
+from modelserve_common import loopmetrics
+
+# Updated on every RPC, on the event loop: lock-free children (loopmetrics), same exposition.
+GRPC_SERVER_STARTED = loopmetrics.Counter(
     "grpc_server_started_total",
     "RPCs started on the server.",
     ["grpc_type", "grpc_service", "grpc_method"],
 )
-GRPC_SERVER_HANDLED = Counter(
+GRPC_SERVER_HANDLED = loopmetrics.Counter(
     "grpc_server_handled_total",
     "RPCs completed on the server, regardless of success or failure.",
     ["grpc_type", "grpc_service", "grpc_method", "grpc_code"],
 )
-GRPC_SERVER_HANDLING_SECONDS = Histogram(
+GRPC_SERVER_HANDLING_SECONDS = loopmetrics.Histogram(
     "grpc_server_handling_seconds",
     "Response latency of RPCs handled by the server (seconds).",
     ["grpc_type", "grpc_service", "grpc_method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-GRPC_SERVER_IN_FLIGHT = Gauge(
+GRPC_SERVER_IN_FLIGHT = loopmetrics.Gauge(
     "grpc_server_in_flight",
     "RPCs being handled right now.",
     ["grpc_service"],

@@ -11,9 +11,10 @@ import time
 from bisect import bisect_left
 from dataclasses import dataclass, field
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Gauge
 
 from modelserve.inference.v2 import grpc_service_pb2 as pb
+from modelserve_common.loopmetrics import Counter, Histogram  # per request: lock-free, on the loop
 
 _LABELS = ["model", "version"]
 _FAST = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
@@ -136,6 +137,35 @@ class ModelStats:
     def dropped(self, reason: str) -> None:
         """A request dropped before it started (``reason`` in :data:`DROP_REASONS`)."""
         self._dropped[reason].inc()
+
+    def queued(self, ns: int) -> None:
+        """A request waited ``ns`` in the queue before its batch ran (one call on the request
+        path instead of two)."""
+        q = self.queue
+        q.count += 1
+        q.ns += ns
+        q.buckets[bisect_left(HISTOGRAM_BOUNDS_NS, ns)] += 1
+        self.queue_hist.observe(ns / 1e9)
+
+    def succeeded(self, ns: int) -> None:
+        """A request answered successfully after ``ns``."""
+        s = self.success
+        s.count += 1
+        s.ns += ns
+        s.buckets[bisect_left(HISTOGRAM_BOUNDS_NS, ns)] += 1
+        self.success_counter.inc()
+
+    def ran(self, n: int, size: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
+        """A batch of ``n`` requests and ``size`` rows ran: each request's share of the compute
+        phases, and the batch itself (:meth:`batch`)."""
+        ci, cf, co = self.compute_input, self.compute_infer, self.compute_output
+        ci.count += n
+        ci.ns += input_ns * n
+        cf.count += n
+        cf.ns += infer_ns * n
+        co.count += n
+        co.ns += output_ns * n
+        self.batch(size, input_ns, infer_ns, output_ns)
 
     def batch(self, size: int, input_ns: int, infer_ns: int, output_ns: int) -> None:
         """One executed batch of ``size`` rows."""

@@ -123,7 +123,7 @@ async def test_a_cancelled_request_keeps_its_instance_until_predict_returns(stub
 
 async def test_expired_or_cancelled_queued_requests_never_reach_predict(stub, tmp_path):
     folder = tmp_path / "repo" / "recorder"
-    before = {r: DROPPED.labels("recorder", "1", r)._value.get() for r in ("cancelled", "deadline")}
+    before = {r: DROPPED.labels("recorder", "1", r).get() for r in ("cancelled", "deadline")}
     busy = asyncio.ensure_future(stub.ModelInfer(request("recorder", 1), timeout=10))
     await wait_for(lambda: bool(calls(folder)))
     expiring = [stub.ModelInfer(request("recorder", tag), timeout=0.1) for tag in range(100, 105)]
@@ -142,7 +142,7 @@ async def test_expired_or_cancelled_queued_requests_never_reach_predict(stub, tm
     after = await stub.ModelInfer(request("recorder", 50), timeout=10)
     assert np.frombuffer(after.raw_output_contents[0], np.int64).tolist() == [50]
     assert [tag for what, _, tag, _ in calls(folder) if what == "enter"] == [1, 50]
-    dropped = sum(DROPPED.labels("recorder", "1", r)._value.get() - before[r] for r in before)
+    dropped = sum(DROPPED.labels("recorder", "1", r).get() - before[r] for r in before)
     assert dropped == 8
     stats = (await stub.ModelStatistics(pb.ModelStatisticsRequest(name="recorder"), timeout=5)).model_stats
     assert stats[0].inference_stats.fail.count == 8

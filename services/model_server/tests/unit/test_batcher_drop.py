@@ -58,7 +58,7 @@ def req(tag: int) -> Decoded:
 
 
 def dropped(name: str, reason: str) -> float:
-    return DROPPED.labels(name, "1", reason)._value.get()
+    return DROPPED.labels(name, "1", reason).get()
 
 
 async def settle() -> None:
