@@ -218,6 +218,33 @@ async def test_access_log_one_line_per_rpc_with_final_code() -> None:
     assert unexpected[0]["request_id"] == "r-3"
 
 
+async def test_access_log_errors_only_methods_log_failures_not_successes() -> None:
+    """A method named in ``errors_only`` (the model server's inference RPCs by default) is
+    access-logged only when it fails (the test above: other methods log every call)."""
+    out = io.StringIO()
+    s = settings()
+    configure_logging(s, stream=out)
+    try:
+        quiet = (f"/{SERVICE}/ModelReady",)
+        async with grpc_server(s, [probe_service(ProbeServicer())], errors_only=quiet) as srv:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{srv.port}") as ch:
+                stub = pb_grpc.GRPCInferenceServiceStub(ch)
+                await stub.ModelReady(pb.ModelReadyRequest(name="ok"), metadata=(("x-request-id", "r-1"),))
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await stub.ModelReady(
+                        pb.ModelReadyRequest(name="raise:NotFound"), metadata=(("x-request-id", "r-2"),)
+                    )
+    finally:
+        import structlog
+
+        structlog.reset_defaults()
+    lines = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
+    handled = [
+        (h["request_id"], h["rpc_method"], h["grpc_code"]) for h in lines if h["event"] == "rpc.handled"
+    ]
+    assert handled == [("r-2", "ModelReady", "NOT_FOUND")]  # r-1 succeeded: no line
+
+
 async def test_a_span_per_rpc_with_status_and_log_correlation() -> None:
     provider, exporter = memory_tracing()
     async with grpc_server(settings(), [probe_service(ProbeServicer())], tracer_provider=provider) as srv:

@@ -12,7 +12,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -181,16 +181,18 @@ async def grpc_server(
     handlers: Sequence[grpc.GenericRpcHandler[Any, Any]] = (),
     wrappers: Sequence[HandlerWrapper] = (),
     extra_addresses: Sequence[str] = (),
+    errors_only: Collection[str] = (),
 ) -> AsyncIterator[RunningServer]:
     """Starts a gRPC server for ``services``; health stays NOT_SERVING until the caller calls
     ``running.health.set_serving()``. On exit: NOT_SERVING, drain for ``shutdown_grace_s``, stop.
     ``handlers`` are generic handlers served beside ``services``; ``wrappers`` (applied once per
-    method handler) join THE chain where modelserve_common.interceptors describes.
+    method handler) join THE chain where modelserve_common.interceptors describes; the access log
+    records only the failures of the methods in ``errors_only``.
     ``extra_addresses`` (e.g. ``unix:/path``, for sibling workers) are served too, without TLS.
     With ``reuse_port`` and ``workers`` > 1 in the settings, the port's SO_REUSEPORT group hands
     new connections to the workers in turn (modelserve_common.reuseport) instead of by hash."""
     health = HealthReporter([s.name for s in services])
-    chain = server_chain(settings, tracer_provider, wrappers)
+    chain = server_chain(settings, tracer_provider, wrappers, errors_only)
     server = grpc.aio.server(
         interceptors=chain.interceptors,
         options=server_options(settings),

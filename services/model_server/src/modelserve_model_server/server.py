@@ -14,6 +14,7 @@ from modelserve.inference.v2 import grpc_service_pb2_grpc as svc_grpc
 from modelserve.registry.v1 import registry_service_pb2_grpc as registry_grpc
 from modelserve_common.channels import create_channel
 from modelserve_common.server import GrpcService, RunningServer, grpc_server
+from modelserve_model_server import methods
 from modelserve_model_server.archive import ArchiveLimits
 from modelserve_model_server.artifacts import ArtifactStore, registry_download
 from modelserve_model_server.backend import Backend
@@ -149,12 +150,14 @@ async def running_server(
     siblings, extra_addresses = _siblings(settings)
     wrappers = [siblings.wrap, *wrappers]
     try:
+        quiet_ok = () if settings.access_log_inference else (methods.MODEL_INFER, methods.MODEL_STREAM_INFER)
         async with grpc_server(
             settings,
             services,
             tracer_provider=tracer_provider,
             wrappers=wrappers,
             extra_addresses=extra_addresses,
+            errors_only=quiet_ok,
         ) as running:
 
             async def follow_readiness() -> None:

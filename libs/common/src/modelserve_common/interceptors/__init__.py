@@ -27,7 +27,7 @@ behaviour, cache).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -63,8 +63,11 @@ def server_chain(
     settings: BaseServiceSettings,
     tracer_provider: TracerProvider | None = None,
     wrappers: Sequence[HandlerWrapper] = (),
+    errors_only: Collection[str] = (),
 ) -> ServerChain:
-    """The ordered server chain (see module docstring)."""
+    """The ordered server chain (see module docstring). The access log records only the failed
+    calls of the methods in ``errors_only`` (full names, e.g. a server's inference RPCs, whose
+    successes its metrics and statistics count)."""
     access_log = AccessLog(structured_only=tracer_provider is not None) if settings.access_log else None
     chain: list[grpc.aio.ServerInterceptor[Any, Any]] = []
     tracer = tracer_provider.get_tracer("modelserve.grpc.server") if tracer_provider is not None else None
@@ -74,7 +77,7 @@ def server_chain(
         handler = guard_request_deserializer(method, handler)
         for w in inner:
             handler = w(method, handler)
-        handler = wrap_handler(method, handler, access_log)
+        handler = wrap_handler(method, handler, access_log, log_ok=method not in errors_only)
         if tracer is None or method.lstrip("/").startswith(UNTRACED_PREFIXES):
             return handler
         return traced_handler(method, handler, tracer)
