@@ -11,6 +11,8 @@ TENANT_HEADER = "x-modelserve-tenant"
 SCOPES_HEADER = "x-modelserve-scopes"
 
 request_id_var: ContextVar[str | None] = ContextVar("modelserve_request_id", default=None)
+rpc_method_var: ContextVar[str | None] = ContextVar("modelserve_rpc_method", default=None)
+"""The method (``ModelInfer``) of the RPC this task serves; log lines carry it with the request id."""
 
 
 def current_request_id() -> str | None:

@@ -15,6 +15,7 @@ import structlog
 from opentelemetry import trace
 
 from modelserve_common.config import BaseServiceSettings
+from modelserve_common.context import request_id_var, rpc_method_var
 
 
 def _add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -25,6 +26,19 @@ def _add_trace_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+def _add_request_context(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    """The request id and method of the RPC being served (set per RPC by the server chain in
+    two context variables rather than bound through structlog, which costs the request path
+    more; read only when a line is logged)."""
+    rid = request_id_var.get()
+    if rid is not None:
+        event.setdefault("request_id", rid)
+        method = rpc_method_var.get()
+        if method is not None:
+            event.setdefault("rpc_method", method)
+    return event
+
+
 def _processors(service: str) -> list[Any]:
     def add_service(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
         event.setdefault("service", service)
@@ -32,6 +46,7 @@ def _processors(service: str) -> list[Any]:
 
     return [
         structlog.contextvars.merge_contextvars,
+        _add_request_context,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         add_service,

@@ -16,6 +16,7 @@ see :func:`modelserve_common.interceptors.server_chain`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -93,6 +94,13 @@ def guard_request_deserializer(
                 yield item
 
         return replace_behaviour(handler, streamed, request_deserializer=deserialize)
+
+    if inspect.iscoroutinefunction(inner):  # the usual servicer method: one coroutine less
+
+        async def unary_coro(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            return await inner(checked(request), context)
+
+        return replace_behaviour(handler, unary_coro, request_deserializer=deserialize)
 
     async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         return await reply_of(inner(checked(request), context))

@@ -25,7 +25,7 @@ from opentelemetry import trace
 
 from modelserve_common import logging as mslogging
 from modelserve_common import metrics
-from modelserve_common.context import REQUEST_ID_HEADER, caller_identity, request_id_var
+from modelserve_common.context import REQUEST_ID_HEADER, caller_identity, request_id_var, rpc_method_var
 from modelserve_common.errors import ServiceError
 from modelserve_common.handlers import behaviour, replace_behaviour, replies_of, reply_of
 from modelserve_common.tracing import TRACE_ID_HEADER
@@ -39,9 +39,20 @@ _perf = time.perf_counter
 class _MethodMetrics:
     """The standard ``grpc_server_*`` metric children of one method, resolved once."""
 
-    __slots__ = ("service", "method", "started", "handling", "in_flight", "handled", "grpc_type", "quiet")
+    __slots__ = (
+        "service",
+        "method",
+        "started",
+        "handling",
+        "in_flight",
+        "handled",
+        "grpc_type",
+        "quiet",
+        "log_ok",
+        "handled_ok",
+    )
 
-    def __init__(self, full_method: str, grpc_type: str) -> None:
+    def __init__(self, full_method: str, grpc_type: str, log_ok: bool = True) -> None:
         service, _, method = full_method.lstrip("/").rpartition("/")
         self.service = service
         self.method = method
@@ -50,7 +61,9 @@ class _MethodMetrics:
         self.handling = metrics.GRPC_SERVER_HANDLING_SECONDS.labels(grpc_type, service, method)
         self.in_flight = metrics.GRPC_SERVER_IN_FLIGHT.labels(service)
         self.handled: dict[grpc.StatusCode, Any] = {}
+        self.handled_ok = self.handled_for(grpc.StatusCode.OK)  # the usual outcome, without a lookup
         self.quiet = full_method.startswith(_QUIET_PREFIXES)
+        self.log_ok = log_ok  # False: only failed calls are access-logged
 
     def handled_for(self, code: grpc.StatusCode) -> Any:
         child = self.handled.get(code)
@@ -176,8 +189,8 @@ class _Call:
         rid, self.sent = _request_id(context)
         self.request_id = rid
         self.code: grpc.StatusCode | None = None  # None: the handler returned (OK or a set code)
-        request_id_var.set(rid)
-        structlog.contextvars.bind_contextvars(request_id=rid, rpc_method=m.method)
+        request_id_var.set(rid)  # log lines read both (modelserve_common.logging)
+        rpc_method_var.set(m.method)
         span = trace.get_current_span()
         if span.get_span_context().is_valid:  # tracing on: the caller can report the trace id
             tid = trace.format_trace_id(span.get_span_context().trace_id)
@@ -214,9 +227,9 @@ class _Call:
             set_code = self.context.code()
             code = set_code if isinstance(set_code, grpc.StatusCode) else grpc.StatusCode.OK
         m.in_flight.dec()
-        m.handled_for(code).inc()
+        (m.handled_ok if code is grpc.StatusCode.OK else m.handled_for(code)).inc()
         m.handling.observe(elapsed)
-        if access_log is not None and not m.quiet:
+        if access_log is not None and not m.quiet and (m.log_ok or code is not grpc.StatusCode.OK):
             access_log.record(m, code.name, elapsed, self.request_id, self.sent)
 
 
@@ -232,10 +245,15 @@ def _code_of(exc: BaseException, context: grpc.aio.ServicerContext[Any, Any]) ->
 
 
 def wrap_handler(
-    full_method: str, handler: grpc.RpcMethodHandler[Any, Any], access_log: AccessLog | None
+    full_method: str,
+    handler: grpc.RpcMethodHandler[Any, Any],
+    access_log: AccessLog | None,
+    *,
+    log_ok: bool = True,
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    """``handler`` with request context, access log, metrics and error mapping around it."""
-    m = _MethodMetrics(full_method, _grpc_type(handler))
+    """``handler`` with request context, access log, metrics and error mapping around it
+    (``log_ok=False``: only failed calls reach the access log)."""
+    m = _MethodMetrics(full_method, _grpc_type(handler), log_ok)
     inner: Any = behaviour(handler)
 
     if handler.response_streaming:
