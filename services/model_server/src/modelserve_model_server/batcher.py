@@ -312,10 +312,9 @@ class Scheduler:
                 batch = self._live(batch, t0)
                 if not batch:
                     return
+            queued = self._stats.queued
             for item in batch:
-                waited = t0 - item.enqueued
-                self._stats.queue.add(waited)
-                self._stats.queue_hist.observe(waited / 1e9)
+                queued(t0 - item.enqueued)
             if self._tracer is not None:
                 span = trace_batch(self._tracer, self._name, self._version, batch, t0)
             results = await self._compute(batch, t0)
@@ -360,13 +359,7 @@ class Scheduler:
             t1 = clock_ns()
             results = split(batch, out, names, rows)
             t2 = clock_ns()
-        stats = self._stats
-        n = len(batch)
-        input_ns, infer_ns, output_ns = t0_in - t0, t1 - t0_in, t2 - t1
-        stats.compute_input.add(input_ns * n, n)
-        stats.compute_infer.add(infer_ns * n, n)
-        stats.compute_output.add(output_ns * n, n)
-        stats.batch(rows, input_ns, infer_ns, output_ns)
+        self._stats.ran(len(batch), rows, t0_in - t0, t1 - t0_in, t2 - t1)
         return results
 
     def _deliver(self, item: Item, result: Tensors | None, error: BaseException | None) -> None:

@@ -15,7 +15,7 @@ its own size, whatever shape it declares.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 
@@ -26,6 +26,11 @@ from modelserve_model_server.backend import Tensors
 from modelserve_model_server.config import ModelSpec, TensorSpec
 
 _InferOutput = pb.ModelInferResponse.InferOutputTensor
+
+_Header: TypeAlias = "tuple[TensorSpec, list[int], int, tuple[int, ...]]"
+"""A validated input header: its spec, shape, element count and shape in the batch signature."""
+_KNOWN_HEADERS = 256
+"""Most validated headers a codec remembers (a client varying shapes costs validation, not memory)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,7 @@ class Codec:
         self._batching = spec.max_batch_size > 0
         self._max_rows = spec.max_batch_size
         self._expected_inputs = sorted(self._inputs)
+        self._known: dict[tuple[str, str, tuple[int, ...]], _Header] = {}
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -88,27 +94,26 @@ class Codec:
         rows = -1
         sig: list[object] = []
         total = 0
+        known = self._known
         for i, t in enumerate(tensors):
-            name = t.name
-            spec = self._inputs.get(name)
-            if spec is None:
-                raise InvalidTensor(
-                    f"unexpected input {clip(name)} for model {self.spec.name!r}; "
-                    f"expected inputs {self._expected_inputs}"
-                )
-            if name in inputs:
-                raise InvalidTensor(f"input {name!r} appears more than once")
-            if t.datatype != spec.datatype.name:
-                got = (t.datatype or "(empty)") if len(t.datatype) <= 16 else clip(t.datatype)
-                raise InvalidTensor(f"input {name!r}: expected datatype {spec.datatype.name}, got {got}")
-            shape = list(t.shape)
-            count = self._check_shape(spec, shape)
+            # (name, datatype, shape) -> its validation: clients send the same few headers over
+            # and over, so each is checked once (a bounded table) rather than per request
+            key = (t.name, t.datatype, tuple(t.shape))
+            header = known.get(key)
+            if header is None:
+                header = self._header(key)
+                if len(known) < _KNOWN_HEADERS:
+                    known[key] = header
+            spec, shape, count, sig_shape = header
+            name = spec.name
             total += count
             if total > self.limits.max_request_elements:
                 raise InvalidTensor(
                     f"input {name!r}: the request's inputs hold {total} elements so far; at most "
                     f"{self.limits.max_request_elements} are allowed in one request"
                 )
+            if name in inputs:
+                raise InvalidTensor(f"input {name!r} appears more than once")
             if self._batching:
                 if rows == -1:
                     rows = shape[0]
@@ -127,19 +132,29 @@ class Codec:
                 array = self._from_contents(spec, t, shape, count)
             inputs[name] = array
             sig.append(name)
-            sig.append(tuple(shape[1:]) if self._batching else tuple(shape))
+            sig.append(sig_shape)
         if len(inputs) < len(self._required) or not self._required.issubset(inputs):  # names are known
             missing = sorted(self._required - inputs.keys())
             raise InvalidTensor(
                 f"model {self.spec.name!r} is missing required inputs {missing}; got {sorted(inputs)}"
             )
-        return Decoded(
-            inputs=inputs,
-            rows=rows if self._batching else 1,
-            outputs=self._requested(request),
-            raw=use_raw,
-            signature=tuple(sig),
-        )
+        return Decoded(inputs, rows if self._batching else 1, self._requested(request), use_raw, tuple(sig))
+
+    def _header(self, key: tuple[str, str, tuple[int, ...]]) -> _Header:
+        """Validates one input's name, datatype and shape (raises InvalidTensor)."""
+        name, datatype, dims = key
+        spec = self._inputs.get(name)
+        if spec is None:
+            raise InvalidTensor(
+                f"unexpected input {clip(name)} for model {self.spec.name!r}; "
+                f"expected inputs {self._expected_inputs}"
+            )
+        if datatype != spec.datatype.name:
+            got = (datatype or "(empty)") if len(datatype) <= 16 else clip(datatype)
+            raise InvalidTensor(f"input {name!r}: expected datatype {spec.datatype.name}, got {got}")
+        shape = list(dims)
+        count = self._check_shape(spec, shape)
+        return spec, shape, count, tuple(shape[1:]) if self._batching else tuple(shape)
 
     def _check_shape(self, spec: TensorSpec, shape: list[int]) -> int:
         dims = spec.dims

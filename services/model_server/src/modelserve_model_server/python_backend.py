@@ -15,6 +15,7 @@ import importlib.util
 import inspect
 import itertools
 import sys
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -57,26 +58,46 @@ class PythonModel:
     another batch in its place either."""
 
     def __init__(self, instances: list[Any], is_async: bool) -> None:
-        self._free: asyncio.Queue[Any] = asyncio.Queue()
-        for inst in instances:
-            self._free.put_nowait(inst)
+        # free instances, and callers waiting for one (a list and futures: asyncio.Queue costs
+        # several method calls per get and put on every request)
+        self._free: list[Any] = list(instances)
+        self._waiters: deque[asyncio.Future[Any]] = deque()
         self._instances = instances
         self._is_async = is_async
         self._pool = None if is_async else ThreadPoolExecutor(len(instances), thread_name_prefix="pymodel")
         spec = getattr(instances[0], "config", None) if instances else None
         self._label = f"model {spec.name!r} version {instances[0].version}" if spec is not None else "model"
 
+    async def _take(self) -> Any:
+        if self._free:
+            return self._free.pop()
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed over as we were cancelled
+                self._give(waiter.result())
+            raise
+
+    def _give(self, inst: Any) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(inst)
+                return
+        self._free.append(inst)
+
     async def execute(self, inputs: Tensors, outputs: Sequence[str]) -> Tensors:
-        free = self._free
-        inst = free.get_nowait() if not free.empty() else await free.get()
+        inst = self._free.pop() if self._free else await self._take()
         if self._is_async:
             try:  # cancelling a coroutine stops it: the instance is free again at once
                 result = await inst.predict(inputs)
             finally:
-                free.put_nowait(inst)
+                self._give(inst)
         else:
             future = asyncio.get_running_loop().run_in_executor(self._pool, inst.predict, inputs)
-            future.add_done_callback(lambda _f: free.put_nowait(inst))
+            future.add_done_callback(lambda _f: self._give(inst))
             result = await hold_until_done(future)
         if not isinstance(result, dict):
             raise ModelOutputError(

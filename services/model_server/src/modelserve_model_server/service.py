@@ -187,8 +187,7 @@ class InferenceService:
             if not isinstance(exc, ServiceError | asyncio.CancelledError):
                 log.error("model.encode_failed", model=mv.name, exc_info=exc)
             raise
-        stats.success.add(_now() - start)
-        stats.success_counter.inc()
+        stats.succeeded(_now() - start)
         return response
 
     async def stream_infer(
