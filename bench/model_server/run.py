@@ -56,6 +56,9 @@ VARIANTS = {
     "workers2": {"batching": True, "args": ["--workers", "2"]},
     "workers2hash": {"batching": True, "args": ["--workers", "2", "--worker-balance", "hash"]},
     "tracing": {"batching": True, "args": ["--tracing-enabled", "true"]},
+    "nolog": {"batching": True, "args": ["--access-log", "false"]},
+    # every successful inference access-logged too (the default logs only failed ones)
+    "logall": {"batching": True, "args": ["--access-log-inference", "true"]},
     # the calibration server: a bare grpc.aio KServe-v2 servicer (numpy matmul, nothing else)
     "lean": {"batching": False, "args": [], "cmd": "lean_server.py"},
 }
