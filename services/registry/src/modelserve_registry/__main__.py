@@ -11,6 +11,7 @@ from modelserve_common.errors import ServiceError
 from modelserve_common.logging import configure_logging
 from modelserve_common.server import run_until_signal
 from modelserve_common.tracing import configure_tracing
+from modelserve_registry.malloc import fix_mmap_threshold
 from modelserve_registry.server import migrate_only, running_server
 from modelserve_registry.settings import RegistrySettings
 
@@ -29,6 +30,7 @@ def main() -> None:
             raise SystemExit(1) from None
         log.info("registry.migrated", schema_version=version)
         return
+    fix_mmap_threshold(settings.malloc_mmap_threshold_bytes)
     asyncio.run(run_until_signal(running_server(settings, tracer_provider=configure_tracing(settings))))
 
 

@@ -57,6 +57,10 @@ class RegistrySettings(BaseServiceSettings, DatabaseSettings):
     <data_dir>/blobs or REGISTRY_ARTIFACTS__LOCAL_DIR) or s3 (REGISTRY_ARTIFACTS__S3__BUCKET,
     __PREFIX, __ENDPOINT_URL, __REGION, __ACCESS_KEY_ID, __SECRET_ACCESS_KEY; empty credentials use
     the standard AWS chain), and __TEMPORARY_TIMEOUT_S (unfinished uploads swept after it)."""
+    malloc_mmap_threshold_bytes: int = Field(default=128 * 1024, ge=0, le=32 * 1024**2)
+    """glibc malloc: blocks at least this big are mmap-ed and returned to the system when freed
+    (mallopt M_MMAP_THRESHOLD, fixed: bounds the RSS that uploads' MiB-sized chunks leave behind);
+    0 = glibc's default (dynamic). No effect on another C library."""
     max_artifact_bytes: int = Field(default=10 * 1024**3, ge=1)
     """Largest artifact an upload may store (larger: RESOURCE_EXHAUSTED)."""
     tenant_storage_quota_bytes: int = Field(default=0, ge=0)
