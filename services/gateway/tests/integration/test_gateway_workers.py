@@ -228,6 +228,7 @@ def test_one_gateway_reaches_every_model_server_worker(tmp_path: Path) -> None:
                 )
                 per_worker.append(sum(m.inference_stats.success.count for m in stats.model_stats))
         assert sum(per_worker) == 20, per_worker
-        assert min(per_worker) > 0, f"one model-server worker got every call: {per_worker}"
+        # without the eBPF program (no CAP_BPF) the kernel's hash puts the gateway's two
+        # connections on one worker half the time: only round-robin promises both a share
         if round_robin_available():  # the gateway's two connections went to the two workers
             assert per_worker == [10, 10], per_worker
