@@ -167,6 +167,7 @@ class RedisRateLimiter:
 
     async def _drain(self) -> None:
         """Sends the waiting checks as pipelines until none wait."""
+        batch: list[tuple[str, Limit, asyncio.Future[Decision]]] = []
         try:
             while self._queue:
                 batch, self._queue = self._queue, []
@@ -180,7 +181,9 @@ class RedisRateLimiter:
                         fut.set_exception(exc)
         finally:
             self._busy = False
-            for _, _, fut in self._queue:  # only when cancelled (shutdown): nothing waits forever
+            # only when cancelled (shutdown) or failed: the batch in flight and the checks still
+            # waiting get an answer, nothing waits forever
+            for _, _, fut in [*batch, *self._queue]:
                 if not fut.done():
                     fut.set_exception(LimiterUnavailable("rate limiter closed"))
             self._queue = []
@@ -218,6 +221,10 @@ class RedisRateLimiter:
             self._drainer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._drainer
+        for _, _, fut in self._queue:  # a drainer cancelled before it ran leaves them queued
+            if not fut.done():
+                fut.set_exception(LimiterUnavailable("rate limiter closed"))
+        self._queue = []
         await self._redis.aclose()
 
 

@@ -53,3 +53,24 @@ async def test_batched_checks_follow_the_fail_mode(throwaway_redis, fail_open: b
             assert all(isinstance(r, LimiterUnavailable) for r in results)
     finally:
         await rl.close()
+
+
+@pytest.mark.parametrize("yields", [0, 1, 2, 3])
+async def test_close_answers_every_waiting_check(throwaway_redis, yields: int) -> None:
+    """close() while checks wait behind one in flight (their batch not yet sent, or being sent):
+    each gets a decision or LimiterUnavailable, none waits forever."""
+    rl = RedisRateLimiter(throwaway_redis.url)
+    limit = Limit(0.01, 100)
+    await rl.check("k", limit)  # the script is loaded
+    checks = [asyncio.ensure_future(rl.check("k", limit)) for _ in range(6)]
+    # until the lone check is answered and the others wait for the drainer (it always comes: the
+    # lone check ends within the socket timeout); sleep(0), not an Event: the drainer must not
+    # have started yet when yields == 0
+    while rl._drainer is None:  # noqa: ASYNC110
+        await asyncio.sleep(0)
+    for _ in range(yields):  # the drainer not started yet, or sending its batch
+        await asyncio.sleep(0)
+    await rl.close()
+    results = await asyncio.wait_for(asyncio.gather(*checks, return_exceptions=True), 30)
+    assert all(isinstance(r, LimiterUnavailable) or r.allowed for r in results), results
+    assert len(results) == 6
