@@ -467,7 +467,9 @@ async def test_revoked_key_refused_on_the_grpc_door_after_cached_calls(secured, 
         for _ in range(3):  # verified once, then served from the caches
             await inf.ModelInfer(_infer_request("add"), metadata=md, timeout=5)
         registry.revoke("k1")
-        deadline = time.monotonic() + 1.0
+        # what is asserted is that the cached Principal/Admission do not outlive the revocation,
+        # not how fast the Watch event arrives (a loaded machine decides that): a generous wait
+        deadline = time.monotonic() + 30.0
         code = grpc.StatusCode.OK
         while time.monotonic() < deadline:
             try:
