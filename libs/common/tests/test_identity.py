@@ -34,6 +34,14 @@ def test_empty_tenant_header_reads_as_absent_and_bytes_values_decode() -> None:
     assert c == Caller("acme", frozenset({"infer"}))
 
 
+def test_a_binary_header_of_the_client_is_not_decoded() -> None:
+    """A "-bin" value that is not UTF-8 (grpc passes binary headers as bytes) names no one: it
+    neither fails the call nor changes the caller."""
+    md = [("x-client-trace-bin", b"\xff\xfe\x00"), (TENANT_HEADER, "acme"), (SCOPES_HEADER, "infer")]
+    assert Caller.from_metadata(md) == Caller("acme", frozenset({"infer"}))
+    assert Caller.from_metadata([("x-client-trace-bin", b"\xff")]).is_trusted
+
+
 def test_metadata_round_trips_and_may_replace_the_scopes() -> None:
     c = Caller("acme", frozenset({"write", "read"}))
     md = c.metadata()

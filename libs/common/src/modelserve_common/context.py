@@ -26,6 +26,8 @@ def caller_identity(metadata: Iterable[tuple[str, str | bytes]] | None) -> tuple
     tenant: str | None = None
     scopes: frozenset[str] = frozenset()
     for key, value in metadata or ():
+        if key != TENANT_HEADER and key != SCOPES_HEADER:
+            continue  # other values (a client's binary "-bin" header) are never decoded here
         text = value.decode() if isinstance(value, bytes) else value
         if key == TENANT_HEADER and text:
             tenant = text
