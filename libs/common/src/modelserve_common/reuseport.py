@@ -103,7 +103,8 @@ def _listeners(port: int) -> Iterator[socket.socket]:
             continue
         try:
             listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1
-            if listening and sock.type == socket.SOCK_STREAM and sock.getsockname()[1] == port:
+            tcp = sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM
+            if listening and tcp and sock.getsockname()[1] == port:  # (a unix socket's name is a path)
                 yield sock
                 continue
         except OSError:
