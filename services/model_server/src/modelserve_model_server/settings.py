@@ -144,7 +144,8 @@ class ModelServerSettings(TritonSettings, BaseServiceSettings):
     prediction_log_jsonl_path: Path | None = None
     """The JSON-lines file; unset = <data_dir>/prediction-logs/predictions.jsonl. Rotated to
     <path>.1 ... <path>.<prediction_log_jsonl_backups> before it would pass
-    prediction_log_jsonl_max_bytes."""
+    prediction_log_jsonl_max_bytes. With `workers` > 1, worker i > 0 writes its own file,
+    <stem>.worker<i><suffix> beside it (each process rotates only its own file)."""
     prediction_log_jsonl_max_bytes: int = Field(default=64 * 1024**2, ge=1024)
     """Largest size of the JSON-lines file before it is rotated."""
     prediction_log_jsonl_backups: int = Field(default=5, ge=0, le=1000)
@@ -183,8 +184,13 @@ class ModelServerSettings(TritonSettings, BaseServiceSettings):
         return [n for n in self.prediction_log_sinks.split(",") if n]
 
     def prediction_log_jsonl_file(self) -> Path:
-        """Where the ``jsonl`` sink writes."""
-        return self.prediction_log_jsonl_path or self.data_dir / "prediction-logs" / "predictions.jsonl"
+        """Where the ``jsonl`` sink of this worker writes: workers sharing one file would each
+        rotate it by their own count of its size (a backup rotated away early, a rename of a file
+        another worker just created), so worker i > 0 has a file of its own."""
+        path = self.prediction_log_jsonl_path or self.data_dir / "prediction-logs" / "predictions.jsonl"
+        if self.worker_index > 0:
+            path = path.with_name(f"{path.stem}.worker{self.worker_index}{path.suffix}")
+        return path
 
     def artifact_root_paths(self) -> list[Path]:
         """The allowed artifact roots (``artifact_roots``, or its default), made absolute."""

@@ -264,3 +264,8 @@ def test_sink_settings_are_checked(tmp_path: Path) -> None:
     both = ModelServerSettings(prediction_log_sinks=" jsonl, registry,jsonl", data_dir=tmp_path)
     assert both.prediction_log_sink_names() == ["jsonl", "registry"]
     assert both.prediction_log_jsonl_file() == tmp_path / "prediction-logs" / "predictions.jsonl"
+    # workers: each process rotates only its own file
+    worker = ModelServerSettings(prediction_log_sinks="jsonl", data_dir=tmp_path, workers=2, worker_index=1)
+    assert worker.prediction_log_jsonl_file() == tmp_path / "prediction-logs" / "predictions.worker1.jsonl"
+    named = ModelServerSettings(prediction_log_jsonl_path=tmp_path / "p.log", workers=3, worker_index=2)
+    assert named.prediction_log_jsonl_file() == tmp_path / "p.worker2.log"
