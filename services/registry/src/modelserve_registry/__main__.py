@@ -11,7 +11,7 @@ from modelserve_common.errors import ServiceError
 from modelserve_common.logging import configure_logging
 from modelserve_common.server import run_until_signal
 from modelserve_common.tracing import configure_tracing
-from modelserve_registry.malloc import fix_mmap_threshold
+from modelserve_registry.malloc import fix_mmap_threshold, limit_arenas
 from modelserve_registry.server import migrate_only, running_server
 from modelserve_registry.settings import RegistrySettings
 
@@ -31,6 +31,7 @@ def main() -> None:
         log.info("registry.migrated", schema_version=version)
         return
     fix_mmap_threshold(settings.malloc_mmap_threshold_bytes)
+    limit_arenas(settings.malloc_arena_max)
     asyncio.run(run_until_signal(running_server(settings, tracer_provider=configure_tracing(settings))))
 
 

@@ -61,6 +61,9 @@ class RegistrySettings(BaseServiceSettings, DatabaseSettings):
     """glibc malloc: blocks at least this big are mmap-ed and returned to the system when freed
     (mallopt M_MMAP_THRESHOLD, fixed: bounds the RSS that uploads' MiB-sized chunks leave behind);
     0 = glibc's default (dynamic). No effect on another C library."""
+    malloc_arena_max: int = Field(default=2, ge=0, le=1024)
+    """glibc malloc: at most this many arenas (mallopt M_ARENA_MAX at start; fewer arenas keep
+    worker threads' freed upload memory from lingering in one arena each); 0 = glibc's default."""
     max_artifact_bytes: int = Field(default=10 * 1024**3, ge=1)
     """Largest artifact an upload may store (larger: RESOURCE_EXHAUSTED)."""
     tenant_storage_quota_bytes: int = Field(default=0, ge=0)
