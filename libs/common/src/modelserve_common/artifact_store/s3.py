@@ -353,9 +353,15 @@ class _MultipartUpload:
         self._parts[number] = answer["ETag"]
 
     async def complete(self) -> None:
-        sending, self._sending = self._sending, set()
-        for task in sending:
-            await task
+        if self._sending:
+            # asyncio.wait, not awaiting each task: a failed part must not leave the others
+            # untracked (close() waits for them before the abort; a part still being sent
+            # after the abort could leave its storage behind, unlisted), and cancelling this
+            # call must not cancel them (their threads would go on sending without us)
+            await asyncio.wait(self._sending)
+            for task in self._sending:
+                task.result()  # the first failure
+            self._sending.clear()
         store = self._store
         await store._call(
             "completing an upload",
@@ -371,7 +377,10 @@ class _MultipartUpload:
         """Wait for the parts still being sent (a thread cannot be stopped), then, after a
         failure, abort the upload (best effort: the sweeper removes what this cannot reach)."""
         if self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
+            await asyncio.wait(self._sending)  # (not gather: a cancelled close must not cancel them)
+            for task in self._sending:
+                if not task.cancelled():
+                    task.exception()  # retrieved: the failure that matters was raised already
             self._sending.clear()
         self._free.clear()
         store = self._store
