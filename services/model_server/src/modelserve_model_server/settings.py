@@ -156,8 +156,9 @@ class ModelServerSettings(TritonSettings, BaseServiceSettings):
     prediction_log_cloudevents_batched: bool = True
     """True: one ``application/cloudevents-batch+json`` POST per batch; false: one
     ``application/cloudevents+json`` POST per record."""
-    prediction_log_cloudevents_source: str = "/modelserve/model_server"
-    """The CloudEvents ``source`` attribute of the events."""
+    prediction_log_cloudevents_source: str = Field(default="/modelserve/model_server", min_length=1)
+    """The CloudEvents ``source`` attribute of the events (a non-empty URI-reference, as the spec
+    requires)."""
 
     @field_validator("prediction_log_sinks")
     @classmethod

@@ -261,6 +261,8 @@ def test_sink_settings_are_checked(tmp_path: Path) -> None:
         ModelServerSettings(prediction_log_sinks=" , ")
     with pytest.raises(ValueError, match="set prediction_log_cloudevents_url"):
         ModelServerSettings(prediction_log_sinks="cloudevents")
+    with pytest.raises(ValueError, match="prediction_log_cloudevents_source"):
+        ModelServerSettings(prediction_log_cloudevents_source="")
     both = ModelServerSettings(prediction_log_sinks=" jsonl, registry,jsonl", data_dir=tmp_path)
     assert both.prediction_log_sink_names() == ["jsonl", "registry"]
     assert both.prediction_log_jsonl_file() == tmp_path / "prediction-logs" / "predictions.jsonl"
