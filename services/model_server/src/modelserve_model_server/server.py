@@ -30,7 +30,7 @@ from modelserve_model_server.service import InferenceService
 from modelserve_model_server.servicer import InferenceServicer
 from modelserve_model_server.settings import ModelServerSettings
 from modelserve_model_server.triton import TritonRouter
-from modelserve_model_server.triton_pool import triton_pool
+from modelserve_model_server.triton_pool import TritonPool, triton_pool
 from modelserve_model_server.workers import Siblings, socket_path
 
 SERVICE_NAME = "inference.GRPCInferenceService"
@@ -50,14 +50,17 @@ def default_backends(settings: ModelServerSettings) -> dict[str, Backend]:
     }
 
 
-def _siblings(settings: ModelServerSettings) -> tuple[Siblings, list[str]]:
+def _siblings(settings: ModelServerSettings, triton: TritonPool | None) -> tuple[Siblings, list[str]]:
     """The other workers of this server (workers.py; none with one worker) and this worker's
     unix socket address."""
     if settings.workers < 2 or settings.worker_dir is None:
         return Siblings(Path(), 0, 1), []
     own_socket = socket_path(settings.worker_dir, settings.worker_index)
     own_socket.unlink(missing_ok=True)
-    return Siblings(settings.worker_dir, settings.worker_index, settings.workers), [f"unix:{own_socket}"]
+    siblings = Siblings(settings.worker_dir, settings.worker_index, settings.workers)
+    if triton is not None:  # Triton's models: one set of statistics, not one per worker
+        siblings.shared = triton.serves
+    return siblings, [f"unix:{own_socket}"]
 
 
 @asynccontextmanager
@@ -147,7 +150,7 @@ async def running_server(
         if router is not None:  # requests forwarded to Triton are logged like local ones
             router.prediction_log = service.prediction_logger.observe_forwarded
     # Workers of one server (--workers N) answer readiness, statistics and load/unload for all.
-    siblings, extra_addresses = _siblings(settings)
+    siblings, extra_addresses = _siblings(settings, triton)
     wrappers = [siblings.wrap, *wrappers]
     try:
         quiet_ok = () if settings.access_log_inference else (methods.MODEL_INFER, methods.MODEL_STREAM_INFER)

@@ -102,6 +102,18 @@ def merge_statistics(answers: list[pb.ModelStatisticsResponse]) -> pb.ModelStati
     return out
 
 
+def without_shared(
+    answer: pb.ModelStatisticsResponse, shared: Callable[[str], bool]
+) -> pb.ModelStatisticsResponse:
+    """``answer`` less the models for which ``shared`` is true: a model every worker forwards to
+    the same Triton has one set of statistics (Triton's), which each worker repeats; summed, it
+    would count every request once per worker."""
+    keep = [s for s in answer.model_stats if not shared(s.name)]
+    if len(keep) == len(answer.model_stats):
+        return answer
+    return pb.ModelStatisticsResponse(model_stats=keep)
+
+
 async def _local(inner: _Handler, request: bytes, context: _Context) -> bytes:
     deserialize = inner.request_deserializer
     handle: Any = inner.unary_unary
@@ -123,6 +135,9 @@ class Siblings:
 
     def __init__(self, folder: Path, index: int, count: int) -> None:
         self.index = index
+        self.shared: Callable[[str], bool] | None = None
+        """Models whose statistics are not this server's to sum (served through Triton, which
+        every worker asks for the same figures): taken from this worker's answer only."""
         self._targets = [f"unix:{socket_path(folder, j)}" for j in range(count) if j != index]
         self._channels: list[grpc.aio.Channel] = []
         self._builders: dict[str, Callable[[str, _Handler], _Handler]] = {
@@ -204,7 +219,8 @@ class Siblings:
                     if reply.code() != grpc.StatusCode.NOT_FOUND:
                         log.warning("workers.statistics_incomplete", code=reply.code().name)
                     continue
-                answers.append(pb.ModelStatisticsResponse.FromString(reply))
+                answer = pb.ModelStatisticsResponse.FromString(reply)
+                answers.append(answer if self.shared is None else without_shared(answer, self.shared))
             return merge_statistics(answers).SerializeToString()
 
         return grpc.unary_unary_rpc_method_handler(statistics)

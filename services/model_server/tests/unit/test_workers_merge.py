@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from modelserve.inference.v2 import grpc_service_pb2 as pb
 from modelserve_model_server.stats import ModelStats
-from modelserve_model_server.workers import merge_statistics
+from modelserve_model_server.workers import merge_statistics, without_shared
 
 
 def _worker(requests: int, batch: int, queue_ns: int, last_ms: int) -> pb.ModelStatisticsResponse:
@@ -46,3 +46,18 @@ def test_same_batch_size_on_both_workers_is_one_entry() -> None:
     (m,) = [s for s in merged.model_stats if s.name == "m"]
     (b,) = m.batch_stats
     assert b.batch_size == 4 and b.compute_input.count == 2 and b.compute_output.ns == 60
+
+
+def test_models_served_through_triton_are_counted_once() -> None:
+    """Every worker answers Triton's own figures for a Triton-served model: only the asked
+    worker's copy is kept, so the sum does not count each request once per worker."""
+    mine, sibling = _worker(3, 1, 1, 1), _worker(3, 1, 1, 1)
+    triton = ModelStats("on-triton", "1")
+    triton.success.add(7)
+    for answer in (mine, sibling):
+        answer.model_stats.append(triton.to_pb())
+    merged = merge_statistics([mine, without_shared(sibling, lambda name: name == "on-triton")])
+    by_name = {s.name: s for s in merged.model_stats}
+    assert by_name["on-triton"].inference_stats.success.count == 1
+    assert by_name["m"].inference_stats.success.count == 6  # local models still add up
+    assert without_shared(sibling, lambda name: False) is sibling
