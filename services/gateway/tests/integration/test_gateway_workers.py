@@ -117,12 +117,19 @@ def test_gateway_workers_share_both_ports(tmp_path: Path) -> None:
                 assert got.count(first) == got.count(second) == 2, (door, got)
         os.kill(first, signal.SIGTERM)
         assert gw.proc.wait(20) == 0
-        deadline = time.monotonic() + 10
-        while Path(f"/proc/{second}").exists() and time.monotonic() < deadline:
-            stat = Path(f"/proc/{second}/stat").read_text() if Path(f"/proc/{second}").exists() else ""
-            if stat and stat.rsplit(")", 1)[1].split()[0] == "Z":
-                break
+        deadline = time.monotonic() + 30
+        while _alive(second):
+            assert time.monotonic() < deadline, "the second worker outlived the first"
             time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not: it has exited, only not been reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _client_ports(server_port: int) -> list[int]:
