@@ -11,6 +11,9 @@ from modelserve_common.artifact_store import ArtifactStoreSettings
 from modelserve_common.config import BaseServiceSettings, DatabaseSettings
 from modelserve_registry.s3_refs import parse_allowed
 
+S3_MAX_PARTS = 10_000
+"""The most parts of one S3 multipart upload (AWS, MinIO and the others)."""
+
 
 class RegistrySettings(BaseServiceSettings, DatabaseSettings):
     """ModelServe registry."""
@@ -111,6 +114,16 @@ class RegistrySettings(BaseServiceSettings, DatabaseSettings):
             raise ValueError(
                 f"key_grace_period_s ({self.key_grace_period_s}) exceeds max_key_rotation_grace_s "
                 f"({self.max_key_rotation_grace_s})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _largest_upload_fits_in_parts(self) -> RegistrySettings:
+        parts = self.artifacts.s3.part_size_bytes * S3_MAX_PARTS
+        if self.artifacts.kind == "s3" and self.max_artifact_bytes > parts:
+            raise ValueError(
+                f"max_artifact_bytes ({self.max_artifact_bytes}) exceeds what S3 can take in "
+                f"{S3_MAX_PARTS} parts of artifacts.s3.part_size_bytes ({parts}): raise the part size"
             )
         return self
 
