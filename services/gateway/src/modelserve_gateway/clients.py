@@ -111,9 +111,10 @@ class UpstreamStream:
     records success at the first message (or a clean end) and every gRPC failure; an
     ``AioRpcError`` is re-raised for the door to render."""
 
-    def __init__(self, call: Any, breaker: CircuitBreaker) -> None:
+    def __init__(self, call: Any, breaker: CircuitBreaker, probe: bool = False) -> None:
         self.call = call
         self._breaker = breaker
+        self._probe = probe
         self._recorded = False
 
     def _ok(self) -> None:
@@ -139,6 +140,9 @@ class UpstreamStream:
             self._recorded = True
             self._breaker.record(exc.code())
             raise
+        finally:
+            if not self._recorded:  # cancelled or closed before any outcome
+                self._breaker.abandon(self._probe)
         self._ok()
 
 
@@ -179,13 +183,16 @@ class Upstream:
 
     async def call_unary(self, method: str, request: bytes, metadata: Any, deadline_s: float | None) -> Reply:
         """One unary call through the breaker (fails fast while it is open)."""
-        self.breaker.before_call()
+        probe = self.breaker.before_call()
         if self.direct is None:
-            call = self.unary(method)(request, metadata=metadata, timeout=deadline_s)
             try:
+                call = self.unary(method)(request, metadata=metadata, timeout=deadline_s)
                 message: bytes = await call
             except grpc.aio.AioRpcError as exc:
                 self.breaker.record(exc.code())
+                raise
+            except BaseException:  # cancelled, or refused here: no outcome of the upstream's
+                self.breaker.abandon(probe)
                 raise
             self.breaker.record(grpc.StatusCode.OK)
             return Reply(message, await call.initial_metadata(), await call.trailing_metadata())
@@ -204,8 +211,9 @@ class Upstream:
             code = exc.code().name
             self.breaker.record(exc.code())
             raise
-        except asyncio.CancelledError:
-            code = "CANCELLED"
+        except BaseException as exc:  # cancelled, or refused here: no outcome of the upstream's
+            code = "CANCELLED" if isinstance(exc, asyncio.CancelledError) else code
+            self.breaker.abandon(probe)
             raise
         finally:
             self._metrics.record(method, code, time.perf_counter() - started)
@@ -216,11 +224,14 @@ class Upstream:
         self, method: str, requests: AsyncIterator[bytes], metadata: Any, deadline_s: float | None
     ) -> bytes:
         """One client-streaming call through the breaker."""
-        self.breaker.before_call()
+        probe = self.breaker.before_call()
         try:
             message: bytes = await self.stream_unary(method)(requests, metadata=metadata, timeout=deadline_s)
         except grpc.aio.AioRpcError as exc:
             self.breaker.record(exc.code())
+            raise
+        except BaseException:
+            self.breaker.abandon(probe)
             raise
         self.breaker.record(grpc.StatusCode.OK)
         return message
@@ -230,12 +241,16 @@ class Upstream:
     ) -> UpstreamStream:
         """A server-streaming call (``request`` bytes) or a bidirectional one (an iterator of
         requests), through the breaker."""
-        self.breaker.before_call()
-        if isinstance(request, bytes):
-            call = self.unary_stream(method)(request, metadata=metadata, timeout=deadline_s)
-        else:
-            call = self.stream_stream(method)(request, metadata=metadata, timeout=deadline_s)
-        return UpstreamStream(call, self.breaker)
+        probe = self.breaker.before_call()
+        try:
+            if isinstance(request, bytes):
+                call = self.unary_stream(method)(request, metadata=metadata, timeout=deadline_s)
+            else:
+                call = self.stream_stream(method)(request, metadata=metadata, timeout=deadline_s)
+        except BaseException:
+            self.breaker.abandon(probe)
+            raise
+        return UpstreamStream(call, self.breaker, probe)
 
     def unary(self, method: str) -> Any:
         mc = self._unary.get(method)

@@ -72,15 +72,24 @@ class CircuitBreaker:
             return "half_open"
         return "open"
 
-    def before_call(self) -> None:
+    def before_call(self) -> bool:
+        """Fails fast while open; True when this call is the half-open probe (the caller passes
+        it to :meth:`abandon` if the call ends without an outcome)."""
         state = self.state
         if state == "closed":
-            return
+            return False
         if state == "open" or self._probing:
             assert self._opened_at is not None
             left = self.open_s - (time.monotonic() - self._opened_at)
             raise Overloaded(f"upstream {self.upstream} unavailable (circuit open)", max(left, 1.0))
         self._probing = True
+        return True
+
+    def abandon(self, probe: bool) -> None:
+        """A call ended with no outcome to record (its caller went away, or a local error): if it
+        was the probe, the next call probes instead (else no call ever passed again)."""
+        if probe:
+            self._probing = False
 
     def record(self, code: grpc.StatusCode) -> None:
         if code in BREAKER_CODES:
