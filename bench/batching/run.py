@@ -54,8 +54,10 @@ import numpy as np  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
+sys.path.append(str(HERE.parent))  # bench/procstat.py
 
 import mlp_compute  # noqa: E402
+from procstat import cpu_s, rss_mib, tree_pids  # noqa: E402
 
 from modelserve.inference.v2 import grpc_service_pb2 as pb  # noqa: E402
 from modelserve.inference.v2 import grpc_service_pb2_grpc as svc_grpc  # noqa: E402
@@ -93,45 +95,6 @@ def free_ports(n: int) -> list[int]:
     for s in socks:
         s.close()
     return ports
-
-
-def tree_pids(root: int) -> list[int]:
-    pids, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        pids.append(pid)
-        try:
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{tid}/children") as f:
-                    todo.extend(int(p) for p in f.read().split())
-        except OSError:
-            pass
-    return pids
-
-
-def cpu_s(pids: list[int]) -> float:
-    ticks = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-                ticks += int(fields[11]) + int(fields[12])
-        except OSError:
-            pass
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
 
 
 def server_env(work: Path, **extra: str) -> dict[str, str]:

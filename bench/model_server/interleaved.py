@@ -26,7 +26,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,27 +34,11 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.append(str(HERE.parent))  # bench/procstat.py
 
+from procstat import cpu_s, tree_pids  # noqa: E402
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its children."""
-    pids = [pid]
-    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    pids += [int(p) for p in found]
-    total = 0.0
-    for p in pids:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+from modelserve_common.testing import free_port  # noqa: E402
 
 
 def one(name: str, cmd: str, a: argparse.Namespace, work: Path) -> dict[str, float]:
@@ -87,9 +70,9 @@ def one(name: str, cmd: str, a: argparse.Namespace, work: Path) -> dict[str, flo
         h2 += ["-H", "content-type: application/grpc", "-H", "te: trailers", "-d", str(frame)]
         h2 += [f"http://127.0.0.1:{port}/inference.GRPCInferenceService/ModelInfer"]
         subprocess.run([*h2, "-D", "1"], capture_output=True)
-        c0 = tree_cpu_s(proc.pid)
+        c0 = cpu_s(tree_pids(proc.pid))
         out = subprocess.run([*h2, "-D", str(a.duration)], capture_output=True, text=True).stdout
-        c1 = tree_cpu_s(proc.pid)
+        c1 = cpu_s(tree_pids(proc.pid))
         m = re.search(r"(\d+) succeeded", out)
         if m is None or int(m.group(1)) == 0:
             raise RuntimeError(f"{name}: h2load answered nothing useful:\n{out[-800:]}")

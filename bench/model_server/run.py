@@ -44,8 +44,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
+sys.path.append(str(HERE.parent))  # bench/procstat.py
 
 from frame import W, request  # noqa: E402
+from procstat import cpu_s, rss_mib, tree_pids  # noqa: E402
 
 from modelserve.inference.v2 import grpc_service_pb2_grpc as svc_grpc  # noqa: E402
 from modelserve_common.testing import free_port, wait_for_health  # noqa: E402
@@ -109,44 +111,6 @@ def make_repo(dst: Path, batching: bool) -> Path:
             "\n".join(line for line in cfg.read_text().splitlines() if "dynamic_batching" not in line)
         )
     return repo
-
-
-def tree_pids(root: int) -> list[int]:
-    pids, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        pids.append(pid)
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                todo.extend(int(p) for p in f.read().split())
-        except OSError:
-            pass
-    return pids
-
-
-def rss_mib(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
-
-
-def cpu_s(pids: list[int]) -> float:
-    ticks = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-                ticks += int(fields[11]) + int(fields[12])
-        except OSError:
-            pass
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 async def verify(target: str) -> int:
