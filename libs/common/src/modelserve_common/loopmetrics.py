@@ -62,7 +62,8 @@ class _Family(Generic[C]):
         raise NotImplementedError
 
     def _add(self, family: Any, labels: list[str], child: C) -> None:
-        raise NotImplementedError
+        """One child's sample (counters and gauges: its value)."""
+        family.add_metric(labels, child.value)  # type: ignore[attr-defined]
 
     def describe(self) -> Iterable[Metric]:
         return [self._family()]
@@ -96,27 +97,15 @@ class Counter(_Family[CounterChild]):
     def _family(self) -> Metric:
         return CounterMetricFamily(self._name, self._doc, labels=self._labelnames)
 
-    def _add(self, family: Any, labels: list[str], child: CounterChild) -> None:
-        family.add_metric(labels, child.value)
 
-
-class GaugeChild:
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = 0.0
-
-    def inc(self, amount: float = 1) -> None:
-        self.value += amount
+class GaugeChild(CounterChild):
+    __slots__ = ()
 
     def dec(self, amount: float = 1) -> None:
         self.value -= amount
 
     def set(self, value: float) -> None:
         self.value = value
-
-    def get(self) -> float:
-        return self.value
 
 
 class Gauge(_Family[GaugeChild]):
@@ -125,9 +114,6 @@ class Gauge(_Family[GaugeChild]):
 
     def _family(self) -> Metric:
         return GaugeMetricFamily(self._name, self._doc, labels=self._labelnames)
-
-    def _add(self, family: Any, labels: list[str], child: GaugeChild) -> None:
-        family.add_metric(labels, child.value)
 
 
 class HistogramChild:
